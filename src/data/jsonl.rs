@@ -1,0 +1,149 @@
+//! NTV JSON lines, one record per line:
+//!
+//! ```json
+//! {"entity":"u42","label":1.0,"weight":1.0,"offset":-0.87,
+//!  "features":[{"name":"genre","term":"comedy","value":1.0}]}
+//! ```
+//!
+//! `label` and `features` are required; `weight` defaults to 1 and must be ≥ 0, `offset`
+//! defaults to 0; a feature's `term` defaults to `""`. The entity id is a string or an
+//! integer under the configured key. Blank lines are skipped.
+
+use super::{finite, Dataset, EntityMode, FeatureKey, ReadOptions};
+use crate::error::{Error, Result};
+use serde_json::{Map, Value};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+
+pub fn read_jsonl(path: &Path, options: &ReadOptions) -> Result<Dataset> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut data = Dataset::new();
+    let mut line = String::new();
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut number = 0;
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        number += 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        parse_record(path, number, &line, options, &mut data)?;
+    }
+    Ok(data)
+}
+
+/// Parse one JSON record and append it to `data`.
+pub fn parse_record(path: &Path, line: usize, text: &str, options: &ReadOptions, data: &mut Dataset) -> Result<()> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| Error::input(path, line, "record", format!("malformed JSON: {e}")))?;
+    let Value::Object(obj) = value else {
+        return Err(Error::input(path, line, "record", "expected a JSON object"));
+    };
+    let field = |name: &str| obj.get(name).filter(|v| !v.is_null());
+    let number = |name: &str, default: Option<f64>| -> Result<f64> {
+        match field(name) {
+            None => default.ok_or_else(|| Error::input(path, line, name, "missing field")),
+            Some(v) => {
+                let x = v.as_f64().ok_or_else(|| Error::input(path, line, name, format!("expected a number, got {v}")))?;
+                finite(path, line, name, x)
+            }
+        }
+    };
+
+    let entity = match &options.entity {
+        EntityMode::Single(id) => id.clone(),
+        EntityMode::Key(key) => match field(key) {
+            None => return Err(Error::input(path, line, key, "missing entity field (set it with --entity-key)")),
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
+            Some(v) => return Err(Error::input(path, line, key, format!("expected a string or integer id, got {v}"))),
+        },
+    };
+    let label = number("label", None)?;
+    let weight = number("weight", Some(1.0))?;
+    if weight < 0.0 {
+        return Err(Error::input(path, line, "weight", format!("{weight} is negative")));
+    }
+    let offset = number("offset", Some(0.0))?;
+    let timestamp = match &options.timestamp_field {
+        Some(f) => Some(number(f, None)?),
+        None => None,
+    };
+    let features = parse_features(path, line, field("features"))?;
+    data.push(&entity, label, weight, offset, timestamp, features);
+    Ok(())
+}
+
+fn parse_features(path: &Path, line: usize, value: Option<&Value>) -> Result<Vec<(FeatureKey, f64)>> {
+    let Some(value) = value else {
+        return Err(Error::input(path, line, "features", "missing field (use [] for a record with no features)"));
+    };
+    let Value::Array(items) = value else {
+        return Err(Error::input(path, line, "features", format!("expected an array, got {value}")));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(k, item)| {
+            let at = |f: &str| format!("features[{k}].{f}");
+            let Value::Object(obj) = item else {
+                return Err(Error::input(path, line, format!("features[{k}]"), "expected an object"));
+            };
+            let name = string_field(obj, "name").ok_or_else(|| Error::input(path, line, at("name"), "missing or not a string"))?;
+            let term = match obj.get("term") {
+                None | Some(Value::Null) => String::new(),
+                Some(_) => string_field(obj, "term").ok_or_else(|| Error::input(path, line, at("term"), "not a string"))?,
+            };
+            let value = match obj.get("value") {
+                None | Some(Value::Null) => return Err(Error::input(path, line, at("value"), "missing field")),
+                Some(v) => v.as_f64().ok_or_else(|| Error::input(path, line, at("value"), format!("expected a number, got {v}")))?,
+            };
+            let value = finite(path, line, &at("value"), value)?;
+            let key = FeatureKey { name, term };
+            if key.is_intercept() {
+                return Err(Error::input(path, line, at("name"), "(intercept, intercept) is reserved for the implicit intercept"));
+            }
+            Ok((key, value))
+        })
+        .collect()
+}
+
+fn string_field(obj: &Map<String, Value>, name: &str) -> Option<String> {
+    match obj.get(name)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Write records as NTV JSON lines under `entity_key`.
+pub fn write_jsonl(data: &Dataset, entity_key: &str, out: &mut dyn Write) -> std::io::Result<()> {
+    for i in 0..data.num_rows() {
+        let (ids, vals) = data.row_features(i);
+        let features: Vec<Value> = ids
+            .iter()
+            .zip(vals)
+            .map(|(&f, &v)| {
+                let k = data.features.key(f);
+                serde_json::json!({"name": k.name, "term": k.term, "value": v})
+            })
+            .collect();
+        let mut obj = Map::new();
+        obj.insert(entity_key.to_string(), Value::String(data.entities.key(data.entity[i]).clone()));
+        obj.insert("label".into(), data.label[i].into());
+        obj.insert("weight".into(), data.weight[i].into());
+        obj.insert("offset".into(), data.offset[i].into());
+        if let Some(t) = data.timestamp[i] {
+            obj.insert("timestamp".into(), t.into());
+        }
+        obj.insert("features".into(), Value::Array(features));
+        serde_json::to_writer(&mut *out, &Value::Object(obj))?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,226 @@
+//! Training and scoring records (DESIGN §2) held column-wise, with interned entity ids
+//! and feature keys.
+//!
+//! A record has an entity, a label, a weight (default 1), an offset (default 0; the
+//! fixed-effect score) and sparse features keyed by `(name, term)`. Duplicate keys in a
+//! record are summed. The intercept is implicit: it is not a stored feature, and the key
+//! `("intercept", "intercept")` is reserved for it.
+
+mod jsonl;
+mod offset_model;
+mod tsv;
+
+pub use jsonl::{read_jsonl, write_jsonl};
+pub use offset_model::OffsetModel;
+pub use tsv::read_tsv;
+
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Name and term of a feature; the intercept is `("intercept", "intercept")`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FeatureKey {
+    pub name: String,
+    pub term: String,
+}
+
+impl FeatureKey {
+    pub fn new(name: impl Into<String>, term: impl Into<String>) -> Self {
+        FeatureKey { name: name.into(), term: term.into() }
+    }
+
+    pub fn intercept() -> Self {
+        FeatureKey::new("intercept", "intercept")
+    }
+
+    pub fn is_intercept(&self) -> bool {
+        self.name == "intercept" && self.term == "intercept"
+    }
+}
+
+/// A string ↔ dense id table: ids are handed out in order of first appearance.
+#[derive(Debug, Clone)]
+pub struct Interner<K> {
+    keys: Vec<K>,
+    ids: HashMap<K, u32>,
+}
+
+impl<K> Default for Interner<K> {
+    fn default() -> Self {
+        Interner { keys: Vec::new(), ids: HashMap::new() }
+    }
+}
+
+impl<K: Clone + Eq + std::hash::Hash> Interner<K> {
+    pub fn id(&mut self, key: &K) -> u32 {
+        if let Some(&id) = self.ids.get(key) {
+            return id;
+        }
+        let id = self.keys.len() as u32;
+        self.keys.push(key.clone());
+        self.ids.insert(key.clone(), id);
+        id
+    }
+
+    pub fn get(&self, key: &K) -> Option<u32> {
+        self.ids.get(key).copied()
+    }
+
+    pub fn key(&self, id: u32) -> &K {
+        &self.keys[id as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn keys(&self) -> &[K] {
+        &self.keys
+    }
+}
+
+/// How records name their entity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntityMode {
+    /// The entity id is the value of this field of each record (default `entity`).
+    Key(String),
+    /// Every record of the file belongs to one entity with this id.
+    Single(String),
+}
+
+impl Default for EntityMode {
+    fn default() -> Self {
+        EntityMode::Key("entity".into())
+    }
+}
+
+/// Input file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// NTV JSON lines.
+    Jsonl,
+    /// Dense TSV: `timestamp, label, v1 … vK`.
+    Tsv,
+}
+
+/// Records held column-wise: row `i` has entity `entity[i]`, features
+/// `feature_ids[nz_ptr[i]..nz_ptr[i+1]]` with `values[..]`, and so on.
+#[derive(Debug, Clone, Default)]
+pub struct Dataset {
+    pub entities: Interner<String>,
+    pub features: Interner<FeatureKey>,
+    pub entity: Vec<u32>,
+    pub label: Vec<f64>,
+    pub weight: Vec<f64>,
+    pub offset: Vec<f64>,
+    /// Optional per-record timestamp (TSV column 1, or a JSON field when asked for).
+    pub timestamp: Vec<Option<f64>>,
+    pub nz_ptr: Vec<usize>,
+    pub feature_ids: Vec<u32>,
+    pub values: Vec<f64>,
+}
+
+impl Dataset {
+    pub fn new() -> Self {
+        Dataset { nz_ptr: vec![0], ..Default::default() }
+    }
+
+    pub fn num_rows(&self) -> usize {
+        self.label.len()
+    }
+
+    pub fn row_features(&self, i: usize) -> (&[u32], &[f64]) {
+        let r = self.nz_ptr[i]..self.nz_ptr[i + 1];
+        (&self.feature_ids[r.clone()], &self.values[r])
+    }
+
+    /// Append one record; duplicate feature keys are summed.
+    pub fn push(&mut self, entity: &str, label: f64, weight: f64, offset: f64, timestamp: Option<f64>, features: impl IntoIterator<Item = (FeatureKey, f64)>) {
+        let e = match self.entities.get_str(entity) {
+            Some(id) => id,
+            None => self.entities.id(&entity.to_string()),
+        };
+        self.entity.push(e);
+        self.label.push(label);
+        self.weight.push(weight);
+        self.offset.push(offset);
+        self.timestamp.push(timestamp);
+        let start = self.feature_ids.len();
+        for (key, value) in features {
+            let f = self.features.id(&key);
+            match self.feature_ids[start..].iter().position(|&g| g == f) {
+                Some(k) => self.values[start + k] += value,
+                None => {
+                    self.feature_ids.push(f);
+                    self.values.push(value);
+                }
+            }
+        }
+        self.nz_ptr.push(self.feature_ids.len());
+    }
+
+    /// Rows of each entity, entities in order of first appearance, rows in file order.
+    pub fn rows_by_entity(&self) -> Vec<Vec<usize>> {
+        let mut groups = vec![Vec::new(); self.entities.len()];
+        for (i, &e) in self.entity.iter().enumerate() {
+            groups[e as usize].push(i);
+        }
+        groups
+    }
+
+    /// Add `offset_model`'s score `β₀ + x·β` to every record's offset.
+    pub fn add_offsets(&mut self, model: &OffsetModel) {
+        let beta: Vec<f64> = self.features.keys().iter().map(|k| model.coefficient(k)).collect();
+        for i in 0..self.num_rows() {
+            let (ids, vals) = self.row_features(i);
+            let s: f64 = ids.iter().zip(vals).map(|(&f, &v)| beta[f as usize] * v).sum();
+            self.offset[i] += model.intercept + s;
+        }
+    }
+}
+
+impl Interner<String> {
+    fn get_str(&self, key: &str) -> Option<u32> {
+        self.ids.get(key).copied()
+    }
+}
+
+/// Options for reading records.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    pub entity: EntityMode,
+    /// A JSON field holding each record's timestamp (optional).
+    pub timestamp_field: Option<String>,
+}
+
+/// Read a records file in `format`; an empty file is an error.
+pub fn read_records(path: &Path, format: Format, options: &ReadOptions) -> Result<Dataset> {
+    let data = match format {
+        Format::Jsonl => read_jsonl(path, options)?,
+        Format::Tsv => {
+            let entity = match &options.entity {
+                EntityMode::Single(id) => id.clone(),
+                EntityMode::Key(_) => "global".to_string(),
+            };
+            read_tsv(path, &entity)?
+        }
+    };
+    if data.num_rows() == 0 {
+        return Err(Error::EmptyInput { path: path.to_path_buf(), message: "no records".into() });
+    }
+    Ok(data)
+}
+
+/// Require a finite number.
+pub(crate) fn finite(path: &Path, line: usize, field: &str, v: f64) -> Result<f64> {
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(Error::input(path, line, field, format!("{v} is not a finite number")))
+    }
+}

@@ -1,0 +1,39 @@
+//! The library's error type. Bad input names its file, line and field.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A malformed or invalid record, model or coefficient.
+    #[error("{}:{line}: {field}: {message}", path.display())]
+    Input { path: PathBuf, line: usize, field: String, message: String },
+    /// A file with nothing to read.
+    #[error("{}: {message}", path.display())]
+    EmptyInput { path: PathBuf, message: String },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A prior model that cannot serve the requested training.
+    #[error("prior for entity {entity:?}: {message}")]
+    PriorMismatch { entity: String, message: String },
+    /// Inconsistent settings.
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Eval(#[from] crate::eval::EvalError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn input(path: impl Into<PathBuf>, line: usize, field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Input { path: path.into(), line, field: field.into(), message: message.into() }
+    }
+
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+}

@@ -1,0 +1,173 @@
+//! Trained per-entity models: coefficient means and the posterior precision kept with
+//! them (DESIGN §1, "Hessian types"), and their JSON-lines file form (DESIGN §2).
+//!
+//! Hessian types: `full` keeps the d×d precision `H`, `diagonal` its diagonal, `identity`
+//! the unit matrix and `none` nothing. Variances are `1/H_jj` for a diagonal precision and
+//! `diag(H⁻¹)` for a full one.
+//!
+//! File form, one entity per line:
+//!
+//! ```json
+//! {"entity":"u1","objective":"bayes-logistic","hessian":"diagonal",
+//!  "means":[{"name":"intercept","term":"intercept","value":0.12}, …],
+//!  "variances":[{"name":"intercept","term":"intercept","value":0.05}, …],
+//!  "precision":{"diagonal":[20.0, …]}}
+//! ```
+//!
+//! `precision` holds the exact precision — `{"diagonal": [...]}` in the order of `means`,
+//! or for `full` `{"features": [{name, term}, …], "matrix": [[…], …]}` — so a model read
+//! back is bit-for-bit the model written. `variances` are for people and for files written
+//! by other tools: a file may hold only `entity`, `means` and `variances` (Lambda Learner's
+//! form), and a coefficient without a variance then gets the precision the reader is
+//! given (λ when the model is a training prior, as in the reference).
+
+mod file;
+pub mod linalg;
+
+pub use file::{read_models, write_model_line, write_models};
+
+use crate::data::FeatureKey;
+use crate::objective::ObjectiveKind;
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+/// Which posterior precision is kept with a trained model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HessianType {
+    Full,
+    Diagonal,
+    Identity,
+    None,
+}
+
+impl HessianType {
+    pub const ALL: [HessianType; 4] = [HessianType::Full, HessianType::Diagonal, HessianType::Identity, HessianType::None];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            HessianType::Full => "full",
+            HessianType::Diagonal => "diagonal",
+            HessianType::Identity => "identity",
+            HessianType::None => "none",
+        }
+    }
+}
+
+impl fmt::Display for HessianType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for HessianType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        HessianType::ALL
+            .into_iter()
+            .find(|h| h.name() == s)
+            .ok_or_else(|| format!("unknown Hessian type {s:?}: expected full, diagonal, identity or none"))
+    }
+}
+
+/// The precision kept with a model, aligned with its features.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Precision {
+    None,
+    Diagonal(Vec<f64>),
+    /// Row-major d×d.
+    Full(Vec<f64>),
+}
+
+/// One entity's model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntityModel {
+    pub entity: String,
+    /// The objective it was trained with (absent in files written by other tools).
+    pub objective: Option<ObjectiveKind>,
+    pub hessian: HessianType,
+    /// Coefficient keys; the intercept, when present, is `FeatureKey::intercept()`.
+    pub features: Vec<FeatureKey>,
+    pub means: Vec<f64>,
+    pub precision: Precision,
+}
+
+impl EntityModel {
+    /// Coefficient variances: `1/H_jj` (diagonal, identity) or `diag(H⁻¹)` (full).
+    /// `None` when no precision is kept or a full precision is not positive definite.
+    pub fn variances(&self) -> Option<Vec<f64>> {
+        match &self.precision {
+            Precision::None => None,
+            Precision::Diagonal(h) => Some(h.iter().map(|v| 1.0 / v).collect()),
+            Precision::Full(h) => linalg::Cholesky::new(h, self.means.len()).map(|c| c.inverse_diagonal()),
+        }
+    }
+
+    /// Index of every feature of the model.
+    pub fn feature_index(&self) -> HashMap<&FeatureKey, usize> {
+        self.features.iter().enumerate().map(|(j, k)| (k, j)).collect()
+    }
+
+    /// Precision entry `H_jk`, if any is kept.
+    pub fn precision_at(&self, j: usize, k: usize) -> Option<f64> {
+        match &self.precision {
+            Precision::None => None,
+            Precision::Diagonal(h) => Some(if j == k { h[j] } else { 0.0 }),
+            Precision::Full(h) => Some(h[j * self.means.len() + k]),
+        }
+    }
+}
+
+/// Models of many entities, looked up by entity id.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelSet {
+    models: Vec<EntityModel>,
+    index: HashMap<String, usize>,
+}
+
+impl ModelSet {
+    pub fn new() -> Self {
+        ModelSet::default()
+    }
+
+    /// Add a model; a second model for the same entity replaces the first.
+    pub fn insert(&mut self, model: EntityModel) {
+        match self.index.get(&model.entity) {
+            Some(&i) => self.models[i] = model,
+            None => {
+                self.index.insert(model.entity.clone(), self.models.len());
+                self.models.push(model);
+            }
+        }
+    }
+
+    pub fn get(&self, entity: &str) -> Option<&EntityModel> {
+        self.index.get(entity).map(|&i| &self.models[i])
+    }
+
+    pub fn contains(&self, entity: &str) -> bool {
+        self.index.contains_key(entity)
+    }
+
+    pub fn models(&self) -> &[EntityModel] {
+        &self.models
+    }
+
+    pub fn len(&self) -> usize {
+        self.models.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.models.is_empty()
+    }
+}
+
+impl FromIterator<EntityModel> for ModelSet {
+    fn from_iter<I: IntoIterator<Item = EntityModel>>(iter: I) -> Self {
+        let mut s = ModelSet::new();
+        for m in iter {
+            s.insert(m);
+        }
+        s
+    }
+}

@@ -1,0 +1,355 @@
+//! A batch of per-entity problems packed flat, and the f64 evaluation of one of them.
+//!
+//! Layout (E entities, R rows, C coefficients in all):
+//!
+//! | array           | length | meaning                                                   |
+//! |-----------------|--------|-----------------------------------------------------------|
+//! | `coef_ptr`      | E + 1  | entity e owns coefficients `coef_ptr[e]..coef_ptr[e+1]`   |
+//! | `row_ptr`       | E + 1  | entity e owns rows `row_ptr[e]..row_ptr[e+1]`             |
+//! | `nz_ptr`        | R + 1  | row i owns non-zeros `nz_ptr[i]..nz_ptr[i+1]` (CSR)       |
+//! | `cols`, `vals`  | nnz    | entity-local column (0 = intercept) and value             |
+//! | `labels` …      | R      | label (±1 for logistic), weight, offset                   |
+//! | `penalty`       | C      | `p_j` of the module formula                               |
+//! | `prior_mean`    | C      | `θ₀`, also the starting point of the solver               |
+//! | prior precision | C or Σd² | `Q = δ H₀`: none, diagonal, or one dense d×d block per entity |
+//!
+//! The intercept column is stored explicitly (value 1 in every row) so that every
+//! evaluator treats it like any other feature. A column appears at most once per row.
+
+use super::{Loss, RowDerivatives};
+
+/// `Q = δ H₀`, the weighted precision of the prior.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PriorPrecision {
+    /// No prior term (`linear`, `logistic`).
+    None,
+    /// Diagonal of `Q`, one value per coefficient (`coef_ptr` layout).
+    Diagonal(Vec<f64>),
+    /// Dense row-major d×d block per entity; entity e's block starts at `block_ptr[e]`.
+    Full { block_ptr: Vec<usize>, values: Vec<f64> },
+}
+
+/// Many independent entity problems sharing one loss, packed for batched evaluation.
+#[derive(Debug, Clone)]
+pub struct TrainingBatch {
+    pub loss: Loss,
+    pub coef_ptr: Vec<usize>,
+    pub row_ptr: Vec<usize>,
+    pub nz_ptr: Vec<usize>,
+    pub cols: Vec<u32>,
+    pub vals: Vec<f64>,
+    pub labels: Vec<f64>,
+    pub weights: Vec<f64>,
+    pub offsets: Vec<f64>,
+    pub penalty: Vec<f64>,
+    pub prior_mean: Vec<f64>,
+    pub prior_precision: PriorPrecision,
+}
+
+impl TrainingBatch {
+    pub fn builder(loss: Loss, precision: PrecisionShape) -> TrainingBatchBuilder {
+        TrainingBatchBuilder::new(loss, precision)
+    }
+
+    pub fn num_entities(&self) -> usize {
+        self.coef_ptr.len() - 1
+    }
+
+    pub fn num_rows(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn num_coefficients(&self) -> usize {
+        self.prior_mean.len()
+    }
+
+    pub fn entity(&self, e: usize) -> EntityProblem<'_> {
+        let coefs = self.coef_ptr[e]..self.coef_ptr[e + 1];
+        let rows = self.row_ptr[e]..self.row_ptr[e + 1];
+        let prior = match &self.prior_precision {
+            PriorPrecision::None => EntityPrior::None,
+            PriorPrecision::Diagonal(q) => EntityPrior::Diagonal(&q[coefs.clone()]),
+            PriorPrecision::Full { block_ptr, values } => {
+                let d = coefs.len();
+                EntityPrior::Full(&values[block_ptr[e]..block_ptr[e] + d * d])
+            }
+        };
+        EntityProblem {
+            loss: self.loss,
+            nz_ptr: &self.nz_ptr[rows.start..rows.end + 1],
+            cols: &self.cols,
+            vals: &self.vals,
+            labels: &self.labels[rows.clone()],
+            weights: &self.weights[rows.clone()],
+            offsets: &self.offsets[rows],
+            penalty: &self.penalty[coefs.clone()],
+            prior_mean: &self.prior_mean[coefs],
+            prior,
+        }
+    }
+}
+
+/// Which prior-precision representation a batch is built with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrecisionShape {
+    None,
+    Diagonal,
+    Full,
+}
+
+/// Appends entities one at a time to a [`TrainingBatch`].
+pub struct TrainingBatchBuilder {
+    batch: TrainingBatch,
+    entity_rows_open: bool,
+}
+
+impl TrainingBatchBuilder {
+    fn new(loss: Loss, shape: PrecisionShape) -> Self {
+        let prior_precision = match shape {
+            PrecisionShape::None => PriorPrecision::None,
+            PrecisionShape::Diagonal => PriorPrecision::Diagonal(Vec::new()),
+            PrecisionShape::Full => PriorPrecision::Full { block_ptr: vec![0], values: Vec::new() },
+        };
+        TrainingBatchBuilder {
+            batch: TrainingBatch {
+                loss,
+                coef_ptr: vec![0],
+                row_ptr: vec![0],
+                nz_ptr: vec![0],
+                cols: Vec::new(),
+                vals: Vec::new(),
+                labels: Vec::new(),
+                weights: Vec::new(),
+                offsets: Vec::new(),
+                penalty: Vec::new(),
+                prior_mean: Vec::new(),
+                prior_precision,
+            },
+            entity_rows_open: false,
+        }
+    }
+
+    /// Add one row to the entity being built. `features` are (entity-local column ≥ 1, value),
+    /// each column at most once (readers sum duplicates); the intercept is added here.
+    pub fn push_row(&mut self, label: f64, weight: f64, offset: f64, features: impl IntoIterator<Item = (u32, f64)>) {
+        let b = &mut self.batch;
+        b.cols.push(0);
+        b.vals.push(1.0);
+        for (c, v) in features {
+            debug_assert!(c >= 1, "column 0 is the intercept");
+            b.cols.push(c);
+            b.vals.push(v);
+        }
+        b.nz_ptr.push(b.cols.len());
+        b.labels.push(label);
+        b.weights.push(weight);
+        b.offsets.push(offset);
+        self.entity_rows_open = true;
+    }
+
+    /// Close the entity whose rows were just pushed. `penalty` and `prior_mean` have one value
+    /// per coefficient (intercept first); `prior_precision` is `Q = δH₀`: empty for
+    /// [`PrecisionShape::None`], d values for diagonal, d×d row-major for full.
+    pub fn finish_entity(&mut self, penalty: &[f64], prior_mean: &[f64], prior_precision: &[f64]) {
+        let d = penalty.len();
+        assert_eq!(prior_mean.len(), d, "prior mean has one value per coefficient");
+        let b = &mut self.batch;
+        b.penalty.extend_from_slice(penalty);
+        b.prior_mean.extend_from_slice(prior_mean);
+        match &mut b.prior_precision {
+            PriorPrecision::None => assert!(prior_precision.is_empty()),
+            PriorPrecision::Diagonal(q) => {
+                assert_eq!(prior_precision.len(), d);
+                q.extend_from_slice(prior_precision);
+            }
+            PriorPrecision::Full { block_ptr, values } => {
+                assert_eq!(prior_precision.len(), d * d);
+                values.extend_from_slice(prior_precision);
+                block_ptr.push(values.len());
+            }
+        }
+        b.coef_ptr.push(b.prior_mean.len());
+        b.row_ptr.push(b.labels.len());
+        self.entity_rows_open = false;
+    }
+
+    pub fn build(self) -> TrainingBatch {
+        assert!(!self.entity_rows_open, "rows pushed after the last finish_entity");
+        self.batch
+    }
+}
+
+/// The prior term of one entity.
+#[derive(Debug, Clone, Copy)]
+pub enum EntityPrior<'a> {
+    None,
+    Diagonal(&'a [f64]),
+    Full(&'a [f64]),
+}
+
+/// One entity's problem, borrowed from a [`TrainingBatch`].
+#[derive(Debug, Clone, Copy)]
+pub struct EntityProblem<'a> {
+    pub loss: Loss,
+    /// Row pointers into `cols`/`vals` (one more than the number of rows).
+    pub nz_ptr: &'a [usize],
+    pub cols: &'a [u32],
+    pub vals: &'a [f64],
+    pub labels: &'a [f64],
+    pub weights: &'a [f64],
+    pub offsets: &'a [f64],
+    pub penalty: &'a [f64],
+    pub prior_mean: &'a [f64],
+    pub prior: EntityPrior<'a>,
+}
+
+impl<'a> EntityProblem<'a> {
+    pub fn num_rows(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn num_coefficients(&self) -> usize {
+        self.penalty.len()
+    }
+
+    #[inline]
+    fn row(&self, i: usize) -> (&'a [u32], &'a [f64]) {
+        let r = self.nz_ptr[i]..self.nz_ptr[i + 1];
+        (&self.cols[r.clone()], &self.vals[r])
+    }
+
+    /// `m_i = o_i + x_i·θ`.
+    #[inline]
+    pub fn margin(&self, i: usize, theta: &[f64]) -> f64 {
+        let (cols, vals) = self.row(i);
+        let mut m = self.offsets[i];
+        for (&c, &v) in cols.iter().zip(vals) {
+            m += v * theta[c as usize];
+        }
+        m
+    }
+
+    #[inline]
+    fn row_derivatives(&self, i: usize, theta: &[f64]) -> RowDerivatives {
+        self.loss.row(self.margin(i, theta), self.labels[i], self.weights[i])
+    }
+
+    /// `F(θ)` and `∇F(θ)` (written into `grad`).
+    pub fn value_and_gradient(&self, theta: &[f64], grad: &mut [f64]) -> f64 {
+        grad.fill(0.0);
+        let mut f = 0.0;
+        for i in 0..self.num_rows() {
+            let r = self.row_derivatives(i, theta);
+            f += r.loss;
+            let (cols, vals) = self.row(i);
+            for (&c, &v) in cols.iter().zip(vals) {
+                grad[c as usize] += r.d1 * v;
+            }
+        }
+        f + self.regularizer_value_and_gradient(theta, grad)
+    }
+
+    /// `F(θ)` alone.
+    pub fn value(&self, theta: &[f64]) -> f64 {
+        let mut grad = vec![0.0; self.num_coefficients()];
+        self.value_and_gradient(theta, &mut grad)
+    }
+
+    /// Adds `p ⊙ θ + Q(θ − θ₀)` to `grad` and returns `½ Σ p θ² + ½ (θ−θ₀)ᵀQ(θ−θ₀)`.
+    fn regularizer_value_and_gradient(&self, theta: &[f64], grad: &mut [f64]) -> f64 {
+        let mut f = 0.0;
+        for j in 0..theta.len() {
+            f += 0.5 * self.penalty[j] * theta[j] * theta[j];
+            grad[j] += self.penalty[j] * theta[j];
+        }
+        match self.prior {
+            EntityPrior::None => {}
+            EntityPrior::Diagonal(q) => {
+                for j in 0..theta.len() {
+                    let dev = theta[j] - self.prior_mean[j];
+                    f += 0.5 * q[j] * dev * dev;
+                    grad[j] += q[j] * dev;
+                }
+            }
+            EntityPrior::Full(q) => {
+                let d = theta.len();
+                for j in 0..d {
+                    let mut qd = 0.0;
+                    for k in 0..d {
+                        qd += q[j * d + k] * (theta[k] - self.prior_mean[k]);
+                    }
+                    f += 0.5 * (theta[j] - self.prior_mean[j]) * qd;
+                    grad[j] += qd;
+                }
+            }
+        }
+        f
+    }
+
+    /// Diagonal of the data Hessian `Xᵀ diag(ℓ'') X`.
+    pub fn data_hessian_diagonal(&self, theta: &[f64]) -> Vec<f64> {
+        let mut h = vec![0.0; self.num_coefficients()];
+        for i in 0..self.num_rows() {
+            let d2 = self.row_derivatives(i, theta).d2;
+            let (cols, vals) = self.row(i);
+            for (&c, &v) in cols.iter().zip(vals) {
+                h[c as usize] += d2 * v * v;
+            }
+        }
+        h
+    }
+
+    /// The data Hessian `Xᵀ diag(ℓ'') X`, dense row-major d×d.
+    pub fn data_hessian_full(&self, theta: &[f64]) -> Vec<f64> {
+        let d = self.num_coefficients();
+        let mut h = vec![0.0; d * d];
+        for i in 0..self.num_rows() {
+            let d2 = self.row_derivatives(i, theta).d2;
+            let (cols, vals) = self.row(i);
+            for (&a, &va) in cols.iter().zip(vals) {
+                for (&b, &vb) in cols.iter().zip(vals) {
+                    h[a as usize * d + b as usize] += d2 * va * vb;
+                }
+            }
+        }
+        h
+    }
+
+    /// Diagonal of the full Hessian of `F`: data Hessian + `p` + diag(Q).
+    pub fn hessian_diagonal(&self, theta: &[f64]) -> Vec<f64> {
+        let d = self.num_coefficients();
+        let mut h = self.data_hessian_diagonal(theta);
+        for j in 0..d {
+            h[j] += self.penalty[j];
+            h[j] += match self.prior {
+                EntityPrior::None => 0.0,
+                EntityPrior::Diagonal(q) => q[j],
+                EntityPrior::Full(q) => q[j * d + j],
+            };
+        }
+        h
+    }
+
+    /// The Hessian of `F`: data Hessian + diag(p) + Q, dense row-major d×d.
+    pub fn hessian_full(&self, theta: &[f64]) -> Vec<f64> {
+        let d = self.num_coefficients();
+        let mut h = self.data_hessian_full(theta);
+        for j in 0..d {
+            h[j * d + j] += self.penalty[j];
+        }
+        match self.prior {
+            EntityPrior::None => {}
+            EntityPrior::Diagonal(q) => {
+                for j in 0..d {
+                    h[j * d + j] += q[j];
+                }
+            }
+            EntityPrior::Full(q) => {
+                for (hj, qj) in h.iter_mut().zip(q) {
+                    *hj += qj;
+                }
+            }
+        }
+        h
+    }
+}

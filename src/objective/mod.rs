@@ -1,0 +1,263 @@
+//! The per-entity objectives of DESIGN §1 in f64: the reference every other
+//! evaluator is checked against.
+//!
+//! Every objective is written in one form. For an entity with rows `i`
+//! (features `x_i`, label `y_i`, weight `w_i`, offset `o_i`) and margin
+//! `m_i = o_i + x_i·θ`:
+//!
+//! ```text
+//! F(θ) = Σ_i ℓ(m_i; y_i, w_i) + ½ Σ_j p_j θ_j² + ½ (θ − θ₀)ᵀ Q (θ − θ₀)
+//! ```
+//!
+//! | objective        | ℓ(m; y, w)             | p_j        | Q     |
+//! |------------------|------------------------|------------|-------|
+//! | `linear`         | w/2 (m − y)²           | λ          | 0     |
+//! | `logistic`       | w log(1 + e^{−y m})    | λ          | 0     |
+//! | `bayes-linear`   | w/2 (m − y)²           | (1 − δ) λ  | δ H₀  |
+//! | `bayes-logistic` | w log(1 + e^{−y m})    | (1 − δ) λ  | δ H₀  |
+//!
+//! with `p_0 = 0` for the intercept when its penalty is turned off. The per-row
+//! derivatives with respect to the margin are
+//! logistic `ℓ' = −w y σ(−y m)`, `ℓ'' = w σ(m) σ(−m)`;
+//! linear `ℓ' = w (m − y)`, `ℓ'' = w`.
+//! Gradient `∇F = Xᵀ ℓ' + p ⊙ θ + Q (θ − θ₀)`, Hessian `Xᵀ diag(ℓ'') X + diag(p) + Q`.
+//!
+//! The logistic loss uses the softplus form `log(1 + e^{−z}) = max(−z, 0) + log1p(e^{−|z|})`,
+//! which neither overflows nor loses the gradient at |z| = 1000.
+//!
+//! Reference: Lambda Learner (Ramanath et al., 2020, arXiv:2010.05154), §3.
+
+mod entity;
+
+pub use entity::{EntityPrior, EntityProblem, PrecisionShape, PriorPrecision, TrainingBatch, TrainingBatchBuilder};
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The data term of an objective.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loss {
+    /// `w/2 (m − y)²`.
+    Squared,
+    /// `w log(1 + e^{−y m})`, labels ±1.
+    Logistic,
+}
+
+/// One of the four objectives of DESIGN §1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObjectiveKind {
+    Linear,
+    Logistic,
+    BayesLinear,
+    BayesLogistic,
+}
+
+impl ObjectiveKind {
+    pub const ALL: [ObjectiveKind; 4] = [
+        ObjectiveKind::Linear,
+        ObjectiveKind::Logistic,
+        ObjectiveKind::BayesLinear,
+        ObjectiveKind::BayesLogistic,
+    ];
+
+    pub fn loss(self) -> Loss {
+        match self {
+            ObjectiveKind::Linear | ObjectiveKind::BayesLinear => Loss::Squared,
+            ObjectiveKind::Logistic | ObjectiveKind::BayesLogistic => Loss::Logistic,
+        }
+    }
+
+    /// Whether the previous model enters the objective as a prior `δ/2 (θ−θ₀)ᵀH₀(θ−θ₀)`.
+    pub fn is_bayesian(self) -> bool {
+        matches!(self, ObjectiveKind::BayesLinear | ObjectiveKind::BayesLogistic)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ObjectiveKind::Linear => "linear",
+            ObjectiveKind::Logistic => "logistic",
+            ObjectiveKind::BayesLinear => "bayes-linear",
+            ObjectiveKind::BayesLogistic => "bayes-logistic",
+        }
+    }
+}
+
+impl fmt::Display for ObjectiveKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for ObjectiveKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ObjectiveKind::ALL
+            .into_iter()
+            .find(|o| o.name() == s)
+            .ok_or_else(|| {
+                format!("unknown objective {s:?}: expected linear, logistic, bayes-linear or bayes-logistic")
+            })
+    }
+}
+
+/// Regularisation settings shared by every entity of a run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Regularization {
+    /// L2 penalty λ ≥ 0 (default 1).
+    pub penalty: f64,
+    /// Forgetting factor δ ∈ [0, 1]; used by the `bayes-*` objectives only (default 0.8).
+    pub delta: f64,
+    /// Whether the intercept (coefficient 0) is penalised like the others (default true,
+    /// Lambda Learner's behaviour; Photon-ML leaves it unpenalised).
+    pub intercept_penalty: bool,
+}
+
+impl Default for Regularization {
+    fn default() -> Self {
+        Regularization { penalty: 1.0, delta: 0.8, intercept_penalty: true }
+    }
+}
+
+impl Regularization {
+    /// The diagonal penalty `p_j` of coefficient `j` under `objective`.
+    pub fn coefficient_penalty(&self, objective: ObjectiveKind, j: usize) -> f64 {
+        if j == 0 && !self.intercept_penalty {
+            0.0
+        } else if objective.is_bayesian() {
+            (1.0 - self.delta) * self.penalty
+        } else {
+            self.penalty
+        }
+    }
+
+    /// The prior precision of coefficient `j` when there is no previous model (`H₀ = λ I`,
+    /// without the intercept when its penalty is off), so a cold `bayes-*` fit equals the
+    /// plain fit.
+    pub fn cold_precision(&self, j: usize) -> f64 {
+        if j == 0 && !self.intercept_penalty {
+            0.0
+        } else {
+            self.penalty
+        }
+    }
+}
+
+/// `log(1 + e^z)` without overflow or cancellation.
+#[inline]
+pub fn softplus(z: f64) -> f64 {
+    z.max(0.0) + (-z.abs()).exp().ln_1p()
+}
+
+/// `1 / (1 + e^{−z})` without overflow.
+#[inline]
+pub fn sigmoid(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// Loss and first and second derivatives with respect to the margin of one row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RowDerivatives {
+    pub loss: f64,
+    pub d1: f64,
+    pub d2: f64,
+}
+
+/// `ℓ = w log(1 + e^{−y m})`, `ℓ' = −w y σ(−y m)`, `ℓ'' = w σ(m) σ(−m)`, with one `exp`.
+#[inline]
+pub fn logistic_row(margin: f64, label: f64, weight: f64) -> RowDerivatives {
+    let z = label * margin;
+    let e = (-z.abs()).exp(); // e^{−|z|} ∈ (0, 1]
+    let one_plus = 1.0 + e;
+    // σ(−z) = e^{−z} / (1 + e^{−z}); for z ≥ 0 that is e/(1+e), else 1/(1+e).
+    let sig_neg_z = if z >= 0.0 { e / one_plus } else { 1.0 / one_plus };
+    RowDerivatives {
+        loss: weight * ((-z).max(0.0) + e.ln_1p()),
+        d1: -weight * label * sig_neg_z,
+        d2: weight * e / (one_plus * one_plus),
+    }
+}
+
+/// `ℓ = w/2 (m − y)²`, `ℓ' = w (m − y)`, `ℓ'' = w`.
+#[inline]
+pub fn squared_row(margin: f64, label: f64, weight: f64) -> RowDerivatives {
+    let r = margin - label;
+    RowDerivatives { loss: 0.5 * weight * r * r, d1: weight * r, d2: weight }
+}
+
+impl Loss {
+    #[inline]
+    pub fn row(self, margin: f64, label: f64, weight: f64) -> RowDerivatives {
+        match self {
+            Loss::Squared => squared_row(margin, label, weight),
+            Loss::Logistic => logistic_row(margin, label, weight),
+        }
+    }
+}
+
+/// The label of a record as the objective sees it: for a logistic loss `1` is +1 and any
+/// other value −1 (the Lambda Learner convention); a squared loss uses it as given.
+pub fn training_label(loss: Loss, raw: f64) -> f64 {
+    match loss {
+        Loss::Squared => raw,
+        Loss::Logistic => {
+            if raw == 1.0 {
+                1.0
+            } else {
+                -1.0
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softplus_is_stable_and_pinned() {
+        // Independent values: log(1+e^z) computed in high precision.
+        assert_eq!(softplus(0.0), std::f64::consts::LN_2);
+        assert!((softplus(1.0) - 1.313_261_687_518_222_8).abs() < 1e-15);
+        assert!((softplus(-1.0) - 0.313_261_687_518_222_83).abs() < 1e-15);
+        assert_eq!(softplus(1000.0), 1000.0);
+        assert!(softplus(-1000.0) >= 0.0 && softplus(-1000.0) < 1e-300);
+        assert!(softplus(-30.0) > 0.0);
+        assert!((softplus(-30.0) - 9.357_622_968_840_175e-14).abs() < 1e-27);
+    }
+
+    #[test]
+    fn logistic_row_at_extreme_margins() {
+        let r = logistic_row(-1000.0, 1.0, 1.0);
+        assert_eq!(r.loss, 1000.0);
+        assert_eq!(r.d1, -1.0);
+        assert_eq!(r.d2, 0.0);
+        let r = logistic_row(1000.0, 1.0, 2.0);
+        assert_eq!(r.loss, 0.0);
+        assert!(r.d1 <= 0.0 && r.d1 > -1e-300);
+        let r = logistic_row(0.0, -1.0, 1.0);
+        assert_eq!(r.loss, std::f64::consts::LN_2);
+        assert_eq!(r.d1, 0.5);
+        assert_eq!(r.d2, 0.25);
+    }
+
+    #[test]
+    fn objective_names_round_trip() {
+        for o in ObjectiveKind::ALL {
+            assert_eq!(o.name().parse::<ObjectiveKind>().unwrap(), o);
+        }
+        assert!("ridge".parse::<ObjectiveKind>().unwrap_err().contains("ridge"));
+    }
+
+    #[test]
+    fn labels_follow_the_reference_convention() {
+        assert_eq!(training_label(Loss::Logistic, 1.0), 1.0);
+        assert_eq!(training_label(Loss::Logistic, 0.0), -1.0);
+        assert_eq!(training_label(Loss::Logistic, -1.0), -1.0);
+        assert_eq!(training_label(Loss::Squared, 4.0), 4.0);
+    }
+}

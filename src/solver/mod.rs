@@ -1,0 +1,323 @@
+//! Lockstep batched L-BFGS (DESIGN §1, "Solver").
+//!
+//! Every entity of a batch owns its L-BFGS state in f64. A round gathers the pending
+//! trial point of every running entity, evaluates them all with one
+//! [`BatchEvaluator::evaluate`] call, then lets each entity accept, backtrack or finish
+//! ([`line_search`]). Finished entities leave the active list, so later rounds evaluate
+//! only the entities still running.
+//!
+//! Stopping follows scipy's L-BFGS-B (`fmin_l_bfgs_b`) so that settings carry over:
+//! after an accepted step, stop when `‖∇F‖_∞ ≤ pgtol`; else when
+//! `(f_k − f_{k+1}) / max(|f_k|, |f_{k+1}|, 1) ≤ factr · ε_mach`; else when the iteration
+//! count reaches `max_iterations`. A starting point with `‖∇F‖_∞ ≤ pgtol` stops at once.
+//! When a line search fails, the memory is dropped and steepest descent is tried once;
+//! if that fails too the entity stops at its best point, which is its starting point (the
+//! prior) when no step was ever accepted.
+
+mod lbfgs_memory;
+mod line_search;
+
+pub use lbfgs_memory::LbfgsMemory;
+pub use line_search::{LineDecision, LinePoint, LineSearch};
+
+use crate::eval::{entity_slices_mut, BatchEvaluator, EvalError};
+use lbfgs_memory::dot;
+use rayon::prelude::*;
+use std::fmt;
+
+/// L-BFGS settings, with scipy's defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LbfgsOptions {
+    /// Number of correction pairs kept (default 10).
+    pub memory: usize,
+    /// Relative-reduction tolerance in units of machine epsilon (default 1e7).
+    pub factr: f64,
+    /// Gradient infinity-norm tolerance (default 1e-5).
+    pub pgtol: f64,
+    /// Iteration limit per entity (default 15000).
+    pub max_iterations: usize,
+    /// Evaluations allowed per line search (default 20).
+    pub max_line_search: usize,
+}
+
+impl Default for LbfgsOptions {
+    fn default() -> Self {
+        LbfgsOptions { memory: 10, factr: 1e7, pgtol: 1e-5, max_iterations: 15000, max_line_search: 20 }
+    }
+}
+
+/// Why an entity stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StopReason {
+    /// `‖∇F‖_∞ ≤ pgtol`.
+    GradientTolerance,
+    /// Relative reduction of F below `factr · ε`.
+    RelativeReduction,
+    /// `max_iterations` reached.
+    MaxIterations,
+    /// The line search failed after progress; the best point found is kept.
+    LineSearchFailed,
+    /// The line search failed before any progress; the starting point (the prior) is kept.
+    LineSearchFailedKeptPrior,
+    /// The objective is not finite at the starting point; the starting point is kept.
+    NonFiniteStart,
+}
+
+impl StopReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            StopReason::GradientTolerance => "gradient-tolerance",
+            StopReason::RelativeReduction => "relative-reduction",
+            StopReason::MaxIterations => "max-iterations",
+            StopReason::LineSearchFailed => "line-search-failed",
+            StopReason::LineSearchFailedKeptPrior => "line-search-failed-kept-prior",
+            StopReason::NonFiniteStart => "non-finite-start-kept-prior",
+        }
+    }
+
+    /// Whether the entity met a convergence test (as opposed to a limit or a failure).
+    pub fn converged(self) -> bool {
+        matches!(self, StopReason::GradientTolerance | StopReason::RelativeReduction)
+    }
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What the solver reports for one entity.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SolveReport {
+    pub initial_loss: f64,
+    pub final_loss: f64,
+    pub iterations: usize,
+    pub evaluations: usize,
+    pub gradient_norm: f64,
+    pub reason: StopReason,
+}
+
+/// Optimum and reports of a batch.
+#[derive(Debug, Clone)]
+pub struct SolveResult {
+    /// Final coefficients, laid out by the evaluator's `coef_ptr`.
+    pub theta: Vec<f64>,
+    pub reports: Vec<SolveReport>,
+    /// Batched evaluation rounds.
+    pub rounds: usize,
+}
+
+/// Per-entity solver state.
+struct EntityState {
+    x: Vec<f64>,
+    f: f64,
+    g: Vec<f64>,
+    p: Vec<f64>,
+    /// Gradient at the line search's best point so far (for `Accept(lo)`).
+    g_lo: Vec<f64>,
+    memory: LbfgsMemory,
+    search: LineSearch,
+    /// Whether the current search direction is steepest descent after a reset.
+    steepest: bool,
+    report: SolveReport,
+    done: bool,
+}
+
+/// Minimise every entity of the evaluator's batch from `start` (laid out by `coef_ptr`).
+/// `progress` is called after each round with the number of entities finished so far.
+pub fn minimize(
+    evaluator: &mut dyn BatchEvaluator,
+    start: &[f64],
+    options: &LbfgsOptions,
+    mut progress: impl FnMut(usize),
+) -> Result<SolveResult, EvalError> {
+    let coef_ptr = evaluator.coef_ptr().to_vec();
+    let n = coef_ptr.len() - 1;
+    assert_eq!(start.len(), coef_ptr[n], "start point does not match the coefficient layout");
+    let precision = evaluator.loss_precision();
+
+    let mut trial = start.to_vec();
+    let mut trial_loss = vec![0.0; n];
+    let mut trial_grad = vec![0.0; start.len()];
+    let mut active: Vec<usize> = (0..n).collect();
+    evaluator.evaluate(&active, &trial, &mut trial_loss, &mut trial_grad)?;
+    let mut rounds = 1;
+
+    let mut states: Vec<EntityState> = (0..n)
+        .into_par_iter()
+        .map(|e| {
+            let r = coef_ptr[e]..coef_ptr[e + 1];
+            EntityState::start(&start[r.clone()], trial_loss[e], &trial_grad[r], options, precision)
+        })
+        .collect();
+    write_trials(&mut states, &coef_ptr, &active, &mut trial);
+    active.retain(|&e| !states[e].done);
+    progress(n - active.len());
+
+    while !active.is_empty() {
+        evaluator.evaluate(&active, &trial, &mut trial_loss, &mut trial_grad)?;
+        rounds += 1;
+        {
+            let mut running: Vec<&mut EntityState> = states.iter_mut().filter(|s| !s.done).collect();
+            debug_assert_eq!(running.len(), active.len());
+            running.par_iter_mut().zip(active.par_iter()).for_each(|(s, &e)| {
+                let r = coef_ptr[e]..coef_ptr[e + 1];
+                s.observe(trial_loss[e], &trial_grad[r], options, precision);
+            });
+        }
+        write_trials(&mut states, &coef_ptr, &active, &mut trial);
+        active.retain(|&e| !states[e].done);
+        progress(n - active.len());
+    }
+
+    let mut theta = vec![0.0; start.len()];
+    for (e, s) in states.iter().enumerate() {
+        theta[coef_ptr[e]..coef_ptr[e + 1]].copy_from_slice(&s.x);
+    }
+    Ok(SolveResult { theta, reports: states.iter().map(|s| s.report).collect(), rounds })
+}
+
+/// Write `x + α p` of every running entity in `active` into the flat trial buffer.
+fn write_trials(states: &mut [EntityState], coef_ptr: &[usize], active: &[usize], trial: &mut [f64]) {
+    let slices = entity_slices_mut(coef_ptr, active, trial);
+    slices.into_par_iter().zip(active.par_iter()).for_each(|(t, &e)| {
+        let s = &states[e];
+        if !s.done {
+            let alpha = s.pending_step();
+            for ((tj, xj), pj) in t.iter_mut().zip(&s.x).zip(&s.p) {
+                *tj = xj + alpha * pj;
+            }
+        }
+    });
+}
+
+fn inf_norm(v: &[f64]) -> f64 {
+    v.iter().fold(0.0f64, |m, x| m.max(x.abs()))
+}
+
+impl EntityState {
+    fn start(x0: &[f64], f0: f64, g0: &[f64], options: &LbfgsOptions, precision: f64) -> Self {
+        let d = x0.len();
+        let gnorm = inf_norm(g0);
+        let mut s = EntityState {
+            x: x0.to_vec(),
+            f: f0,
+            g: g0.to_vec(),
+            p: vec![0.0; d],
+            g_lo: vec![0.0; d],
+            memory: LbfgsMemory::new(d, options.memory),
+            search: LineSearch::new(f0, 0.0, 0.0, 1.0, 1),
+            steepest: true,
+            report: SolveReport {
+                initial_loss: f0,
+                final_loss: f0,
+                iterations: 0,
+                evaluations: 1,
+                gradient_norm: gnorm,
+                reason: StopReason::GradientTolerance,
+            },
+            done: false,
+        };
+        if !f0.is_finite() || !g0.iter().all(|v| v.is_finite()) {
+            s.finish(StopReason::NonFiniteStart);
+        } else if gnorm <= options.pgtol {
+            s.finish(StopReason::GradientTolerance);
+        } else if options.max_iterations == 0 {
+            s.finish(StopReason::MaxIterations);
+        } else {
+            s.begin_search(options, precision);
+        }
+        s
+    }
+
+    fn finish(&mut self, reason: StopReason) {
+        self.report.reason = reason;
+        self.report.final_loss = self.f;
+        self.report.gradient_norm = inf_norm(&self.g);
+        self.done = true;
+    }
+
+    /// The step of the trial point the line search is waiting for.
+    fn pending_step(&self) -> f64 {
+        self.search.pending()
+    }
+
+    /// Compute the next direction from the memory (steepest descent if empty or not a
+    /// descent direction) and start its line search.
+    fn begin_search(&mut self, options: &LbfgsOptions, precision: f64) {
+        let mut scratch = vec![0.0; options.memory.max(1)];
+        self.memory.direction(&self.g, &mut self.p, &mut scratch);
+        let mut slope = dot(&self.g, &self.p);
+        self.steepest = self.memory.is_empty();
+        if !(slope < 0.0) {
+            self.memory.clear();
+            self.steepest = true;
+            for (pj, gj) in self.p.iter_mut().zip(&self.g) {
+                *pj = -gj;
+            }
+            slope = dot(&self.g, &self.p);
+        }
+        // scipy's first step: 1/‖p‖₂ on steepest descent, 1 on a quasi-Newton direction.
+        let first = if self.steepest { (1.0 / dot(&self.p, &self.p).sqrt()).min(1.0) } else { 1.0 };
+        let noise = 10.0 * precision * self.f.abs().max(1.0);
+        self.search = LineSearch::new(self.f, slope, noise, first, options.max_line_search);
+    }
+
+    /// Take the evaluation of the pending trial point.
+    fn observe(&mut self, f: f64, g: &[f64], options: &LbfgsOptions, precision: f64) {
+        self.report.evaluations += 1;
+        let alpha = self.search.pending();
+        let point = LinePoint { alpha, value: f, slope: if f.is_finite() { dot(g, &self.p) } else { f64::NAN } };
+        let previous_lo = self.search.best().alpha;
+        let decision = self.search.observe(point);
+        if self.search.best().alpha != previous_lo && self.search.best().alpha == alpha {
+            self.g_lo.copy_from_slice(g);
+        }
+        match decision {
+            LineDecision::Try(_) => {}
+            LineDecision::Accept(p) => {
+                let g_new = if p.alpha == alpha { g.to_vec() } else { self.g_lo.clone() };
+                self.accept(p, &g_new, options, precision);
+            }
+            LineDecision::Fail => {
+                if !self.steepest {
+                    // Drop the memory and retry along steepest descent (as L-BFGS-B does).
+                    self.memory.clear();
+                    self.begin_search(options, precision);
+                } else if self.report.iterations == 0 {
+                    self.finish(StopReason::LineSearchFailedKeptPrior);
+                } else {
+                    self.finish(StopReason::LineSearchFailed);
+                }
+            }
+        }
+    }
+
+    fn accept(&mut self, p: LinePoint, g_new: &[f64], options: &LbfgsOptions, precision: f64) {
+        let d = self.x.len();
+        let mut s = vec![0.0; d];
+        let mut y = vec![0.0; d];
+        for j in 0..d {
+            s[j] = p.alpha * self.p[j];
+            y[j] = g_new[j] - self.g[j];
+            self.x[j] += s[j];
+        }
+        self.memory.push(&s, &y);
+        let f_old = self.f;
+        self.f = p.value;
+        self.g.copy_from_slice(g_new);
+        self.report.iterations += 1;
+
+        let rel = (f_old - self.f) / f_old.abs().max(self.f.abs()).max(1.0);
+        if inf_norm(&self.g) <= options.pgtol {
+            self.finish(StopReason::GradientTolerance);
+        } else if rel <= options.factr * f64::EPSILON {
+            self.finish(StopReason::RelativeReduction);
+        } else if self.report.iterations >= options.max_iterations {
+            self.finish(StopReason::MaxIterations);
+        } else {
+            self.begin_search(options, precision);
+        }
+    }
+}

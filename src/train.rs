@@ -1,0 +1,283 @@
+//! `fit(prior, data)`: one incremental training path, where a missing prior is a cold start.
+//!
+//! For each entity of the data:
+//! 1. **Projection.** Its coefficient space is the intercept, then the features of its
+//!    rows in order of first appearance (Photon-ML's per-entity projection, the
+//!    reference's IndexMap). Features only its prior has are *kept*: their mean and
+//!    precision pass to the new model unchanged, and they take no part in training
+//!    (their deviation from the prior mean stays zero, so their prior terms vanish).
+//! 2. **Prior.** `θ₀` is the prior's mean (0 for coefficients it lacks) and is the
+//!    solver's starting point for every objective. For `bayes-*`, `H₀` is the prior's
+//!    precision restricted to the trained coefficients; a coefficient the prior lacks
+//!    gets the cold-start precision λ (0 for an unpenalised intercept).
+//! 3. **Solve** with the lockstep batched L-BFGS, entities in batches.
+//! 4. **Posterior precision** at the trained θ (DESIGN §1):
+//!    `Xᵀ diag(ℓ'') X + diag(p) + δ H₀`, kept as the configured Hessian type.
+//!
+//! An entity whose line search failed before any progress keeps its prior model as it
+//! was (Lambda Learner's behaviour); its report says so.
+
+use crate::data::{Dataset, FeatureKey};
+use crate::error::{Error, Result};
+use crate::eval::CpuEvaluator;
+use crate::model::{EntityModel, HessianType, ModelSet, Precision};
+use crate::objective::{training_label, ObjectiveKind, PrecisionShape, Regularization, TrainingBatch};
+use crate::solver::{minimize, LbfgsOptions, SolveReport, StopReason};
+use rayon::prelude::*;
+
+/// Settings of a training run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    pub objective: ObjectiveKind,
+    pub regularization: Regularization,
+    /// Posterior precision kept with each model (default `diagonal`).
+    pub hessian: HessianType,
+    pub solver: LbfgsOptions,
+    /// Entities solved together in one batch (default 65,536); bounds solver memory.
+    pub batch_entities: usize,
+}
+
+impl TrainConfig {
+    pub fn new(objective: ObjectiveKind) -> Self {
+        TrainConfig {
+            objective,
+            regularization: Regularization::default(),
+            hessian: HessianType::Diagonal,
+            solver: LbfgsOptions::default(),
+            batch_entities: 65_536,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let r = &self.regularization;
+        if !(r.penalty >= 0.0 && r.penalty.is_finite()) {
+            return Err(Error::Config(format!("penalty must be a finite number ≥ 0, got {}", r.penalty)));
+        }
+        if !(0.0..=1.0).contains(&r.delta) {
+            return Err(Error::Config(format!("delta must lie in [0, 1], got {}", r.delta)));
+        }
+        if self.batch_entities == 0 {
+            return Err(Error::Config("batch_entities must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Per-entity training report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntityReport {
+    pub entity: String,
+    pub rows: usize,
+    /// Trained coefficients, intercept included.
+    pub features: usize,
+    pub solve: SolveReport,
+}
+
+/// What [`fit`] returns.
+#[derive(Debug, Clone)]
+pub struct FitOutput {
+    /// Models of the entities in the data, in order of first appearance.
+    pub models: Vec<EntityModel>,
+    pub reports: Vec<EntityReport>,
+    /// Batched evaluation rounds over all batches.
+    pub rounds: usize,
+}
+
+/// How one entity's coefficients map to data and prior.
+struct Plan<'p> {
+    entity: String,
+    rows: Vec<usize>,
+    /// Trained coefficients first (`free` of them: intercept, data features), then kept ones.
+    keys: Vec<FeatureKey>,
+    free: usize,
+    prior: Option<&'p EntityModel>,
+    /// Index in the prior model of each of `keys` (None if the prior lacks it).
+    in_prior: Vec<Option<usize>>,
+    /// Dataset feature id → local column, for the rows.
+    columns: std::collections::HashMap<u32, u32>,
+}
+
+/// Train every entity of `data`, each from its model in `prior` when there is one.
+/// `progress` gets the number of entities finished so far.
+pub fn fit(prior: Option<&ModelSet>, data: &Dataset, config: &TrainConfig, progress: &mut dyn FnMut(usize)) -> Result<FitOutput> {
+    config.validate()?;
+    let mut groups = data.rows_by_entity();
+    let mut models = Vec::with_capacity(groups.len());
+    let mut reports = Vec::with_capacity(groups.len());
+    let mut rounds = 0;
+    let mut done_before = 0;
+    let entity_ids: Vec<usize> = (0..groups.len()).collect();
+    for chunk in entity_ids.chunks(config.batch_entities) {
+        let plans: Vec<Plan> = chunk
+            .iter()
+            .map(|&e| plan_entity(data, e, std::mem::take(&mut groups[e]), prior, config))
+            .collect::<Result<_>>()?;
+        let batch = build_batch(data, &plans, config);
+        let mut evaluator = CpuEvaluator::new(&batch);
+        let solved = minimize(&mut evaluator, &batch.prior_mean, &config.solver, |n| progress(done_before + n))?;
+        rounds += solved.rounds;
+        done_before += plans.len();
+        let out: Vec<(EntityModel, EntityReport)> = plans
+            .par_iter()
+            .enumerate()
+            .map(|(k, plan)| {
+                let theta = &solved.theta[batch.coef_ptr[k]..batch.coef_ptr[k + 1]];
+                let report = EntityReport { entity: plan.entity.clone(), rows: plan.rows.len(), features: plan.free, solve: solved.reports[k] };
+                (posterior_model(&batch, k, plan, theta, &report.solve, config), report)
+            })
+            .collect();
+        for (m, r) in out {
+            models.push(m);
+            reports.push(r);
+        }
+    }
+    Ok(FitOutput { models, reports, rounds })
+}
+
+fn plan_entity<'p>(data: &Dataset, e: usize, rows: Vec<usize>, prior: Option<&'p ModelSet>, config: &TrainConfig) -> Result<Plan<'p>> {
+    let entity = data.entities.key(e as u32).clone();
+    let mut keys = vec![FeatureKey::intercept()];
+    let mut columns = std::collections::HashMap::new();
+    for &i in &rows {
+        for &f in data.row_features(i).0 {
+            columns.entry(f).or_insert_with(|| {
+                keys.push(data.features.key(f).clone());
+                (keys.len() - 1) as u32
+            });
+        }
+    }
+    let free = keys.len();
+    let prior = prior.and_then(|p| p.get(&entity));
+    let mut in_prior = vec![None; free];
+    if let Some(pm) = prior {
+        check_prior_fits(pm, config)?;
+        for (pj, key) in pm.features.iter().enumerate() {
+            let local = if key.is_intercept() { Some(0) } else { data.features.get(key).and_then(|f| columns.get(&f)).map(|&c| c as usize) };
+            match local {
+                Some(j) => in_prior[j] = Some(pj),
+                None => {
+                    keys.push(key.clone());
+                    in_prior.push(Some(pj));
+                }
+            }
+        }
+    }
+    Ok(Plan { entity, rows, keys, free, prior, in_prior, columns })
+}
+
+/// A prior "fits" when it can serve as `H₀` for the requested training.
+fn check_prior_fits(pm: &EntityModel, config: &TrainConfig) -> Result<()> {
+    if !config.objective.is_bayesian() {
+        return Ok(());
+    }
+    let mismatch = |message: String| Err(Error::PriorMismatch { entity: pm.entity.clone(), message });
+    match (&pm.precision, config.hessian) {
+        (Precision::None, _) => mismatch(format!(
+            "it keeps no precision (Hessian type none), but {} needs one; retrain it with --hessian diagonal or full",
+            config.objective
+        )),
+        (Precision::Full(_), h) if h != HessianType::Full => mismatch(format!(
+            "it has a full precision matrix but --hessian {h} was asked; use --hessian full so its correlations are not dropped"
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn build_batch(data: &Dataset, plans: &[Plan], config: &TrainConfig) -> TrainingBatch {
+    let objective = config.objective;
+    let loss = objective.loss();
+    let reg = &config.regularization;
+    let shape = match (objective.is_bayesian(), config.hessian) {
+        (false, _) => PrecisionShape::None,
+        (true, HessianType::Full) => PrecisionShape::Full,
+        (true, _) => PrecisionShape::Diagonal,
+    };
+    let mut b = TrainingBatch::builder(loss, shape);
+    let mut features = Vec::new();
+    for plan in plans {
+        for &i in &plan.rows {
+            let (ids, vals) = data.row_features(i);
+            features.clear();
+            features.extend(ids.iter().zip(vals).map(|(f, &v)| (plan.columns[f], v)));
+            b.push_row(training_label(loss, data.label[i]), data.weight[i], data.offset[i], features.iter().copied());
+        }
+        let d = plan.free;
+        let penalty: Vec<f64> = (0..d).map(|j| reg.coefficient_penalty(objective, j)).collect();
+        let mean: Vec<f64> = (0..d).map(|j| match (plan.prior, plan.in_prior[j]) {
+            (Some(pm), Some(pj)) => pm.means[pj],
+            _ => 0.0,
+        }).collect();
+        let h0 = |j: usize, k: usize| -> f64 {
+            match (plan.prior, plan.in_prior[j], plan.in_prior[k]) {
+                (Some(pm), Some(pj), Some(pk)) => pm.precision_at(pj, pk).unwrap_or(0.0),
+                _ if j == k => reg.cold_precision(j),
+                _ => 0.0,
+            }
+        };
+        let delta = reg.delta;
+        let q: Vec<f64> = match shape {
+            PrecisionShape::None => Vec::new(),
+            PrecisionShape::Diagonal => (0..d).map(|j| delta * h0(j, j)).collect(),
+            PrecisionShape::Full => (0..d * d).map(|jk| delta * h0(jk / d, jk % d)).collect(),
+        };
+        b.finish_entity(&penalty, &mean, &q);
+    }
+    b.build()
+}
+
+/// The trained model of plan `k`: trained means and posterior precision, kept coefficients
+/// copied from the prior.
+fn posterior_model(batch: &TrainingBatch, k: usize, plan: &Plan, theta: &[f64], report: &SolveReport, config: &TrainConfig) -> EntityModel {
+    if report.reason == StopReason::LineSearchFailedKeptPrior || report.reason == StopReason::NonFiniteStart {
+        if let Some(pm) = plan.prior {
+            return pm.clone();
+        }
+    }
+    let problem = batch.entity(k);
+    let n = plan.keys.len();
+    let free = plan.free;
+    let kept_precision = |a: usize, b: usize| -> f64 {
+        let p = plan.prior.expect("kept coefficients come from a prior");
+        match (plan.in_prior[a], plan.in_prior[b]) {
+            (Some(pa), Some(pb)) => p.precision_at(pa, pb).unwrap_or(if a == b { config.regularization.penalty } else { 0.0 }),
+            _ => 0.0,
+        }
+    };
+    let precision = match config.hessian {
+        HessianType::None => Precision::None,
+        HessianType::Identity => Precision::Diagonal(vec![1.0; n]),
+        HessianType::Diagonal => {
+            let mut h = problem.hessian_diagonal(theta);
+            h.extend((free..n).map(|j| kept_precision(j, j)));
+            Precision::Diagonal(h)
+        }
+        HessianType::Full => {
+            let trained = problem.hessian_full(theta);
+            let mut h = vec![0.0; n * n];
+            for a in 0..n {
+                for b in 0..n {
+                    h[a * n + b] = if a < free && b < free { trained[a * free + b] } else { kept_precision(a, b) };
+                }
+            }
+            Precision::Full(h)
+        }
+    };
+    let mut means = theta.to_vec();
+    if let Some(pm) = plan.prior {
+        means.extend(plan.in_prior[free..].iter().map(|pj| pm.means[pj.expect("kept coefficients are in the prior")]));
+    }
+    EntityModel {
+        entity: plan.entity.clone(),
+        objective: Some(config.objective),
+        hessian: config.hessian,
+        features: plan.keys.clone(),
+        means,
+        precision,
+    }
+}
+
+/// Models of `prior` whose entities are absent from `data`: they pass through unchanged
+/// so that the output of an incremental run is the complete model set.
+pub fn untouched_priors<'a>(prior: &'a ModelSet, data: &'a Dataset) -> impl Iterator<Item = &'a EntityModel> {
+    prior.models().iter().filter(move |m| data.entities.get(&m.entity).is_none())
+}
