@@ -24,6 +24,7 @@ use crate::model::{EntityModel, HessianType, ModelSet, Precision};
 use crate::objective::{training_label, ObjectiveKind, PrecisionShape, Regularization, TrainingBatch};
 use crate::solver::{minimize, LbfgsOptions, SolveReport, StopReason};
 use rayon::prelude::*;
+use std::time::Instant;
 
 /// Settings of a training run.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,20 +82,52 @@ pub struct FitOutput {
     pub reports: Vec<EntityReport>,
     /// Batched evaluation rounds over all batches.
     pub rounds: usize,
+    pub timings: FitTimings,
+}
+
+/// Wall-clock seconds spent in each phase of [`fit`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FitTimings {
+    /// Projection and packing of the batches.
+    pub build: f64,
+    /// The batched L-BFGS.
+    pub solve: f64,
+    /// Posterior precisions and model assembly.
+    pub posterior: f64,
 }
 
 /// How one entity's coefficients map to data and prior.
 struct Plan<'p> {
-    entity: String,
+    entity: u32,
     rows: Vec<usize>,
-    /// Trained coefficients first (`free` of them: intercept, data features), then kept ones.
-    keys: Vec<FeatureKey>,
-    free: usize,
+    /// Dataset feature ids of trained coefficients `1..free`, ascending (0 is the intercept).
+    data_features: Vec<u32>,
     prior: Option<&'p EntityModel>,
-    /// Index in the prior model of each of `keys` (None if the prior lacks it).
+    /// Index in the prior of each trained coefficient, then of each kept one.
     in_prior: Vec<Option<usize>>,
-    /// Dataset feature id → local column, for the rows.
-    columns: std::collections::HashMap<u32, u32>,
+}
+
+impl Plan<'_> {
+    /// Trained coefficients: the intercept and the data features.
+    fn free(&self) -> usize {
+        self.data_features.len() + 1
+    }
+
+    /// Local column of a dataset feature id.
+    fn column(&self, f: u32) -> u32 {
+        self.data_features.binary_search(&f).expect("feature of the entity's rows") as u32 + 1
+    }
+
+    /// Keys of all coefficients: trained, then kept.
+    fn keys(&self, data: &Dataset) -> Vec<FeatureKey> {
+        let mut keys = Vec::with_capacity(self.in_prior.len());
+        keys.push(FeatureKey::intercept());
+        keys.extend(self.data_features.iter().map(|&f| data.features.key(f).clone()));
+        if let Some(pm) = self.prior {
+            keys.extend(self.in_prior[self.free()..].iter().map(|pj| pm.features[pj.expect("kept coefficients are in the prior")].clone()));
+        }
+        keys
+    }
 }
 
 /// Train every entity of `data`, each from its model in `prior` when there is one.
@@ -106,63 +139,94 @@ pub fn fit(prior: Option<&ModelSet>, data: &Dataset, config: &TrainConfig, progr
     let mut reports = Vec::with_capacity(groups.len());
     let mut rounds = 0;
     let mut done_before = 0;
-    let entity_ids: Vec<usize> = (0..groups.len()).collect();
-    for chunk in entity_ids.chunks(config.batch_entities) {
-        let plans: Vec<Plan> = chunk
-            .iter()
-            .map(|&e| plan_entity(data, e, std::mem::take(&mut groups[e]), prior, config))
+    let mut timings = FitTimings::default();
+    let mut start = 0;
+    while start < groups.len() {
+        let end = (start + config.batch_entities).min(groups.len());
+        let clock = Instant::now();
+        let plans: Vec<Plan> = groups[start..end]
+            .par_iter_mut()
+            .enumerate()
+            .map_init(
+                || vec![u32::MAX; data.features.len()],
+                |seen, (k, rows)| plan_entity(data, (start + k) as u32, std::mem::take(rows), prior, config, seen),
+            )
             .collect::<Result<_>>()?;
-        let batch = build_batch(data, &plans, config);
+        start = end;
+        let parts: Vec<TrainingBatch> = plans.par_chunks(BUILD_CHUNK).map(|p| build_batch(data, p, config)).collect();
+        let batch = TrainingBatch::concat(parts);
+        timings.build += clock.elapsed().as_secs_f64();
+
+        let clock = Instant::now();
         let mut evaluator = CpuEvaluator::new(&batch);
         let solved = minimize(&mut evaluator, &batch.prior_mean, &config.solver, |n| progress(done_before + n))?;
+        timings.solve += clock.elapsed().as_secs_f64();
         rounds += solved.rounds;
         done_before += plans.len();
+
+        let clock = Instant::now();
         let out: Vec<(EntityModel, EntityReport)> = plans
             .par_iter()
             .enumerate()
             .map(|(k, plan)| {
                 let theta = &solved.theta[batch.coef_ptr[k]..batch.coef_ptr[k + 1]];
-                let report = EntityReport { entity: plan.entity.clone(), rows: plan.rows.len(), features: plan.free, solve: solved.reports[k] };
-                (posterior_model(&batch, k, plan, theta, &report.solve, config), report)
+                let report = EntityReport {
+                    entity: data.entities.key(plan.entity).clone(),
+                    rows: plan.rows.len(),
+                    features: plan.free(),
+                    solve: solved.reports[k],
+                };
+                (posterior_model(data, &batch, k, plan, theta, &report.solve, config), report)
             })
             .collect();
         for (m, r) in out {
             models.push(m);
             reports.push(r);
         }
+        timings.posterior += clock.elapsed().as_secs_f64();
     }
-    Ok(FitOutput { models, reports, rounds })
+    Ok(FitOutput { models, reports, rounds, timings })
 }
 
-fn plan_entity<'p>(data: &Dataset, e: usize, rows: Vec<usize>, prior: Option<&'p ModelSet>, config: &TrainConfig) -> Result<Plan<'p>> {
-    let entity = data.entities.key(e as u32).clone();
-    let mut keys = vec![FeatureKey::intercept()];
-    let mut columns = std::collections::HashMap::new();
+/// Entities packed per parallel task when building a batch.
+const BUILD_CHUNK: usize = 1024;
+
+/// `seen[f] == entity` marks features already found in the entity's rows (scratch shared
+/// by the entities one thread plans).
+fn plan_entity<'p>(
+    data: &Dataset,
+    entity: u32,
+    rows: Vec<usize>,
+    prior: Option<&'p ModelSet>,
+    config: &TrainConfig,
+    seen: &mut [u32],
+) -> Result<Plan<'p>> {
+    let mut data_features = Vec::new();
     for &i in &rows {
         for &f in data.row_features(i).0 {
-            columns.entry(f).or_insert_with(|| {
-                keys.push(data.features.key(f).clone());
-                (keys.len() - 1) as u32
-            });
-        }
-    }
-    let free = keys.len();
-    let prior = prior.and_then(|p| p.get(&entity));
-    let mut in_prior = vec![None; free];
-    if let Some(pm) = prior {
-        check_prior_fits(pm, config)?;
-        for (pj, key) in pm.features.iter().enumerate() {
-            let local = if key.is_intercept() { Some(0) } else { data.features.get(key).and_then(|f| columns.get(&f)).map(|&c| c as usize) };
-            match local {
-                Some(j) => in_prior[j] = Some(pj),
-                None => {
-                    keys.push(key.clone());
-                    in_prior.push(Some(pj));
-                }
+            if std::mem::replace(&mut seen[f as usize], entity) != entity {
+                data_features.push(f);
             }
         }
     }
-    Ok(Plan { entity, rows, keys, free, prior, in_prior, columns })
+    data_features.sort_unstable();
+    let prior = prior.and_then(|p| p.get(data.entities.key(entity)));
+    let mut plan = Plan { entity, rows, in_prior: vec![None; data_features.len() + 1], data_features, prior };
+    if let Some(pm) = prior {
+        check_prior_fits(pm, config)?;
+        for (pj, key) in pm.features.iter().enumerate() {
+            let local = if key.is_intercept() {
+                Some(0)
+            } else {
+                data.features.get(key).and_then(|f| plan.data_features.binary_search(&f).ok()).map(|c| c + 1)
+            };
+            match local {
+                Some(j) => plan.in_prior[j] = Some(pj),
+                None => plan.in_prior.push(Some(pj)),
+            }
+        }
+    }
+    Ok(plan)
 }
 
 /// A prior "fits" when it can serve as `H₀` for the requested training.
@@ -192,16 +256,20 @@ fn build_batch(data: &Dataset, plans: &[Plan], config: &TrainConfig) -> Training
         (true, HessianType::Full) => PrecisionShape::Full,
         (true, _) => PrecisionShape::Diagonal,
     };
+    let rows: usize = plans.iter().map(|p| p.rows.len()).sum();
+    let nnz: usize = plans.iter().flat_map(|p| &p.rows).map(|&i| data.nz_ptr[i + 1] - data.nz_ptr[i] + 1).sum();
+    let coefs: usize = plans.iter().map(Plan::free).sum();
     let mut b = TrainingBatch::builder(loss, shape);
+    b.reserve(plans.len(), rows, nnz, coefs);
     let mut features = Vec::new();
     for plan in plans {
         for &i in &plan.rows {
             let (ids, vals) = data.row_features(i);
             features.clear();
-            features.extend(ids.iter().zip(vals).map(|(f, &v)| (plan.columns[f], v)));
+            features.extend(ids.iter().zip(vals).map(|(&f, &v)| (plan.column(f), v)));
             b.push_row(training_label(loss, data.label[i]), data.weight[i], data.offset[i], features.iter().copied());
         }
-        let d = plan.free;
+        let d = plan.free();
         let penalty: Vec<f64> = (0..d).map(|j| reg.coefficient_penalty(objective, j)).collect();
         let mean: Vec<f64> = (0..d).map(|j| match (plan.prior, plan.in_prior[j]) {
             (Some(pm), Some(pj)) => pm.means[pj],
@@ -227,15 +295,15 @@ fn build_batch(data: &Dataset, plans: &[Plan], config: &TrainConfig) -> Training
 
 /// The trained model of plan `k`: trained means and posterior precision, kept coefficients
 /// copied from the prior.
-fn posterior_model(batch: &TrainingBatch, k: usize, plan: &Plan, theta: &[f64], report: &SolveReport, config: &TrainConfig) -> EntityModel {
+fn posterior_model(data: &Dataset, batch: &TrainingBatch, k: usize, plan: &Plan, theta: &[f64], report: &SolveReport, config: &TrainConfig) -> EntityModel {
     if report.reason == StopReason::LineSearchFailedKeptPrior || report.reason == StopReason::NonFiniteStart {
         if let Some(pm) = plan.prior {
             return pm.clone();
         }
     }
     let problem = batch.entity(k);
-    let n = plan.keys.len();
-    let free = plan.free;
+    let n = plan.in_prior.len();
+    let free = plan.free();
     let kept_precision = |a: usize, b: usize| -> f64 {
         let p = plan.prior.expect("kept coefficients come from a prior");
         match (plan.in_prior[a], plan.in_prior[b]) {
@@ -267,10 +335,10 @@ fn posterior_model(batch: &TrainingBatch, k: usize, plan: &Plan, theta: &[f64], 
         means.extend(plan.in_prior[free..].iter().map(|pj| pm.means[pj.expect("kept coefficients are in the prior")]));
     }
     EntityModel {
-        entity: plan.entity.clone(),
+        entity: data.entities.key(plan.entity).clone(),
         objective: Some(config.objective),
         hessian: config.hessian,
-        features: plan.keys.clone(),
+        features: plan.keys(data),
         means,
         precision,
     }

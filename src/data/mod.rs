@@ -164,6 +164,22 @@ impl Dataset {
         self.nz_ptr.push(self.feature_ids.len());
     }
 
+    /// Append one record by interned ids; `features` must hold each id at most once.
+    pub fn push_interned(&mut self, entity: u32, label: f64, weight: f64, offset: f64, timestamp: Option<f64>, features: &[(u32, f64)]) {
+        debug_assert!((entity as usize) < self.entities.len());
+        self.entity.push(entity);
+        self.label.push(label);
+        self.weight.push(weight);
+        self.offset.push(offset);
+        self.timestamp.push(timestamp);
+        for &(f, v) in features {
+            debug_assert!((f as usize) < self.features.len());
+            self.feature_ids.push(f);
+            self.values.push(v);
+        }
+        self.nz_ptr.push(self.feature_ids.len());
+    }
+
     /// Rows of each entity, entities in order of first appearance, rows in file order.
     pub fn rows_by_entity(&self) -> Vec<Vec<usize>> {
         let mut groups = vec![Vec::new(); self.entities.len()];

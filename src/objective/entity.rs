@@ -51,6 +51,53 @@ impl TrainingBatch {
         TrainingBatchBuilder::new(loss, precision)
     }
 
+    /// Join batches built in parts (all with the same loss and precision shape), in order.
+    pub fn concat(parts: Vec<TrainingBatch>) -> TrainingBatch {
+        let total = |f: fn(&TrainingBatch) -> usize| parts.iter().map(f).sum::<usize>();
+        let (rows, nnz, coefs) = (total(|p| p.labels.len()), total(|p| p.cols.len()), total(|p| p.prior_mean.len()));
+        let entities = total(|p| p.coef_ptr.len() - 1);
+        let mut parts = parts.into_iter();
+        let first = parts.next().expect("at least one part");
+        let mut out = TrainingBatchBuilder::new(first.loss, first.precision_shape());
+        out.reserve(entities, rows, nnz, coefs);
+        let mut out = out.batch;
+        for p in std::iter::once(first).chain(parts) {
+            assert_eq!(p.loss, out.loss);
+            let shift = |dst: &mut Vec<usize>, src: &[usize]| {
+                let base = *dst.last().expect("pointer arrays start with 0");
+                dst.extend(src[1..].iter().map(|v| v + base));
+            };
+            shift(&mut out.coef_ptr, &p.coef_ptr);
+            shift(&mut out.row_ptr, &p.row_ptr);
+            shift(&mut out.nz_ptr, &p.nz_ptr);
+            out.cols.extend_from_slice(&p.cols);
+            out.vals.extend_from_slice(&p.vals);
+            out.labels.extend_from_slice(&p.labels);
+            out.weights.extend_from_slice(&p.weights);
+            out.offsets.extend_from_slice(&p.offsets);
+            out.penalty.extend_from_slice(&p.penalty);
+            out.prior_mean.extend_from_slice(&p.prior_mean);
+            match (&mut out.prior_precision, p.prior_precision) {
+                (PriorPrecision::None, PriorPrecision::None) => {}
+                (PriorPrecision::Diagonal(q), PriorPrecision::Diagonal(r)) => q.extend_from_slice(&r),
+                (PriorPrecision::Full { block_ptr, values }, PriorPrecision::Full { block_ptr: bp, values: v }) => {
+                    shift(block_ptr, &bp);
+                    values.extend_from_slice(&v);
+                }
+                _ => panic!("parts differ in precision shape"),
+            }
+        }
+        out
+    }
+
+    pub fn precision_shape(&self) -> PrecisionShape {
+        match self.prior_precision {
+            PriorPrecision::None => PrecisionShape::None,
+            PriorPrecision::Diagonal(_) => PrecisionShape::Diagonal,
+            PriorPrecision::Full { .. } => PrecisionShape::Full,
+        }
+    }
+
     pub fn num_entities(&self) -> usize {
         self.coef_ptr.len() - 1
     }
@@ -126,6 +173,24 @@ impl TrainingBatchBuilder {
                 prior_precision,
             },
             entity_rows_open: false,
+        }
+    }
+
+    /// Reserve room for `entities`, `rows`, `nnz` non-zeros (intercepts included) and `coefs`.
+    pub fn reserve(&mut self, entities: usize, rows: usize, nnz: usize, coefs: usize) {
+        let b = &mut self.batch;
+        b.coef_ptr.reserve(entities);
+        b.row_ptr.reserve(entities);
+        b.nz_ptr.reserve(rows);
+        b.labels.reserve(rows);
+        b.weights.reserve(rows);
+        b.offsets.reserve(rows);
+        b.cols.reserve(nnz);
+        b.vals.reserve(nnz);
+        b.penalty.reserve(coefs);
+        b.prior_mean.reserve(coefs);
+        if let PriorPrecision::Diagonal(q) = &mut b.prior_precision {
+            q.reserve(coefs);
         }
     }
 

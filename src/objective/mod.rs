@@ -167,7 +167,10 @@ pub struct RowDerivatives {
     pub d2: f64,
 }
 
-/// `ℓ = w log(1 + e^{−y m})`, `ℓ' = −w y σ(−y m)`, `ℓ'' = w σ(m) σ(−m)`, with one `exp`.
+/// `ℓ = w log(1 + e^{−y m})`, `ℓ' = −w y σ(−y m)`, `ℓ'' = w σ(m) σ(−m)`, with one `exp`
+/// and one `log`. The loss takes `ln(1 + e^{−|z|})` of the `1 + e^{−|z|}` it already has:
+/// its absolute error stays below one ulp of 1 (2.2e-16), like the sum it enters, while
+/// the derivatives keep full relative precision at any margin.
 #[inline]
 pub fn logistic_row(margin: f64, label: f64, weight: f64) -> RowDerivatives {
     let z = label * margin;
@@ -176,7 +179,7 @@ pub fn logistic_row(margin: f64, label: f64, weight: f64) -> RowDerivatives {
     // σ(−z) = e^{−z} / (1 + e^{−z}); for z ≥ 0 that is e/(1+e), else 1/(1+e).
     let sig_neg_z = if z >= 0.0 { e / one_plus } else { 1.0 / one_plus };
     RowDerivatives {
-        loss: weight * ((-z).max(0.0) + e.ln_1p()),
+        loss: weight * ((-z).max(0.0) + one_plus.ln()),
         d1: -weight * label * sig_neg_z,
         d2: weight * e / (one_plus * one_plus),
     }

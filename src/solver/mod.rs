@@ -116,6 +116,10 @@ struct EntityState {
     p: Vec<f64>,
     /// Gradient at the line search's best point so far (for `Accept(lo)`).
     g_lo: Vec<f64>,
+    /// Scratch: the step `s` and gradient change `y` of an accepted step; two-loop weights.
+    s: Vec<f64>,
+    y: Vec<f64>,
+    alpha: Vec<f64>,
     memory: LbfgsMemory,
     search: LineSearch,
     /// Whether the current search direction is steepest descent after a reset.
@@ -206,6 +210,9 @@ impl EntityState {
             g: g0.to_vec(),
             p: vec![0.0; d],
             g_lo: vec![0.0; d],
+            s: vec![0.0; d],
+            y: vec![0.0; d],
+            alpha: vec![0.0; options.memory],
             memory: LbfgsMemory::new(d, options.memory),
             search: LineSearch::new(f0, 0.0, 0.0, 1.0, 1),
             steepest: true,
@@ -246,8 +253,7 @@ impl EntityState {
     /// Compute the next direction from the memory (steepest descent if empty or not a
     /// descent direction) and start its line search.
     fn begin_search(&mut self, options: &LbfgsOptions, precision: f64) {
-        let mut scratch = vec![0.0; options.memory.max(1)];
-        self.memory.direction(&self.g, &mut self.p, &mut scratch);
+        self.memory.direction(&self.g, &mut self.p, &mut self.alpha);
         let mut slope = dot(&self.g, &self.p);
         self.steepest = self.memory.is_empty();
         if !(slope < 0.0) {
@@ -277,8 +283,14 @@ impl EntityState {
         match decision {
             LineDecision::Try(_) => {}
             LineDecision::Accept(p) => {
-                let g_new = if p.alpha == alpha { g.to_vec() } else { self.g_lo.clone() };
-                self.accept(p, &g_new, options, precision);
+                if p.alpha != alpha {
+                    // An earlier point of the search: its gradient was kept in g_lo.
+                    let g_lo = std::mem::take(&mut self.g_lo);
+                    self.accept(p, &g_lo, options, precision);
+                    self.g_lo = g_lo;
+                } else {
+                    self.accept(p, g, options, precision);
+                }
             }
             LineDecision::Fail => {
                 if !self.steepest {
@@ -295,15 +307,12 @@ impl EntityState {
     }
 
     fn accept(&mut self, p: LinePoint, g_new: &[f64], options: &LbfgsOptions, precision: f64) {
-        let d = self.x.len();
-        let mut s = vec![0.0; d];
-        let mut y = vec![0.0; d];
-        for j in 0..d {
-            s[j] = p.alpha * self.p[j];
-            y[j] = g_new[j] - self.g[j];
-            self.x[j] += s[j];
+        for j in 0..self.x.len() {
+            self.s[j] = p.alpha * self.p[j];
+            self.y[j] = g_new[j] - self.g[j];
+            self.x[j] += self.s[j];
         }
-        self.memory.push(&s, &y);
+        self.memory.push(&self.s, &self.y);
         let f_old = self.f;
         self.f = p.value;
         self.g.copy_from_slice(g_new);

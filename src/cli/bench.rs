@@ -1,0 +1,115 @@
+//! `glmix bench`: throughput of `fit` on a seeded synthetic workload.
+
+use super::train::{resolve_device, Device};
+use anyhow::Result;
+use clap::Args;
+use glmix::model::HessianType;
+use glmix::objective::{ObjectiveKind, Regularization};
+use glmix::synth::{generate, SyntheticSpec};
+use glmix::train::{fit, TrainConfig};
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Number of entities E.
+    #[arg(long, default_value_t = 10_000)]
+    entities: usize,
+    /// Rows per entity n.
+    #[arg(long, default_value_t = 50)]
+    rows: usize,
+    /// Feature columns d (the intercept comes on top).
+    #[arg(long, default_value_t = 16)]
+    features: usize,
+    /// Feature density: 1 for dense N(0,1) features, below 1 for sparse binary ones.
+    #[arg(long, default_value_t = 1.0)]
+    density: f64,
+    /// Objective trained.
+    #[arg(long, default_value = "bayes-logistic", value_parser = clap::value_parser!(ObjectiveKind))]
+    objective: ObjectiveKind,
+    /// Posterior precision kept.
+    #[arg(long, default_value = "diagonal", value_parser = clap::value_parser!(HessianType))]
+    hessian: HessianType,
+    /// L2 penalty λ.
+    #[arg(long, default_value_t = 10.0)]
+    penalty: f64,
+    /// Forgetting factor δ.
+    #[arg(long, default_value_t = 0.8)]
+    delta: f64,
+    /// Timed repetitions; the table shows their median.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Seed of the workload.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Evaluator: auto, cpu or gpu.
+    #[arg(long, value_enum, default_value = "auto")]
+    device: Device,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    let device = resolve_device(a.device)?;
+    let spec = SyntheticSpec {
+        entities: a.entities,
+        rows_per_entity: a.rows,
+        features: a.features,
+        density: a.density,
+        ragged: false,
+        loss: a.objective.loss(),
+        seed: a.seed,
+    };
+    let clock = Instant::now();
+    let data = generate(&spec).data;
+    eprintln!("generated {} rows in {:.2}s", data.num_rows(), clock.elapsed().as_secs_f64());
+    let mut config = TrainConfig::new(a.objective);
+    config.regularization = Regularization { penalty: a.penalty, delta: a.delta, intercept_penalty: true };
+    config.hessian = a.hessian;
+
+    let (mut total, mut build, mut solve, mut post) = (vec![], vec![], vec![], vec![]);
+    let (mut evaluations, mut iterations, mut converged) = (0, 0, 0);
+    for _ in 0..a.repeat.max(1) {
+        let clock = Instant::now();
+        let out = fit(None, &data, &config, &mut |_| {})?;
+        total.push(clock.elapsed().as_secs_f64());
+        build.push(out.timings.build);
+        solve.push(out.timings.solve);
+        post.push(out.timings.posterior);
+        evaluations = out.reports.iter().map(|r| r.solve.evaluations).sum::<usize>();
+        iterations = out.reports.iter().map(|r| r.solve.iterations).sum::<usize>();
+        converged = out.reports.iter().filter(|r| r.solve.reason.converged()).count();
+    }
+    let (t, s) = (median(total), median(solve));
+    let e = a.entities as f64;
+    println!(
+        "workload: {} × E={} n={} d={} density={} hessian={} λ={} δ={} device={device} threads={} repeats={}",
+        a.objective, a.entities, a.rows, a.features, a.density, a.hessian, a.penalty, a.delta,
+        rayon::current_num_threads(), a.repeat.max(1)
+    );
+    println!("{:<28}{:>14}", "metric", "median");
+    let rows: [(&str, f64); 9] = [
+        ("fit seconds (end to end)", t),
+        ("  build seconds", median(build)),
+        ("  solve seconds", s),
+        ("  posterior seconds", median(post)),
+        ("entities/s (end to end)", e / t),
+        ("entities/s (solve)", e / s),
+        ("rows/s (end to end)", data.num_rows() as f64 / t),
+        ("evaluations/s (solve)", evaluations as f64 / s),
+        ("mean evaluations/entity", evaluations as f64 / e),
+    ];
+    for (name, v) in rows {
+        println!("{name:<28}{v:>14.3}");
+    }
+    println!("{:<28}{:>14.1}", "mean iterations/entity", iterations as f64 / e);
+    println!("{:<28}{:>14}", "converged entities", format!("{converged}/{}", a.entities));
+    Ok(())
+}

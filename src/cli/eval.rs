@@ -1,0 +1,47 @@
+//! `glmix eval`.
+
+use super::{warn_if_no_entity_has_a_model, DataArgs};
+use anyhow::{bail, Result};
+use clap::Args;
+use glmix::metrics::{auc, entity_auc, is_positive, logloss, rmse};
+use glmix::model::read_models;
+use glmix::score::score;
+use serde_json::{Map, Value};
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Trained models (model JSON lines).
+    #[arg(long, value_name = "MODELS")]
+    model: PathBuf,
+    /// Comma-separated metrics: auc, rmse, logloss, entity-auc. RMSE compares the margin
+    /// with the label; the others count label 1 as positive.
+    #[arg(long, value_delimiter = ',', default_value = "auc,rmse,logloss,entity-auc")]
+    metrics: Vec<String>,
+}
+
+pub fn run(a: EvalArgs) -> Result<()> {
+    let data = a.data.read()?;
+    let models = read_models(&a.model, None)?;
+    warn_if_no_entity_has_a_model(&data, &models, &a.model);
+    let scores = score(&data, &models, None)?;
+    let positive: Vec<bool> = data.label.iter().map(|&y| is_positive(y)).collect();
+    let mut out = Map::new();
+    for m in &a.metrics {
+        let (key, value) = match m.as_str() {
+            "auc" => ("auc", auc(&scores, &positive)),
+            "rmse" => ("rmse", rmse(&scores, &data.label)),
+            "logloss" => ("logloss", logloss(&scores, &positive)),
+            "entity-auc" => ("entity_auc", entity_auc(&data.entity, &scores, &positive).0),
+            other => bail!("unknown metric {other:?}: expected auc, rmse, logloss or entity-auc"),
+        };
+        if value.is_none() {
+            eprintln!("glmix: warning: {key} is undefined on this data (AUC needs both classes) and is reported as null");
+        }
+        out.insert(key.to_string(), value.map_or(Value::Null, Value::from));
+    }
+    println!("{}", Value::Object(out));
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! `glmix train`.
+
+use super::{progress_bar, DataArgs};
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use glmix::io::write_atomic;
+use glmix::model::{read_models, write_models, HessianType, ModelSet};
+use glmix::objective::{ObjectiveKind, Regularization};
+use glmix::solver::LbfgsOptions;
+use glmix::train::{fit, untouched_priors, TrainConfig};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Objective: linear, logistic, bayes-linear or bayes-logistic.
+    #[arg(long, value_parser = clap::value_parser!(ObjectiveKind))]
+    objective: ObjectiveKind,
+    /// L2 penalty λ.
+    #[arg(long, default_value_t = 1.0)]
+    penalty: f64,
+    /// Forgetting factor δ ∈ [0, 1] of the bayes-* objectives: the prior's weight.
+    #[arg(long, default_value_t = 0.8)]
+    delta: f64,
+    /// Posterior precision kept with each model: full, diagonal, identity or none.
+    #[arg(long, default_value = "diagonal", value_parser = clap::value_parser!(HessianType))]
+    hessian: HessianType,
+    /// Do not penalise the intercept (Photon-ML's behaviour; by default it is penalised
+    /// like every coefficient, as in Lambda Learner).
+    #[arg(long)]
+    no_intercept_penalty: bool,
+    /// Previous models (model JSON lines): the starting point of every objective and the
+    /// prior of bayes-*. Entities in the prior but not in the data are copied to --out.
+    #[arg(long, value_name = "MODELS")]
+    prior: Option<PathBuf>,
+    /// L-BFGS correction pairs kept.
+    #[arg(long, default_value_t = 10)]
+    memory: usize,
+    /// Stop when the relative loss reduction is below factr × machine epsilon (scipy's meaning).
+    #[arg(long, default_value_t = 1e7)]
+    factr: f64,
+    /// Stop when the gradient's infinity norm is at most this.
+    #[arg(long, default_value_t = 1e-5)]
+    pgtol: f64,
+    /// Iteration limit per entity.
+    #[arg(long, default_value_t = 15000)]
+    max_iterations: usize,
+    /// Entities solved together in one batch (bounds the solver's memory).
+    #[arg(long, default_value_t = 65_536)]
+    batch_entities: usize,
+    /// Where to evaluate: auto (a GPU when one works, else the CPU), cpu or gpu.
+    #[arg(long, value_enum, default_value = "auto")]
+    device: Device,
+    /// Output models (model JSON lines), written atomically.
+    #[arg(long, value_name = "MODELS")]
+    out: PathBuf,
+    /// Per-entity report (JSON lines): entity, rows, features, initial_loss, final_loss,
+    /// iterations, evaluations, gradient_norm, reason.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Run summary (one JSON object); it is printed to stderr in any case.
+    #[arg(long, value_name = "FILE")]
+    summary: Option<PathBuf>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    Auto,
+    Cpu,
+    Gpu,
+}
+
+/// The evaluator a `--device` choice gives in this build.
+pub fn resolve_device(device: Device) -> Result<&'static str> {
+    match device {
+        Device::Auto | Device::Cpu => Ok("cpu"),
+        Device::Gpu => bail!("--device gpu: this build has no GPU evaluator yet; use --device cpu or auto"),
+    }
+}
+
+pub fn run(a: TrainArgs) -> Result<()> {
+    let device = resolve_device(a.device)?;
+    let config = TrainConfig {
+        objective: a.objective,
+        regularization: Regularization { penalty: a.penalty, delta: a.delta, intercept_penalty: !a.no_intercept_penalty },
+        hessian: a.hessian,
+        solver: LbfgsOptions { memory: a.memory, factr: a.factr, pgtol: a.pgtol, max_iterations: a.max_iterations, ..LbfgsOptions::default() },
+        batch_entities: a.batch_entities,
+    };
+
+    let clock = Instant::now();
+    let data = a.data.read()?;
+    let prior: Option<ModelSet> = a.prior.as_ref().map(|p| read_models(p, Some(a.penalty))).transpose()?;
+    let read_seconds = clock.elapsed().as_secs_f64();
+
+    let clock = Instant::now();
+    let bar = progress_bar(data.entities.len() as u64, "training");
+    let out = fit(prior.as_ref(), &data, &config, &mut |n| bar.set_position(n as u64));
+    bar.finish_and_clear();
+    let out = match (out, &a.prior) {
+        (Err(e @ glmix::Error::PriorMismatch { .. }), Some(p)) => return Err(e).with_context(|| format!("{}", p.display())),
+        (r, _) => r?,
+    };
+    let solve_seconds = clock.elapsed().as_secs_f64();
+
+    let clock = Instant::now();
+    let carried: Vec<_> = prior.as_ref().map(|p| untouched_priors(p, &data).collect()).unwrap_or_default();
+    write_models(&a.out, out.models.iter().chain(carried.iter().copied()))?;
+    if let Some(path) = &a.report {
+        write_atomic(path, |f| {
+            for r in &out.reports {
+                let s = &r.solve;
+                let line = json!({
+                    "entity": r.entity, "rows": r.rows, "features": r.features,
+                    "initial_loss": s.initial_loss, "final_loss": s.final_loss,
+                    "iterations": s.iterations, "evaluations": s.evaluations,
+                    "gradient_norm": s.gradient_norm, "reason": s.reason.name(),
+                });
+                writeln!(f, "{line}")?;
+            }
+            Ok(())
+        })?;
+    }
+    let write_seconds = clock.elapsed().as_secs_f64();
+
+    let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in &out.reports {
+        *reasons.entry(r.solve.reason.name()).or_default() += 1;
+    }
+    let entities = out.reports.len();
+    let summary = json!({
+        "entities": entities,
+        "rows": data.num_rows(),
+        "device": device,
+        "objective": config.objective.name(),
+        "hessian": config.hessian.name(),
+        "read_seconds": read_seconds,
+        "solve_seconds": solve_seconds,
+        "write_seconds": write_seconds,
+        "build_seconds": out.timings.build,
+        "lbfgs_seconds": out.timings.solve,
+        "posterior_seconds": out.timings.posterior,
+        "entities_per_second": entities as f64 / solve_seconds,
+        "evaluations": out.reports.iter().map(|r| r.solve.evaluations).sum::<usize>(),
+        "rounds": out.rounds,
+        "reasons": reasons,
+        "carried_over": carried.len(),
+        "models_written": entities + carried.len(),
+        "out": a.out,
+    });
+    eprintln!("{summary}");
+    if let Some(path) = &a.summary {
+        write_atomic(path, |f| writeln!(f, "{summary}"))?;
+    }
+    Ok(())
+}
