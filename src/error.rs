@@ -6,7 +6,12 @@ use std::path::PathBuf;
 pub enum Error {
     /// A malformed or invalid record, model or coefficient.
     #[error("{}:{line}: {field}: {message}", path.display())]
-    Input { path: PathBuf, line: usize, field: String, message: String },
+    Input {
+        path: PathBuf,
+        line: usize,
+        field: String,
+        message: String,
+    },
     /// A file with nothing to read.
     #[error("{}: {message}", path.display())]
     EmptyInput { path: PathBuf, message: String },
@@ -29,11 +34,24 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub fn input(path: impl Into<PathBuf>, line: usize, field: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Input { path: path.into(), line, field: field.into(), message: message.into() }
+    pub fn input(
+        path: impl Into<PathBuf>,
+        line: usize,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::Input {
+            path: path.into(),
+            line,
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -17,11 +17,17 @@ impl AtomicFile {
             _ => Path::new("."),
         };
         let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{}.", path.file_name().and_then(|n| n.to_str()).unwrap_or("glmix")))
+            .prefix(&format!(
+                ".{}.",
+                path.file_name().and_then(|n| n.to_str()).unwrap_or("glmix")
+            ))
             .suffix(".tmp")
             .tempfile_in(dir)
             .map_err(|e| Error::io(path, e))?;
-        Ok(AtomicFile { path: path.to_path_buf(), writer: BufWriter::with_capacity(1 << 20, tmp) })
+        Ok(AtomicFile {
+            path: path.to_path_buf(),
+            writer: BufWriter::with_capacity(1 << 20, tmp),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -31,7 +37,10 @@ impl AtomicFile {
     /// Flush, sync and rename into place. Dropping without committing removes the temporary file.
     pub fn commit(self) -> Result<()> {
         let path = self.path;
-        let tmp = self.writer.into_inner().map_err(|e| Error::io(&path, e.into_error()))?;
+        let tmp = self
+            .writer
+            .into_inner()
+            .map_err(|e| Error::io(&path, e.into_error()))?;
         tmp.as_file().sync_all().map_err(|e| Error::io(&path, e))?;
         tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
         Ok(())
@@ -48,7 +57,10 @@ impl Write for AtomicFile {
 }
 
 /// Write a file atomically with `fill`; a failing `fill` leaves no file behind.
-pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut AtomicFile) -> std::io::Result<()>) -> Result<()> {
+pub fn write_atomic(
+    path: &Path,
+    fill: impl FnOnce(&mut AtomicFile) -> std::io::Result<()>,
+) -> Result<()> {
     let mut f = AtomicFile::create(path)?;
     fill(&mut f).map_err(|e| Error::io(path, e))?;
     f.commit()

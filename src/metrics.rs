@@ -48,7 +48,11 @@ pub fn rmse(scores: &[f64], labels: &[f64]) -> Option<f64> {
     if scores.is_empty() {
         return None;
     }
-    let s: f64 = scores.iter().zip(labels).map(|(s, y)| (s - y) * (s - y)).sum();
+    let s: f64 = scores
+        .iter()
+        .zip(labels)
+        .map(|(s, y)| (s - y) * (s - y))
+        .sum();
     Some((s / scores.len() as f64).sqrt())
 }
 
@@ -57,7 +61,11 @@ pub fn logloss(scores: &[f64], positive: &[bool]) -> Option<f64> {
     if scores.is_empty() {
         return None;
     }
-    let s: f64 = scores.iter().zip(positive).map(|(&m, &p)| if p { softplus(-m) } else { softplus(m) }).sum();
+    let s: f64 = scores
+        .iter()
+        .zip(positive)
+        .map(|(&m, &p)| if p { softplus(-m) } else { softplus(m) })
+        .sum();
     Some(s / scores.len() as f64)
 }
 
@@ -73,7 +81,10 @@ pub fn entity_auc(entities: &[u32], scores: &[f64], positive: &[bool]) -> (Optio
     if aucs.is_empty() {
         (None, 0)
     } else {
-        (Some(aucs.iter().sum::<f64>() / aucs.len() as f64), aucs.len())
+        (
+            Some(aucs.iter().sum::<f64>() / aucs.len() as f64),
+            aucs.len(),
+        )
     }
 }
 
@@ -101,7 +112,11 @@ mod tests {
 
     #[test]
     fn entity_auc_skips_one_class_entities() {
-        let (a, n) = entity_auc(&[0, 0, 1, 1, 2], &[0.1, 0.9, 0.9, 0.1, 0.5], &[false, true, false, true, true]);
+        let (a, n) = entity_auc(
+            &[0, 0, 1, 1, 2],
+            &[0.1, 0.9, 0.9, 0.1, 0.5],
+            &[false, true, false, true, true],
+        );
         assert_eq!(n, 2);
         assert_eq!(a, Some(0.5));
     }

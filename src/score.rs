@@ -43,7 +43,10 @@ struct EntityScorer<'m> {
 pub fn score(data: &Dataset, models: &ModelSet, thompson: Option<Thompson>) -> Result<Vec<f64>> {
     if let Some(t) = thompson {
         if !(t.multiplier >= 0.0 && t.multiplier.is_finite()) {
-            return Err(Error::Config(format!("the Thompson multiplier must be a finite number ≥ 0, got {}", t.multiplier)));
+            return Err(Error::Config(format!(
+                "the Thompson multiplier must be a finite number ≥ 0, got {}",
+                t.multiplier
+            )));
         }
     }
     let scorers: Vec<Option<EntityScorer>> = data
@@ -78,9 +81,13 @@ pub fn score(data: &Dataset, models: &ModelSet, thompson: Option<Thompson>) -> R
                 None => sc.theta,
                 Some(sampler) => {
                     draw.clear();
-                    draw.extend((0..sc.theta.len()).map(|_| -> f64 { StandardNormal.sample(&mut rng) }));
+                    draw.extend(
+                        (0..sc.theta.len()).map(|_| -> f64 { StandardNormal.sample(&mut rng) }),
+                    );
                     match sampler {
-                        Sampler::Diagonal(sd) => draw.iter_mut().zip(sd).for_each(|(z, sd)| *z *= sd),
+                        Sampler::Diagonal(sd) => {
+                            draw.iter_mut().zip(sd).for_each(|(z, sd)| *z *= sd)
+                        }
                         Sampler::Full(chol) => {
                             chol.solve_upper(&mut draw);
                             draw.iter_mut().for_each(|z| *z *= sqrt_t);

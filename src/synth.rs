@@ -33,7 +33,15 @@ pub struct SyntheticSpec {
 
 impl Default for SyntheticSpec {
     fn default() -> Self {
-        SyntheticSpec { entities: 10_000, rows_per_entity: 50, features: 16, density: 1.0, ragged: false, loss: Loss::Logistic, seed: 42 }
+        SyntheticSpec {
+            entities: 10_000,
+            rows_per_entity: 50,
+            features: 16,
+            density: 1.0,
+            ragged: false,
+            loss: Loss::Logistic,
+            seed: 42,
+        }
     }
 }
 
@@ -55,8 +63,14 @@ pub fn generate(spec: &SyntheticSpec) -> Synthetic {
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
     let d = spec.features;
     let sparse = spec.density < 1.0;
-    let per_row = if sparse { (spec.density * d as f64).max(1.0) } else { d as f64 };
-    let global: Vec<f64> = std::iter::once(-1.0).chain((0..d).map(|_| 0.3 * rng.sample::<f64, _>(StandardNormal))).collect();
+    let per_row = if sparse {
+        (spec.density * d as f64).max(1.0)
+    } else {
+        d as f64
+    };
+    let global: Vec<f64> = std::iter::once(-1.0)
+        .chain((0..d).map(|_| 0.3 * rng.sample::<f64, _>(StandardNormal)))
+        .collect();
     let effect_sd = 0.5 / per_row.sqrt();
     let noise = Normal::new(0.0, 0.5).expect("valid normal");
 
@@ -71,7 +85,11 @@ pub fn generate(spec: &SyntheticSpec) -> Synthetic {
         let theta: Vec<f64> = std::iter::once(0.5 * rng.sample::<f64, _>(StandardNormal))
             .chain((0..d).map(|_| effect_sd * rng.sample::<f64, _>(StandardNormal)))
             .collect();
-        let n = if spec.ragged { rng.gen_range(1..=(2 * spec.rows_per_entity).saturating_sub(1).max(1)) } else { spec.rows_per_entity };
+        let n = if spec.ragged {
+            rng.gen_range(1..=(2 * spec.rows_per_entity).saturating_sub(1).max(1))
+        } else {
+            spec.rows_per_entity
+        };
         for _ in 0..n {
             row.clear();
             for j in 0..d {
@@ -83,8 +101,17 @@ pub fn generate(spec: &SyntheticSpec) -> Synthetic {
                     row.push((j as u32, rng.sample(StandardNormal)));
                 }
             }
-            let offset = global[0] + row.iter().map(|&(j, v)| global[j as usize + 1] * v).sum::<f64>();
-            let margin = offset + theta[0] + row.iter().map(|&(j, v)| theta[j as usize + 1] * v).sum::<f64>();
+            let offset = global[0]
+                + row
+                    .iter()
+                    .map(|&(j, v)| global[j as usize + 1] * v)
+                    .sum::<f64>();
+            let margin = offset
+                + theta[0]
+                + row
+                    .iter()
+                    .map(|&(j, v)| theta[j as usize + 1] * v)
+                    .sum::<f64>();
             let label = match spec.loss {
                 Loss::Logistic => f64::from(u8::from(rng.gen::<f64>() < sigmoid(margin))),
                 Loss::Squared => margin + noise.sample(&mut rng),
@@ -94,18 +121,38 @@ pub fn generate(spec: &SyntheticSpec) -> Synthetic {
         }
         truth.push(theta);
     }
-    Synthetic { data, global, truth }
+    Synthetic {
+        data,
+        global,
+        truth,
+    }
 }
 
 /// Rows of `data` whose timestamp lies in `[from, to)`, as a new dataset in time order.
 pub fn time_slice(data: &Dataset, from: f64, to: f64) -> Dataset {
-    let mut rows: Vec<usize> = (0..data.num_rows()).filter(|&i| data.timestamp[i].is_some_and(|t| t >= from && t < to)).collect();
-    rows.sort_by(|&a, &b| data.timestamp[a].partial_cmp(&data.timestamp[b]).expect("finite timestamps"));
+    let mut rows: Vec<usize> = (0..data.num_rows())
+        .filter(|&i| data.timestamp[i].is_some_and(|t| t >= from && t < to))
+        .collect();
+    rows.sort_by(|&a, &b| {
+        data.timestamp[a]
+            .partial_cmp(&data.timestamp[b])
+            .expect("finite timestamps")
+    });
     let mut out = Dataset::new();
     for &i in &rows {
         let (ids, vals) = data.row_features(i);
-        let features = ids.iter().zip(vals).map(|(&f, &v)| (data.features.key(f).clone(), v));
-        out.push(data.entities.key(data.entity[i]), data.label[i], data.weight[i], data.offset[i], data.timestamp[i], features);
+        let features = ids
+            .iter()
+            .zip(vals)
+            .map(|(&f, &v)| (data.features.key(f).clone(), v));
+        out.push(
+            data.entities.key(data.entity[i]),
+            data.label[i],
+            data.weight[i],
+            data.offset[i],
+            data.timestamp[i],
+            features,
+        );
     }
     out
 }

@@ -21,7 +21,9 @@ use crate::data::{Dataset, FeatureKey};
 use crate::error::{Error, Result};
 use crate::eval::CpuEvaluator;
 use crate::model::{EntityModel, HessianType, ModelSet, Precision};
-use crate::objective::{training_label, ObjectiveKind, PrecisionShape, Regularization, TrainingBatch};
+use crate::objective::{
+    training_label, ObjectiveKind, PrecisionShape, Regularization, TrainingBatch,
+};
 use crate::solver::{minimize, LbfgsOptions, SolveReport, StopReason};
 use rayon::prelude::*;
 use std::time::Instant;
@@ -52,10 +54,16 @@ impl TrainConfig {
     fn validate(&self) -> Result<()> {
         let r = &self.regularization;
         if !(r.penalty >= 0.0 && r.penalty.is_finite()) {
-            return Err(Error::Config(format!("penalty must be a finite number ≥ 0, got {}", r.penalty)));
+            return Err(Error::Config(format!(
+                "penalty must be a finite number ≥ 0, got {}",
+                r.penalty
+            )));
         }
         if !(0.0..=1.0).contains(&r.delta) {
-            return Err(Error::Config(format!("delta must lie in [0, 1], got {}", r.delta)));
+            return Err(Error::Config(format!(
+                "delta must lie in [0, 1], got {}",
+                r.delta
+            )));
         }
         if self.batch_entities == 0 {
             return Err(Error::Config("batch_entities must be at least 1".into()));
@@ -115,16 +123,27 @@ impl Plan<'_> {
 
     /// Local column of a dataset feature id.
     fn column(&self, f: u32) -> u32 {
-        self.data_features.binary_search(&f).expect("feature of the entity's rows") as u32 + 1
+        self.data_features
+            .binary_search(&f)
+            .expect("feature of the entity's rows") as u32
+            + 1
     }
 
     /// Keys of all coefficients: trained, then kept.
     fn keys(&self, data: &Dataset) -> Vec<FeatureKey> {
         let mut keys = Vec::with_capacity(self.in_prior.len());
         keys.push(FeatureKey::intercept());
-        keys.extend(self.data_features.iter().map(|&f| data.features.key(f).clone()));
+        keys.extend(
+            self.data_features
+                .iter()
+                .map(|&f| data.features.key(f).clone()),
+        );
         if let Some(pm) = self.prior {
-            keys.extend(self.in_prior[self.free()..].iter().map(|pj| pm.features[pj.expect("kept coefficients are in the prior")].clone()));
+            keys.extend(
+                self.in_prior[self.free()..]
+                    .iter()
+                    .map(|pj| pm.features[pj.expect("kept coefficients are in the prior")].clone()),
+            );
         }
         keys
     }
@@ -132,7 +151,12 @@ impl Plan<'_> {
 
 /// Train every entity of `data`, each from its model in `prior` when there is one.
 /// `progress` gets the number of entities finished so far.
-pub fn fit(prior: Option<&ModelSet>, data: &Dataset, config: &TrainConfig, progress: &mut dyn FnMut(usize)) -> Result<FitOutput> {
+pub fn fit(
+    prior: Option<&ModelSet>,
+    data: &Dataset,
+    config: &TrainConfig,
+    progress: &mut dyn FnMut(usize),
+) -> Result<FitOutput> {
     config.validate()?;
     let mut groups = data.rows_by_entity();
     let mut models = Vec::with_capacity(groups.len());
@@ -149,17 +173,31 @@ pub fn fit(prior: Option<&ModelSet>, data: &Dataset, config: &TrainConfig, progr
             .enumerate()
             .map_init(
                 || vec![u32::MAX; data.features.len()],
-                |seen, (k, rows)| plan_entity(data, (start + k) as u32, std::mem::take(rows), prior, config, seen),
+                |seen, (k, rows)| {
+                    plan_entity(
+                        data,
+                        (start + k) as u32,
+                        std::mem::take(rows),
+                        prior,
+                        config,
+                        seen,
+                    )
+                },
             )
             .collect::<Result<_>>()?;
         start = end;
-        let parts: Vec<TrainingBatch> = plans.par_chunks(BUILD_CHUNK).map(|p| build_batch(data, p, config)).collect();
+        let parts: Vec<TrainingBatch> = plans
+            .par_chunks(BUILD_CHUNK)
+            .map(|p| build_batch(data, p, config))
+            .collect();
         let batch = TrainingBatch::concat(parts);
         timings.build += clock.elapsed().as_secs_f64();
 
         let clock = Instant::now();
         let mut evaluator = CpuEvaluator::new(&batch);
-        let solved = minimize(&mut evaluator, &batch.prior_mean, &config.solver, |n| progress(done_before + n))?;
+        let solved = minimize(&mut evaluator, &batch.prior_mean, &config.solver, |n| {
+            progress(done_before + n)
+        })?;
         timings.solve += clock.elapsed().as_secs_f64();
         rounds += solved.rounds;
         done_before += plans.len();
@@ -176,7 +214,10 @@ pub fn fit(prior: Option<&ModelSet>, data: &Dataset, config: &TrainConfig, progr
                     features: plan.free(),
                     solve: solved.reports[k],
                 };
-                (posterior_model(data, &batch, k, plan, theta, &report.solve, config), report)
+                (
+                    posterior_model(data, &batch, k, plan, theta, &report.solve, config),
+                    report,
+                )
             })
             .collect();
         for (m, r) in out {
@@ -185,7 +226,12 @@ pub fn fit(prior: Option<&ModelSet>, data: &Dataset, config: &TrainConfig, progr
         }
         timings.posterior += clock.elapsed().as_secs_f64();
     }
-    Ok(FitOutput { models, reports, rounds, timings })
+    Ok(FitOutput {
+        models,
+        reports,
+        rounds,
+        timings,
+    })
 }
 
 /// Entities packed per parallel task when building a batch.
@@ -211,14 +257,23 @@ fn plan_entity<'p>(
     }
     data_features.sort_unstable();
     let prior = prior.and_then(|p| p.get(data.entities.key(entity)));
-    let mut plan = Plan { entity, rows, in_prior: vec![None; data_features.len() + 1], data_features, prior };
+    let mut plan = Plan {
+        entity,
+        rows,
+        in_prior: vec![None; data_features.len() + 1],
+        data_features,
+        prior,
+    };
     if let Some(pm) = prior {
         check_prior_fits(pm, config)?;
         for (pj, key) in pm.features.iter().enumerate() {
             let local = if key.is_intercept() {
                 Some(0)
             } else {
-                data.features.get(key).and_then(|f| plan.data_features.binary_search(&f).ok()).map(|c| c + 1)
+                data.features
+                    .get(key)
+                    .and_then(|f| plan.data_features.binary_search(&f).ok())
+                    .map(|c| c + 1)
             };
             match local {
                 Some(j) => plan.in_prior[j] = Some(pj),
@@ -234,7 +289,12 @@ fn check_prior_fits(pm: &EntityModel, config: &TrainConfig) -> Result<()> {
     if !config.objective.is_bayesian() {
         return Ok(());
     }
-    let mismatch = |message: String| Err(Error::PriorMismatch { entity: pm.entity.clone(), message });
+    let mismatch = |message: String| {
+        Err(Error::PriorMismatch {
+            entity: pm.entity.clone(),
+            message,
+        })
+    };
     match (&pm.precision, config.hessian) {
         (Precision::None, _) => mismatch(format!(
             "it keeps no precision (Hessian type none), but {} needs one; retrain it with --hessian diagonal or full",
@@ -257,7 +317,11 @@ fn build_batch(data: &Dataset, plans: &[Plan], config: &TrainConfig) -> Training
         (true, _) => PrecisionShape::Diagonal,
     };
     let rows: usize = plans.iter().map(|p| p.rows.len()).sum();
-    let nnz: usize = plans.iter().flat_map(|p| &p.rows).map(|&i| data.nz_ptr[i + 1] - data.nz_ptr[i] + 1).sum();
+    let nnz: usize = plans
+        .iter()
+        .flat_map(|p| &p.rows)
+        .map(|&i| data.nz_ptr[i + 1] - data.nz_ptr[i] + 1)
+        .sum();
     let coefs: usize = plans.iter().map(Plan::free).sum();
     let mut b = TrainingBatch::builder(loss, shape);
     b.reserve(plans.len(), rows, nnz, coefs);
@@ -267,14 +331,23 @@ fn build_batch(data: &Dataset, plans: &[Plan], config: &TrainConfig) -> Training
             let (ids, vals) = data.row_features(i);
             features.clear();
             features.extend(ids.iter().zip(vals).map(|(&f, &v)| (plan.column(f), v)));
-            b.push_row(training_label(loss, data.label[i]), data.weight[i], data.offset[i], features.iter().copied());
+            b.push_row(
+                training_label(loss, data.label[i]),
+                data.weight[i],
+                data.offset[i],
+                features.iter().copied(),
+            );
         }
         let d = plan.free();
-        let penalty: Vec<f64> = (0..d).map(|j| reg.coefficient_penalty(objective, j)).collect();
-        let mean: Vec<f64> = (0..d).map(|j| match (plan.prior, plan.in_prior[j]) {
-            (Some(pm), Some(pj)) => pm.means[pj],
-            _ => 0.0,
-        }).collect();
+        let penalty: Vec<f64> = (0..d)
+            .map(|j| reg.coefficient_penalty(objective, j))
+            .collect();
+        let mean: Vec<f64> = (0..d)
+            .map(|j| match (plan.prior, plan.in_prior[j]) {
+                (Some(pm), Some(pj)) => pm.means[pj],
+                _ => 0.0,
+            })
+            .collect();
         let h0 = |j: usize, k: usize| -> f64 {
             match (plan.prior, plan.in_prior[j], plan.in_prior[k]) {
                 (Some(pm), Some(pj), Some(pk)) => pm.precision_at(pj, pk).unwrap_or(0.0),
@@ -295,8 +368,18 @@ fn build_batch(data: &Dataset, plans: &[Plan], config: &TrainConfig) -> Training
 
 /// The trained model of plan `k`: trained means and posterior precision, kept coefficients
 /// copied from the prior.
-fn posterior_model(data: &Dataset, batch: &TrainingBatch, k: usize, plan: &Plan, theta: &[f64], report: &SolveReport, config: &TrainConfig) -> EntityModel {
-    if report.reason == StopReason::LineSearchFailedKeptPrior || report.reason == StopReason::NonFiniteStart {
+fn posterior_model(
+    data: &Dataset,
+    batch: &TrainingBatch,
+    k: usize,
+    plan: &Plan,
+    theta: &[f64],
+    report: &SolveReport,
+    config: &TrainConfig,
+) -> EntityModel {
+    if report.reason == StopReason::LineSearchFailedKeptPrior
+        || report.reason == StopReason::NonFiniteStart
+    {
         if let Some(pm) = plan.prior {
             return pm.clone();
         }
@@ -307,7 +390,11 @@ fn posterior_model(data: &Dataset, batch: &TrainingBatch, k: usize, plan: &Plan,
     let kept_precision = |a: usize, b: usize| -> f64 {
         let p = plan.prior.expect("kept coefficients come from a prior");
         match (plan.in_prior[a], plan.in_prior[b]) {
-            (Some(pa), Some(pb)) => p.precision_at(pa, pb).unwrap_or(if a == b { config.regularization.penalty } else { 0.0 }),
+            (Some(pa), Some(pb)) => p.precision_at(pa, pb).unwrap_or(if a == b {
+                config.regularization.penalty
+            } else {
+                0.0
+            }),
             _ => 0.0,
         }
     };
@@ -324,7 +411,11 @@ fn posterior_model(data: &Dataset, batch: &TrainingBatch, k: usize, plan: &Plan,
             let mut h = vec![0.0; n * n];
             for a in 0..n {
                 for b in 0..n {
-                    h[a * n + b] = if a < free && b < free { trained[a * free + b] } else { kept_precision(a, b) };
+                    h[a * n + b] = if a < free && b < free {
+                        trained[a * free + b]
+                    } else {
+                        kept_precision(a, b)
+                    };
                 }
             }
             Precision::Full(h)
@@ -332,7 +423,11 @@ fn posterior_model(data: &Dataset, batch: &TrainingBatch, k: usize, plan: &Plan,
     };
     let mut means = theta.to_vec();
     if let Some(pm) = plan.prior {
-        means.extend(plan.in_prior[free..].iter().map(|pj| pm.means[pj.expect("kept coefficients are in the prior")]));
+        means.extend(
+            plan.in_prior[free..]
+                .iter()
+                .map(|pj| pm.means[pj.expect("kept coefficients are in the prior")]),
+        );
     }
     EntityModel {
         entity: data.entities.key(plan.entity).clone(),
@@ -346,6 +441,12 @@ fn posterior_model(data: &Dataset, batch: &TrainingBatch, k: usize, plan: &Plan,
 
 /// Models of `prior` whose entities are absent from `data`: they pass through unchanged
 /// so that the output of an incremental run is the complete model set.
-pub fn untouched_priors<'a>(prior: &'a ModelSet, data: &'a Dataset) -> impl Iterator<Item = &'a EntityModel> {
-    prior.models().iter().filter(move |m| data.entities.get(&m.entity).is_none())
+pub fn untouched_priors<'a>(
+    prior: &'a ModelSet,
+    data: &'a Dataset,
+) -> impl Iterator<Item = &'a EntityModel> {
+    prior
+        .models()
+        .iter()
+        .filter(move |m| data.entities.get(&m.entity).is_none())
 }

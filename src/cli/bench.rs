@@ -69,9 +69,17 @@ pub fn run(a: BenchArgs) -> Result<()> {
     };
     let clock = Instant::now();
     let data = generate(&spec).data;
-    eprintln!("generated {} rows in {:.2}s", data.num_rows(), clock.elapsed().as_secs_f64());
+    eprintln!(
+        "generated {} rows in {:.2}s",
+        data.num_rows(),
+        clock.elapsed().as_secs_f64()
+    );
     let mut config = TrainConfig::new(a.objective);
-    config.regularization = Regularization { penalty: a.penalty, delta: a.delta, intercept_penalty: true };
+    config.regularization = Regularization {
+        penalty: a.penalty,
+        delta: a.delta,
+        intercept_penalty: true,
+    };
     config.hessian = a.hessian;
 
     let (mut total, mut build, mut solve, mut post) = (vec![], vec![], vec![], vec![]);
@@ -83,9 +91,21 @@ pub fn run(a: BenchArgs) -> Result<()> {
         build.push(out.timings.build);
         solve.push(out.timings.solve);
         post.push(out.timings.posterior);
-        evaluations = out.reports.iter().map(|r| r.solve.evaluations).sum::<usize>();
-        iterations = out.reports.iter().map(|r| r.solve.iterations).sum::<usize>();
-        converged = out.reports.iter().filter(|r| r.solve.reason.converged()).count();
+        evaluations = out
+            .reports
+            .iter()
+            .map(|r| r.solve.evaluations)
+            .sum::<usize>();
+        iterations = out
+            .reports
+            .iter()
+            .map(|r| r.solve.iterations)
+            .sum::<usize>();
+        converged = out
+            .reports
+            .iter()
+            .filter(|r| r.solve.reason.converged())
+            .count();
     }
     let (t, s) = (median(total), median(solve));
     let e = a.entities as f64;
@@ -109,7 +129,15 @@ pub fn run(a: BenchArgs) -> Result<()> {
     for (name, v) in rows {
         println!("{name:<28}{v:>14.3}");
     }
-    println!("{:<28}{:>14.1}", "mean iterations/entity", iterations as f64 / e);
-    println!("{:<28}{:>14}", "converged entities", format!("{converged}/{}", a.entities));
+    println!(
+        "{:<28}{:>14.1}",
+        "mean iterations/entity",
+        iterations as f64 / e
+    );
+    println!(
+        "{:<28}{:>14}",
+        "converged entities",
+        format!("{converged}/{}", a.entities)
+    );
     Ok(())
 }

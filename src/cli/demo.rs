@@ -55,7 +55,11 @@ struct Metrics {
 
 fn metrics(data: &Dataset, scores: &[f64]) -> Metrics {
     let positive: Vec<bool> = data.label.iter().map(|&y| is_positive(y)).collect();
-    Metrics { auc: auc(scores, &positive), logloss: logloss(scores, &positive), entity_auc: entity_auc(&data.entity, scores, &positive).0 }
+    Metrics {
+        auc: auc(scores, &positive),
+        logloss: logloss(scores, &positive),
+        entity_auc: entity_auc(&data.entity, scores, &positive).0,
+    }
 }
 
 fn fmt(v: Option<f64>) -> String {
@@ -78,7 +82,11 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let stream = generate(&spec).data;
     let stream_path = a.out_dir.join("stream.jsonl");
     write_atomic(&stream_path, |f| write_jsonl(&stream, "entity", f))?;
-    println!("wrote {} records to {}\n", stream.num_rows(), stream_path.display());
+    println!(
+        "wrote {} records to {}\n",
+        stream.num_rows(),
+        stream_path.display()
+    );
 
     let mut config = TrainConfig::new(ObjectiveKind::BayesLogistic);
     config.regularization.penalty = a.penalty;
@@ -86,11 +94,23 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let mut models = ModelSet::new();
     println!(
         "{:>5} {:>9} {:>8} | {:>11} {:>11} | {:>10} {:>10} {:>10} | {:>8} {:>11}",
-        "batch", "records", "users", "AUC offset", "AUC glmix", "logloss o", "logloss g", "user-AUC g", "train s", "users/s"
+        "batch",
+        "records",
+        "users",
+        "AUC offset",
+        "AUC glmix",
+        "logloss o",
+        "logloss g",
+        "user-AUC g",
+        "train s",
+        "users/s"
     );
     let mut last_models = PathBuf::new();
     for k in 0..a.batches {
-        let (from, to) = (k as f64 / a.batches as f64, (k + 1) as f64 / a.batches as f64);
+        let (from, to) = (
+            k as f64 / a.batches as f64,
+            (k + 1) as f64 / a.batches as f64,
+        );
         let batch = time_slice(&stream, from, to);
         let offsets_only = metrics(&batch, &batch.offset);
         let before = metrics(&batch, &score(&batch, &models, None)?);
@@ -117,10 +137,27 @@ pub fn run(a: DemoArgs) -> Result<()> {
         );
     }
     println!("\nEach row is progressive validation: the mini-batch is scored by the models of the");
-    println!("batches before it (\"glmix\"), or by the global model's offsets alone, and only then");
-    println!("trained (bayes-logistic, λ = {}, δ = {}, diagonal Hessian, device {device}).", a.penalty, a.delta);
-    println!("\nfiles: {} (records), {} (latest models; models-N.jsonl after each batch)", stream_path.display(), last_models.display());
-    println!("next:  glmix train --data {} --objective bayes-logistic --prior {} --out updated.jsonl", stream_path.display(), last_models.display());
-    println!("       glmix eval --data {} --model {}", stream_path.display(), last_models.display());
+    println!(
+        "batches before it (\"glmix\"), or by the global model's offsets alone, and only then"
+    );
+    println!(
+        "trained (bayes-logistic, λ = {}, δ = {}, diagonal Hessian, device {device}).",
+        a.penalty, a.delta
+    );
+    println!(
+        "\nfiles: {} (records), {} (latest models; models-N.jsonl after each batch)",
+        stream_path.display(),
+        last_models.display()
+    );
+    println!(
+        "next:  glmix train --data {} --objective bayes-logistic --prior {} --out updated.jsonl",
+        stream_path.display(),
+        last_models.display()
+    );
+    println!(
+        "       glmix eval --data {} --model {}",
+        stream_path.display(),
+        last_models.display()
+    );
     Ok(())
 }

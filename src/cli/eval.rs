@@ -18,7 +18,11 @@ pub struct EvalArgs {
     model: PathBuf,
     /// Comma-separated metrics: auc, rmse, logloss, entity-auc. RMSE compares the margin
     /// with the label; the others count label 1 as positive.
-    #[arg(long, value_delimiter = ',', default_value = "auc,rmse,logloss,entity-auc")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "auc,rmse,logloss,entity-auc"
+    )]
     metrics: Vec<String>,
 }
 

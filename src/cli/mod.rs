@@ -87,7 +87,14 @@ impl DataArgs {
             FormatArg::Jsonl => Format::Jsonl,
             FormatArg::Tsv => Format::Tsv,
         };
-        let mut data = read_records(&self.data, format, &ReadOptions { entity, timestamp_field: None })?;
+        let mut data = read_records(
+            &self.data,
+            format,
+            &ReadOptions {
+                entity,
+                timestamp_field: None,
+            },
+        )?;
         if let Some(path) = &self.offset_model {
             data.add_offsets(&OffsetModel::read(path)?);
         }
@@ -108,7 +115,11 @@ fn progress_bar(len: u64, what: &str) -> ProgressBar {
 }
 
 /// Scoring data none of whose entities has a model usually means a wrong `--entity-key`.
-fn warn_if_no_entity_has_a_model(data: &Dataset, models: &glmix::model::ModelSet, path: &std::path::Path) {
+fn warn_if_no_entity_has_a_model(
+    data: &Dataset,
+    models: &glmix::model::ModelSet,
+    path: &std::path::Path,
+) {
     if data.entities.keys().iter().all(|e| !models.contains(e)) {
         eprintln!(
             "glmix: warning: none of the {} entities has a model in {}; scores are offsets only (check --entity-key)",

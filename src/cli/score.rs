@@ -33,14 +33,26 @@ pub fn run(a: ScoreArgs) -> Result<()> {
     let data = a.data.read()?;
     let models = read_models(&a.model, None)?;
     warn_if_no_entity_has_a_model(&data, &models, &a.model);
-    let thompson = a.thompson.map(|multiplier| Thompson { multiplier, seed: a.seed });
+    let thompson = a.thompson.map(|multiplier| Thompson {
+        multiplier,
+        seed: a.seed,
+    });
     let scores = score(&data, &models, thompson)?;
     write_atomic(&a.out, |f| {
         for (i, s) in scores.iter().enumerate() {
-            writeln!(f, "{}", json!({"entity": data.entities.key(data.entity[i]), "row": i, "score": s}))?;
+            writeln!(
+                f,
+                "{}",
+                json!({"entity": data.entities.key(data.entity[i]), "row": i, "score": s})
+            )?;
         }
         Ok(())
     })?;
-    eprintln!("scored {} records of {} entities into {}", scores.len(), data.entities.len(), a.out.display());
+    eprintln!(
+        "scored {} records of {} entities into {}",
+        scores.len(),
+        data.entities.len(),
+        a.out.display()
+    );
     Ok(())
 }

@@ -79,7 +79,9 @@ pub enum Device {
 pub fn resolve_device(device: Device) -> Result<&'static str> {
     match device {
         Device::Auto | Device::Cpu => Ok("cpu"),
-        Device::Gpu => bail!("--device gpu: this build has no GPU evaluator yet; use --device cpu or auto"),
+        Device::Gpu => {
+            bail!("--device gpu: this build has no GPU evaluator yet; use --device cpu or auto")
+        }
     }
 }
 
@@ -87,29 +89,50 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let device = resolve_device(a.device)?;
     let config = TrainConfig {
         objective: a.objective,
-        regularization: Regularization { penalty: a.penalty, delta: a.delta, intercept_penalty: !a.no_intercept_penalty },
+        regularization: Regularization {
+            penalty: a.penalty,
+            delta: a.delta,
+            intercept_penalty: !a.no_intercept_penalty,
+        },
         hessian: a.hessian,
-        solver: LbfgsOptions { memory: a.memory, factr: a.factr, pgtol: a.pgtol, max_iterations: a.max_iterations, ..LbfgsOptions::default() },
+        solver: LbfgsOptions {
+            memory: a.memory,
+            factr: a.factr,
+            pgtol: a.pgtol,
+            max_iterations: a.max_iterations,
+            ..LbfgsOptions::default()
+        },
         batch_entities: a.batch_entities,
     };
 
     let clock = Instant::now();
     let data = a.data.read()?;
-    let prior: Option<ModelSet> = a.prior.as_ref().map(|p| read_models(p, Some(a.penalty))).transpose()?;
+    let prior: Option<ModelSet> = a
+        .prior
+        .as_ref()
+        .map(|p| read_models(p, Some(a.penalty)))
+        .transpose()?;
     let read_seconds = clock.elapsed().as_secs_f64();
 
     let clock = Instant::now();
     let bar = progress_bar(data.entities.len() as u64, "training");
-    let out = fit(prior.as_ref(), &data, &config, &mut |n| bar.set_position(n as u64));
+    let out = fit(prior.as_ref(), &data, &config, &mut |n| {
+        bar.set_position(n as u64)
+    });
     bar.finish_and_clear();
     let out = match (out, &a.prior) {
-        (Err(e @ glmix::Error::PriorMismatch { .. }), Some(p)) => return Err(e).with_context(|| format!("{}", p.display())),
+        (Err(e @ glmix::Error::PriorMismatch { .. }), Some(p)) => {
+            return Err(e).with_context(|| format!("{}", p.display()))
+        }
         (r, _) => r?,
     };
     let solve_seconds = clock.elapsed().as_secs_f64();
 
     let clock = Instant::now();
-    let carried: Vec<_> = prior.as_ref().map(|p| untouched_priors(p, &data).collect()).unwrap_or_default();
+    let carried: Vec<_> = prior
+        .as_ref()
+        .map(|p| untouched_priors(p, &data).collect())
+        .unwrap_or_default();
     write_models(&a.out, out.models.iter().chain(carried.iter().copied()))?;
     if let Some(path) = &a.report {
         write_atomic(path, |f| {

@@ -24,7 +24,9 @@ pub fn read_jsonl(path: &Path, options: &ReadOptions) -> Result<Dataset> {
     let mut number = 0;
     loop {
         line.clear();
-        let n = reader.read_line(&mut line).map_err(|e| Error::io(path, e))?;
+        let n = reader
+            .read_line(&mut line)
+            .map_err(|e| Error::io(path, e))?;
         if n == 0 {
             break;
         }
@@ -38,7 +40,13 @@ pub fn read_jsonl(path: &Path, options: &ReadOptions) -> Result<Dataset> {
 }
 
 /// Parse one JSON record and append it to `data`.
-pub fn parse_record(path: &Path, line: usize, text: &str, options: &ReadOptions, data: &mut Dataset) -> Result<()> {
+pub fn parse_record(
+    path: &Path,
+    line: usize,
+    text: &str,
+    options: &ReadOptions,
+    data: &mut Dataset,
+) -> Result<()> {
     let value: Value = serde_json::from_str(text)
         .map_err(|e| Error::input(path, line, "record", format!("malformed JSON: {e}")))?;
     let Value::Object(obj) = value else {
@@ -49,7 +57,9 @@ pub fn parse_record(path: &Path, line: usize, text: &str, options: &ReadOptions,
         match field(name) {
             None => default.ok_or_else(|| Error::input(path, line, name, "missing field")),
             Some(v) => {
-                let x = v.as_f64().ok_or_else(|| Error::input(path, line, name, format!("expected a number, got {v}")))?;
+                let x = v.as_f64().ok_or_else(|| {
+                    Error::input(path, line, name, format!("expected a number, got {v}"))
+                })?;
                 finite(path, line, name, x)
             }
         }
@@ -58,16 +68,35 @@ pub fn parse_record(path: &Path, line: usize, text: &str, options: &ReadOptions,
     let entity = match &options.entity {
         EntityMode::Single(id) => id.clone(),
         EntityMode::Key(key) => match field(key) {
-            None => return Err(Error::input(path, line, key, "missing entity field (set it with --entity-key)")),
+            None => {
+                return Err(Error::input(
+                    path,
+                    line,
+                    key,
+                    "missing entity field (set it with --entity-key)",
+                ))
+            }
             Some(Value::String(s)) => s.clone(),
             Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
-            Some(v) => return Err(Error::input(path, line, key, format!("expected a string or integer id, got {v}"))),
+            Some(v) => {
+                return Err(Error::input(
+                    path,
+                    line,
+                    key,
+                    format!("expected a string or integer id, got {v}"),
+                ))
+            }
         },
     };
     let label = number("label", None)?;
     let weight = number("weight", Some(1.0))?;
     if weight < 0.0 {
-        return Err(Error::input(path, line, "weight", format!("{weight} is negative")));
+        return Err(Error::input(
+            path,
+            line,
+            "weight",
+            format!("{weight} is negative"),
+        ));
     }
     let offset = number("offset", Some(0.0))?;
     let timestamp = match &options.timestamp_field {
@@ -79,12 +108,26 @@ pub fn parse_record(path: &Path, line: usize, text: &str, options: &ReadOptions,
     Ok(())
 }
 
-fn parse_features(path: &Path, line: usize, value: Option<&Value>) -> Result<Vec<(FeatureKey, f64)>> {
+fn parse_features(
+    path: &Path,
+    line: usize,
+    value: Option<&Value>,
+) -> Result<Vec<(FeatureKey, f64)>> {
     let Some(value) = value else {
-        return Err(Error::input(path, line, "features", "missing field (use [] for a record with no features)"));
+        return Err(Error::input(
+            path,
+            line,
+            "features",
+            "missing field (use [] for a record with no features)",
+        ));
     };
     let Value::Array(items) = value else {
-        return Err(Error::input(path, line, "features", format!("expected an array, got {value}")));
+        return Err(Error::input(
+            path,
+            line,
+            "features",
+            format!("expected an array, got {value}"),
+        ));
     };
     items
         .iter()
@@ -92,21 +135,42 @@ fn parse_features(path: &Path, line: usize, value: Option<&Value>) -> Result<Vec
         .map(|(k, item)| {
             let at = |f: &str| format!("features[{k}].{f}");
             let Value::Object(obj) = item else {
-                return Err(Error::input(path, line, format!("features[{k}]"), "expected an object"));
+                return Err(Error::input(
+                    path,
+                    line,
+                    format!("features[{k}]"),
+                    "expected an object",
+                ));
             };
-            let name = string_field(obj, "name").ok_or_else(|| Error::input(path, line, at("name"), "missing or not a string"))?;
+            let name = string_field(obj, "name")
+                .ok_or_else(|| Error::input(path, line, at("name"), "missing or not a string"))?;
             let term = match obj.get("term") {
                 None | Some(Value::Null) => String::new(),
-                Some(_) => string_field(obj, "term").ok_or_else(|| Error::input(path, line, at("term"), "not a string"))?,
+                Some(_) => string_field(obj, "term")
+                    .ok_or_else(|| Error::input(path, line, at("term"), "not a string"))?,
             };
             let value = match obj.get("value") {
-                None | Some(Value::Null) => return Err(Error::input(path, line, at("value"), "missing field")),
-                Some(v) => v.as_f64().ok_or_else(|| Error::input(path, line, at("value"), format!("expected a number, got {v}")))?,
+                None | Some(Value::Null) => {
+                    return Err(Error::input(path, line, at("value"), "missing field"))
+                }
+                Some(v) => v.as_f64().ok_or_else(|| {
+                    Error::input(
+                        path,
+                        line,
+                        at("value"),
+                        format!("expected a number, got {v}"),
+                    )
+                })?,
             };
             let value = finite(path, line, &at("value"), value)?;
             let key = FeatureKey { name, term };
             if key.is_intercept() {
-                return Err(Error::input(path, line, at("name"), "(intercept, intercept) is reserved for the implicit intercept"));
+                return Err(Error::input(
+                    path,
+                    line,
+                    at("name"),
+                    "(intercept, intercept) is reserved for the implicit intercept",
+                ));
             }
             Ok((key, value))
         })
@@ -134,7 +198,10 @@ pub fn write_jsonl(data: &Dataset, entity_key: &str, out: &mut dyn Write) -> std
             })
             .collect();
         let mut obj = Map::new();
-        obj.insert(entity_key.to_string(), Value::String(data.entities.key(data.entity[i]).clone()));
+        obj.insert(
+            entity_key.to_string(),
+            Value::String(data.entities.key(data.entity[i]).clone()),
+        );
         obj.insert("label".into(), data.label[i].into());
         obj.insert("weight".into(), data.weight[i].into());
         obj.insert("offset".into(), data.offset[i].into());

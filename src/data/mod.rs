@@ -27,7 +27,10 @@ pub struct FeatureKey {
 
 impl FeatureKey {
     pub fn new(name: impl Into<String>, term: impl Into<String>) -> Self {
-        FeatureKey { name: name.into(), term: term.into() }
+        FeatureKey {
+            name: name.into(),
+            term: term.into(),
+        }
     }
 
     pub fn intercept() -> Self {
@@ -48,7 +51,10 @@ pub struct Interner<K> {
 
 impl<K> Default for Interner<K> {
     fn default() -> Self {
-        Interner { keys: Vec::new(), ids: HashMap::new() }
+        Interner {
+            keys: Vec::new(),
+            ids: HashMap::new(),
+        }
     }
 }
 
@@ -127,7 +133,10 @@ pub struct Dataset {
 
 impl Dataset {
     pub fn new() -> Self {
-        Dataset { nz_ptr: vec![0], ..Default::default() }
+        Dataset {
+            nz_ptr: vec![0],
+            ..Default::default()
+        }
     }
 
     pub fn num_rows(&self) -> usize {
@@ -140,7 +149,15 @@ impl Dataset {
     }
 
     /// Append one record; duplicate feature keys are summed.
-    pub fn push(&mut self, entity: &str, label: f64, weight: f64, offset: f64, timestamp: Option<f64>, features: impl IntoIterator<Item = (FeatureKey, f64)>) {
+    pub fn push(
+        &mut self,
+        entity: &str,
+        label: f64,
+        weight: f64,
+        offset: f64,
+        timestamp: Option<f64>,
+        features: impl IntoIterator<Item = (FeatureKey, f64)>,
+    ) {
         let e = match self.entities.get_str(entity) {
             Some(id) => id,
             None => self.entities.id(&entity.to_string()),
@@ -165,7 +182,15 @@ impl Dataset {
     }
 
     /// Append one record by interned ids; `features` must hold each id at most once.
-    pub fn push_interned(&mut self, entity: u32, label: f64, weight: f64, offset: f64, timestamp: Option<f64>, features: &[(u32, f64)]) {
+    pub fn push_interned(
+        &mut self,
+        entity: u32,
+        label: f64,
+        weight: f64,
+        offset: f64,
+        timestamp: Option<f64>,
+        features: &[(u32, f64)],
+    ) {
         debug_assert!((entity as usize) < self.entities.len());
         self.entity.push(entity);
         self.label.push(label);
@@ -191,10 +216,19 @@ impl Dataset {
 
     /// Add `offset_model`'s score `β₀ + x·β` to every record's offset.
     pub fn add_offsets(&mut self, model: &OffsetModel) {
-        let beta: Vec<f64> = self.features.keys().iter().map(|k| model.coefficient(k)).collect();
+        let beta: Vec<f64> = self
+            .features
+            .keys()
+            .iter()
+            .map(|k| model.coefficient(k))
+            .collect();
         for i in 0..self.num_rows() {
             let (ids, vals) = self.row_features(i);
-            let s: f64 = ids.iter().zip(vals).map(|(&f, &v)| beta[f as usize] * v).sum();
+            let s: f64 = ids
+                .iter()
+                .zip(vals)
+                .map(|(&f, &v)| beta[f as usize] * v)
+                .sum();
             self.offset[i] += model.intercept + s;
         }
     }
@@ -227,7 +261,10 @@ pub fn read_records(path: &Path, format: Format, options: &ReadOptions) -> Resul
         }
     };
     if data.num_rows() == 0 {
-        return Err(Error::EmptyInput { path: path.to_path_buf(), message: "no records".into() });
+        return Err(Error::EmptyInput {
+            path: path.to_path_buf(),
+            message: "no records".into(),
+        });
     }
     Ok(data)
 }
@@ -237,6 +274,11 @@ pub(crate) fn finite(path: &Path, line: usize, field: &str, v: f64) -> Result<f6
     if v.is_finite() {
         Ok(v)
     } else {
-        Err(Error::input(path, line, field, format!("{v} is not a finite number")))
+        Err(Error::input(
+            path,
+            line,
+            field,
+            format!("{v} is not a finite number"),
+        ))
     }
 }

@@ -27,11 +27,22 @@ impl OffsetModel {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let first = text.lines().find(|l| !l.trim().is_empty());
         match first {
-            None => Err(Error::EmptyInput { path: path.to_path_buf(), message: "no coefficients".into() }),
+            None => Err(Error::EmptyInput {
+                path: path.to_path_buf(),
+                message: "no coefficients".into(),
+            }),
             Some(l) if l.trim_start().starts_with('{') => {
                 let models = read_models(path, None)?;
                 if models.len() != 1 {
-                    return Err(Error::input(path, 1, "entity", format!("an offset model file holds one model, found {}", models.len())));
+                    return Err(Error::input(
+                        path,
+                        1,
+                        "entity",
+                        format!(
+                            "an offset model file holds one model, found {}",
+                            models.len()
+                        ),
+                    ));
                 }
                 let m = &models.models()[0];
                 let mut out = OffsetModel::default();
@@ -51,12 +62,23 @@ impl OffsetModel {
                     if t.is_empty() {
                         continue;
                     }
-                    let v: f64 = t.parse().map_err(|_| Error::input(path, n + 1, "coefficient", format!("expected a number, got {t:?}")))?;
+                    let v: f64 = t.parse().map_err(|_| {
+                        Error::input(
+                            path,
+                            n + 1,
+                            "coefficient",
+                            format!("expected a number, got {t:?}"),
+                        )
+                    })?;
                     values.push(super::finite(path, n + 1, "coefficient", v)?);
                 }
                 Ok(OffsetModel {
                     intercept: values[0],
-                    coefficients: values[1..].iter().enumerate().map(|(k, &v)| (dense_feature(k + 1), v)).collect(),
+                    coefficients: values[1..]
+                        .iter()
+                        .enumerate()
+                        .map(|(k, &v)| (dense_feature(k + 1), v))
+                        .collect(),
                 })
             }
         }

@@ -27,7 +27,15 @@ pub fn read_tsv(path: &Path, entity: &str) -> Result<Dataset> {
         }
         let cols: Vec<&str> = line.split_whitespace().collect();
         if cols.len() < 2 {
-            return Err(Error::input(path, number, "line", format!("expected timestamp, label and features, got {} column(s)", cols.len())));
+            return Err(Error::input(
+                path,
+                number,
+                "line",
+                format!(
+                    "expected timestamp, label and features, got {} column(s)",
+                    cols.len()
+                ),
+            ));
         }
         match width {
             None => {
@@ -35,14 +43,24 @@ pub fn read_tsv(path: &Path, entity: &str) -> Result<Dataset> {
                 keys = (1..cols.len() - 1).map(dense_feature).collect();
             }
             Some(w) if w != cols.len() => {
-                return Err(Error::input(path, number, "line", format!("{} columns where earlier lines have {w}", cols.len())));
+                return Err(Error::input(
+                    path,
+                    number,
+                    "line",
+                    format!("{} columns where earlier lines have {w}", cols.len()),
+                ));
             }
             _ => {}
         }
         let parse = |k: usize, field: String| -> Result<f64> {
-            let v = cols[k]
-                .parse::<f64>()
-                .map_err(|_| Error::input(path, number, field.clone(), format!("expected a number, got {:?}", cols[k])))?;
+            let v = cols[k].parse::<f64>().map_err(|_| {
+                Error::input(
+                    path,
+                    number,
+                    field.clone(),
+                    format!("expected a number, got {:?}", cols[k]),
+                )
+            })?;
             finite(path, number, &field, v)
         };
         let timestamp = parse(0, "timestamp".into())?;

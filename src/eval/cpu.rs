@@ -32,11 +32,20 @@ impl BatchEvaluator for CpuEvaluator<'_> {
         "cpu"
     }
 
-    fn evaluate(&mut self, active: &[usize], theta: &[f64], loss: &mut [f64], grad: &mut [f64]) -> Result<(), EvalError> {
+    fn evaluate(
+        &mut self,
+        active: &[usize],
+        theta: &[f64],
+        loss: &mut [f64],
+        grad: &mut [f64],
+    ) -> Result<(), EvalError> {
         let coef_ptr = &self.batch.coef_ptr;
         let slices = entity_slices_mut(coef_ptr, active, grad);
-        let mut work: Vec<(usize, &mut [f64], f64)> =
-            active.iter().zip(slices).map(|(&e, g)| (e, g, 0.0)).collect();
+        let mut work: Vec<(usize, &mut [f64], f64)> = active
+            .iter()
+            .zip(slices)
+            .map(|(&e, g)| (e, g, 0.0))
+            .collect();
         work.par_chunks_mut(ENTITIES_PER_TASK).for_each(|chunk| {
             for (e, g, f) in chunk.iter_mut() {
                 let th = &theta[coef_ptr[*e]..coef_ptr[*e + 1]];

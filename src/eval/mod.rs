@@ -34,16 +34,29 @@ pub trait BatchEvaluator {
     fn name(&self) -> &str;
 
     /// Evaluate every entity in `active` (ascending, no repeats) at its slice of `theta`.
-    fn evaluate(&mut self, active: &[usize], theta: &[f64], loss: &mut [f64], grad: &mut [f64]) -> Result<(), EvalError>;
+    fn evaluate(
+        &mut self,
+        active: &[usize],
+        theta: &[f64],
+        loss: &mut [f64],
+        grad: &mut [f64],
+    ) -> Result<(), EvalError>;
 }
 
 /// Split `grad` into the mutable slices of the listed entities (ascending order).
-pub(crate) fn entity_slices_mut<'a>(coef_ptr: &[usize], active: &[usize], mut grad: &'a mut [f64]) -> Vec<&'a mut [f64]> {
+pub(crate) fn entity_slices_mut<'a>(
+    coef_ptr: &[usize],
+    active: &[usize],
+    mut grad: &'a mut [f64],
+) -> Vec<&'a mut [f64]> {
     let mut out = Vec::with_capacity(active.len());
     let mut consumed = 0;
     for &e in active {
         let (start, end) = (coef_ptr[e], coef_ptr[e + 1]);
-        assert!(start >= consumed, "active entities must be ascending and distinct");
+        assert!(
+            start >= consumed,
+            "active entities must be ascending and distinct"
+        );
         let rest = std::mem::take(&mut grad);
         let (_, tail) = rest.split_at_mut(start - consumed);
         let (mine, tail) = tail.split_at_mut(end - start);

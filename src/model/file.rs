@@ -66,25 +66,52 @@ pub fn read_models(path: &Path, missing_precision: Option<f64>) -> Result<ModelS
             .map_err(|e| Error::input(path, number, "model", format!("malformed model: {e}")))?;
         let model = convert(path, number, raw, missing_precision)?;
         if let Some(first) = seen_lines.insert(model.entity.clone(), number) {
-            return Err(Error::input(path, number, "entity", format!("entity {:?} already has a model on line {first}", model.entity)));
+            return Err(Error::input(
+                path,
+                number,
+                "entity",
+                format!(
+                    "entity {:?} already has a model on line {first}",
+                    model.entity
+                ),
+            ));
         }
         set.insert(model);
     }
     if set.is_empty() {
-        return Err(Error::EmptyInput { path: path.to_path_buf(), message: "no models".into() });
+        return Err(Error::EmptyInput {
+            path: path.to_path_buf(),
+            message: "no models".into(),
+        });
     }
     Ok(set)
 }
 
-fn convert(path: &Path, line: usize, raw: RawModel, missing_precision: Option<f64>) -> Result<EntityModel> {
+fn convert(
+    path: &Path,
+    line: usize,
+    raw: RawModel,
+    missing_precision: Option<f64>,
+) -> Result<EntityModel> {
     let err = |field: &str, msg: String| Error::input(path, line, field, msg);
     let entity = match raw.entity {
         Value::String(s) => s,
         Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
-        v => return Err(err("entity", format!("expected a string or integer id, got {v}"))),
+        v => {
+            return Err(err(
+                "entity",
+                format!("expected a string or integer id, got {v}"),
+            ))
+        }
     };
-    let objective = raw.objective.map(|o| o.parse().map_err(|m| err("objective", m))).transpose()?;
-    let tag: Option<HessianType> = raw.hessian.map(|h| h.parse().map_err(|m| err("hessian", m))).transpose()?;
+    let objective = raw
+        .objective
+        .map(|o| o.parse().map_err(|m| err("objective", m)))
+        .transpose()?;
+    let tag: Option<HessianType> = raw
+        .hessian
+        .map(|h| h.parse().map_err(|m| err("hessian", m)))
+        .transpose()?;
 
     let mut features = Vec::with_capacity(raw.means.len());
     let mut means = Vec::with_capacity(raw.means.len());
@@ -92,7 +119,10 @@ fn convert(path: &Path, line: usize, raw: RawModel, missing_precision: Option<f6
     for (j, c) in raw.means.into_iter().enumerate() {
         let key = FeatureKey::new(c.name, c.term);
         if index.insert(key.clone(), j).is_some() {
-            return Err(err(&format!("means[{j}]"), format!("duplicate coefficient ({}, {})", key.name, key.term)));
+            return Err(err(
+                &format!("means[{j}]"),
+                format!("duplicate coefficient ({}, {})", key.name, key.term),
+            ));
         }
         features.push(key);
         means.push(c.value);
@@ -103,9 +133,14 @@ fn convert(path: &Path, line: usize, raw: RawModel, missing_precision: Option<f6
     for (k, c) in raw.variances.iter().flatten().enumerate() {
         let key = FeatureKey::new(c.name.clone(), c.term.clone());
         let field = format!("variances[{k}]");
-        let j = *index.get(&key).ok_or_else(|| err(&field, format!("({}, {}) has no mean", key.name, key.term)))?;
+        let j = *index
+            .get(&key)
+            .ok_or_else(|| err(&field, format!("({}, {}) has no mean", key.name, key.term)))?;
         if !(c.value > 0.0 && c.value.is_finite()) {
-            return Err(err(&field, format!("variance {} is not a positive finite number", c.value)));
+            return Err(err(
+                &field,
+                format!("variance {} is not a positive finite number", c.value),
+            ));
         }
         variances[j] = Some(c.value);
     }
@@ -114,16 +149,27 @@ fn convert(path: &Path, line: usize, raw: RawModel, missing_precision: Option<f6
     let precision = raw.precision.unwrap_or_default();
     let matrix = match (precision.matrix, precision.features) {
         (Some(m), Some(keys)) => Some(read_matrix(path, line, m, keys, &index)?),
-        (Some(_), None) => return Err(err("precision.features", "a precision matrix needs its feature order".into())),
+        (Some(_), None) => {
+            return Err(err(
+                "precision.features",
+                "a precision matrix needs its feature order".into(),
+            ))
+        }
         (None, Some(_)) => return Err(err("precision.matrix", "missing".into())),
         (None, None) => None,
     };
     if let Some(diag) = &precision.diagonal {
         if diag.len() != d {
-            return Err(err("precision.diagonal", format!("{} values for {d} coefficients", diag.len())));
+            return Err(err(
+                "precision.diagonal",
+                format!("{} values for {d} coefficients", diag.len()),
+            ));
         }
         if let Some(v) = diag.iter().find(|v| !(**v > 0.0 && v.is_finite())) {
-            return Err(err("precision.diagonal", format!("{v} is not a positive finite precision")));
+            return Err(err(
+                "precision.diagonal",
+                format!("{v} is not a positive finite precision"),
+            ));
         }
     }
 
@@ -135,7 +181,12 @@ fn convert(path: &Path, line: usize, raw: RawModel, missing_precision: Option<f6
         (None, None, false) => HessianType::None,
     });
     let precision = match hessian {
-        HessianType::Full => Precision::Full(matrix.ok_or_else(|| err("precision", "hessian \"full\" needs precision.matrix and precision.features".into()))?),
+        HessianType::Full => Precision::Full(matrix.ok_or_else(|| {
+            err(
+                "precision",
+                "hessian \"full\" needs precision.matrix and precision.features".into(),
+            )
+        })?),
         HessianType::Identity => Precision::Diagonal(vec![1.0; d]),
         HessianType::None => Precision::None,
         HessianType::Diagonal => match precision.diagonal {
@@ -148,7 +199,10 @@ fn convert(path: &Path, line: usize, raw: RawModel, missing_precision: Option<f6
                         (None, Some(p)) => p,
                         (None, None) => {
                             let k = &features[j];
-                            return Err(err("variances", format!("coefficient ({}, {}) has no variance", k.name, k.term)));
+                            return Err(err(
+                                "variances",
+                                format!("coefficient ({}, {}) has no variance", k.name, k.term),
+                            ));
                         }
                     });
                 }
@@ -156,30 +210,61 @@ fn convert(path: &Path, line: usize, raw: RawModel, missing_precision: Option<f6
             }
         },
     };
-    Ok(EntityModel { entity, objective, hessian, features, means, precision })
+    Ok(EntityModel {
+        entity,
+        objective,
+        hessian,
+        features,
+        means,
+        precision,
+    })
 }
 
 /// Read a precision matrix in its own feature order and reorder it to the means' order.
-fn read_matrix(path: &Path, line: usize, m: Vec<Vec<f64>>, keys: Vec<RawKey>, index: &HashMap<FeatureKey, usize>) -> Result<Vec<f64>> {
+fn read_matrix(
+    path: &Path,
+    line: usize,
+    m: Vec<Vec<f64>>,
+    keys: Vec<RawKey>,
+    index: &HashMap<FeatureKey, usize>,
+) -> Result<Vec<f64>> {
     let err = |field: &str, msg: String| Error::input(path, line, field, msg);
     let d = index.len();
     if keys.len() != d || m.len() != d {
-        return Err(err("precision", format!("a {}×? matrix over {} features for {d} coefficients", m.len(), keys.len())));
+        return Err(err(
+            "precision",
+            format!(
+                "a {}×? matrix over {} features for {d} coefficients",
+                m.len(),
+                keys.len()
+            ),
+        ));
     }
     let mut perm = Vec::with_capacity(d);
     let mut seen = vec![false; d];
     for (k, key) in keys.into_iter().enumerate() {
         let key = FeatureKey::new(key.name, key.term);
-        let j = *index.get(&key).ok_or_else(|| err(&format!("precision.features[{k}]"), format!("({}, {}) has no mean", key.name, key.term)))?;
+        let j = *index.get(&key).ok_or_else(|| {
+            err(
+                &format!("precision.features[{k}]"),
+                format!("({}, {}) has no mean", key.name, key.term),
+            )
+        })?;
         if std::mem::replace(&mut seen[j], true) {
-            return Err(err(&format!("precision.features[{k}]"), "duplicate feature".into()));
+            return Err(err(
+                &format!("precision.features[{k}]"),
+                "duplicate feature".into(),
+            ));
         }
         perm.push(j);
     }
     let mut out = vec![0.0; d * d];
     for (r, row) in m.iter().enumerate() {
         if row.len() != d {
-            return Err(err(&format!("precision.matrix[{r}]"), format!("{} values, expected {d}", row.len())));
+            return Err(err(
+                &format!("precision.matrix[{r}]"),
+                format!("{} values, expected {d}", row.len()),
+            ));
         }
         for (c, &v) in row.iter().enumerate() {
             out[perm[r] * d + perm[c]] = v;
@@ -189,7 +274,10 @@ fn read_matrix(path: &Path, line: usize, m: Vec<Vec<f64>>, keys: Vec<RawKey>, in
         for b in 0..a {
             let (x, y) = (out[a * d + b], out[b * d + a]);
             if (x - y).abs() > 1e-12 * x.abs().max(y.abs()).max(1.0) {
-                return Err(err("precision.matrix", format!("not symmetric: {x} vs {y}")));
+                return Err(err(
+                    "precision.matrix",
+                    format!("not symmetric: {x} vs {y}"),
+                ));
             }
         }
     }
@@ -210,13 +298,25 @@ struct OutModel<'a> {
 }
 
 fn coefficients(keys: &[FeatureKey], values: &[f64]) -> Vec<RawCoefficient> {
-    keys.iter().zip(values).map(|(k, &value)| RawCoefficient { name: k.name.clone(), term: k.term.clone(), value }).collect()
+    keys.iter()
+        .zip(values)
+        .map(|(k, &value)| RawCoefficient {
+            name: k.name.clone(),
+            term: k.term.clone(),
+            value,
+        })
+        .collect()
 }
 
 /// Write one model as a JSON line. Non-finite values are refused (JSON cannot hold them).
 pub fn write_model_line(model: &EntityModel, out: &mut dyn Write) -> std::io::Result<()> {
     let d = model.means.len();
-    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("entity {:?}: non-finite {what}", model.entity));
+    let bad = |what: &str| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("entity {:?}: non-finite {what}", model.entity),
+        )
+    };
     if model.means.iter().any(|v| !v.is_finite()) {
         return Err(bad("mean"));
     }
@@ -226,15 +326,31 @@ pub fn write_model_line(model: &EntityModel, out: &mut dyn Write) -> std::io::Re
             debug_assert!(h.iter().all(|&v| v == 1.0));
             None
         }
-        Precision::Diagonal(h) => Some(RawPrecision { diagonal: Some(h.clone()), ..Default::default() }),
+        Precision::Diagonal(h) => Some(RawPrecision {
+            diagonal: Some(h.clone()),
+            ..Default::default()
+        }),
         Precision::Full(h) => Some(RawPrecision {
-            features: Some(model.features.iter().map(|k| RawKey { name: k.name.clone(), term: k.term.clone() }).collect()),
+            features: Some(
+                model
+                    .features
+                    .iter()
+                    .map(|k| RawKey {
+                        name: k.name.clone(),
+                        term: k.term.clone(),
+                    })
+                    .collect(),
+            ),
             matrix: Some(h.chunks(d.max(1)).map(<[f64]>::to_vec).collect()),
             ..Default::default()
         }),
     };
     let variances = model.variances();
-    if variances.as_ref().is_some_and(|v| v.iter().any(|x| !x.is_finite())) || !matches!(&model.precision, Precision::None) && variances.is_none() {
+    if variances
+        .as_ref()
+        .is_some_and(|v| v.iter().any(|x| !x.is_finite()))
+        || !matches!(&model.precision, Precision::None) && variances.is_none()
+    {
         return Err(bad("or non-positive-definite precision"));
     }
     let line = OutModel {
@@ -250,7 +366,10 @@ pub fn write_model_line(model: &EntityModel, out: &mut dyn Write) -> std::io::Re
 }
 
 /// Write models atomically.
-pub fn write_models<'a>(path: &Path, models: impl IntoIterator<Item = &'a EntityModel>) -> Result<()> {
+pub fn write_models<'a>(
+    path: &Path,
+    models: impl IntoIterator<Item = &'a EntityModel>,
+) -> Result<()> {
     write_atomic(path, |f| {
         for m in models {
             write_model_line(m, f)?;

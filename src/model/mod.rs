@@ -42,7 +42,12 @@ pub enum HessianType {
 }
 
 impl HessianType {
-    pub const ALL: [HessianType; 4] = [HessianType::Full, HessianType::Diagonal, HessianType::Identity, HessianType::None];
+    pub const ALL: [HessianType; 4] = [
+        HessianType::Full,
+        HessianType::Diagonal,
+        HessianType::Identity,
+        HessianType::None,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -66,7 +71,9 @@ impl FromStr for HessianType {
         HessianType::ALL
             .into_iter()
             .find(|h| h.name() == s)
-            .ok_or_else(|| format!("unknown Hessian type {s:?}: expected full, diagonal, identity or none"))
+            .ok_or_else(|| {
+                format!("unknown Hessian type {s:?}: expected full, diagonal, identity or none")
+            })
     }
 }
 
@@ -99,13 +106,19 @@ impl EntityModel {
         match &self.precision {
             Precision::None => None,
             Precision::Diagonal(h) => Some(h.iter().map(|v| 1.0 / v).collect()),
-            Precision::Full(h) => linalg::Cholesky::new(h, self.means.len()).map(|c| c.inverse_diagonal()),
+            Precision::Full(h) => {
+                linalg::Cholesky::new(h, self.means.len()).map(|c| c.inverse_diagonal())
+            }
         }
     }
 
     /// Index of every feature of the model.
     pub fn feature_index(&self) -> HashMap<&FeatureKey, usize> {
-        self.features.iter().enumerate().map(|(j, k)| (k, j)).collect()
+        self.features
+            .iter()
+            .enumerate()
+            .map(|(j, k)| (k, j))
+            .collect()
     }
 
     /// Precision entry `H_jk`, if any is kept.

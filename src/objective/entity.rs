@@ -26,7 +26,10 @@ pub enum PriorPrecision {
     /// Diagonal of `Q`, one value per coefficient (`coef_ptr` layout).
     Diagonal(Vec<f64>),
     /// Dense row-major d×d block per entity; entity e's block starts at `block_ptr[e]`.
-    Full { block_ptr: Vec<usize>, values: Vec<f64> },
+    Full {
+        block_ptr: Vec<usize>,
+        values: Vec<f64>,
+    },
 }
 
 /// Many independent entity problems sharing one loss, packed for batched evaluation.
@@ -54,7 +57,11 @@ impl TrainingBatch {
     /// Join batches built in parts (all with the same loss and precision shape), in order.
     pub fn concat(parts: Vec<TrainingBatch>) -> TrainingBatch {
         let total = |f: fn(&TrainingBatch) -> usize| parts.iter().map(f).sum::<usize>();
-        let (rows, nnz, coefs) = (total(|p| p.labels.len()), total(|p| p.cols.len()), total(|p| p.prior_mean.len()));
+        let (rows, nnz, coefs) = (
+            total(|p| p.labels.len()),
+            total(|p| p.cols.len()),
+            total(|p| p.prior_mean.len()),
+        );
         let entities = total(|p| p.coef_ptr.len() - 1);
         let mut parts = parts.into_iter();
         let first = parts.next().expect("at least one part");
@@ -79,8 +86,16 @@ impl TrainingBatch {
             out.prior_mean.extend_from_slice(&p.prior_mean);
             match (&mut out.prior_precision, p.prior_precision) {
                 (PriorPrecision::None, PriorPrecision::None) => {}
-                (PriorPrecision::Diagonal(q), PriorPrecision::Diagonal(r)) => q.extend_from_slice(&r),
-                (PriorPrecision::Full { block_ptr, values }, PriorPrecision::Full { block_ptr: bp, values: v }) => {
+                (PriorPrecision::Diagonal(q), PriorPrecision::Diagonal(r)) => {
+                    q.extend_from_slice(&r)
+                }
+                (
+                    PriorPrecision::Full { block_ptr, values },
+                    PriorPrecision::Full {
+                        block_ptr: bp,
+                        values: v,
+                    },
+                ) => {
                     shift(block_ptr, &bp);
                     values.extend_from_slice(&v);
                 }
@@ -155,7 +170,10 @@ impl TrainingBatchBuilder {
         let prior_precision = match shape {
             PrecisionShape::None => PriorPrecision::None,
             PrecisionShape::Diagonal => PriorPrecision::Diagonal(Vec::new()),
-            PrecisionShape::Full => PriorPrecision::Full { block_ptr: vec![0], values: Vec::new() },
+            PrecisionShape::Full => PriorPrecision::Full {
+                block_ptr: vec![0],
+                values: Vec::new(),
+            },
         };
         TrainingBatchBuilder {
             batch: TrainingBatch {
@@ -196,7 +214,13 @@ impl TrainingBatchBuilder {
 
     /// Add one row to the entity being built. `features` are (entity-local column ≥ 1, value),
     /// each column at most once (readers sum duplicates); the intercept is added here.
-    pub fn push_row(&mut self, label: f64, weight: f64, offset: f64, features: impl IntoIterator<Item = (u32, f64)>) {
+    pub fn push_row(
+        &mut self,
+        label: f64,
+        weight: f64,
+        offset: f64,
+        features: impl IntoIterator<Item = (u32, f64)>,
+    ) {
         let b = &mut self.batch;
         b.cols.push(0);
         b.vals.push(1.0);
@@ -217,7 +241,11 @@ impl TrainingBatchBuilder {
     /// [`PrecisionShape::None`], d values for diagonal, d×d row-major for full.
     pub fn finish_entity(&mut self, penalty: &[f64], prior_mean: &[f64], prior_precision: &[f64]) {
         let d = penalty.len();
-        assert_eq!(prior_mean.len(), d, "prior mean has one value per coefficient");
+        assert_eq!(
+            prior_mean.len(),
+            d,
+            "prior mean has one value per coefficient"
+        );
         let b = &mut self.batch;
         b.penalty.extend_from_slice(penalty);
         b.prior_mean.extend_from_slice(prior_mean);
@@ -239,7 +267,10 @@ impl TrainingBatchBuilder {
     }
 
     pub fn build(self) -> TrainingBatch {
-        assert!(!self.entity_rows_open, "rows pushed after the last finish_entity");
+        assert!(
+            !self.entity_rows_open,
+            "rows pushed after the last finish_entity"
+        );
         self.batch
     }
 }
@@ -296,7 +327,8 @@ impl<'a> EntityProblem<'a> {
 
     #[inline]
     fn row_derivatives(&self, i: usize, theta: &[f64]) -> RowDerivatives {
-        self.loss.row(self.margin(i, theta), self.labels[i], self.weights[i])
+        self.loss
+            .row(self.margin(i, theta), self.labels[i], self.weights[i])
     }
 
     /// `F(θ)` and `∇F(θ)` (written into `grad`).

@@ -19,7 +19,15 @@ pub struct LbfgsMemory {
 
 impl LbfgsMemory {
     pub fn new(d: usize, m: usize) -> Self {
-        LbfgsMemory { d, m, s: vec![0.0; d * m], y: vec![0.0; d * m], rho: vec![0.0; m], head: 0, len: 0 }
+        LbfgsMemory {
+            d,
+            m,
+            s: vec![0.0; d * m],
+            y: vec![0.0; d * m],
+            rho: vec![0.0; m],
+            head: 0,
+            len: 0,
+        }
     }
 
     pub fn is_empty(&self) -> bool {

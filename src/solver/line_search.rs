@@ -15,8 +15,8 @@
 //!
 //! A step that fails sufficient decrease (or gives a non-finite loss) becomes the upper
 //! end of a bracket; one that fails curvature becomes the lower end. The next trial is
-//! the safeguarded minimiser of the cubic through both ends (bisection if it is not
-//! usable), or an extrapolation by 4× while no upper end is known.
+//! the minimiser of the cubic through both ends, clamped to the inner 80% of the
+//! bracket (bisection if the cubic has no minimiser), or an extrapolation by 4× while no upper end is known.
 
 const C1: f64 = 1e-4;
 const C2: f64 = 0.9;
@@ -58,9 +58,28 @@ pub struct LineSearch {
 impl LineSearch {
     /// Start at `φ(0) = value`, `φ'(0) = slope < 0`; `noise` is the absolute size of
     /// loss differences the evaluator cannot resolve.
-    pub fn new(value: f64, slope: f64, noise: f64, first_step: f64, max_evaluations: usize) -> Self {
-        let origin = LinePoint { alpha: 0.0, value, slope };
-        LineSearch { origin, noise, lo: origin, hi: None, first_step, pending: first_step, evaluations: 0, max_evaluations }
+    pub fn new(
+        value: f64,
+        slope: f64,
+        noise: f64,
+        first_step: f64,
+        max_evaluations: usize,
+    ) -> Self {
+        let origin = LinePoint {
+            alpha: 0.0,
+            value,
+            slope,
+        };
+        LineSearch {
+            origin,
+            noise,
+            lo: origin,
+            hi: None,
+            first_step,
+            pending: first_step,
+            evaluations: 0,
+            max_evaluations,
+        }
     }
 
     /// The step whose evaluation the search waits for.
@@ -109,8 +128,8 @@ impl LineSearch {
                 }
                 let (a, b) = (self.lo.alpha + 0.1 * width, hi.alpha - 0.1 * width);
                 match cubic_minimizer(self.lo, hi) {
-                    Some(t) if t >= a && t <= b => t,
-                    _ => 0.5 * (self.lo.alpha + hi.alpha),
+                    Some(t) => t.clamp(a, b),
+                    None => 0.5 * (self.lo.alpha + hi.alpha),
                 }
             }
         };
@@ -155,7 +174,11 @@ mod tests {
         let mut alpha = first;
         for n in 1..=30 {
             let (v, s) = f(alpha);
-            match ls.observe(LinePoint { alpha, value: v, slope: s }) {
+            match ls.observe(LinePoint {
+                alpha,
+                value: v,
+                slope: s,
+            }) {
                 LineDecision::Try(a) => alpha = a,
                 d => return (d, n),
             }
@@ -188,7 +211,16 @@ mod tests {
 
     #[test]
     fn a_non_finite_loss_is_a_bracket_end() {
-        let (d, _) = run(|a| if a > 2.0 { (f64::INFINITY, f64::NAN) } else { ((a - 1.0).powi(2), 2.0 * (a - 1.0)) }, 50.0);
+        let (d, _) = run(
+            |a| {
+                if a > 2.0 {
+                    (f64::INFINITY, f64::NAN)
+                } else {
+                    ((a - 1.0).powi(2), 2.0 * (a - 1.0))
+                }
+            },
+            50.0,
+        );
         assert!(matches!(d, LineDecision::Accept(p) if p.alpha <= 2.0));
     }
 
@@ -198,7 +230,11 @@ mod tests {
         let mut ls = LineSearch::new(0.0, -1.0, 0.0, 1.0, 10);
         let mut alpha = 1.0;
         loop {
-            match ls.observe(LinePoint { alpha, value: alpha, slope: 1.0 }) {
+            match ls.observe(LinePoint {
+                alpha,
+                value: alpha,
+                slope: 1.0,
+            }) {
                 LineDecision::Try(a) => alpha = a,
                 LineDecision::Fail => break,
                 d => panic!("{d:?}"),

@@ -42,7 +42,13 @@ pub struct LbfgsOptions {
 
 impl Default for LbfgsOptions {
     fn default() -> Self {
-        LbfgsOptions { memory: 10, factr: 1e7, pgtol: 1e-5, max_iterations: 15000, max_line_search: 20 }
+        LbfgsOptions {
+            memory: 10,
+            factr: 1e7,
+            pgtol: 1e-5,
+            max_iterations: 15000,
+            max_line_search: 20,
+        }
     }
 }
 
@@ -77,7 +83,10 @@ impl StopReason {
 
     /// Whether the entity met a convergence test (as opposed to a limit or a failure).
     pub fn converged(self) -> bool {
-        matches!(self, StopReason::GradientTolerance | StopReason::RelativeReduction)
+        matches!(
+            self,
+            StopReason::GradientTolerance | StopReason::RelativeReduction
+        )
     }
 }
 
@@ -138,7 +147,11 @@ pub fn minimize(
 ) -> Result<SolveResult, EvalError> {
     let coef_ptr = evaluator.coef_ptr().to_vec();
     let n = coef_ptr.len() - 1;
-    assert_eq!(start.len(), coef_ptr[n], "start point does not match the coefficient layout");
+    assert_eq!(
+        start.len(),
+        coef_ptr[n],
+        "start point does not match the coefficient layout"
+    );
     let precision = evaluator.loss_precision();
 
     let mut trial = start.to_vec();
@@ -152,7 +165,13 @@ pub fn minimize(
         .into_par_iter()
         .map(|e| {
             let r = coef_ptr[e]..coef_ptr[e + 1];
-            EntityState::start(&start[r.clone()], trial_loss[e], &trial_grad[r], options, precision)
+            EntityState::start(
+                &start[r.clone()],
+                trial_loss[e],
+                &trial_grad[r],
+                options,
+                precision,
+            )
         })
         .collect();
     write_trials(&mut states, &coef_ptr, &active, &mut trial);
@@ -163,12 +182,16 @@ pub fn minimize(
         evaluator.evaluate(&active, &trial, &mut trial_loss, &mut trial_grad)?;
         rounds += 1;
         {
-            let mut running: Vec<&mut EntityState> = states.iter_mut().filter(|s| !s.done).collect();
+            let mut running: Vec<&mut EntityState> =
+                states.iter_mut().filter(|s| !s.done).collect();
             debug_assert_eq!(running.len(), active.len());
-            running.par_iter_mut().zip(active.par_iter()).for_each(|(s, &e)| {
-                let r = coef_ptr[e]..coef_ptr[e + 1];
-                s.observe(trial_loss[e], &trial_grad[r], options, precision);
-            });
+            running
+                .par_iter_mut()
+                .zip(active.par_iter())
+                .for_each(|(s, &e)| {
+                    let r = coef_ptr[e]..coef_ptr[e + 1];
+                    s.observe(trial_loss[e], &trial_grad[r], options, precision);
+                });
         }
         write_trials(&mut states, &coef_ptr, &active, &mut trial);
         active.retain(|&e| !states[e].done);
@@ -179,21 +202,33 @@ pub fn minimize(
     for (e, s) in states.iter().enumerate() {
         theta[coef_ptr[e]..coef_ptr[e + 1]].copy_from_slice(&s.x);
     }
-    Ok(SolveResult { theta, reports: states.iter().map(|s| s.report).collect(), rounds })
+    Ok(SolveResult {
+        theta,
+        reports: states.iter().map(|s| s.report).collect(),
+        rounds,
+    })
 }
 
 /// Write `x + α p` of every running entity in `active` into the flat trial buffer.
-fn write_trials(states: &mut [EntityState], coef_ptr: &[usize], active: &[usize], trial: &mut [f64]) {
+fn write_trials(
+    states: &mut [EntityState],
+    coef_ptr: &[usize],
+    active: &[usize],
+    trial: &mut [f64],
+) {
     let slices = entity_slices_mut(coef_ptr, active, trial);
-    slices.into_par_iter().zip(active.par_iter()).for_each(|(t, &e)| {
-        let s = &states[e];
-        if !s.done {
-            let alpha = s.pending_step();
-            for ((tj, xj), pj) in t.iter_mut().zip(&s.x).zip(&s.p) {
-                *tj = xj + alpha * pj;
+    slices
+        .into_par_iter()
+        .zip(active.par_iter())
+        .for_each(|(t, &e)| {
+            let s = &states[e];
+            if !s.done {
+                let alpha = s.pending_step();
+                for ((tj, xj), pj) in t.iter_mut().zip(&s.x).zip(&s.p) {
+                    *tj = xj + alpha * pj;
+                }
             }
-        }
-    });
+        });
 }
 
 fn inf_norm(v: &[f64]) -> f64 {
@@ -265,7 +300,11 @@ impl EntityState {
             slope = dot(&self.g, &self.p);
         }
         // scipy's first step: 1/‖p‖₂ on steepest descent, 1 on a quasi-Newton direction.
-        let first = if self.steepest { (1.0 / dot(&self.p, &self.p).sqrt()).min(1.0) } else { 1.0 };
+        let first = if self.steepest {
+            (1.0 / dot(&self.p, &self.p).sqrt()).min(1.0)
+        } else {
+            1.0
+        };
         let noise = 10.0 * precision * self.f.abs().max(1.0);
         self.search = LineSearch::new(self.f, slope, noise, first, options.max_line_search);
     }
@@ -274,7 +313,15 @@ impl EntityState {
     fn observe(&mut self, f: f64, g: &[f64], options: &LbfgsOptions, precision: f64) {
         self.report.evaluations += 1;
         let alpha = self.search.pending();
-        let point = LinePoint { alpha, value: f, slope: if f.is_finite() { dot(g, &self.p) } else { f64::NAN } };
+        let point = LinePoint {
+            alpha,
+            value: f,
+            slope: if f.is_finite() {
+                dot(g, &self.p)
+            } else {
+                f64::NAN
+            },
+        };
         let previous_lo = self.search.best().alpha;
         let decision = self.search.observe(point);
         if self.search.best().alpha != previous_lo && self.search.best().alpha == alpha {

@@ -1,0 +1,88 @@
+//! Helpers shared by the integration tests: seeded random entity problems.
+#![allow(dead_code)]
+
+use glmix::objective::{
+    training_label, Loss, ObjectiveKind, PrecisionShape, Regularization, TrainingBatch,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// A batch of `entities` random problems of `objective`, seeded. Each entity has 1..=`max_rows`
+/// rows over 1..=`max_d` coefficients (intercept included), sparse features, random weights
+/// and offsets, and for bayes-* a random positive prior precision of `shape`.
+pub fn random_batch(
+    seed: u64,
+    entities: usize,
+    max_rows: usize,
+    max_d: usize,
+    objective: ObjectiveKind,
+    shape: PrecisionShape,
+) -> TrainingBatch {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let reg = Regularization {
+        penalty: rng.gen_range(0.1..5.0),
+        delta: rng.gen_range(0.0..1.0),
+        intercept_penalty: rng.gen_bool(0.7),
+    };
+    let loss = objective.loss();
+    let shape = if objective.is_bayesian() {
+        shape
+    } else {
+        PrecisionShape::None
+    };
+    let mut b = TrainingBatch::builder(loss, shape);
+    for _ in 0..entities {
+        let d = rng.gen_range(1..=max_d);
+        let n = rng.gen_range(1..=max_rows);
+        for _ in 0..n {
+            let mut features: Vec<(u32, f64)> = Vec::new();
+            for c in 1..d as u32 {
+                if rng.gen_bool(0.6) {
+                    features.push((c, rng.gen_range(-2.0..2.0)));
+                }
+            }
+            let raw = match loss {
+                Loss::Logistic => f64::from(u8::from(rng.gen_bool(0.4))),
+                Loss::Squared => rng.gen_range(-3.0..3.0),
+            };
+            b.push_row(
+                training_label(loss, raw),
+                rng.gen_range(0.2..2.0),
+                rng.gen_range(-1.0..1.0),
+                features,
+            );
+        }
+        let penalty: Vec<f64> = (0..d)
+            .map(|j| reg.coefficient_penalty(objective, j))
+            .collect();
+        let mean: Vec<f64> = (0..d).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let q: Vec<f64> = match shape {
+            PrecisionShape::None => vec![],
+            PrecisionShape::Diagonal => (0..d)
+                .map(|_| reg.delta * rng.gen_range(0.5..5.0))
+                .collect(),
+            PrecisionShape::Full => {
+                // A Aᵀ + I is positive definite.
+                let a: Vec<f64> = (0..d * d).map(|_| rng.gen_range(-1.0..1.0)).collect();
+                let mut q = vec![0.0; d * d];
+                for i in 0..d {
+                    for j in 0..d {
+                        let s: f64 = (0..d).map(|k| a[i * d + k] * a[j * d + k]).sum();
+                        q[i * d + j] = reg.delta * (s + if i == j { 1.0 } else { 0.0 });
+                    }
+                }
+                q
+            }
+        };
+        b.finish_entity(&penalty, &mean, &q);
+    }
+    b.build()
+}
+
+/// A random point per entity, laid out by `coef_ptr`.
+pub fn random_point(seed: u64, batch: &TrainingBatch, scale: f64) -> Vec<f64> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..batch.num_coefficients())
+        .map(|_| rng.gen_range(-scale..scale))
+        .collect()
+}
