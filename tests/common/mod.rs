@@ -86,3 +86,50 @@ pub fn random_point(seed: u64, batch: &TrainingBatch, scale: f64) -> Vec<f64> {
         .map(|_| rng.gen_range(-scale..scale))
         .collect()
 }
+
+/// Run the real `glmix` binary; panic with its stderr unless it succeeds.
+pub fn glmix(args: &[&str]) -> std::process::Output {
+    let out = glmix_output(args);
+    assert!(
+        out.status.success(),
+        "glmix {} failed:\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Run the real `glmix` binary and return whatever it did.
+pub fn glmix_output(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_glmix"))
+        .args(args)
+        .output()
+        .expect("glmix runs")
+}
+
+/// One `{name, term, value}` entry of a model file.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct Coefficient {
+    pub name: String,
+    pub term: String,
+    pub value: f64,
+}
+
+/// The fields of a model line the tests look at.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ModelLine {
+    pub entity: String,
+    pub means: Vec<Coefficient>,
+    #[serde(default)]
+    pub variances: Vec<Coefficient>,
+}
+
+/// Every model of a model JSON-lines file, in file order.
+pub fn read_models(path: &std::path::Path) -> Vec<ModelLine> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}

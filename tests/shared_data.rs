@@ -1,0 +1,289 @@
+//! The Lambda Learner fixture problems of `../shared/data/lambda-learner`, run through the
+//! real `glmix` binary and checked against values computed independently with numpy by
+//! Newton's method or a direct solve (`tests/reference/lambda_learner_values.py`).
+//!
+//! These need the shared data set, which is not part of the repository, so they are
+//! `#[ignore]`d; `.ci/run` runs them with `--include-ignored`. `GLMIX_SHARED_DATA` overrides
+//! the data directory (default `../shared/data` beside the crate).
+
+mod common;
+
+use common::{glmix, read_models, Coefficient};
+use std::fs;
+use std::path::PathBuf;
+
+fn lambda_learner_dir() -> PathBuf {
+    let root = std::env::var_os("GLMIX_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    let dir = root.join("lambda-learner");
+    assert!(
+        dir.is_dir(),
+        "{} is missing: set GLMIX_SHARED_DATA to the shared data directory",
+        dir.display()
+    );
+    dir
+}
+
+fn assert_close(what: &str, got: f64, want: f64, rel: f64) {
+    let err = (got - want).abs() / want.abs().max(1.0);
+    assert!(
+        err <= rel,
+        "{what}: glmix {got:e}, reference {want:e}, relative error {err:e} > {rel:e}"
+    );
+}
+
+fn coefficient<'a>(means: &'a [Coefficient], name: &str, term: &str) -> &'a Coefficient {
+    means
+        .iter()
+        .find(|c| c.name == name && c.term == term)
+        .unwrap_or_else(|| panic!("no coefficient {name}/{term}"))
+}
+
+/// Pinned by tests/reference/lambda_learner_values.py: (name, term, logistic optimum,
+/// bayes-logistic optimum). Pairs of features that always occur together share a value.
+const MOCK_OPTIMA: [(&str, &str, f64, f64); 10] = [
+    (
+        "intercept",
+        "intercept",
+        -0.1498282150707347,
+        -0.18013723908650517,
+    ),
+    (
+        "ads.advertiser.id",
+        "1",
+        -0.1498282150707347,
+        -0.18013723908650517,
+    ),
+    (
+        "ads.channel::ads.campaign.id::id",
+        "3",
+        -0.1963636205969067,
+        -0.21514854645761783,
+    ),
+    (
+        "ads.channel::ads.advertiser.id::id",
+        "6",
+        -0.1963636205969067,
+        -0.21514854645761783,
+    ),
+    (
+        "ads.campaign.id",
+        "8",
+        -0.1498282150707347,
+        -0.18013723908650517,
+    ),
+    (
+        "ads.creative.id",
+        "9",
+        -0.1498282150707347,
+        -0.18013723908650517,
+    ),
+    (
+        "ads.channel::ads.campaign.id::id",
+        "4",
+        0.049352400059742785,
+        0.03063169234484888,
+    ),
+    (
+        "ads.channel::ads.advertiser.id::id",
+        "7",
+        0.049352400059742785,
+        0.03063169234484888,
+    ),
+    (
+        "ads.channel::ads.campaign.id::id",
+        "5",
+        -0.002816994533570724,
+        -0.0027603393545537905,
+    ),
+    (
+        "ads.channel::ads.advertiser.id::id",
+        "10",
+        -0.002816994533570724,
+        -0.0027603393545537905,
+    ),
+];
+const MOCK_LOGISTIC_LOSS: f64 = 15.666764037561412;
+const MOCK_BAYES_LOSS: f64 = 1.9876768349058458;
+
+/// Tight tolerances so that the comparison is about the optimum, not the stopping rule.
+const TIGHT: [&str; 4] = ["--pgtol", "1e-10", "--factr", "10"];
+
+fn train_mock(dir: &std::path::Path, data: &std::path::Path, out: &str, extra: &[&str]) -> f64 {
+    let out = dir.join(out);
+    let report = dir.join(format!("{}.report", out.display()));
+    let mut args = vec![
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--entity-key",
+        "uid",
+        "--penalty",
+        "10",
+        "--out",
+        out.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ];
+    args.extend_from_slice(&TIGHT);
+    args.extend_from_slice(extra);
+    glmix(&args);
+    let report: serde_json::Value =
+        serde_json::from_str(fs::read_to_string(&report).unwrap().trim()).unwrap();
+    assert!(
+        ["gradient-tolerance", "relative-reduction"].contains(&report["reason"].as_str().unwrap()),
+        "{report}"
+    );
+    assert!(report["gradient_norm"].as_f64().unwrap() < 1e-7, "{report}");
+    report["final_loss"].as_f64().unwrap()
+}
+
+#[test]
+#[ignore = "needs ../shared/data"]
+fn logistic_on_the_mock_data_matches_newton() {
+    let data = lambda_learner_dir().join("mock-ntv-data-1k.json");
+    let tmp = tempfile::tempdir().unwrap();
+    let loss = train_mock(tmp.path(), &data, "m.jsonl", &["--objective", "logistic"]);
+    assert_close("logistic loss", loss, MOCK_LOGISTIC_LOSS, 1e-10);
+    let models = read_models(&tmp.path().join("m.jsonl"));
+    assert_eq!(models.len(), 1);
+    assert_eq!(models[0].entity, "1");
+    for (name, term, want, _) in MOCK_OPTIMA {
+        let got = coefficient(&models[0].means, name, term).value;
+        assert_close(&format!("{name}/{term}"), got, want, 1e-7);
+    }
+}
+
+#[test]
+#[ignore = "needs ../shared/data"]
+fn bayes_logistic_update_on_the_mock_data_matches_newton() {
+    let data = fs::read_to_string(lambda_learner_dir().join("mock-ntv-data-1k.json")).unwrap();
+    let lines: Vec<&str> = data.lines().collect();
+    assert_eq!(lines.len(), 1000);
+    let tmp = tempfile::tempdir().unwrap();
+    let first = tmp.path().join("first.jsonl");
+    let second = tmp.path().join("second.jsonl");
+    fs::write(&first, lines[..500].join("\n")).unwrap();
+    fs::write(&second, lines[500..].join("\n")).unwrap();
+
+    train_mock(
+        tmp.path(),
+        &first,
+        "prior.jsonl",
+        &["--objective", "logistic", "--hessian", "diagonal"],
+    );
+    let prior = tmp.path().join("prior.jsonl");
+    let loss = train_mock(
+        tmp.path(),
+        &second,
+        "posterior.jsonl",
+        &[
+            "--objective",
+            "bayes-logistic",
+            "--delta",
+            "0.8",
+            "--prior",
+            prior.to_str().unwrap(),
+        ],
+    );
+    assert_close("bayes-logistic loss", loss, MOCK_BAYES_LOSS, 1e-10);
+    let models = read_models(&tmp.path().join("posterior.jsonl"));
+    for (name, term, _, want) in MOCK_OPTIMA {
+        let got = coefficient(&models[0].means, name, term).value;
+        assert_close(&format!("{name}/{term}"), got, want, 1e-7);
+    }
+    // Variances are 1/H_jj of the posterior precision: positive and below the prior's.
+    let prior = read_models(&prior);
+    for (post, pri) in models[0].variances.iter().zip(&prior[0].variances) {
+        assert!(
+            post.value > 0.0 && post.value < pri.value,
+            "{post:?} vs {pri:?}"
+        );
+    }
+}
+
+/// Closed-form ridge solution (XᵀX + λI)⁻¹ Xᵀ(y − offset) on the training file.
+const MOVIELENS_INTERCEPT: f64 = -0.04777578674807148;
+const MOVIELENS_TRAIN_LOSS: f64 = 283.68970633304224;
+const MOVIELENS_RMSE_OFFSETS_ONLY: f64 = 0.7053640387878384;
+const MOVIELENS_RMSE: f64 = 0.699849270160256;
+
+#[test]
+#[ignore = "needs ../shared/data"]
+fn linear_on_movielens_user_359_matches_the_closed_form() {
+    let dir = lambda_learner_dir();
+    let train = dir.join("movie-lense-training-data-u359");
+    let test = dir.join("movie-lense-test-data-u359");
+    let fixed = dir.join("movie-lense-initital-fixed-effect-model");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("u359.jsonl");
+    let report = tmp.path().join("u359.report");
+    // The settings of Lambda Learner's own MovieLens test.
+    glmix(&[
+        "train",
+        "--data",
+        train.to_str().unwrap(),
+        "--format",
+        "tsv",
+        "--offset-model",
+        fixed.to_str().unwrap(),
+        "--objective",
+        "linear",
+        "--penalty",
+        "10",
+        "--memory",
+        "7",
+        "--factr",
+        "1e4",
+        "--max-iterations",
+        "50",
+        "--out",
+        out.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let report: serde_json::Value =
+        serde_json::from_str(fs::read_to_string(&report).unwrap().trim()).unwrap();
+    assert_close(
+        "train loss",
+        report["final_loss"].as_f64().unwrap(),
+        MOVIELENS_TRAIN_LOSS,
+        1e-9,
+    );
+    let models = read_models(&out);
+    let intercept = coefficient(&models[0].means, "intercept", "intercept").value;
+    assert_close("intercept", intercept, MOVIELENS_INTERCEPT, 1e-5);
+
+    let eval = |model: Option<&std::path::Path>| -> f64 {
+        let mut args = vec![
+            "eval",
+            "--data",
+            test.to_str().unwrap(),
+            "--format",
+            "tsv",
+            "--offset-model",
+            fixed.to_str().unwrap(),
+            "--metrics",
+            "rmse",
+        ];
+        // The offsets-only baseline: a zero model for the file's single entity.
+        let zero = tmp.path().join("zero.jsonl");
+        fs::write(
+            &zero,
+            r#"{"entity":"global","means":[{"name":"intercept","term":"intercept","value":0.0}]}"#,
+        )
+        .unwrap();
+        args.extend_from_slice(&["--model", model.unwrap_or(&zero).to_str().unwrap()]);
+        let out = glmix(&args);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["rmse"].as_f64().unwrap()
+    };
+    assert_close("test RMSE", eval(Some(&out)), MOVIELENS_RMSE, 1e-6);
+    assert_close(
+        "test RMSE, offsets only",
+        eval(None),
+        MOVIELENS_RMSE_OFFSETS_ONLY,
+        1e-12,
+    );
+}
