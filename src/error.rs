@@ -15,11 +15,12 @@ pub enum Error {
     /// A file with nothing to read.
     #[error("{}: {message}", path.display())]
     EmptyInput { path: PathBuf, message: String },
-    #[error("{}: {source}", path.display())]
+    /// An I/O failure; its message is part of this error's own (not a separate source),
+    /// so chains print it once.
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A prior model that cannot serve the requested training.
     #[error("prior for entity {entity:?}: {message}")]
@@ -48,10 +49,10 @@ impl Error {
         }
     }
 
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            error,
         }
     }
 }

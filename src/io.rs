@@ -23,7 +23,15 @@ impl AtomicFile {
             ))
             .suffix(".tmp")
             .tempfile_in(dir)
-            .map_err(|e| Error::io(path, e))?;
+            // tempfile's message repeats the temporary path; say what went wrong instead.
+            .map_err(|e| {
+                let why = if dir.is_dir() {
+                    format!("cannot create a file in {}: {}", dir.display(), e.kind())
+                } else {
+                    format!("directory {} does not exist", dir.display())
+                };
+                Error::io(path, std::io::Error::new(e.kind(), why))
+            })?;
         Ok(AtomicFile {
             path: path.to_path_buf(),
             writer: BufWriter::with_capacity(1 << 20, tmp),

@@ -111,3 +111,128 @@ pub fn score(data: &Dataset, models: &ModelSet, thompson: Option<Thompson>) -> R
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::FeatureKey;
+    use crate::model::{EntityModel, HessianType};
+
+    /// One entity with coefficients `a`, `b` (no intercept), mean (1, −2), and `n` records of
+    /// each of the rows x = (1, 0), (0, 1), (1, 1).
+    fn fixture(precision: Precision, n: usize) -> (Dataset, ModelSet) {
+        let (a, b) = (FeatureKey::new("a", ""), FeatureKey::new("b", ""));
+        let mut data = Dataset::new();
+        for _ in 0..n {
+            data.push("u", 0.0, 1.0, 0.5, None, [(a.clone(), 1.0)]);
+            data.push("u", 0.0, 1.0, 0.5, None, [(b.clone(), 1.0)]);
+            data.push(
+                "u",
+                0.0,
+                1.0,
+                0.5,
+                None,
+                [(a.clone(), 1.0), (b.clone(), 1.0)],
+            );
+        }
+        let hessian = match precision {
+            Precision::Full(_) => HessianType::Full,
+            _ => HessianType::Diagonal,
+        };
+        let model = EntityModel {
+            entity: "u".into(),
+            objective: None,
+            hessian,
+            features: vec![a, b],
+            means: vec![1.0, -2.0],
+            precision,
+        };
+        (data, [model].into_iter().collect())
+    }
+
+    /// Sample variance of the scores of rows `k, k+3, k+6, …`.
+    fn variance_of_row_kind(scores: &[f64], k: usize) -> (f64, f64) {
+        let v: Vec<f64> = scores.iter().skip(k).step_by(3).copied().collect();
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        let var = v.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / (v.len() - 1) as f64;
+        (mean, var)
+    }
+
+    #[test]
+    fn margins_without_thompson() {
+        let (data, models) = fixture(Precision::Diagonal(vec![1.0, 1.0]), 1);
+        assert_eq!(score(&data, &models, None).unwrap(), vec![1.5, -1.5, -0.5]);
+    }
+
+    #[test]
+    fn full_precision_draws_have_the_inverse_as_covariance() {
+        // H = [[4, 1], [1, 2]], Σ = H⁻¹ = [[2, −1], [−1, 4]] / 7. With t = 3:
+        // Var(θ_a) = 6/7, Var(θ_b) = 12/7, Var(θ_a + θ_b) = 3 (2 − 2 + 4)/7 = 12/7.
+        // A diagonal-only sampler would give 3/4, 3/2 and 9/4 instead.
+        let (data, models) = fixture(Precision::Full(vec![4.0, 1.0, 1.0, 2.0]), 100_000);
+        let t = Thompson {
+            multiplier: 3.0,
+            seed: 11,
+        };
+        let scores = score(&data, &models, Some(t)).unwrap();
+        for (k, mean, var) in [
+            (0, 1.5, 6.0 / 7.0),
+            (1, -1.5, 12.0 / 7.0),
+            (2, -0.5, 12.0 / 7.0),
+        ] {
+            let (m, v) = variance_of_row_kind(&scores, k);
+            // Standard errors: mean √(var/n) ≈ 0.004, variance var·√(2/n) ≈ 0.008.
+            assert!((m - mean).abs() < 0.02, "row kind {k}: mean {m} vs {mean}");
+            assert!(
+                (v - var).abs() < 0.03 * var,
+                "row kind {k}: variance {v} vs {var}"
+            );
+        }
+    }
+
+    #[test]
+    fn diagonal_precision_draws_are_independent() {
+        let (data, models) = fixture(Precision::Diagonal(vec![4.0, 2.0]), 100_000);
+        let t = Thompson {
+            multiplier: 2.0,
+            seed: 5,
+        };
+        let scores = score(&data, &models, Some(t)).unwrap();
+        for (k, var) in [(0, 0.5), (1, 1.0), (2, 1.5)] {
+            let (_, v) = variance_of_row_kind(&scores, k);
+            assert!(
+                (v - var).abs() < 0.03 * var,
+                "row kind {k}: variance {v} vs {var}"
+            );
+        }
+    }
+
+    #[test]
+    fn draws_are_reproducible_by_seed() {
+        let (data, models) = fixture(Precision::Diagonal(vec![4.0, 2.0]), 10);
+        let t = |seed| {
+            Some(Thompson {
+                multiplier: 1.0,
+                seed,
+            })
+        };
+        let a = score(&data, &models, t(1)).unwrap();
+        assert_eq!(a, score(&data, &models, t(1)).unwrap());
+        assert_ne!(a, score(&data, &models, t(2)).unwrap());
+        // Every record gets its own draw.
+        assert_ne!(a[0], a[3]);
+    }
+
+    #[test]
+    fn thompson_needs_a_precision() {
+        let (data, models) = fixture(Precision::None, 1);
+        let t = Thompson {
+            multiplier: 1.0,
+            seed: 1,
+        };
+        assert!(matches!(
+            score(&data, &models, Some(t)),
+            Err(Error::Config(_))
+        ));
+    }
+}

@@ -256,7 +256,9 @@ fn plan_entity<'p>(
         }
     }
     data_features.sort_unstable();
-    let prior = prior.and_then(|p| p.get(data.entities.key(entity)));
+    let key = data.entities.key(entity);
+    let origin = prior.and_then(|p| p.origin(key));
+    let prior = prior.and_then(|p| p.get(key));
     let mut plan = Plan {
         entity,
         rows,
@@ -265,7 +267,7 @@ fn plan_entity<'p>(
         prior,
     };
     if let Some(pm) = prior {
-        check_prior_fits(pm, config)?;
+        check_prior_fits(pm, origin, config)?;
         for (pj, key) in pm.features.iter().enumerate() {
             let local = if key.is_intercept() {
                 Some(0)
@@ -285,14 +287,27 @@ fn plan_entity<'p>(
 }
 
 /// A prior "fits" when it can serve as `H₀` for the requested training.
-fn check_prior_fits(pm: &EntityModel, config: &TrainConfig) -> Result<()> {
+/// With the model's file and line known, a misfit is an input error there.
+fn check_prior_fits(
+    pm: &EntityModel,
+    origin: Option<(&std::path::Path, usize)>,
+    config: &TrainConfig,
+) -> Result<()> {
     if !config.objective.is_bayesian() {
         return Ok(());
     }
     let mismatch = |message: String| {
-        Err(Error::PriorMismatch {
-            entity: pm.entity.clone(),
-            message,
+        Err(match origin {
+            Some((path, line)) => Error::input(
+                path,
+                line,
+                "hessian",
+                format!("prior for entity {:?}: {message}", pm.entity),
+            ),
+            None => Error::PriorMismatch {
+                entity: pm.entity.clone(),
+                message,
+            },
         })
     };
     match (&pm.precision, config.hessian) {

@@ -1,28 +1,19 @@
 //! `glmix bench`: throughput of `fit` on a seeded synthetic workload.
 
 use super::train::{resolve_device, Device};
+use super::WorkloadArgs;
 use anyhow::Result;
 use clap::Args;
 use glmix::model::HessianType;
 use glmix::objective::{ObjectiveKind, Regularization};
-use glmix::synth::{generate, SyntheticSpec};
+use glmix::synth::generate;
 use glmix::train::{fit, TrainConfig};
 use std::time::Instant;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Number of entities E.
-    #[arg(long, default_value_t = 10_000)]
-    entities: usize,
-    /// Rows per entity n.
-    #[arg(long, default_value_t = 50)]
-    rows: usize,
-    /// Feature columns d (the intercept comes on top).
-    #[arg(long, default_value_t = 16)]
-    features: usize,
-    /// Feature density: 1 for dense N(0,1) features, below 1 for sparse binary ones.
-    #[arg(long, default_value_t = 1.0)]
-    density: f64,
+    #[command(flatten)]
+    workload: WorkloadArgs,
     /// Objective trained.
     #[arg(long, default_value = "bayes-logistic", value_parser = clap::value_parser!(ObjectiveKind))]
     objective: ObjectiveKind,
@@ -38,9 +29,6 @@ pub struct BenchArgs {
     /// Timed repetitions; the table shows their median.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
-    /// Seed of the workload.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
     /// Evaluator: auto, cpu or gpu.
     #[arg(long, value_enum, default_value = "auto")]
     device: Device,
@@ -58,15 +46,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 pub fn run(a: BenchArgs) -> Result<()> {
     let device = resolve_device(a.device)?;
-    let spec = SyntheticSpec {
-        entities: a.entities,
-        rows_per_entity: a.rows,
-        features: a.features,
-        density: a.density,
-        ragged: false,
-        loss: a.objective.loss(),
-        seed: a.seed,
-    };
+    let spec = a.workload.spec(a.objective.loss());
     let clock = Instant::now();
     let data = generate(&spec).data;
     eprintln!(
@@ -108,10 +88,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
             .count();
     }
     let (t, s) = (median(total), median(solve));
-    let e = a.entities as f64;
+    let e = spec.entities as f64;
     println!(
         "workload: {} × E={} n={} d={} density={} hessian={} λ={} δ={} device={device} threads={} repeats={}",
-        a.objective, a.entities, a.rows, a.features, a.density, a.hessian, a.penalty, a.delta,
+        a.objective, spec.entities, spec.rows_per_entity, spec.features, spec.density, a.hessian, a.penalty, a.delta,
         rayon::current_num_threads(), a.repeat.max(1)
     );
     println!("{:<28}{:>14}", "metric", "median");
@@ -137,7 +117,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     println!(
         "{:<28}{:>14}",
         "converged entities",
-        format!("{converged}/{}", a.entities)
+        format!("{converged}/{}", spec.entities)
     );
     Ok(())
 }

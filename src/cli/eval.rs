@@ -17,12 +17,9 @@ pub struct EvalArgs {
     #[arg(long, value_name = "MODELS")]
     model: PathBuf,
     /// Comma-separated metrics: auc, rmse, logloss, entity-auc. RMSE compares the margin
-    /// with the label; the others count label 1 as positive.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "auc,rmse,logloss,entity-auc"
-    )]
+    /// with the label; the others count label 1 as positive. Default: auc, logloss and
+    /// entity-auc when every label is 0/1 (or −1/1), else rmse.
+    #[arg(long, value_delimiter = ',')]
     metrics: Vec<String>,
 }
 
@@ -32,8 +29,17 @@ pub fn run(a: EvalArgs) -> Result<()> {
     warn_if_no_entity_has_a_model(&data, &models, &a.model);
     let scores = score(&data, &models, None)?;
     let positive: Vec<bool> = data.label.iter().map(|&y| is_positive(y)).collect();
+    let binary = data
+        .label
+        .iter()
+        .all(|&y| y == 0.0 || y == 1.0 || y == -1.0);
+    let metrics: Vec<String> = match (a.metrics.is_empty(), binary) {
+        (false, _) => a.metrics.clone(),
+        (true, true) => vec!["auc".into(), "logloss".into(), "entity-auc".into()],
+        (true, false) => vec!["rmse".into()],
+    };
     let mut out = Map::new();
-    for m in &a.metrics {
+    for m in &metrics {
         let (key, value) = match m.as_str() {
             "auc" => ("auc", auc(&scores, &positive)),
             "rmse" => ("rmse", rmse(&scores, &data.label)),

@@ -4,6 +4,7 @@
 mod bench;
 mod demo;
 mod eval;
+mod generate;
 mod score;
 mod train;
 
@@ -29,6 +30,8 @@ enum Command {
     Score(score::ScoreArgs),
     /// Evaluate models on labelled records: AUC, RMSE, log-loss, per-entity AUC.
     Eval(eval::EvalArgs),
+    /// Write a seeded synthetic GLMix workload as NTV JSON lines (offsets included).
+    Generate(generate::GenerateArgs),
     /// Measure training throughput on a seeded synthetic workload.
     Bench(bench::BenchArgs),
     /// Run the main job end to end on a built-in synthetic workload: incremental training
@@ -41,6 +44,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => train::run(a),
         Command::Score(a) => score::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Generate(a) => generate::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Demo(a) => demo::run(a),
     }
@@ -99,6 +103,43 @@ impl DataArgs {
             data.add_offsets(&OffsetModel::read(path)?);
         }
         Ok(data)
+    }
+}
+
+/// Shape of a seeded synthetic workload (see `glmix::synth`).
+#[derive(Args, Debug, Clone)]
+struct WorkloadArgs {
+    /// Number of entities E.
+    #[arg(long, default_value_t = 10_000)]
+    entities: usize,
+    /// Rows per entity n.
+    #[arg(long, default_value_t = 50)]
+    rows: usize,
+    /// Feature columns d (the intercept comes on top).
+    #[arg(long, default_value_t = 16)]
+    features: usize,
+    /// Feature density: 1 for dense N(0,1) features, below 1 for sparse binary ones.
+    #[arg(long, default_value_t = 1.0)]
+    density: f64,
+    /// Draw each entity's row count uniformly from 1..=2n−1 instead of exactly n.
+    #[arg(long)]
+    ragged: bool,
+    /// Seed of the workload.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+impl WorkloadArgs {
+    fn spec(&self, loss: glmix::objective::Loss) -> glmix::synth::SyntheticSpec {
+        glmix::synth::SyntheticSpec {
+            entities: self.entities,
+            rows_per_entity: self.rows,
+            features: self.features,
+            density: self.density,
+            ragged: self.ragged,
+            loss,
+            seed: self.seed,
+        }
     }
 }
 

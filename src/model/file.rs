@@ -56,6 +56,7 @@ pub fn read_models(path: &Path, missing_precision: Option<f64>) -> Result<ModelS
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut set = ModelSet::new();
     let mut seen_lines: HashMap<String, usize> = HashMap::new();
+    let mut lines = Vec::new();
     for (n, line) in BufReader::with_capacity(1 << 20, file).lines().enumerate() {
         let number = n + 1;
         let line = line.map_err(|e| Error::io(path, e))?;
@@ -77,7 +78,9 @@ pub fn read_models(path: &Path, missing_precision: Option<f64>) -> Result<ModelS
             ));
         }
         set.insert(model);
+        lines.push(number);
     }
+    set.set_source(path.to_path_buf(), lines);
     if set.is_empty() {
         return Err(Error::EmptyInput {
             path: path.to_path_buf(),

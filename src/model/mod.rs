@@ -30,6 +30,7 @@ use crate::data::FeatureKey;
 use crate::objective::ObjectiveKind;
 use std::collections::HashMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 /// Which posterior precision is kept with a trained model.
@@ -132,10 +133,12 @@ impl EntityModel {
 }
 
 /// Models of many entities, looked up by entity id.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct ModelSet {
     models: Vec<EntityModel>,
     index: HashMap<String, usize>,
+    /// The file the set was read from and each model's line in it, for error messages.
+    source: Option<(PathBuf, Vec<usize>)>,
 }
 
 impl ModelSet {
@@ -152,6 +155,18 @@ impl ModelSet {
                 self.models.push(model);
             }
         }
+    }
+
+    /// Record that the models come from `path`, model `i` from line `lines[i]`.
+    pub fn set_source(&mut self, path: PathBuf, lines: Vec<usize>) {
+        debug_assert_eq!(lines.len(), self.models.len());
+        self.source = Some((path, lines));
+    }
+
+    /// The file and line an entity's model was read from, when known.
+    pub fn origin(&self, entity: &str) -> Option<(&Path, usize)> {
+        let (path, lines) = self.source.as_ref()?;
+        Some((path.as_path(), *lines.get(*self.index.get(entity)?)?))
     }
 
     pub fn get(&self, entity: &str) -> Option<&EntityModel> {
@@ -172,6 +187,14 @@ impl ModelSet {
 
     pub fn is_empty(&self) -> bool {
         self.models.is_empty()
+    }
+}
+
+/// Two sets are equal when they hold the same models in the same order, wherever they
+/// were read from.
+impl PartialEq for ModelSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.models == other.models
     }
 }
 
