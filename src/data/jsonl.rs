@@ -47,8 +47,10 @@ pub fn parse_record(
     options: &ReadOptions,
     data: &mut Dataset,
 ) -> Result<()> {
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| Error::input(path, line, "record", format!("malformed JSON: {e}")))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        let (field, message) = super::json_path::error_field(text, &e);
+        Error::input(path, line, field, format!("malformed JSON: {message}"))
+    })?;
     let Value::Object(obj) = value else {
         return Err(Error::input(path, line, "record", "expected a JSON object"));
     };

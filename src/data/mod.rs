@@ -6,6 +6,7 @@
 //! record are summed. The intercept is implicit: it is not a stored feature, and the key
 //! `("intercept", "intercept")` is reserved for it.
 
+pub mod json_path;
 mod jsonl;
 mod offset_model;
 mod tsv;

@@ -63,8 +63,10 @@ pub fn read_models(path: &Path, missing_precision: Option<f64>) -> Result<ModelS
         if line.trim().is_empty() {
             continue;
         }
-        let raw: RawModel = serde_json::from_str(&line)
-            .map_err(|e| Error::input(path, number, "model", format!("malformed model: {e}")))?;
+        let raw: RawModel = serde_json::from_str(&line).map_err(|e| {
+            let (field, message) = crate::data::json_path::error_field(&line, &e);
+            Error::input(path, number, field, format!("malformed model: {message}"))
+        })?;
         let model = convert(path, number, raw, missing_precision)?;
         if let Some(first) = seen_lines.insert(model.entity.clone(), number) {
             return Err(Error::input(

@@ -1,0 +1,537 @@
+//! The real `glmix` binary on real files in a temporary directory: the train → score →
+//! eval round trip, incremental updates, exact model round trips, and bad input.
+
+mod common;
+
+use common::{glmix, glmix_output, read_models};
+use glmix::model::{read_models as read_model_set, write_models};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+struct Dir(tempfile::TempDir);
+
+impl Dir {
+    fn new() -> Self {
+        Dir(tempfile::tempdir().unwrap())
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.path().join(name)
+    }
+    fn arg(&self, name: &str) -> String {
+        self.path(name).to_str().unwrap().to_string()
+    }
+    fn write(&self, name: &str, text: &str) -> String {
+        fs::write(self.path(name), text).unwrap();
+        self.arg(name)
+    }
+    /// Every file in the directory (to see that a failure left nothing behind).
+    fn files(&self) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(self.0.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+fn run(args: &[String]) -> std::process::Output {
+    glmix(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn args(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// A seeded logistic workload of `entities` entities written by `glmix generate`.
+fn generated(dir: &Dir, name: &str, entities: usize, seed: u64) -> String {
+    let out = dir.arg(name);
+    run(&args(&[
+        "generate",
+        "--entities",
+        &entities.to_string(),
+        "--rows",
+        "30",
+        "--features",
+        "5",
+        "--ragged",
+        "--seed",
+        &seed.to_string(),
+        "--out",
+        &out,
+    ]));
+    out
+}
+
+fn json(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes).unwrap()
+}
+
+fn jsonl(path: &Path) -> Vec<serde_json::Value> {
+    fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn train_score_eval_round_trip() {
+    let dir = Dir::new();
+    let data = generated(&dir, "train.jsonl", 40, 1);
+    let models = dir.arg("models.jsonl");
+    let (report, summary) = (dir.arg("report.jsonl"), dir.arg("summary.json"));
+    let out = run(&args(&[
+        "train",
+        "--data",
+        &data,
+        "--objective",
+        "logistic",
+        "--penalty",
+        "2",
+        "--hessian",
+        "full",
+        "--out",
+        &models,
+        "--report",
+        &report,
+        "--summary",
+        &summary,
+    ]));
+
+    // The summary goes to the file and to stderr.
+    let s = json(&fs::read(&summary).unwrap());
+    for key in [
+        "entities",
+        "rows",
+        "device",
+        "read_seconds",
+        "solve_seconds",
+        "write_seconds",
+    ] {
+        assert!(s.get(key).is_some(), "summary lacks {key}: {s}");
+    }
+    assert_eq!(s["entities"], 40);
+    assert_eq!(s["device"], "cpu");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"entities\":40"));
+
+    let reports = jsonl(&dir.path("report.jsonl"));
+    assert_eq!(reports.len(), 40);
+    let total_rows: u64 = reports.iter().map(|r| r["rows"].as_u64().unwrap()).sum();
+    assert_eq!(s["rows"].as_u64().unwrap(), total_rows);
+    for r in &reports {
+        for key in [
+            "entity",
+            "rows",
+            "features",
+            "initial_loss",
+            "final_loss",
+            "iterations",
+            "evaluations",
+            "gradient_norm",
+            "reason",
+        ] {
+            assert!(r.get(key).is_some(), "report lacks {key}: {r}");
+        }
+        assert!(r["final_loss"].as_f64() <= r["initial_loss"].as_f64());
+        assert_eq!(r["features"], 6, "intercept + 5 features: {r}");
+    }
+
+    let m = read_models(&dir.path("models.jsonl"));
+    assert_eq!(m.len(), 40);
+    assert_eq!(m[0].means[0].name, "intercept");
+    assert_eq!(m[0].means[0].term, "intercept");
+    assert_eq!(m[0].variances.len(), 6);
+
+    // Scores: one line per record, in record order, the margin.
+    let scores = dir.arg("scores.jsonl");
+    run(&args(&[
+        "score", "--data", &data, "--model", &models, "--out", &scores,
+    ]));
+    let lines = jsonl(&dir.path("scores.jsonl"));
+    let records = fs::read_to_string(&data).unwrap().lines().count();
+    assert_eq!(lines.len(), records);
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l["row"], i);
+    }
+    let first: serde_json::Value =
+        serde_json::from_str(fs::read_to_string(&data).unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!(lines[0]["entity"], first["entity"]);
+
+    // Thompson: reproducible by seed, different from the margins and between seeds.
+    let thompson = |seed: &str, name: &str| {
+        let out = dir.arg(name);
+        run(&args(&[
+            "score",
+            "--data",
+            &data,
+            "--model",
+            &models,
+            "--thompson",
+            "1",
+            "--seed",
+            seed,
+            "--out",
+            &out,
+        ]));
+        jsonl(&dir.path(name))
+    };
+    let (a, b, c) = (
+        thompson("7", "t1"),
+        thompson("7", "t2"),
+        thompson("8", "t3"),
+    );
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    assert_ne!(a, lines);
+
+    // Eval on the training data: a fitted model ranks well above chance.
+    let out = run(&args(&["eval", "--data", &data, "--model", &models]));
+    let e = json(&out.stdout);
+    assert!(e["auc"].as_f64().unwrap() > 0.7, "{e}");
+    assert!(e["entity_auc"].as_f64().unwrap() > 0.6, "{e}");
+    assert!(
+        e["logloss"].as_f64().unwrap() < std::f64::consts::LN_2,
+        "{e}"
+    );
+    let out = run(&args(&[
+        "eval",
+        "--data",
+        &data,
+        "--model",
+        &models,
+        "--metrics",
+        "rmse",
+    ]));
+    assert!(json(&out.stdout)["rmse"].as_f64().is_some());
+}
+
+#[test]
+fn incremental_update_uses_the_prior_and_keeps_untouched_entities() {
+    let dir = Dir::new();
+    let first = generated(&dir, "first.jsonl", 30, 2);
+    let prior = dir.arg("prior.jsonl");
+    run(&args(&[
+        "train",
+        "--data",
+        &first,
+        "--objective",
+        "logistic",
+        "--penalty",
+        "5",
+        "--out",
+        &prior,
+    ]));
+    // The second mini-batch holds only the first 10 entities' records.
+    let text = fs::read_to_string(&first).unwrap();
+    let keep: Vec<String> = (0..10).map(|e| format!("\"entity\":\"e{e}\"")).collect();
+    let second: Vec<&str> = text
+        .lines()
+        .filter(|l| keep.iter().any(|k| l.contains(k.as_str())))
+        .collect();
+    let second = dir.write("second.jsonl", &second.join("\n"));
+    let posterior = dir.arg("posterior.jsonl");
+    run(&args(&[
+        "train",
+        "--data",
+        &second,
+        "--objective",
+        "bayes-logistic",
+        "--penalty",
+        "5",
+        "--delta",
+        "0.8",
+        "--prior",
+        &prior,
+        "--out",
+        &posterior,
+    ]));
+    let before = read_models(&dir.path("prior.jsonl"));
+    let after = read_models(&dir.path("posterior.jsonl"));
+    assert_eq!(after.len(), 30, "untouched entities are carried over");
+    for m in &after {
+        let old = before.iter().find(|b| b.entity == m.entity).unwrap();
+        let id: usize = m.entity[1..].parse().unwrap();
+        if id < 10 {
+            // Seeing the same records again sharpens the posterior.
+            for (v, w) in m.variances.iter().zip(&old.variances) {
+                assert!(v.value < w.value, "{}: {v:?} vs {w:?}", m.entity);
+            }
+            assert_ne!(m.means, old.means);
+        } else {
+            assert_eq!(m.means, old.means);
+            assert_eq!(m.variances, old.variances);
+        }
+    }
+}
+
+#[test]
+fn a_prior_feature_absent_from_the_data_keeps_its_mean_and_precision() {
+    let dir = Dir::new();
+    let prior = dir.write(
+        "prior.jsonl",
+        r#"{"entity":"u","means":[{"name":"intercept","term":"intercept","value":0.25},{"name":"old","term":"x","value":1.5}],"variances":[{"name":"intercept","term":"intercept","value":0.5},{"name":"old","term":"x","value":0.125}]}"#,
+    );
+    let data = dir.write(
+        "data.jsonl",
+        "{\"entity\":\"u\",\"label\":1,\"features\":[{\"name\":\"new\",\"term\":\"\",\"value\":1}]}\n\
+         {\"entity\":\"u\",\"label\":0,\"features\":[{\"name\":\"new\",\"term\":\"\",\"value\":-1}]}\n",
+    );
+    let out = dir.arg("out.jsonl");
+    run(&args(&[
+        "train",
+        "--data",
+        &data,
+        "--objective",
+        "bayes-logistic",
+        "--prior",
+        &prior,
+        "--out",
+        &out,
+    ]));
+    let m = &read_models(&dir.path("out.jsonl"))[0];
+    let old = m.means.iter().find(|c| c.name == "old").unwrap();
+    assert_eq!(old.value, 1.5);
+    let old_var = m.variances.iter().find(|c| c.name == "old").unwrap();
+    assert_eq!(old_var.value, 0.125);
+    assert!(m.means.iter().any(|c| c.name == "new" && c.value > 0.0));
+}
+
+#[test]
+fn model_files_round_trip_exactly_for_every_hessian_type() {
+    let dir = Dir::new();
+    let data = generated(&dir, "d.jsonl", 8, 3);
+    for hessian in ["full", "diagonal", "identity", "none"] {
+        let out = dir.arg(&format!("{hessian}.jsonl"));
+        run(&args(&[
+            "train",
+            "--data",
+            &data,
+            "--objective",
+            "logistic",
+            "--hessian",
+            hessian,
+            "--out",
+            &out,
+        ]));
+        let set = read_model_set(Path::new(&out), None).unwrap();
+        let again = dir.path(&format!("{hessian}-again.jsonl"));
+        write_models(&again, set.models().iter()).unwrap();
+        assert_eq!(
+            fs::read(&out).unwrap(),
+            fs::read(&again).unwrap(),
+            "{hessian} models do not round-trip byte for byte"
+        );
+        assert_eq!(read_model_set(&again, None).unwrap(), set);
+    }
+}
+
+/// Run a failing command: non-zero exit, the message names what it must, and the output
+/// path is left as it was (absent, or with its old content) with no temporary file beside it.
+fn assert_fails(dir: &Dir, argv: &[String], out: &str, expected: &[&str]) {
+    let before = dir.files();
+    let had = fs::read(out).ok();
+    let o = glmix_output(&argv.iter().map(String::as_str).collect::<Vec<_>>());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{argv:?} succeeded");
+    for e in expected {
+        assert!(
+            stderr.contains(e),
+            "{argv:?}: stderr lacks {e:?}:\n{stderr}"
+        );
+    }
+    assert_eq!(fs::read(out).ok(), had, "{out} changed");
+    assert_eq!(dir.files(), before, "files left behind");
+}
+
+#[test]
+fn bad_records_name_file_line_and_field_and_write_nothing() {
+    let dir = Dir::new();
+    let good = r#"{"entity":"a","label":1,"features":[{"name":"x","term":"","value":1}]}"#;
+    let cases: [(&str, String, &str); 6] = [
+        ("malformed.jsonl", format!("{good}\n{good}\n{{\"entity\":\"a\",\"label\":"), ":3:"),
+        ("no-label.jsonl", format!("{good}\n{{\"entity\":\"a\",\"features\":[]}}\n"), ":2: label"),
+        ("no-entity.jsonl", format!("{{\"label\":0,\"features\":[]}}\n{good}\n"), ":1: entity"),
+        (
+            "infinite.jsonl",
+            format!("{good}\n{{\"entity\":\"a\",\"label\":0,\"features\":[{{\"name\":\"x\",\"term\":\"\",\"value\":1e999}}]}}\n"),
+            ":2: features[0].value",
+        ),
+        (
+            "nan-offset.jsonl",
+            format!("{good}\n{good}\n{{\"entity\":\"a\",\"label\":0,\"offset\":\"NaN\",\"features\":[]}}\n"),
+            ":3: offset",
+        ),
+        ("empty.jsonl", String::new(), "empty.jsonl"),
+    ];
+    let out = dir.arg("models.jsonl");
+    for (name, text, expected) in cases {
+        let data = dir.write(name, &text);
+        let argv = args(&[
+            "train",
+            "--data",
+            &data,
+            "--objective",
+            "logistic",
+            "--out",
+            &out,
+        ]);
+        assert_fails(&dir, &argv, &out, &[name, expected]);
+    }
+    // A failing run does not touch an existing output file either.
+    fs::write(&out, "old models\n").unwrap();
+    let data = dir.arg("infinite.jsonl");
+    let argv = args(&[
+        "train",
+        "--data",
+        &data,
+        "--objective",
+        "logistic",
+        "--out",
+        &out,
+    ]);
+    assert_fails(&dir, &argv, &out, &["features[0].value"]);
+}
+
+#[test]
+fn bad_tsv_names_line_and_column() {
+    let dir = Dir::new();
+    let data = dir.write("u.tsv", "1\t5\t0.5\t0.25\n2\t4\t0.5\n");
+    let out = dir.arg("m.jsonl");
+    let argv = args(&[
+        "train",
+        "--data",
+        &data,
+        "--format",
+        "tsv",
+        "--objective",
+        "linear",
+        "--out",
+        &out,
+    ]);
+    assert_fails(&dir, &argv, &out, &["u.tsv:2"]);
+}
+
+#[test]
+fn bad_options_fail_clearly() {
+    let dir = Dir::new();
+    let data = generated(&dir, "d.jsonl", 3, 4);
+    let out = dir.arg("m.jsonl");
+    let argv = args(&[
+        "train",
+        "--data",
+        &data,
+        "--objective",
+        "probit",
+        "--out",
+        &out,
+    ]);
+    assert_fails(&dir, &argv, &out, &["probit", "logistic"]);
+    let argv = args(&[
+        "train",
+        "--data",
+        &data,
+        "--objective",
+        "logistic",
+        "--penalty=-1",
+        "--out",
+        &out,
+    ]);
+    assert_fails(&dir, &argv, &out, &["penalty"]);
+    let argv = args(&[
+        "train",
+        "--data",
+        &data,
+        "--objective",
+        "bayes-logistic",
+        "--delta",
+        "1.5",
+        "--out",
+        &out,
+    ]);
+    assert_fails(&dir, &argv, &out, &["delta"]);
+    let argv = args(&[
+        "train",
+        "--data",
+        &data,
+        "--objective",
+        "logistic",
+        "--device",
+        "gpu",
+        "--out",
+        &out,
+    ]);
+    assert_fails(&dir, &argv, &out, &["gpu"]);
+}
+
+#[test]
+fn a_prior_without_the_needed_hessian_is_refused_with_its_file_and_line() {
+    let dir = Dir::new();
+    let data = generated(&dir, "d.jsonl", 5, 5);
+    let prior = dir.arg("prior.jsonl");
+    run(&args(&[
+        "train",
+        "--data",
+        &data,
+        "--objective",
+        "logistic",
+        "--hessian",
+        "none",
+        "--out",
+        &prior,
+    ]));
+    let out = dir.arg("m.jsonl");
+    let argv = args(&[
+        "train",
+        "--data",
+        &data,
+        "--objective",
+        "bayes-logistic",
+        "--prior",
+        &prior,
+        "--out",
+        &out,
+    ]);
+    assert_fails(&dir, &argv, &out, &["prior.jsonl:1: hessian", "none"]);
+
+    // A full-precision prior cannot silently lose its correlations.
+    run(&args(&[
+        "train",
+        "--data",
+        &data,
+        "--objective",
+        "logistic",
+        "--hessian",
+        "full",
+        "--out",
+        &prior,
+    ]));
+    let argv = args(&[
+        "train",
+        "--data",
+        &data,
+        "--objective",
+        "bayes-logistic",
+        "--hessian",
+        "diagonal",
+        "--prior",
+        &prior,
+        "--out",
+        &out,
+    ]);
+    assert_fails(&dir, &argv, &out, &["prior.jsonl:1: hessian", "full"]);
+}
+
+#[test]
+fn bad_model_files_name_line_and_field() {
+    let dir = Dir::new();
+    let data = generated(&dir, "d.jsonl", 2, 6);
+    let out = dir.arg("s.jsonl");
+    let models = dir.write(
+        "m.jsonl",
+        "{\"entity\":\"e0\",\"means\":[{\"name\":\"intercept\",\"term\":\"intercept\",\"value\":0}]}\n\
+         {\"entity\":\"e1\",\"means\":[{\"name\":\"intercept\",\"term\":\"intercept\"}]}\n",
+    );
+    let argv = args(&["score", "--data", &data, "--model", &models, "--out", &out]);
+    assert_fails(&dir, &argv, &out, &["m.jsonl:2", "means"]);
+}
