@@ -33,9 +33,9 @@ proptest! {
         let theta = random_point(seed ^ 1, &batch, 2.0);
         let mut g = vec![0.0; theta.len()];
         p.value_and_gradient(&theta, &mut g);
-        for j in 0..theta.len() {
+        for (j, &gj) in g.iter().enumerate() {
             let fd = central(&|x| p.value(x), &theta, j, 1e-5);
-            prop_assert!((g[j] - fd).abs() <= 1e-6 * (1.0 + g[j].abs()), "coef {j}: analytic {} vs fd {fd}", g[j]);
+            prop_assert!((gj - fd).abs() <= 1e-6 * (1.0 + gj.abs()), "coef {j}: analytic {gj} vs fd {fd}");
         }
     }
 

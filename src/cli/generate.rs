@@ -39,7 +39,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         Labels::Linear => Loss::Squared,
     };
     let synthetic = generate(&a.workload.spec(loss));
-    write_atomic(&a.out, |f| Ok(write_jsonl(&synthetic.data, "entity", f)?))?;
+    write_atomic(&a.out, |f| write_jsonl(&synthetic.data, "entity", f))?;
     eprintln!(
         "glmix: wrote {} records of {} entities to {}",
         synthetic.data.num_rows(),

@@ -20,7 +20,7 @@ impl Cholesky {
                     s -= l[i * d + k] * l[j * d + k];
                 }
                 if i == j {
-                    if !(s > 0.0) || !s.is_finite() {
+                    if s.is_nan() || s <= 0.0 || !s.is_finite() {
                         return None;
                     }
                     l[i * d + i] = s.sqrt();
@@ -37,8 +37,8 @@ impl Cholesky {
         let d = self.d;
         for i in (0..d).rev() {
             let mut s = x[i];
-            for k in i + 1..d {
-                s -= self.l[k * d + i] * x[k];
+            for (k, xk) in x.iter().enumerate().skip(i + 1) {
+                s -= self.l[k * d + i] * xk;
             }
             x[i] = s / self.l[i * d + i];
         }
@@ -48,10 +48,8 @@ impl Cholesky {
     pub fn solve_lower(&self, x: &mut [f64]) {
         let d = self.d;
         for i in 0..d {
-            let mut s = x[i];
-            for k in 0..i {
-                s -= self.l[i * d + k] * x[k];
-            }
+            let row = &self.l[i * d..i * d + i];
+            let s = x[i] - row.iter().zip(&x[..i]).map(|(a, b)| a * b).sum::<f64>();
             x[i] = s / self.l[i * d + i];
         }
     }

@@ -43,7 +43,7 @@ impl LbfgsMemory {
     pub fn push(&mut self, s: &[f64], y: &[f64]) -> bool {
         let sy = dot(s, y);
         let yy = dot(y, y);
-        if self.m == 0 || !(sy > f64::EPSILON * yy) || !sy.is_finite() {
+        if self.m == 0 || sy.is_nan() || sy <= f64::EPSILON * yy || !sy.is_finite() {
             return false;
         }
         let slot = (self.head + self.len) % self.m;
@@ -80,10 +80,10 @@ impl LbfgsMemory {
             let gamma = dot(s, y) / dot(y, y);
             p.iter_mut().for_each(|v| *v *= gamma);
         }
-        for k in 0..self.len {
+        for (k, &a) in alpha.iter().enumerate().take(self.len) {
             let (s, y, rho) = self.pair(k);
             let b = rho * dot(y, p);
-            axpy(alpha[k] - b, s, p);
+            axpy(a - b, s, p);
         }
     }
 }

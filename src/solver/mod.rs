@@ -291,7 +291,8 @@ impl EntityState {
         self.memory.direction(&self.g, &mut self.p, &mut self.alpha);
         let mut slope = dot(&self.g, &self.p);
         self.steepest = self.memory.is_empty();
-        if !(slope < 0.0) {
+        // Not a descent direction (or NaN): fall back to steepest descent.
+        if slope.is_nan() || slope >= 0.0 {
             self.memory.clear();
             self.steepest = true;
             for (pj, gj) in self.p.iter_mut().zip(&self.g) {
@@ -354,10 +355,15 @@ impl EntityState {
     }
 
     fn accept(&mut self, p: LinePoint, g_new: &[f64], options: &LbfgsOptions, precision: f64) {
-        for j in 0..self.x.len() {
-            self.s[j] = p.alpha * self.p[j];
-            self.y[j] = g_new[j] - self.g[j];
-            self.x[j] += self.s[j];
+        let pairs = self.s.iter_mut().zip(self.y.iter_mut());
+        let state = self
+            .x
+            .iter_mut()
+            .zip(self.p.iter().zip(self.g.iter().zip(g_new)));
+        for ((s, y), (x, (pj, (g_old, g)))) in pairs.zip(state) {
+            *s = p.alpha * pj;
+            *y = g - g_old;
+            *x += *s;
         }
         self.memory.push(&self.s, &self.y);
         let f_old = self.f;
