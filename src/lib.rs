@@ -21,5 +21,6 @@ pub mod score;
 pub mod solver;
 pub mod synth;
 pub mod train;
+pub mod vector;
 
 pub use error::{Error, Result};

@@ -98,8 +98,10 @@ pub struct FitOutput {
 pub struct FitTimings {
     /// Projection and packing of the batches.
     pub build: f64,
-    /// The batched L-BFGS.
+    /// The batched L-BFGS, evaluations included.
     pub solve: f64,
+    /// The part of `solve` spent in the evaluator.
+    pub evaluate: f64,
     /// Posterior precisions and model assembly.
     pub posterior: f64,
 }
@@ -200,6 +202,7 @@ pub fn fit(
         })?;
         timings.solve += clock.elapsed().as_secs_f64();
         rounds += solved.rounds;
+        timings.evaluate += solved.evaluate_seconds;
         done_before += plans.len();
 
         let clock = Instant::now();
@@ -346,6 +349,9 @@ fn build_batch(data: &Dataset, plans: &[Plan], config: &TrainConfig) -> Training
             let (ids, vals) = data.row_features(i);
             features.clear();
             features.extend(ids.iter().zip(vals).map(|(&f, &v)| (plan.column(f), v)));
+            if !features.is_sorted_by_key(|&(c, _)| c) {
+                features.sort_unstable_by_key(|&(c, _)| c);
+            }
             b.push_row(
                 training_label(loss, data.label[i]),
                 data.weight[i],

@@ -63,6 +63,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     config.hessian = a.hessian;
 
     let (mut total, mut build, mut solve, mut post) = (vec![], vec![], vec![], vec![]);
+    let mut evaluate = vec![];
     let (mut evaluations, mut iterations, mut converged) = (0, 0, 0);
     for _ in 0..a.repeat.max(1) {
         let clock = Instant::now();
@@ -70,6 +71,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         total.push(clock.elapsed().as_secs_f64());
         build.push(out.timings.build);
         solve.push(out.timings.solve);
+        evaluate.push(out.timings.evaluate);
         post.push(out.timings.posterior);
         evaluations = out
             .reports
@@ -95,10 +97,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
         rayon::current_num_threads(), a.repeat.max(1)
     );
     println!("{:<28}{:>14}", "metric", "median");
-    let rows: [(&str, f64); 9] = [
+    let rows: [(&str, f64); 10] = [
         ("fit seconds (end to end)", t),
         ("  build seconds", median(build)),
         ("  solve seconds", s),
+        ("    of which evaluator", median(evaluate)),
         ("  posterior seconds", median(post)),
         ("entities/s (end to end)", e / t),
         ("entities/s (solve)", e / s),

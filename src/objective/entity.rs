@@ -14,9 +14,12 @@
 //! | prior precision | C or Σd² | `Q = δ H₀`: none, diagonal, or one dense d×d block per entity |
 //!
 //! The intercept column is stored explicitly (value 1 in every row) so that every
-//! evaluator treats it like any other feature. A column appears at most once per row.
+//! evaluator treats it like any other feature. Columns are strictly ascending within a row
+//! (so each appears at most once, and a row with all `d` columns is `0, 1, …, d−1`).
 
-use super::{Loss, RowDerivatives};
+use super::{logistic_row_deferred, squared_row, LogSum, Loss, RowDerivatives};
+use crate::vector::dot;
+use rayon::prelude::*;
 
 /// `Q = δ H₀`, the weighted precision of the prior.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,54 +58,58 @@ impl TrainingBatch {
     }
 
     /// Join batches built in parts (all with the same loss and precision shape), in order.
+    /// The large arrays are copied in parallel.
     pub fn concat(parts: Vec<TrainingBatch>) -> TrainingBatch {
-        let total = |f: fn(&TrainingBatch) -> usize| parts.iter().map(f).sum::<usize>();
-        let (rows, nnz, coefs) = (
-            total(|p| p.labels.len()),
-            total(|p| p.cols.len()),
-            total(|p| p.prior_mean.len()),
+        let first = parts.first().expect("at least one part");
+        let (loss, shape) = (first.loss, first.precision_shape());
+        assert!(
+            parts
+                .iter()
+                .all(|p| p.loss == loss && p.precision_shape() == shape),
+            "parts differ in loss or precision shape"
         );
-        let entities = total(|p| p.coef_ptr.len() - 1);
-        let mut parts = parts.into_iter();
-        let first = parts.next().expect("at least one part");
-        let mut out = TrainingBatchBuilder::new(first.loss, first.precision_shape());
-        out.reserve(entities, rows, nnz, coefs);
-        let mut out = out.batch;
-        for p in std::iter::once(first).chain(parts) {
-            assert_eq!(p.loss, out.loss);
-            let shift = |dst: &mut Vec<usize>, src: &[usize]| {
-                let base = *dst.last().expect("pointer arrays start with 0");
-                dst.extend(src[1..].iter().map(|v| v + base));
-            };
-            shift(&mut out.coef_ptr, &p.coef_ptr);
-            shift(&mut out.row_ptr, &p.row_ptr);
-            shift(&mut out.nz_ptr, &p.nz_ptr);
-            out.cols.extend_from_slice(&p.cols);
-            out.vals.extend_from_slice(&p.vals);
-            out.labels.extend_from_slice(&p.labels);
-            out.weights.extend_from_slice(&p.weights);
-            out.offsets.extend_from_slice(&p.offsets);
-            out.penalty.extend_from_slice(&p.penalty);
-            out.prior_mean.extend_from_slice(&p.prior_mean);
-            match (&mut out.prior_precision, p.prior_precision) {
-                (PriorPrecision::None, PriorPrecision::None) => {}
-                (PriorPrecision::Diagonal(q), PriorPrecision::Diagonal(r)) => {
-                    q.extend_from_slice(&r)
-                }
-                (
-                    PriorPrecision::Full { block_ptr, values },
-                    PriorPrecision::Full {
-                        block_ptr: bp,
-                        values: v,
-                    },
-                ) => {
-                    shift(block_ptr, &bp);
-                    values.extend_from_slice(&v);
-                }
-                _ => panic!("parts differ in precision shape"),
+        let join = |f: fn(&TrainingBatch) -> &[f64]| par_concat(parts.iter().map(f).collect());
+        let pointers = |f: fn(&TrainingBatch) -> &[usize]| {
+            let mut out = vec![0];
+            for p in &parts {
+                let base = *out.last().expect("pointer arrays start with 0");
+                out.extend(f(p)[1..].iter().map(|v| v + base));
             }
+            out
+        };
+        let prior_precision = match shape {
+            PrecisionShape::None => PriorPrecision::None,
+            PrecisionShape::Diagonal => {
+                PriorPrecision::Diagonal(join(|p| match &p.prior_precision {
+                    PriorPrecision::Diagonal(q) => q,
+                    _ => unreachable!("checked above"),
+                }))
+            }
+            PrecisionShape::Full => PriorPrecision::Full {
+                block_ptr: pointers(|p| match &p.prior_precision {
+                    PriorPrecision::Full { block_ptr, .. } => block_ptr,
+                    _ => unreachable!("checked above"),
+                }),
+                values: join(|p| match &p.prior_precision {
+                    PriorPrecision::Full { values, .. } => values,
+                    _ => unreachable!("checked above"),
+                }),
+            },
+        };
+        TrainingBatch {
+            loss,
+            coef_ptr: pointers(|p| &p.coef_ptr),
+            row_ptr: pointers(|p| &p.row_ptr),
+            nz_ptr: pointers(|p| &p.nz_ptr),
+            cols: par_concat(parts.iter().map(|p| p.cols.as_slice()).collect()),
+            vals: join(|p| &p.vals),
+            labels: join(|p| &p.labels),
+            weights: join(|p| &p.weights),
+            offsets: join(|p| &p.offsets),
+            penalty: join(|p| &p.penalty),
+            prior_mean: join(|p| &p.prior_mean),
+            prior_precision,
         }
-        out
     }
 
     pub fn precision_shape(&self) -> PrecisionShape {
@@ -212,8 +219,8 @@ impl TrainingBatchBuilder {
         }
     }
 
-    /// Add one row to the entity being built. `features` are (entity-local column ≥ 1, value),
-    /// each column at most once (readers sum duplicates); the intercept is added here.
+    /// Add one row to the entity being built. `features` are (entity-local column ≥ 1, value)
+    /// in strictly ascending column order (readers sum duplicates); the intercept is added here.
     pub fn push_row(
         &mut self,
         label: f64,
@@ -224,8 +231,13 @@ impl TrainingBatchBuilder {
         let b = &mut self.batch;
         b.cols.push(0);
         b.vals.push(1.0);
+        let mut previous = 0; // the intercept's column
         for (c, v) in features {
-            debug_assert!(c >= 1, "column 0 is the intercept");
+            assert!(
+                c > previous,
+                "columns of a row must be strictly ascending and ≥ 1"
+            );
+            previous = c;
             b.cols.push(c);
             b.vals.push(v);
         }
@@ -332,18 +344,57 @@ impl<'a> EntityProblem<'a> {
     }
 
     /// `F(θ)` and `∇F(θ)` (written into `grad`).
+    ///
+    /// This is the hot loop of the CPU path. An entity whose every row holds every column
+    /// (rows sorted by column, so `nnz = rows × d` means dense) is read as a row-major
+    /// matrix with no column indices; the logistic logarithms of unit-weight rows are taken
+    /// in bulk by [`LogSum`]. Both give the same value as the plain per-row sum up to
+    /// rounding.
     pub fn value_and_gradient(&self, theta: &[f64], grad: &mut [f64]) -> f64 {
         grad.fill(0.0);
-        let mut f = 0.0;
+        let d = theta.len();
+        let nnz = self.nz_ptr[self.num_rows()] - self.nz_ptr[0];
+        let dense = nnz == self.num_rows() * d;
+        let mut sum = 0.0;
+        let mut logs = LogSum::default();
         for i in 0..self.num_rows() {
-            let r = self.row_derivatives(i, theta);
-            f += r.loss;
             let (cols, vals) = self.row(i);
-            for (&c, &v) in cols.iter().zip(vals) {
-                grad[c as usize] += r.d1 * v;
+            let x_theta = if dense {
+                dot(vals, theta)
+            } else {
+                cols.iter()
+                    .zip(vals)
+                    .map(|(&c, &v)| v * theta[c as usize])
+                    .sum()
+            };
+            let margin = self.offsets[i] + x_theta;
+            let (label, weight) = (self.labels[i], self.weights[i]);
+            let d1 = match self.loss {
+                Loss::Squared => {
+                    let r = squared_row(margin, label, weight);
+                    sum += r.loss;
+                    r.d1
+                }
+                Loss::Logistic => {
+                    let (linear, one_plus, d1) = logistic_row_deferred(margin, label, weight);
+                    sum += linear;
+                    if weight == 1.0 {
+                        logs.add(one_plus);
+                    } else {
+                        sum += weight * one_plus.ln();
+                    }
+                    d1
+                }
+            };
+            if dense {
+                grad.iter_mut().zip(vals).for_each(|(g, v)| *g += d1 * v);
+            } else {
+                for (&c, &v) in cols.iter().zip(vals) {
+                    grad[c as usize] += d1 * v;
+                }
             }
         }
-        f + self.regularizer_value_and_gradient(theta, grad)
+        sum + logs.total() + self.regularizer_value_and_gradient(theta, grad)
     }
 
     /// `F(θ)` alone.
@@ -449,4 +500,23 @@ impl<'a> EntityProblem<'a> {
         }
         h
     }
+}
+
+/// The slices one after another, copied in parallel.
+fn par_concat<T: Copy + Send + Sync>(parts: Vec<&[T]>) -> Vec<T> {
+    let n = parts.iter().map(|p| p.len()).sum();
+    let mut out: Vec<T> = Vec::with_capacity(n);
+    let mut targets = Vec::with_capacity(parts.len());
+    let mut rest = &mut out.spare_capacity_mut()[..n];
+    for p in &parts {
+        let (mine, tail) = rest.split_at_mut(p.len());
+        targets.push(mine);
+        rest = tail;
+    }
+    targets.into_par_iter().zip(parts).for_each(|(dst, src)| {
+        dst.write_copy_of_slice(src);
+    });
+    // SAFETY: the targets tile `out[..n]` exactly and every one was written above.
+    unsafe { out.set_len(n) };
+    out
 }

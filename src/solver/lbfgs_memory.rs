@@ -4,6 +4,8 @@
 //! direction `p = −H_k g` is computed by Nocedal & Wright, *Numerical Optimization*
 //! (2006), Algorithm 7.4, with `H⁰ = (sᵀy / yᵀy) I` from the newest pair.
 
+use crate::vector::{axpy, dot};
+
 /// A ring buffer of at most `m` correction pairs of dimension `d`.
 #[derive(Debug, Clone)]
 pub struct LbfgsMemory {
@@ -85,18 +87,6 @@ impl LbfgsMemory {
             let b = rho * dot(y, p);
             axpy(a - b, s, p);
         }
-    }
-}
-
-#[inline]
-pub fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-#[inline]
-fn axpy(a: f64, x: &[f64], y: &mut [f64]) {
-    for (yi, xi) in y.iter_mut().zip(x) {
-        *yi += a * xi;
     }
 }
 

@@ -21,9 +21,10 @@ pub use lbfgs_memory::LbfgsMemory;
 pub use line_search::{LineDecision, LinePoint, LineSearch};
 
 use crate::eval::{entity_slices_mut, BatchEvaluator, EvalError};
-use lbfgs_memory::dot;
+use crate::vector::{dot, inf_norm};
 use rayon::prelude::*;
 use std::fmt;
+use std::time::Instant;
 
 /// L-BFGS settings, with scipy's defaults.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -115,6 +116,8 @@ pub struct SolveResult {
     pub reports: Vec<SolveReport>,
     /// Batched evaluation rounds.
     pub rounds: usize,
+    /// Wall-clock seconds spent inside the evaluator (the rest of a solve is L-BFGS work).
+    pub evaluate_seconds: f64,
 }
 
 /// Per-entity solver state.
@@ -158,7 +161,14 @@ pub fn minimize(
     let mut trial_loss = vec![0.0; n];
     let mut trial_grad = vec![0.0; start.len()];
     let mut active: Vec<usize> = (0..n).collect();
-    evaluator.evaluate(&active, &trial, &mut trial_loss, &mut trial_grad)?;
+    let mut evaluate_seconds = 0.0;
+    let mut evaluate = |active: &[usize], trial: &[f64], loss: &mut [f64], grad: &mut [f64]| {
+        let clock = Instant::now();
+        let r = evaluator.evaluate(active, trial, loss, grad);
+        evaluate_seconds += clock.elapsed().as_secs_f64();
+        r
+    };
+    evaluate(&active, &trial, &mut trial_loss, &mut trial_grad)?;
     let mut rounds = 1;
 
     let mut states: Vec<EntityState> = (0..n)
@@ -179,7 +189,7 @@ pub fn minimize(
     progress(n - active.len());
 
     while !active.is_empty() {
-        evaluator.evaluate(&active, &trial, &mut trial_loss, &mut trial_grad)?;
+        evaluate(&active, &trial, &mut trial_loss, &mut trial_grad)?;
         rounds += 1;
         {
             let mut running: Vec<&mut EntityState> =
@@ -206,6 +216,7 @@ pub fn minimize(
         theta,
         reports: states.iter().map(|s| s.report).collect(),
         rounds,
+        evaluate_seconds,
     })
 }
 
@@ -229,10 +240,6 @@ fn write_trials(
                 }
             }
         });
-}
-
-fn inf_norm(v: &[f64]) -> f64 {
-    v.iter().fold(0.0f64, |m, x| m.max(x.abs()))
 }
 
 impl EntityState {
