@@ -64,11 +64,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
 
     let (mut total, mut build, mut solve, mut post) = (vec![], vec![], vec![], vec![]);
     let mut evaluate = vec![];
-    let (mut evaluations, mut iterations, mut converged) = (0, 0, 0);
+    let (mut evaluations, mut iterations, mut converged, mut rounds) = (0, 0, 0, 0);
     for _ in 0..a.repeat.max(1) {
         let clock = Instant::now();
         let out = fit(None, &data, &config, &mut |_| {})?;
         total.push(clock.elapsed().as_secs_f64());
+        rounds = out.rounds;
         build.push(out.timings.build);
         solve.push(out.timings.solve);
         evaluate.push(out.timings.evaluate);
@@ -117,6 +118,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         "mean iterations/entity",
         iterations as f64 / e
     );
+    println!("{:<28}{:>14}", "batched evaluation rounds", rounds);
     println!(
         "{:<28}{:>14}",
         "converged entities",

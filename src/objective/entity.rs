@@ -19,7 +19,6 @@
 
 use super::{logistic_row_deferred, squared_row, LogSum, Loss, RowDerivatives};
 use crate::vector::dot;
-use rayon::prelude::*;
 
 /// `Q = δ H₀`, the weighted precision of the prior.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,61 +54,6 @@ pub struct TrainingBatch {
 impl TrainingBatch {
     pub fn builder(loss: Loss, precision: PrecisionShape) -> TrainingBatchBuilder {
         TrainingBatchBuilder::new(loss, precision)
-    }
-
-    /// Join batches built in parts (all with the same loss and precision shape), in order.
-    /// The large arrays are copied in parallel.
-    pub fn concat(parts: Vec<TrainingBatch>) -> TrainingBatch {
-        let first = parts.first().expect("at least one part");
-        let (loss, shape) = (first.loss, first.precision_shape());
-        assert!(
-            parts
-                .iter()
-                .all(|p| p.loss == loss && p.precision_shape() == shape),
-            "parts differ in loss or precision shape"
-        );
-        let join = |f: fn(&TrainingBatch) -> &[f64]| par_concat(parts.iter().map(f).collect());
-        let pointers = |f: fn(&TrainingBatch) -> &[usize]| {
-            let mut out = vec![0];
-            for p in &parts {
-                let base = *out.last().expect("pointer arrays start with 0");
-                out.extend(f(p)[1..].iter().map(|v| v + base));
-            }
-            out
-        };
-        let prior_precision = match shape {
-            PrecisionShape::None => PriorPrecision::None,
-            PrecisionShape::Diagonal => {
-                PriorPrecision::Diagonal(join(|p| match &p.prior_precision {
-                    PriorPrecision::Diagonal(q) => q,
-                    _ => unreachable!("checked above"),
-                }))
-            }
-            PrecisionShape::Full => PriorPrecision::Full {
-                block_ptr: pointers(|p| match &p.prior_precision {
-                    PriorPrecision::Full { block_ptr, .. } => block_ptr,
-                    _ => unreachable!("checked above"),
-                }),
-                values: join(|p| match &p.prior_precision {
-                    PriorPrecision::Full { values, .. } => values,
-                    _ => unreachable!("checked above"),
-                }),
-            },
-        };
-        TrainingBatch {
-            loss,
-            coef_ptr: pointers(|p| &p.coef_ptr),
-            row_ptr: pointers(|p| &p.row_ptr),
-            nz_ptr: pointers(|p| &p.nz_ptr),
-            cols: par_concat(parts.iter().map(|p| p.cols.as_slice()).collect()),
-            vals: join(|p| &p.vals),
-            labels: join(|p| &p.labels),
-            weights: join(|p| &p.weights),
-            offsets: join(|p| &p.offsets),
-            penalty: join(|p| &p.penalty),
-            prior_mean: join(|p| &p.prior_mean),
-            prior_precision,
-        }
     }
 
     pub fn precision_shape(&self) -> PrecisionShape {
@@ -500,23 +444,4 @@ impl<'a> EntityProblem<'a> {
         }
         h
     }
-}
-
-/// The slices one after another, copied in parallel.
-fn par_concat<T: Copy + Send + Sync>(parts: Vec<&[T]>) -> Vec<T> {
-    let n = parts.iter().map(|p| p.len()).sum();
-    let mut out: Vec<T> = Vec::with_capacity(n);
-    let mut targets = Vec::with_capacity(parts.len());
-    let mut rest = &mut out.spare_capacity_mut()[..n];
-    for p in &parts {
-        let (mine, tail) = rest.split_at_mut(p.len());
-        targets.push(mine);
-        rest = tail;
-    }
-    targets.into_par_iter().zip(parts).for_each(|(dst, src)| {
-        dst.write_copy_of_slice(src);
-    });
-    // SAFETY: the targets tile `out[..n]` exactly and every one was written above.
-    unsafe { out.set_len(n) };
-    out
 }
