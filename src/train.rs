@@ -218,7 +218,7 @@ pub fn fit(
                         solve: solved.reports[k],
                     };
                     (
-                        posterior_model(data, &batch, k, plan, theta, &report.solve, config),
+                        posterior_model(data, batch, k, plan, theta, &report.solve, config),
                         report,
                     )
                 })
