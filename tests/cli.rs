@@ -417,51 +417,20 @@ fn bad_options_fail_clearly() {
     let dir = Dir::new();
     let data = generated(&dir, "d.jsonl", 3, 4);
     let out = dir.arg("m.jsonl");
-    let argv = args(&[
-        "train",
-        "--data",
-        &data,
-        "--objective",
-        "probit",
-        "--out",
-        &out,
-    ]);
-    assert_fails(&dir, &argv, &out, &["probit", "logistic"]);
-    let argv = args(&[
-        "train",
-        "--data",
-        &data,
-        "--objective",
-        "logistic",
-        "--penalty=-1",
-        "--out",
-        &out,
-    ]);
-    assert_fails(&dir, &argv, &out, &["penalty"]);
-    let argv = args(&[
-        "train",
-        "--data",
-        &data,
-        "--objective",
-        "bayes-logistic",
-        "--delta",
-        "1.5",
-        "--out",
-        &out,
-    ]);
-    assert_fails(&dir, &argv, &out, &["delta"]);
-    let argv = args(&[
-        "train",
-        "--data",
-        &data,
-        "--objective",
-        "logistic",
-        "--device",
-        "gpu",
-        "--out",
-        &out,
-    ]);
-    assert_fails(&dir, &argv, &out, &["gpu"]);
+    let cases: [(&[&str], &[&str]); 4] = [
+        (&["--objective", "probit"], &["probit", "logistic"]),
+        (&["--objective", "logistic", "--penalty=-1"], &["penalty"]),
+        (
+            &["--objective", "bayes-logistic", "--delta", "1.5"],
+            &["delta"],
+        ),
+        (&["--objective", "logistic", "--device", "gpu"], &["gpu"]),
+    ];
+    for (options, expected) in cases {
+        let mut argv = args(&["train", "--data", &data, "--out", &out]);
+        argv.extend(args(options));
+        assert_fails(&dir, &argv, &out, expected);
+    }
 }
 
 #[test]
