@@ -26,6 +26,7 @@ use crate::objective::{
 };
 use crate::solver::{minimize, LbfgsOptions, SolveReport, StopReason};
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// Settings of a training run.
@@ -88,7 +89,7 @@ pub struct FitOutput {
     /// Models of the entities in the data, in order of first appearance.
     pub models: Vec<EntityModel>,
     pub reports: Vec<EntityReport>,
-    /// Batched evaluation rounds over all batches.
+    /// Batched evaluation rounds, summed over the parts solved.
     pub rounds: usize,
     pub timings: FitTimings,
 }
@@ -123,14 +124,6 @@ impl Plan<'_> {
         self.data_features.len() + 1
     }
 
-    /// Local column of a dataset feature id.
-    fn column(&self, f: u32) -> u32 {
-        self.data_features
-            .binary_search(&f)
-            .expect("feature of the entity's rows") as u32
-            + 1
-    }
-
     /// Keys of all coefficients: trained, then kept.
     fn keys(&self, data: &Dataset) -> Vec<FeatureKey> {
         let mut keys = Vec::with_capacity(self.in_prior.len());
@@ -157,15 +150,15 @@ pub fn fit(
     prior: Option<&ModelSet>,
     data: &Dataset,
     config: &TrainConfig,
-    progress: &mut dyn FnMut(usize),
+    progress: &(dyn Fn(usize) + Sync),
 ) -> Result<FitOutput> {
     config.validate()?;
     let mut groups = data.rows_by_entity();
     let mut models = Vec::with_capacity(groups.len());
     let mut reports = Vec::with_capacity(groups.len());
     let mut rounds = 0;
-    let mut done_before = 0;
     let mut timings = FitTimings::default();
+    let finished = AtomicUsize::new(0);
     let mut start = 0;
     while start < groups.len() {
         let end = (start + config.batch_entities).min(groups.len());
@@ -187,47 +180,30 @@ pub fn fit(
                 },
             )
             .collect::<Result<_>>()?;
+        let planning = clock.elapsed().as_secs_f64();
         start = end;
-        let parts: Vec<TrainingBatch> = plans
+
+        // Each part is packed, solved by its own lockstep L-BFGS and turned into models on
+        // one thread, parts in parallel: no thread waits for another's stragglers, a part
+        // stays in one core's cache while it is used, and is dropped right after.
+        let clock = Instant::now();
+        let parts: Vec<PartOutput> = plans
             .par_chunks(PART_ENTITIES)
-            .map(|p| build_batch(data, p, config))
-            .collect();
-        timings.build += clock.elapsed().as_secs_f64();
+            .map(|plans| solve_part(data, plans, config, &finished, progress))
+            .collect::<Result<_>>()?;
+        let wall = clock.elapsed().as_secs_f64();
 
-        for (plans, batch) in plans.chunks(PART_ENTITIES).zip(&parts) {
-            let clock = Instant::now();
-            let mut evaluator = CpuEvaluator::new(batch);
-            let solved = minimize(&mut evaluator, &batch.prior_mean, &config.solver, |n| {
-                progress(done_before + n)
-            })?;
-            timings.solve += clock.elapsed().as_secs_f64();
-            rounds += solved.rounds;
-            timings.evaluate += solved.evaluate_seconds;
-            done_before += plans.len();
-
-            let clock = Instant::now();
-            let out: Vec<(EntityModel, EntityReport)> = plans
-                .par_iter()
-                .enumerate()
-                .map(|(k, plan)| {
-                    let theta = &solved.theta[batch.coef_ptr[k]..batch.coef_ptr[k + 1]];
-                    let report = EntityReport {
-                        entity: data.entities.key(plan.entity).clone(),
-                        rows: plan.rows.len(),
-                        features: plan.free(),
-                        solve: solved.reports[k],
-                    };
-                    (
-                        posterior_model(data, batch, k, plan, theta, &report.solve, config),
-                        report,
-                    )
-                })
-                .collect();
-            for (m, r) in out {
-                models.push(m);
-                reports.push(r);
-            }
-            timings.posterior += clock.elapsed().as_secs_f64();
+        // Wall time split in proportion to the thread time of each phase.
+        let thread = |f: fn(&PartOutput) -> f64| parts.iter().map(f).sum::<f64>();
+        let total = thread(|p| p.build + p.solve + p.posterior).max(f64::MIN_POSITIVE);
+        timings.build += planning + wall * thread(|p| p.build) / total;
+        timings.solve += wall * thread(|p| p.solve) / total;
+        timings.evaluate += wall * thread(|p| p.evaluate) / total;
+        timings.posterior += wall * thread(|p| p.posterior) / total;
+        for part in parts {
+            rounds += part.rounds;
+            models.extend(part.models);
+            reports.extend(part.reports);
         }
     }
     Ok(FitOutput {
@@ -238,9 +214,76 @@ pub fn fit(
     })
 }
 
-/// Entities per packed part. On the CPU each part is solved on its own (its entities in
-/// parallel): parts stay cache-friendly and are never copied into one large batch.
-const PART_ENTITIES: usize = 2048;
+/// Models, reports and thread seconds of one part.
+struct PartOutput {
+    models: Vec<EntityModel>,
+    reports: Vec<EntityReport>,
+    rounds: usize,
+    build: f64,
+    solve: f64,
+    evaluate: f64,
+    posterior: f64,
+}
+
+/// Pack, solve and finish the entities of `plans`; `finished` counts finished entities
+/// over all parts for `progress`.
+fn solve_part(
+    data: &Dataset,
+    plans: &[Plan],
+    config: &TrainConfig,
+    finished: &AtomicUsize,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<PartOutput> {
+    let clock = Instant::now();
+    let batch = build_batch(data, plans, config);
+    let build = clock.elapsed().as_secs_f64();
+
+    let clock = Instant::now();
+    let mut evaluator = CpuEvaluator::new(&batch);
+    let mut seen = 0;
+    let solved = minimize(&mut evaluator, &batch.prior_mean, &config.solver, |n| {
+        let total = finished.fetch_add(n - seen, Ordering::Relaxed) + n - seen;
+        seen = n;
+        progress(total);
+    })?;
+    let solve = clock.elapsed().as_secs_f64();
+
+    let clock = Instant::now();
+    let mut models = Vec::with_capacity(plans.len());
+    let mut reports = Vec::with_capacity(plans.len());
+    for (k, plan) in plans.iter().enumerate() {
+        let theta = &solved.theta[batch.coef_ptr[k]..batch.coef_ptr[k + 1]];
+        let report = EntityReport {
+            entity: data.entities.key(plan.entity).clone(),
+            rows: plan.rows.len(),
+            features: plan.free(),
+            solve: solved.reports[k],
+        };
+        models.push(posterior_model(
+            data,
+            &batch,
+            k,
+            plan,
+            theta,
+            &report.solve,
+            config,
+        ));
+        reports.push(report);
+    }
+    Ok(PartOutput {
+        models,
+        reports,
+        rounds: solved.rounds,
+        build,
+        solve,
+        evaluate: solved.evaluate_seconds,
+        posterior: clock.elapsed().as_secs_f64(),
+    })
+}
+
+/// Entities per packed part: enough parts to keep every core busy, each small enough for
+/// its solver state to stay in cache. Parts are never copied into one large batch.
+const PART_ENTITIES: usize = 512;
 
 /// `seen[f] == entity` marks features already found in the entity's rows (scratch shared
 /// by the entities one thread plans).
@@ -346,11 +389,16 @@ fn build_batch(data: &Dataset, plans: &[Plan], config: &TrainConfig) -> Training
     let mut b = TrainingBatch::builder(loss, shape);
     b.reserve(plans.len(), rows, nnz, coefs);
     let mut features = Vec::new();
+    // Local column of each dataset feature id, for the plan being packed.
+    let mut column = vec![0u32; data.features.len()];
     for plan in plans {
+        for (j, &f) in plan.data_features.iter().enumerate() {
+            column[f as usize] = j as u32 + 1;
+        }
         for &i in &plan.rows {
             let (ids, vals) = data.row_features(i);
             features.clear();
-            features.extend(ids.iter().zip(vals).map(|(&f, &v)| (plan.column(f), v)));
+            features.extend(ids.iter().zip(vals).map(|(&f, &v)| (column[f as usize], v)));
             if !features.is_sorted_by_key(|&(c, _)| c) {
                 features.sort_unstable_by_key(|&(c, _)| c);
             }

@@ -67,7 +67,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let (mut evaluations, mut iterations, mut converged, mut rounds) = (0, 0, 0, 0);
     for _ in 0..a.repeat.max(1) {
         let clock = Instant::now();
-        let out = fit(None, &data, &config, &mut |_| {})?;
+        let out = fit(None, &data, &config, &|_| {})?;
         total.push(clock.elapsed().as_secs_f64());
         rounds = out.rounds;
         build.push(out.timings.build);

@@ -116,7 +116,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         let before = metrics(&batch, &score(&batch, &models, None)?);
 
         let clock = Instant::now();
-        let out = fit(Some(&models), &batch, &config, &mut |_| {})?;
+        let out = fit(Some(&models), &batch, &config, &|_| {})?;
         let seconds = clock.elapsed().as_secs_f64();
         let carried: Vec<_> = untouched_priors(&models, &batch).cloned().collect();
         models = out.models.into_iter().chain(carried).collect();

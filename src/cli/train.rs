@@ -116,7 +116,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
 
     let clock = Instant::now();
     let bar = progress_bar(data.entities.len() as u64, "training");
-    let out = fit(prior.as_ref(), &data, &config, &mut |n| {
+    let out = fit(prior.as_ref(), &data, &config, &|n| {
         bar.set_position(n as u64)
     });
     bar.finish_and_clear();

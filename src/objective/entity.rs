@@ -17,7 +17,7 @@
 //! evaluator treats it like any other feature. Columns are strictly ascending within a row
 //! (so each appears at most once, and a row with all `d` columns is `0, 1, …, d−1`).
 
-use super::{logistic_row_deferred, squared_row, LogSum, Loss, RowDerivatives};
+use super::{logistic_row_deferred, squared_row, LogSum, Loss};
 use crate::vector::dot;
 
 /// `Q = δ H₀`, the weighted precision of the prior.
@@ -281,10 +281,25 @@ impl<'a> EntityProblem<'a> {
         m
     }
 
+    /// Whether every row holds every column: with columns ascending within a row, that is
+    /// `nnz = rows × d`, and row `i` is then `vals[nz_ptr[i]..][..d]` in column order.
     #[inline]
-    fn row_derivatives(&self, i: usize, theta: &[f64]) -> RowDerivatives {
-        self.loss
-            .row(self.margin(i, theta), self.labels[i], self.weights[i])
+    fn is_dense(&self) -> bool {
+        self.nz_ptr[self.num_rows()] - self.nz_ptr[0] == self.num_rows() * self.num_coefficients()
+    }
+
+    /// `x_i·θ`, reading a dense row without its column indices.
+    #[inline]
+    fn x_theta(&self, i: usize, theta: &[f64], dense: bool) -> f64 {
+        let (cols, vals) = self.row(i);
+        if dense {
+            dot(vals, theta)
+        } else {
+            cols.iter()
+                .zip(vals)
+                .map(|(&c, &v)| v * theta[c as usize])
+                .sum()
+        }
     }
 
     /// `F(θ)` and `∇F(θ)` (written into `grad`).
@@ -296,22 +311,12 @@ impl<'a> EntityProblem<'a> {
     /// rounding.
     pub fn value_and_gradient(&self, theta: &[f64], grad: &mut [f64]) -> f64 {
         grad.fill(0.0);
-        let d = theta.len();
-        let nnz = self.nz_ptr[self.num_rows()] - self.nz_ptr[0];
-        let dense = nnz == self.num_rows() * d;
+        let dense = self.is_dense();
         let mut sum = 0.0;
         let mut logs = LogSum::default();
         for i in 0..self.num_rows() {
             let (cols, vals) = self.row(i);
-            let x_theta = if dense {
-                dot(vals, theta)
-            } else {
-                cols.iter()
-                    .zip(vals)
-                    .map(|(&c, &v)| v * theta[c as usize])
-                    .sum()
-            };
-            let margin = self.offsets[i] + x_theta;
+            let margin = self.offsets[i] + self.x_theta(i, theta, dense);
             let (label, weight) = (self.labels[i], self.weights[i]);
             let d1 = match self.loss {
                 Loss::Squared => {
@@ -381,11 +386,17 @@ impl<'a> EntityProblem<'a> {
     /// Diagonal of the data Hessian `Xᵀ diag(ℓ'') X`.
     pub fn data_hessian_diagonal(&self, theta: &[f64]) -> Vec<f64> {
         let mut h = vec![0.0; self.num_coefficients()];
+        let dense = self.is_dense();
         for i in 0..self.num_rows() {
-            let d2 = self.row_derivatives(i, theta).d2;
+            let margin = self.offsets[i] + self.x_theta(i, theta, dense);
+            let d2 = self.loss.second_derivative(margin, self.weights[i]);
             let (cols, vals) = self.row(i);
-            for (&c, &v) in cols.iter().zip(vals) {
-                h[c as usize] += d2 * v * v;
+            if dense {
+                h.iter_mut().zip(vals).for_each(|(h, v)| *h += d2 * v * v);
+            } else {
+                for (&c, &v) in cols.iter().zip(vals) {
+                    h[c as usize] += d2 * v * v;
+                }
             }
         }
         h
@@ -395,8 +406,10 @@ impl<'a> EntityProblem<'a> {
     pub fn data_hessian_full(&self, theta: &[f64]) -> Vec<f64> {
         let d = self.num_coefficients();
         let mut h = vec![0.0; d * d];
+        let dense = self.is_dense();
         for i in 0..self.num_rows() {
-            let d2 = self.row_derivatives(i, theta).d2;
+            let margin = self.offsets[i] + self.x_theta(i, theta, dense);
+            let d2 = self.loss.second_derivative(margin, self.weights[i]);
             let (cols, vals) = self.row(i);
             for (&a, &va) in cols.iter().zip(vals) {
                 for (&b, &vb) in cols.iter().zip(vals) {
@@ -443,5 +456,74 @@ impl<'a> EntityProblem<'a> {
             }
         }
         h
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objective::logistic_row;
+
+    /// A dense entity (every row has both features) with unit and non-unit weights.
+    fn dense_batch(loss: Loss) -> TrainingBatch {
+        let mut b = TrainingBatch::builder(loss, PrecisionShape::None);
+        for i in 0..700 {
+            let x = (i as f64 * 0.37).sin() * 3.0;
+            let label = if i % 3 == 0 { 1.0 } else { -1.0 };
+            let weight = if i % 5 == 0 { 2.5 } else { 1.0 };
+            b.push_row(label, weight, 0.1 * (i % 7) as f64, [(1, x), (2, -0.5 * x)]);
+        }
+        b.finish_entity(&[1.0, 1.0, 1.0], &[0.0; 3], &[]);
+        b.build()
+    }
+
+    /// The plain per-row sums of the module formula, with no fast paths.
+    fn naive(p: &EntityProblem, theta: &[f64]) -> (f64, Vec<f64>) {
+        let mut f = 0.0;
+        let mut g = vec![0.0; theta.len()];
+        for i in 0..p.num_rows() {
+            let r = p.loss.row(p.margin(i, theta), p.labels[i], p.weights[i]);
+            f += r.loss;
+            let (cols, vals) = p.row(i);
+            for (&c, &v) in cols.iter().zip(vals) {
+                g[c as usize] += r.d1 * v;
+            }
+        }
+        for j in 0..theta.len() {
+            f += 0.5 * p.penalty[j] * theta[j] * theta[j];
+            g[j] += p.penalty[j] * theta[j];
+        }
+        (f, g)
+    }
+
+    #[test]
+    fn the_dense_path_and_bulk_logarithms_match_the_plain_sums() {
+        for loss in [Loss::Logistic, Loss::Squared] {
+            let batch = dense_batch(loss);
+            let p = batch.entity(0);
+            assert!(p.is_dense());
+            let theta = [0.3, -1.2, 0.8];
+            let mut g = [0.0; 3];
+            let f = p.value_and_gradient(&theta, &mut g);
+            let (f0, g0) = naive(&p, &theta);
+            assert!((f - f0).abs() <= 1e-12 * f0.abs(), "{loss:?}: {f} vs {f0}");
+            for (a, b) in g.iter().zip(&g0) {
+                assert!(
+                    (a - b).abs() <= 1e-12 * b.abs().max(1.0),
+                    "{loss:?}: {a} vs {b}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn second_derivative_is_the_rows_d2() {
+        for m in [-800.0, -30.0, -1.5, 0.0, 0.7, 12.0, 900.0] {
+            for y in [-1.0, 1.0] {
+                let d2 = logistic_row(m, y, 1.7).d2;
+                assert_eq!(Loss::Logistic.second_derivative(m, 1.7), d2, "m = {m}");
+            }
+        }
+        assert_eq!(Loss::Squared.second_derivative(3.0, 0.5), 0.5);
     }
 }

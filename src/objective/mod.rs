@@ -266,6 +266,19 @@ pub fn squared_row(margin: f64, label: f64, weight: f64) -> RowDerivatives {
 }
 
 impl Loss {
+    /// `ℓ''` alone: `w σ(m) σ(−m)` (which does not depend on the ±1 label) or `w`.
+    #[inline]
+    pub fn second_derivative(self, margin: f64, weight: f64) -> f64 {
+        match self {
+            Loss::Squared => weight,
+            Loss::Logistic => {
+                let e = (-margin.abs()).exp();
+                let one_plus = 1.0 + e;
+                weight * e / (one_plus * one_plus)
+            }
+        }
+    }
+
     #[inline]
     pub fn row(self, margin: f64, label: f64, weight: f64) -> RowDerivatives {
         match self {
