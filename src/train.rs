@@ -388,7 +388,6 @@ fn build_batch(data: &Dataset, plans: &[Plan], config: &TrainConfig) -> Training
     let coefs: usize = plans.iter().map(Plan::free).sum();
     let mut b = TrainingBatch::builder(loss, shape);
     b.reserve(plans.len(), rows, nnz, coefs);
-    let mut features = Vec::new();
     // Local column of each dataset feature id, for the plan being packed.
     let mut column = vec![0u32; data.features.len()];
     for plan in plans {
@@ -396,17 +395,13 @@ fn build_batch(data: &Dataset, plans: &[Plan], config: &TrainConfig) -> Training
             column[f as usize] = j as u32 + 1;
         }
         for &i in &plan.rows {
+            // Dataset ids ascend within a row and `column` is monotone, so columns ascend.
             let (ids, vals) = data.row_features(i);
-            features.clear();
-            features.extend(ids.iter().zip(vals).map(|(&f, &v)| (column[f as usize], v)));
-            if !features.is_sorted_by_key(|&(c, _)| c) {
-                features.sort_unstable_by_key(|&(c, _)| c);
-            }
             b.push_row(
                 training_label(loss, data.label[i]),
                 data.weight[i],
                 data.offset[i],
-                features.iter().copied(),
+                ids.iter().zip(vals).map(|(&f, &v)| (column[f as usize], v)),
             );
         }
         let d = plan.free();

@@ -116,7 +116,7 @@ pub enum Format {
 }
 
 /// Records held column-wise: row `i` has entity `entity[i]`, features
-/// `feature_ids[nz_ptr[i]..nz_ptr[i+1]]` with `values[..]`, and so on.
+/// `feature_ids[nz_ptr[i]..nz_ptr[i+1]]` (strictly ascending ids) with `values[..]`, and so on.
 #[derive(Debug, Clone, Default)]
 pub struct Dataset {
     pub entities: Interner<String>,
@@ -163,26 +163,24 @@ impl Dataset {
             Some(id) => id,
             None => self.entities.id(&entity.to_string()),
         };
-        self.entity.push(e);
-        self.label.push(label);
-        self.weight.push(weight);
-        self.offset.push(offset);
-        self.timestamp.push(timestamp);
-        let start = self.feature_ids.len();
-        for (key, value) in features {
-            let f = self.features.id(&key);
-            match self.feature_ids[start..].iter().position(|&g| g == f) {
-                Some(k) => self.values[start + k] += value,
-                None => {
-                    self.feature_ids.push(f);
-                    self.values.push(value);
-                }
-            }
+        let mut row: Vec<(u32, f64)> = features
+            .into_iter()
+            .map(|(key, value)| (self.features.id(&key), value))
+            .collect();
+        if !row.is_sorted_by_key(|&(f, _)| f) {
+            row.sort_by_key(|&(f, _)| f);
         }
-        self.nz_ptr.push(self.feature_ids.len());
+        row.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1 += later.1;
+            }
+            same
+        });
+        self.push_interned(e, label, weight, offset, timestamp, &row);
     }
 
-    /// Append one record by interned ids; `features` must hold each id at most once.
+    /// Append one record by interned ids; `features` must hold strictly ascending ids.
     pub fn push_interned(
         &mut self,
         entity: u32,
@@ -192,7 +190,11 @@ impl Dataset {
         timestamp: Option<f64>,
         features: &[(u32, f64)],
     ) {
-        debug_assert!((entity as usize) < self.entities.len());
+        assert!((entity as usize) < self.entities.len());
+        assert!(
+            features.windows(2).all(|w| w[0].0 < w[1].0),
+            "feature ids of a row must be strictly ascending"
+        );
         self.entity.push(entity);
         self.label.push(label);
         self.weight.push(weight);
