@@ -401,7 +401,8 @@ fn build_batch(data: &Dataset, plans: &[Plan], config: &TrainConfig) -> Training
                 training_label(loss, data.label[i]),
                 data.weight[i],
                 data.offset[i],
-                ids.iter().zip(vals).map(|(&f, &v)| (column[f as usize], v)),
+                ids.iter().map(|&f| column[f as usize]),
+                vals,
             );
         }
         let d = plan.free();

@@ -76,7 +76,7 @@ fn logistic_gradient_keeps_its_size_at_huge_margins() {
         [(-1000.0, 1.0, 1000.0, -1.0), (1000.0, -1.0, 1000.0, 1.0)]
     {
         let mut b = TrainingBatch::builder(Loss::Logistic, PrecisionShape::None);
-        b.push_row(label, 1.0, offset, []);
+        b.push_row(label, 1.0, offset, [], &[]);
         b.finish_entity(&[0.0], &[0.0], &[]);
         let batch = b.build();
         let mut g = [0.0];

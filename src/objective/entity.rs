@@ -163,28 +163,28 @@ impl TrainingBatchBuilder {
         }
     }
 
-    /// Add one row to the entity being built. `features` are (entity-local column ≥ 1, value)
-    /// in strictly ascending column order (readers sum duplicates); the intercept is added here.
+    /// Add one row to the entity being built: entity-local columns ≥ 1 in strictly ascending
+    /// order (readers sum duplicates) and their values; the intercept is added here.
     pub fn push_row(
         &mut self,
         label: f64,
         weight: f64,
         offset: f64,
-        features: impl IntoIterator<Item = (u32, f64)>,
+        cols: impl IntoIterator<Item = u32>,
+        vals: &[f64],
     ) {
         let b = &mut self.batch;
-        b.cols.push(0);
+        let start = b.cols.len();
+        b.cols.push(0); // the intercept
+        b.cols.extend(cols);
         b.vals.push(1.0);
-        let mut previous = 0; // the intercept's column
-        for (c, v) in features {
-            assert!(
-                c > previous,
-                "columns of a row must be strictly ascending and ≥ 1"
-            );
-            previous = c;
-            b.cols.push(c);
-            b.vals.push(v);
-        }
+        b.vals.extend_from_slice(vals);
+        let row = &b.cols[start..];
+        assert_eq!(row.len(), vals.len() + 1, "one value per column");
+        assert!(
+            row.windows(2).all(|w| w[0] < w[1]),
+            "columns of a row must be strictly ascending and ≥ 1"
+        );
         b.nz_ptr.push(b.cols.len());
         b.labels.push(label);
         b.weights.push(weight);
@@ -471,7 +471,7 @@ mod tests {
             let x = (i as f64 * 0.37).sin() * 3.0;
             let label = if i % 3 == 0 { 1.0 } else { -1.0 };
             let weight = if i % 5 == 0 { 2.5 } else { 1.0 };
-            b.push_row(label, weight, 0.1 * (i % 7) as f64, [(1, x), (2, -0.5 * x)]);
+            b.push_row(label, weight, 0.1 * (i % 7) as f64, [1, 2], &[x, -0.5 * x]);
         }
         b.finish_entity(&[1.0, 1.0, 1.0], &[0.0; 3], &[]);
         b.build()

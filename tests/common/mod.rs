@@ -49,7 +49,8 @@ pub fn random_batch(
                 training_label(loss, raw),
                 rng.gen_range(0.2..2.0),
                 rng.gen_range(-1.0..1.0),
-                features,
+                features.iter().map(|&(c, _)| c),
+                &features.iter().map(|&(_, v)| v).collect::<Vec<_>>(),
             );
         }
         let penalty: Vec<f64> = (0..d)
