@@ -18,7 +18,7 @@
 //! (so each appears at most once, and a row with all `d` columns is `0, 1, …, d−1`).
 
 use super::{logistic_row_deferred, squared_row, LogSum, Loss};
-use crate::vector::dot;
+use crate::vector::{axpy, dot};
 
 /// `Q = δ H₀`, the weighted precision of the prior.
 #[derive(Debug, Clone, PartialEq)]
@@ -311,14 +311,11 @@ impl<'a> EntityProblem<'a> {
     /// rounding.
     pub fn value_and_gradient(&self, theta: &[f64], grad: &mut [f64]) -> f64 {
         grad.fill(0.0);
-        let dense = self.is_dense();
         let mut sum = 0.0;
         let mut logs = LogSum::default();
-        for i in 0..self.num_rows() {
-            let (cols, vals) = self.row(i);
-            let margin = self.offsets[i] + self.x_theta(i, theta, dense);
-            let (label, weight) = (self.labels[i], self.weights[i]);
-            let d1 = match self.loss {
+        // ℓ(m) into the sums, ℓ'(m) out.
+        let mut loss_and_slope = |margin: f64, label: f64, weight: f64| -> f64 {
+            match self.loss {
                 Loss::Squared => {
                     let r = squared_row(margin, label, weight);
                     sum += r.loss;
@@ -334,10 +331,25 @@ impl<'a> EntityProblem<'a> {
                     }
                     d1
                 }
-            };
-            if dense {
-                grad.iter_mut().zip(vals).for_each(|(g, v)| *g += d1 * v);
-            } else {
+            }
+        };
+        let rows = self.offsets.iter().zip(self.labels).zip(self.weights);
+        if self.is_dense() {
+            let d = theta.len();
+            let all = &self.vals[self.nz_ptr[0]..self.nz_ptr[self.num_rows()]];
+            for (x, ((&offset, &label), &weight)) in all.chunks_exact(d).zip(rows) {
+                let d1 = loss_and_slope(offset + dot(x, theta), label, weight);
+                axpy(d1, x, grad);
+            }
+        } else {
+            for (i, ((&offset, &label), &weight)) in rows.enumerate() {
+                let (cols, vals) = self.row(i);
+                let x_theta: f64 = cols
+                    .iter()
+                    .zip(vals)
+                    .map(|(&c, &v)| v * theta[c as usize])
+                    .sum();
+                let d1 = loss_and_slope(offset + x_theta, label, weight);
                 for (&c, &v) in cols.iter().zip(vals) {
                     grad[c as usize] += d1 * v;
                 }
