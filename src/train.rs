@@ -283,7 +283,7 @@ fn solve_part(
 
 /// Entities per packed part: enough parts to keep every core busy, each small enough for
 /// its solver state to stay in cache. Parts are never copied into one large batch.
-const PART_ENTITIES: usize = 512;
+const PART_ENTITIES: usize = 128;
 
 /// `seen[f] == entity` marks features already found in the entity's rows (scratch shared
 /// by the entities one thread plans).
