@@ -6,11 +6,14 @@
 //! `F_e(θ_e)` into `loss[e]` and `∇F_e(θ_e)` into that entity's slice of `grad`;
 //! entries of entities not listed are left untouched.
 //!
-//! Implementations: [`cpu::CpuEvaluator`] (f64, rayon) — the reference.
+//! Implementations: [`cpu::CpuEvaluator`] (f64, rayon) — the reference — and
+//! [`gpu::GpuEvaluator`] (wgpu compute shaders, f32 data terms).
 
 pub mod cpu;
+pub mod gpu;
 
 pub use cpu::CpuEvaluator;
+pub use gpu::{GpuContext, GpuError, GpuEvaluator};
 
 /// An error raised by an evaluator itself (device loss, a validation error…).
 /// A non-converging entity is never an error; it is a report of the solver.

@@ -365,7 +365,7 @@ impl<'a> EntityProblem<'a> {
     }
 
     /// Adds `p ⊙ θ + Q(θ − θ₀)` to `grad` and returns `½ Σ p θ² + ½ (θ−θ₀)ᵀQ(θ−θ₀)`.
-    fn regularizer_value_and_gradient(&self, theta: &[f64], grad: &mut [f64]) -> f64 {
+    pub fn regularizer_value_and_gradient(&self, theta: &[f64], grad: &mut [f64]) -> f64 {
         let mut f = 0.0;
         for j in 0..theta.len() {
             f += 0.5 * self.penalty[j] * theta[j] * theta[j];

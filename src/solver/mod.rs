@@ -10,6 +10,11 @@
 //! after an accepted step, stop when `‖∇F‖_∞ ≤ pgtol`; else when
 //! `(f_k − f_{k+1}) / max(|f_k|, |f_{k+1}|, 1) ≤ factr · ε_mach`; else when the iteration
 //! count reaches `max_iterations`. A starting point with `‖∇F‖_∞ ≤ pgtol` stops at once.
+//! When the evaluator cannot resolve the reduction asked for (`factr · ε` below ten times
+//! its [`BatchEvaluator::loss_precision`], as for f32 GPU evaluations), a step whose loss
+//! change is within that noise is no evidence of convergence: the entity goes on (its line
+//! search accepts on the slope) and stops for relative reduction only after five such
+//! steps in a row.
 //! When a line search fails, the memory is dropped and steepest descent is tried once;
 //! if that fails too the entity stops at its best point, which is its starting point (the
 //! prior) when no step was ever accepted.
@@ -25,6 +30,10 @@ use crate::vector::{dot, inf_norm};
 use rayon::prelude::*;
 use std::fmt;
 use std::time::Instant;
+
+/// Accepted steps in a row with a loss change within an imprecise evaluator's noise after
+/// which the entity stops (see [`minimize`]).
+const STEPS_WITHIN_NOISE: usize = 5;
 
 /// L-BFGS settings, with scipy's defaults.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -136,6 +145,8 @@ struct EntityState {
     search: LineSearch,
     /// Whether the current search direction is steepest descent after a reset.
     steepest: bool,
+    /// Accepted steps in a row whose loss change was within the evaluator's noise.
+    steps_within_noise: usize,
     report: SolveReport,
     done: bool,
 }
@@ -258,6 +269,7 @@ impl EntityState {
             memory: LbfgsMemory::new(d, options.memory),
             search: LineSearch::new(f0, 0.0, 0.0, 1.0, 1),
             steepest: true,
+            steps_within_noise: 0,
             report: SolveReport {
                 initial_loss: f0,
                 final_loss: f0,
@@ -379,9 +391,24 @@ impl EntityState {
         self.report.iterations += 1;
 
         let rel = (f_old - self.f) / f_old.abs().max(self.f.abs()).max(1.0);
+        // The relative loss change the evaluator can resolve (the line search's noise).
+        let resolution = 10.0 * precision;
+        let reduction_stop = if options.factr * f64::EPSILON >= resolution {
+            // scipy's test, when the evaluator resolves the reduction asked for.
+            rel <= options.factr * f64::EPSILON
+        } else {
+            // A less precise evaluator (f32): a change within its noise says nothing about
+            // convergence, so stop only after several such steps in a row.
+            self.steps_within_noise = if rel.abs() <= resolution {
+                self.steps_within_noise + 1
+            } else {
+                0
+            };
+            self.steps_within_noise >= STEPS_WITHIN_NOISE
+        };
         if inf_norm(&self.g) <= options.pgtol {
             self.finish(StopReason::GradientTolerance);
-        } else if rel <= options.factr * f64::EPSILON {
+        } else if reduction_stop {
             self.finish(StopReason::RelativeReduction);
         } else if self.report.iterations >= options.max_iterations {
             self.finish(StopReason::MaxIterations);

@@ -1,0 +1,167 @@
+//! The packed GPU layout of a [`TrainingBatch`]: plain `#[repr(C)]` arrays for the kernels
+//! in `shaders/`, kept apart from the domain types.
+//!
+//! | buffer        | element       | length   | meaning                                          |
+//! |---------------|---------------|----------|--------------------------------------------------|
+//! | `rows`        | [`GpuRow`]    | R        | label, weight, offset (f32) and entity (u32)     |
+//! | `nz_ptr`      | u32           | R + 1    | CSR row pointers into `cols`/`vals`              |
+//! | `cols`,`vals` | u32, f32      | nnz      | entity-local column and value                    |
+//! | `coef_ptr`    | u32           | E + 1    | first coefficient of each entity                 |
+//! | `row_ptr`     | u32           | E + 1    | first row of each entity                         |
+//! | `csc_ptr`     | u32           | C + 1    | per coefficient: its entries in `csc_rows/vals`  |
+//! | `csc_rows`,`csc_vals` | u32, f32 | nnz   | batch row and value of each entry (CSC copy)     |
+//! | `coef_entity` | u32           | C        | entity of each coefficient                       |
+//! | `counts`      | [`GpuCounts`] | 1        | R, C, E                                          |
+//!
+//! Per evaluation the host writes `running` (u32 per entity, 1 when evaluated) and `theta`
+//! (f32 per coefficient) and reads back `loss` (f32 per entity) and `grad` (f32 per
+//! coefficient). Arrays that could be empty are padded to one element (bindings may not be
+//! empty); the kernels take sizes from `counts`, never from array lengths.
+
+use crate::objective::TrainingBatch;
+use bytemuck::{Pod, Zeroable};
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
+pub struct GpuRow {
+    pub label: f32,
+    pub weight: f32,
+    pub offset: f32,
+    pub entity: u32,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
+pub struct GpuCounts {
+    pub rows: u32,
+    pub coefficients: u32,
+    pub entities: u32,
+    pub _pad: u32,
+}
+
+/// Host copies of the static buffers of one batch.
+pub struct PackedBatch {
+    pub rows: Vec<GpuRow>,
+    pub nz_ptr: Vec<u32>,
+    pub cols: Vec<u32>,
+    pub vals: Vec<f32>,
+    pub coef_ptr: Vec<u32>,
+    pub row_ptr: Vec<u32>,
+    pub csc_ptr: Vec<u32>,
+    pub csc_rows: Vec<u32>,
+    pub csc_vals: Vec<f32>,
+    pub coef_entity: Vec<u32>,
+    pub counts: GpuCounts,
+}
+
+fn u32_of(v: usize) -> u32 {
+    u32::try_from(v).expect("batch cut to fit u32 indices")
+}
+
+/// Pad an empty array with one zero element.
+pub fn non_empty<T: Pod>(mut v: Vec<T>) -> Vec<T> {
+    if v.is_empty() {
+        v.push(T::zeroed());
+    }
+    v
+}
+
+impl PackedBatch {
+    pub fn new(batch: &TrainingBatch) -> Self {
+        let (n_rows, n_coefs, n_entities) = (
+            batch.num_rows(),
+            batch.num_coefficients(),
+            batch.num_entities(),
+        );
+        let base = batch.nz_ptr[0];
+        let mut rows = Vec::with_capacity(n_rows);
+        let mut coef_entity = Vec::with_capacity(n_coefs);
+        // Column counts per global coefficient, then CSC by a counting sort of the CSR.
+        let mut csc_ptr = vec![0u32; n_coefs + 1];
+        for e in 0..n_entities {
+            let c0 = batch.coef_ptr[e];
+            coef_entity.extend(std::iter::repeat_n(u32_of(e), batch.coef_ptr[e + 1] - c0));
+            for i in batch.row_ptr[e]..batch.row_ptr[e + 1] {
+                rows.push(GpuRow {
+                    label: batch.labels[i] as f32,
+                    weight: batch.weights[i] as f32,
+                    offset: batch.offsets[i] as f32,
+                    entity: u32_of(e),
+                });
+                for &c in &batch.cols[batch.nz_ptr[i]..batch.nz_ptr[i + 1]] {
+                    csc_ptr[c0 + c as usize + 1] += 1;
+                }
+            }
+        }
+        for j in 0..n_coefs {
+            csc_ptr[j + 1] += csc_ptr[j];
+        }
+        let nnz = batch.nz_ptr[n_rows] - base;
+        let mut fill = csc_ptr.clone();
+        let (mut csc_rows, mut csc_vals) = (vec![0u32; nnz], vec![0f32; nnz]);
+        for e in 0..n_entities {
+            let c0 = batch.coef_ptr[e];
+            for i in batch.row_ptr[e]..batch.row_ptr[e + 1] {
+                let r = batch.nz_ptr[i]..batch.nz_ptr[i + 1];
+                for (&c, &v) in batch.cols[r.clone()].iter().zip(&batch.vals[r]) {
+                    let slot = &mut fill[c0 + c as usize];
+                    csc_rows[*slot as usize] = u32_of(i);
+                    csc_vals[*slot as usize] = v as f32;
+                    *slot += 1;
+                }
+            }
+        }
+        PackedBatch {
+            rows,
+            nz_ptr: batch.nz_ptr.iter().map(|&p| u32_of(p - base)).collect(),
+            cols: batch.cols[base..base + nnz].to_vec(),
+            vals: batch.vals[base..base + nnz]
+                .iter()
+                .map(|&v| v as f32)
+                .collect(),
+            coef_ptr: batch.coef_ptr.iter().map(|&p| u32_of(p)).collect(),
+            row_ptr: batch.row_ptr.iter().map(|&p| u32_of(p)).collect(),
+            csc_ptr,
+            csc_rows,
+            csc_vals,
+            coef_entity,
+            counts: GpuCounts {
+                rows: u32_of(n_rows),
+                coefficients: u32_of(n_coefs),
+                entities: u32_of(n_entities),
+                _pad: 0,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objective::{Loss, PrecisionShape};
+
+    #[test]
+    fn csc_holds_every_csr_entry_once() {
+        let mut b = TrainingBatch::builder(Loss::Logistic, PrecisionShape::None);
+        b.push_row(1.0, 1.0, 0.0, [1], &[2.0]);
+        b.push_row(-1.0, 1.0, 0.0, [2], &[3.0]);
+        b.finish_entity(&[1.0; 3], &[0.0; 3], &[]);
+        b.push_row(1.0, 0.5, 0.25, [1], &[-1.0]);
+        b.finish_entity(&[1.0; 2], &[0.0; 2], &[]);
+        let p = PackedBatch::new(&b.build());
+        // Coefficients: e0 (intercept, 1, 2), e1 (intercept, 1).
+        assert_eq!(p.csc_ptr, vec![0, 2, 3, 4, 5, 6]);
+        assert_eq!(p.csc_rows, vec![0, 1, 0, 1, 2, 2]);
+        assert_eq!(p.csc_vals, vec![1.0, 1.0, 2.0, 3.0, 1.0, -1.0]);
+        assert_eq!(p.coef_entity, vec![0, 0, 0, 1, 1]);
+        assert_eq!(
+            p.rows[2],
+            GpuRow {
+                label: 1.0,
+                weight: 0.5,
+                offset: 0.25,
+                entity: 1
+            }
+        );
+    }
+}

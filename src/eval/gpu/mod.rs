@@ -1,0 +1,438 @@
+//! The wgpu evaluator: the data terms of the objectives on the GPU in f32, the prior terms
+//! and the solver on the CPU in f64.
+//!
+//! For the running entities of a batch, one evaluation is three dispatches (`shaders/`):
+//! `row_derivatives` (margin `m_i = o_i + x_i·θ`, `ℓ(m_i)` and `ℓ'(m_i)` per row),
+//! `gradient` (`Xᵀ ℓ'` per coefficient, from a CSC copy of the rows) and `entity_loss`
+//! (`Σ_i ℓ_i` per entity). The host then adds `½ Σ p θ² + ½ (θ−θ₀)ᵀQ(θ−θ₀)` and its
+//! gradient in f64, exactly as [`EntityProblem::value_and_gradient`] does.
+//!
+//! The device, shader modules and pipelines are built once in a [`GpuContext`]; a
+//! [`GpuEvaluator`] uploads one batch and reuses its buffers for every evaluation.
+//! Validation errors are caught by an error scope and returned as [`EvalError`]s.
+//!
+//! [`EntityProblem::value_and_gradient`]: crate::objective::EntityProblem::value_and_gradient
+
+mod layout;
+
+pub use layout::{GpuCounts, GpuRow, PackedBatch};
+
+use super::{entity_slices_mut, BatchEvaluator, EvalError};
+use crate::objective::{Loss, TrainingBatch};
+use layout::non_empty;
+use wgpu::util::DeviceExt;
+
+/// Why no GPU evaluator could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    #[error("no GPU adapter: {0}")]
+    NoAdapter(String),
+    #[error("the GPU adapter {adapter} refused a device: {message}")]
+    Device { adapter: String, message: String },
+    #[error("the GPU rejected a shader or pipeline: {0}")]
+    Validation(String),
+    #[error("the batch needs a {needed}-byte buffer; this GPU binds at most {limit} bytes")]
+    TooLarge { needed: u64, limit: u64 },
+}
+
+/// Threads per workgroup of every kernel (`@workgroup_size(256)`).
+const WORKGROUP: u32 = 256;
+
+struct Kernels {
+    row_derivatives: wgpu::ComputePipeline,
+    gradient: wgpu::ComputePipeline,
+    entity_loss: wgpu::ComputePipeline,
+}
+
+/// A device with the kernels compiled for both losses.
+pub struct GpuContext {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    squared: Kernels,
+    logistic: Kernels,
+}
+
+impl GpuContext {
+    /// The first adapter wgpu offers (high performance preferred), with its own limits.
+    pub fn new() -> Result<Self, GpuError> {
+        pollster::block_on(Self::new_async())
+    }
+
+    async fn new_async() -> Result<Self, GpuError> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("glmix"),
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| GpuError::Device {
+                adapter: info.name.clone(),
+                message: e.to_string(),
+            })?;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let kernels = |loss: f64| Kernels {
+            row_derivatives: pipeline(
+                &device,
+                "row_derivatives",
+                include_str!("../../../shaders/row_derivatives.wgsl"),
+                &[("LOSS", loss)],
+            ),
+            gradient: pipeline(
+                &device,
+                "gradient",
+                include_str!("../../../shaders/gradient.wgsl"),
+                &[],
+            ),
+            entity_loss: pipeline(
+                &device,
+                "entity_loss",
+                include_str!("../../../shaders/entity_loss.wgsl"),
+                &[],
+            ),
+        };
+        let (squared, logistic) = (kernels(0.0), kernels(1.0));
+        if let Some(e) = scope.pop().await {
+            return Err(GpuError::Validation(e.to_string()));
+        }
+        Ok(GpuContext {
+            device,
+            queue,
+            info,
+            limits,
+            squared,
+            logistic,
+        })
+    }
+
+    /// "name (backend, device type)".
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {:?})",
+            self.info.name, self.info.backend, self.info.device_type
+        )
+    }
+
+    /// Largest storage buffer one binding may hold, in bytes.
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
+    }
+
+    fn kernels(&self, loss: Loss) -> &Kernels {
+        match loss {
+            Loss::Squared => &self.squared,
+            Loss::Logistic => &self.logistic,
+        }
+    }
+
+    /// Workgroups for `n` invocations, as a 2-D grid when one dimension is not enough.
+    fn grid(&self, n: u32) -> (u32, u32) {
+        let groups = n.div_ceil(WORKGROUP).max(1);
+        let max = self.limits.max_compute_workgroups_per_dimension.max(1);
+        if groups <= max {
+            (groups, 1)
+        } else {
+            (max, groups.div_ceil(max))
+        }
+    }
+}
+
+fn pipeline(
+    device: &wgpu::Device,
+    name: &str,
+    source: &str,
+    constants: &[(&str, f64)],
+) -> wgpu::ComputePipeline {
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(name),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
+    });
+    device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(name),
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: wgpu::PipelineCompilationOptions {
+            constants,
+            ..Default::default()
+        },
+        cache: None,
+    })
+}
+
+/// One batch resident on the GPU.
+pub struct GpuEvaluator<'a> {
+    ctx: &'a GpuContext,
+    batch: &'a TrainingBatch,
+    counts: GpuCounts,
+    running: wgpu::Buffer,
+    theta: wgpu::Buffer,
+    loss: wgpu::Buffer,
+    grad: wgpu::Buffer,
+    loss_read: wgpu::Buffer,
+    grad_read: wgpu::Buffer,
+    bind: [wgpu::BindGroup; 3],
+    /// Scratch: f32 coefficients and running flags written per evaluation.
+    theta_f32: Vec<f32>,
+    running_flags: Vec<u32>,
+}
+
+impl<'a> GpuEvaluator<'a> {
+    /// Upload `batch`; fails when a buffer exceeds the device's binding limit.
+    pub fn new(ctx: &'a GpuContext, batch: &'a TrainingBatch) -> Result<Self, GpuError> {
+        let packed = PackedBatch::new(batch);
+        let device = &ctx.device;
+        let limit = ctx.max_binding_bytes();
+        let storage = |name: &str, bytes: &[u8], usage: wgpu::BufferUsages| {
+            let needed = bytes.len() as u64;
+            if needed > limit {
+                return Err(GpuError::TooLarge { needed, limit });
+            }
+            Ok(
+                device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(name),
+                    contents: bytes,
+                    usage: wgpu::BufferUsages::STORAGE | usage,
+                }),
+            )
+        };
+        let read = wgpu::BufferUsages::empty();
+        let rw = wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+        let (e, c, r) = (
+            batch.num_entities().max(1),
+            batch.num_coefficients().max(1),
+            batch.num_rows().max(1),
+        );
+        let rows = storage("rows", bytemuck::cast_slice(&non_empty(packed.rows)), read)?;
+        let nz_ptr = storage("nz_ptr", bytemuck::cast_slice(&packed.nz_ptr), read)?;
+        let cols = storage("cols", bytemuck::cast_slice(&non_empty(packed.cols)), read)?;
+        let vals = storage("vals", bytemuck::cast_slice(&non_empty(packed.vals)), read)?;
+        let coef_ptr = storage("coef_ptr", bytemuck::cast_slice(&packed.coef_ptr), read)?;
+        let row_ptr = storage("row_ptr", bytemuck::cast_slice(&packed.row_ptr), read)?;
+        let csc_ptr = storage("csc_ptr", bytemuck::cast_slice(&packed.csc_ptr), read)?;
+        let csc_rows = storage(
+            "csc_rows",
+            bytemuck::cast_slice(&non_empty(packed.csc_rows)),
+            read,
+        )?;
+        let csc_vals = storage(
+            "csc_vals",
+            bytemuck::cast_slice(&non_empty(packed.csc_vals)),
+            read,
+        )?;
+        let coef_entity = storage(
+            "coef_entity",
+            bytemuck::cast_slice(&non_empty(packed.coef_entity)),
+            read,
+        )?;
+        let running = storage("running", bytemuck::cast_slice(&vec![0u32; e]), rw)?;
+        let theta = storage("theta", bytemuck::cast_slice(&vec![0f32; c]), rw)?;
+        let row_loss = storage("row_loss", bytemuck::cast_slice(&vec![0f32; r]), rw)?;
+        let row_d1 = storage("row_d1", bytemuck::cast_slice(&vec![0f32; r]), rw)?;
+        let loss = storage("loss", bytemuck::cast_slice(&vec![0f32; e]), rw)?;
+        let grad = storage("grad", bytemuck::cast_slice(&vec![0f32; c]), rw)?;
+        let counts = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("counts"),
+            contents: bytemuck::bytes_of(&packed.counts),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let staging = |name: &str, len: usize| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(name),
+                size: (len * 4) as u64,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        };
+        let kernels = ctx.kernels(batch.loss);
+        let bind = |pipeline: &wgpu::ComputePipeline, buffers: &[(u32, &wgpu::Buffer)]| {
+            let entries: Vec<wgpu::BindGroupEntry> = buffers
+                .iter()
+                .map(|&(binding, buffer)| wgpu::BindGroupEntry {
+                    binding,
+                    resource: buffer.as_entire_binding(),
+                })
+                .collect();
+            device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            })
+        };
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let bind = [
+            bind(
+                &kernels.row_derivatives,
+                &[
+                    (0, &rows),
+                    (1, &nz_ptr),
+                    (2, &cols),
+                    (3, &vals),
+                    (4, &coef_ptr),
+                    (5, &running),
+                    (6, &theta),
+                    (7, &row_loss),
+                    (8, &row_d1),
+                    (9, &counts),
+                ],
+            ),
+            bind(
+                &kernels.gradient,
+                &[
+                    (0, &csc_ptr),
+                    (1, &csc_rows),
+                    (2, &csc_vals),
+                    (3, &coef_entity),
+                    (4, &running),
+                    (5, &row_d1),
+                    (6, &grad),
+                    (7, &counts),
+                ],
+            ),
+            bind(
+                &kernels.entity_loss,
+                &[
+                    (0, &row_ptr),
+                    (1, &running),
+                    (2, &row_loss),
+                    (3, &loss),
+                    (4, &counts),
+                ],
+            ),
+        ];
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::Validation(err.to_string()));
+        }
+        Ok(GpuEvaluator {
+            ctx,
+            batch,
+            counts: packed.counts,
+            running,
+            theta,
+            loss_read: staging("loss_read", e),
+            grad_read: staging("grad_read", c),
+            loss,
+            grad,
+            bind,
+            theta_f32: vec![0.0; c],
+            running_flags: vec![0; e],
+        })
+    }
+
+    /// Run the three kernels for the entities flagged in `running` and read back the
+    /// data losses and gradients.
+    fn dispatch(&mut self) -> Result<(Vec<f32>, Vec<f32>), EvalError> {
+        let ctx = self.ctx;
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        ctx.queue
+            .write_buffer(&self.running, 0, bytemuck::cast_slice(&self.running_flags));
+        ctx.queue
+            .write_buffer(&self.theta, 0, bytemuck::cast_slice(&self.theta_f32));
+        let kernels = ctx.kernels(self.batch.loss);
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        let passes = [
+            (&kernels.row_derivatives, &self.bind[0], self.counts.rows),
+            (&kernels.gradient, &self.bind[1], self.counts.coefficients),
+            (&kernels.entity_loss, &self.bind[2], self.counts.entities),
+        ];
+        for (pipeline, bind, n) in passes {
+            // One pass per kernel: the next reads what the previous wrote.
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, bind, &[]);
+            let (x, y) = ctx.grid(n);
+            pass.dispatch_workgroups(x, y, 1);
+        }
+        encoder.copy_buffer_to_buffer(&self.loss, 0, &self.loss_read, 0, self.loss_read.size());
+        encoder.copy_buffer_to_buffer(&self.grad, 0, &self.grad_read, 0, self.grad_read.size());
+        ctx.queue.submit([encoder.finish()]);
+        let loss = read_back(&ctx.device, &self.loss_read)?;
+        let grad = read_back(&ctx.device, &self.grad_read)?;
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            return Err(EvalError::Backend(format!("GPU validation error: {err}")));
+        }
+        Ok((loss, grad))
+    }
+}
+
+/// Map a staging buffer, copy it out as f32 and unmap it.
+fn read_back(device: &wgpu::Device, buffer: &wgpu::Buffer) -> Result<Vec<f32>, EvalError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    buffer.map_async(wgpu::MapMode::Read, .., move |r| {
+        let _ = tx.send(r);
+    });
+    device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| EvalError::Backend(format!("GPU poll failed: {e}")))?;
+    rx.recv()
+        .map_err(|_| EvalError::Backend("GPU read-back was dropped".into()))?
+        .map_err(|e| EvalError::Backend(format!("GPU read-back failed: {e}")))?;
+    let out = {
+        let view = buffer
+            .get_mapped_range(..)
+            .map_err(|e| EvalError::Backend(format!("GPU read-back failed: {e}")))?;
+        bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+    };
+    buffer.unmap();
+    Ok(out)
+}
+
+impl BatchEvaluator for GpuEvaluator<'_> {
+    fn coef_ptr(&self) -> &[usize] {
+        &self.batch.coef_ptr
+    }
+
+    /// f32 data terms summed over many rows: a few f32 epsilons relative.
+    fn loss_precision(&self) -> f64 {
+        8.0 * f64::from(f32::EPSILON)
+    }
+
+    fn name(&self) -> &str {
+        "gpu"
+    }
+
+    fn evaluate(
+        &mut self,
+        active: &[usize],
+        theta: &[f64],
+        loss: &mut [f64],
+        grad: &mut [f64],
+    ) -> Result<(), EvalError> {
+        self.running_flags.fill(0);
+        for &e in active {
+            self.running_flags[e] = 1;
+        }
+        for (t, &v) in self.theta_f32.iter_mut().zip(theta) {
+            *t = v as f32;
+        }
+        let (data_loss, data_grad) = self.dispatch()?;
+        let coef_ptr = &self.batch.coef_ptr;
+        for (&e, g) in active.iter().zip(entity_slices_mut(coef_ptr, active, grad)) {
+            let r = coef_ptr[e]..coef_ptr[e + 1];
+            for (gj, &dj) in g.iter_mut().zip(&data_grad[r.clone()]) {
+                *gj = f64::from(dj);
+            }
+            let prior = self
+                .batch
+                .entity(e)
+                .regularizer_value_and_gradient(&theta[r], g);
+            loss[e] = f64::from(data_loss[e]) + prior;
+        }
+        Ok(())
+    }
+}
