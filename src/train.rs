@@ -19,7 +19,7 @@
 
 use crate::data::{Dataset, FeatureKey};
 use crate::error::{Error, Result};
-use crate::eval::CpuEvaluator;
+use crate::eval::{CpuEvaluator, GpuContext, GpuEvaluator};
 use crate::model::{EntityModel, HessianType, ModelSet, Precision};
 use crate::objective::{
     training_label, ObjectiveKind, PrecisionShape, Regularization, TrainingBatch,
@@ -92,6 +92,18 @@ pub struct FitOutput {
     /// Batched evaluation rounds, summed over the parts solved.
     pub rounds: usize,
     pub timings: FitTimings,
+    /// Parts the GPU could not take, and why; they were solved on the CPU instead.
+    pub gpu_fallbacks: Vec<String>,
+}
+
+/// Where the objectives are evaluated.
+#[derive(Clone, Copy)]
+pub enum Backend<'a> {
+    /// The f64 CPU evaluator, parts of [`PART_ENTITIES`] entities solved in parallel.
+    Cpu,
+    /// The GPU evaluator, parts of `batch_entities` entities one after another; a part the
+    /// GPU fails on is solved on the CPU (reported in [`FitOutput::gpu_fallbacks`]).
+    Gpu(&'a GpuContext),
 }
 
 /// Wall-clock seconds spent in each phase of [`fit`].
@@ -144,9 +156,20 @@ impl Plan<'_> {
     }
 }
 
-/// Train every entity of `data`, each from its model in `prior` when there is one.
-/// `progress` gets the number of entities finished so far.
+/// Train every entity of `data` on the CPU, each from its model in `prior` when there is
+/// one. `progress` gets the number of entities finished so far.
 pub fn fit(
+    prior: Option<&ModelSet>,
+    data: &Dataset,
+    config: &TrainConfig,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<FitOutput> {
+    fit_on(Backend::Cpu, prior, data, config, progress)
+}
+
+/// [`fit`] with the evaluations on `backend`.
+pub fn fit_on(
+    backend: Backend,
     prior: Option<&ModelSet>,
     data: &Dataset,
     config: &TrainConfig,
@@ -159,6 +182,7 @@ pub fn fit(
     let mut rounds = 0;
     let mut timings = FitTimings::default();
     let finished = AtomicUsize::new(0);
+    let mut gpu_fallbacks = Vec::new();
     let mut start = 0;
     while start < groups.len() {
         let end = (start + config.batch_entities).min(groups.len());
@@ -187,10 +211,17 @@ pub fn fit(
         // one thread, parts in parallel: no thread waits for another's stragglers, a part
         // stays in one core's cache while it is used, and is dropped right after.
         let clock = Instant::now();
-        let parts: Vec<PartOutput> = plans
-            .par_chunks(PART_ENTITIES)
-            .map(|plans| solve_part(data, plans, config, &finished, progress))
-            .collect::<Result<_>>()?;
+        let solve = |plans| solve_part(backend, data, plans, config, &finished, progress);
+        let parts: Vec<PartOutput> = match backend {
+            Backend::Cpu => plans
+                .par_chunks(PART_ENTITIES)
+                .map(solve)
+                .collect::<Result<_>>()?,
+            Backend::Gpu(_) => plans
+                .chunks(config.batch_entities)
+                .map(solve)
+                .collect::<Result<_>>()?,
+        };
         let wall = clock.elapsed().as_secs_f64();
 
         // Wall time split in proportion to the thread time of each phase.
@@ -201,6 +232,7 @@ pub fn fit(
         timings.evaluate += wall * thread(|p| p.evaluate) / total;
         timings.posterior += wall * thread(|p| p.posterior) / total;
         for part in parts {
+            gpu_fallbacks.extend(part.gpu_fallback);
             rounds += part.rounds;
             models.extend(part.models);
             reports.extend(part.reports);
@@ -211,6 +243,7 @@ pub fn fit(
         reports,
         rounds,
         timings,
+        gpu_fallbacks,
     })
 }
 
@@ -223,11 +256,13 @@ struct PartOutput {
     solve: f64,
     evaluate: f64,
     posterior: f64,
+    gpu_fallback: Option<String>,
 }
 
 /// Pack, solve and finish the entities of `plans`; `finished` counts finished entities
 /// over all parts for `progress`.
 fn solve_part(
+    backend: Backend,
     data: &Dataset,
     plans: &[Plan],
     config: &TrainConfig,
@@ -239,37 +274,62 @@ fn solve_part(
     let build = clock.elapsed().as_secs_f64();
 
     let clock = Instant::now();
-    let mut evaluator = CpuEvaluator::new(&batch);
     let mut seen = 0;
-    let solved = minimize(&mut evaluator, &batch.prior_mean, &config.solver, |n| {
-        let total = finished.fetch_add(n - seen, Ordering::Relaxed) + n - seen;
-        seen = n;
-        progress(total);
-    })?;
+    let mut report_progress = |n: usize| {
+        // A retry on the CPU starts counting again from 0.
+        if n > seen {
+            let total = finished.fetch_add(n - seen, Ordering::Relaxed) + n - seen;
+            seen = n;
+            progress(total);
+        }
+    };
+    let on_cpu = |report: &mut dyn FnMut(usize)| {
+        minimize(
+            &mut CpuEvaluator::new(&batch),
+            &batch.prior_mean,
+            &config.solver,
+            report,
+        )
+    };
+    let (solved, gpu_fallback) = match backend {
+        Backend::Cpu => (on_cpu(&mut report_progress)?, None),
+        Backend::Gpu(ctx) => {
+            let on_gpu = GpuEvaluator::new(ctx, &batch)
+                .map_err(|e| e.to_string())
+                .and_then(|mut gpu| {
+                    minimize(
+                        &mut gpu,
+                        &batch.prior_mean,
+                        &config.solver,
+                        &mut report_progress,
+                    )
+                    .map_err(|e| e.to_string())
+                });
+            match on_gpu {
+                Ok(solved) => (solved, None),
+                Err(why) => (on_cpu(&mut report_progress)?, Some(why)),
+            }
+        }
+    };
     let solve = clock.elapsed().as_secs_f64();
 
     let clock = Instant::now();
-    let mut models = Vec::with_capacity(plans.len());
-    let mut reports = Vec::with_capacity(plans.len());
-    for (k, plan) in plans.iter().enumerate() {
-        let theta = &solved.theta[batch.coef_ptr[k]..batch.coef_ptr[k + 1]];
-        let report = EntityReport {
-            entity: data.entities.key(plan.entity).clone(),
-            rows: plan.rows.len(),
-            features: plan.free(),
-            solve: solved.reports[k],
-        };
-        models.push(posterior_model(
-            data,
-            &batch,
-            k,
-            plan,
-            theta,
-            &report.solve,
-            config,
-        ));
-        reports.push(report);
-    }
+    let (models, reports): (Vec<EntityModel>, Vec<EntityReport>) = plans
+        .par_iter()
+        .with_min_len(64)
+        .enumerate()
+        .map(|(k, plan)| {
+            let theta = &solved.theta[batch.coef_ptr[k]..batch.coef_ptr[k + 1]];
+            let report = EntityReport {
+                entity: data.entities.key(plan.entity).clone(),
+                rows: plan.rows.len(),
+                features: plan.free(),
+                solve: solved.reports[k],
+            };
+            let model = posterior_model(data, &batch, k, plan, theta, &report.solve, config);
+            (model, report)
+        })
+        .unzip();
     Ok(PartOutput {
         models,
         reports,
@@ -278,6 +338,7 @@ fn solve_part(
         solve,
         evaluate: solved.evaluate_seconds,
         posterior: clock.elapsed().as_secs_f64(),
+        gpu_fallback,
     })
 }
 

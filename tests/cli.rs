@@ -424,7 +424,10 @@ fn bad_options_fail_clearly() {
             &["--objective", "bayes-logistic", "--delta", "1.5"],
             &["delta"],
         ),
-        (&["--objective", "logistic", "--device", "gpu"], &["gpu"]),
+        (
+            &["--objective", "logistic", "--device", "tpu"],
+            &["tpu", "gpu"],
+        ),
     ];
     for (options, expected) in cases {
         let mut argv = args(&["train", "--data", &data, "--out", &out]);
@@ -503,4 +506,100 @@ fn bad_model_files_name_line_and_field() {
     );
     let argv = args(&["score", "--data", &data, "--model", &models, "--out", &out]);
     assert_fails(&dir, &argv, &out, &["m.jsonl:2", "means"]);
+}
+
+/// `WGPU_BACKEND=metal` on a host without Metal: wgpu finds no adapter.
+fn without_gpu(argv: &[String]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_glmix"))
+        .args(argv)
+        .env("WGPU_BACKEND", "metal")
+        .output()
+        .unwrap()
+}
+
+#[test]
+#[cfg(not(target_os = "macos"))]
+fn without_a_gpu_auto_falls_back_to_the_cpu_and_gpu_fails_clearly() {
+    let dir = Dir::new();
+    let data = generated(&dir, "d.jsonl", 5, 8);
+    let out = dir.arg("m.jsonl");
+    let train = |device: &str| {
+        let argv = args(&[
+            "train",
+            "--data",
+            &data,
+            "--objective",
+            "logistic",
+            "--device",
+            device,
+            "--out",
+            &out,
+        ]);
+        without_gpu(&argv)
+    };
+    let auto = train("auto");
+    let stderr = String::from_utf8_lossy(&auto.stderr);
+    assert!(auto.status.success(), "{stderr}");
+    assert!(stderr.contains("notice: no GPU adapter"), "{stderr}");
+    assert!(stderr.contains("evaluating on the CPU"), "{stderr}");
+    assert!(stderr.contains("\"device\":\"cpu\""), "{stderr}");
+    assert_eq!(read_models(&dir.path("m.jsonl")).len(), 5);
+
+    fs::remove_file(&out).unwrap();
+    let gpu = train("gpu");
+    let stderr = String::from_utf8_lossy(&gpu.stderr);
+    assert!(!gpu.status.success());
+    assert!(stderr.contains("--device gpu: no GPU adapter"), "{stderr}");
+    assert!(!dir.path("m.jsonl").exists());
+}
+
+/// With a GPU (Mesa's software driver in CI, where `GLMIX_REQUIRE_GPU=1`), `--device gpu`
+/// trains the same models as the CPU within f32-level differences.
+#[test]
+fn device_gpu_trains_like_the_cpu() {
+    let dir = Dir::new();
+    let data = generated(&dir, "d.jsonl", 20, 9);
+    let train = |device: &str, out: &str| {
+        let out = dir.arg(out);
+        let argv = args(&[
+            "train",
+            "--data",
+            &data,
+            "--objective",
+            "logistic",
+            "--penalty",
+            "3",
+            "--device",
+            device,
+            "--out",
+            &out,
+        ]);
+        glmix_output(&argv.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let gpu = train("gpu", "gpu.jsonl");
+    if !gpu.status.success() {
+        let stderr = String::from_utf8_lossy(&gpu.stderr);
+        assert!(
+            std::env::var("GLMIX_REQUIRE_GPU").as_deref() != Ok("1"),
+            "GLMIX_REQUIRE_GPU=1 but: {stderr}"
+        );
+        eprintln!("notice: GPU CLI test skipped: {stderr}");
+        return;
+    }
+    assert!(String::from_utf8_lossy(&gpu.stderr).contains("\"device\":\"gpu: "));
+    assert!(train("cpu", "cpu.jsonl").status.success());
+    let (g, c) = (
+        read_models(&dir.path("gpu.jsonl")),
+        read_models(&dir.path("cpu.jsonl")),
+    );
+    assert_eq!(g.len(), c.len());
+    for (mg, mc) in g.iter().zip(&c) {
+        assert_eq!(mg.entity, mc.entity);
+        for (a, b) in mg.means.iter().zip(&mc.means) {
+            assert!(
+                (a.value - b.value).abs() <= 1e-3 * b.value.abs().max(1.0),
+                "{a:?} vs {b:?}"
+            );
+        }
+    }
 }

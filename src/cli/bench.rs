@@ -1,13 +1,13 @@
 //! `glmix bench`: throughput of `fit` on a seeded synthetic workload.
 
-use super::train::{resolve_device, Device};
+use super::train::{Compute, Device};
 use super::WorkloadArgs;
 use anyhow::Result;
 use clap::Args;
 use glmix::model::HessianType;
 use glmix::objective::{ObjectiveKind, Regularization};
 use glmix::synth::generate;
-use glmix::train::{fit, TrainConfig};
+use glmix::train::{fit_on, TrainConfig};
 use std::time::Instant;
 
 #[derive(Args, Debug)]
@@ -45,7 +45,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
-    let device = resolve_device(a.device)?;
+    let compute = Compute::choose(a.device)?;
+    let device = compute.name();
     let spec = a.workload.spec(a.objective.loss());
     let clock = Instant::now();
     let data = generate(&spec).data;
@@ -67,7 +68,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let (mut evaluations, mut iterations, mut converged, mut rounds) = (0, 0, 0, 0);
     for _ in 0..a.repeat.max(1) {
         let clock = Instant::now();
-        let out = fit(None, &data, &config, &|_| {})?;
+        let out = fit_on(compute.backend(), None, &data, &config, &|_| {})?;
+        compute.report_fallbacks(&out);
         total.push(clock.elapsed().as_secs_f64());
         rounds = out.rounds;
         build.push(out.timings.build);

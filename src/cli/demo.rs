@@ -5,7 +5,7 @@
 //! first scored with the models as they stand (progressive validation), then trained with
 //! `bayes-logistic`, the previous models serving as the prior.
 
-use super::train::{resolve_device, Device};
+use super::train::{Compute, Device};
 use anyhow::Result;
 use clap::Args;
 use glmix::data::{write_jsonl, Dataset};
@@ -15,7 +15,7 @@ use glmix::model::{write_models, ModelSet};
 use glmix::objective::{Loss, ObjectiveKind};
 use glmix::score::score;
 use glmix::synth::{generate, time_slice, SyntheticSpec};
-use glmix::train::{fit, untouched_priors, TrainConfig};
+use glmix::train::{fit_on, untouched_priors, TrainConfig};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -67,7 +67,8 @@ fn fmt(v: Option<f64>) -> String {
 }
 
 pub fn run(a: DemoArgs) -> Result<()> {
-    let device = resolve_device(a.device)?;
+    let compute = Compute::choose(a.device)?;
+    let device = compute.name();
     std::fs::create_dir_all(&a.out_dir)?;
     let spec = SyntheticSpec {
         entities: a.entities,
@@ -116,7 +117,8 @@ pub fn run(a: DemoArgs) -> Result<()> {
         let before = metrics(&batch, &score(&batch, &models, None)?);
 
         let clock = Instant::now();
-        let out = fit(Some(&models), &batch, &config, &|_| {})?;
+        let out = fit_on(compute.backend(), Some(&models), &batch, &config, &|_| {})?;
+        compute.report_fallbacks(&out);
         let seconds = clock.elapsed().as_secs_f64();
         let carried: Vec<_> = untouched_priors(&models, &batch).cloned().collect();
         models = out.models.into_iter().chain(carried).collect();

@@ -1,13 +1,14 @@
 //! `glmix train`.
 
 use super::{progress_bar, DataArgs};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
+use glmix::eval::GpuContext;
 use glmix::io::write_atomic;
 use glmix::model::{read_models, write_models, HessianType, ModelSet};
 use glmix::objective::{ObjectiveKind, Regularization};
 use glmix::solver::LbfgsOptions;
-use glmix::train::{fit, untouched_priors, TrainConfig};
+use glmix::train::{fit_on, untouched_priors, Backend, FitOutput, TrainConfig};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -70,23 +71,64 @@ pub struct TrainArgs {
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Device {
+    /// A hardware GPU when one works, else the CPU (with a one-line notice).
     Auto,
+    /// The f64 CPU evaluator.
     Cpu,
+    /// The GPU evaluator on any adapter, software ones included; an error when there is none.
     Gpu,
 }
 
-/// The evaluator a `--device` choice gives in this build.
-pub fn resolve_device(device: Device) -> Result<&'static str> {
-    match device {
-        Device::Auto | Device::Cpu => Ok("cpu"),
-        Device::Gpu => {
-            bail!("--device gpu: this build has no GPU evaluator yet; use --device cpu or auto")
+/// The evaluator chosen by `--device`.
+pub struct Compute {
+    gpu: Option<GpuContext>,
+}
+
+impl Compute {
+    pub fn choose(device: Device) -> Result<Self> {
+        let gpu = match device {
+            Device::Cpu => None,
+            Device::Gpu => Some(GpuContext::new().context("--device gpu")?),
+            Device::Auto => match GpuContext::new() {
+                Ok(ctx) if !ctx.is_software() => Some(ctx),
+                Ok(ctx) => {
+                    eprintln!(
+                        "glmix: notice: the only GPU is a software one ({}); evaluating on the CPU (--device gpu forces it)",
+                        ctx.describe()
+                    );
+                    None
+                }
+                Err(e) => {
+                    eprintln!("glmix: notice: {e}; evaluating on the CPU");
+                    None
+                }
+            },
+        };
+        Ok(Compute { gpu })
+    }
+
+    pub fn backend(&self) -> Backend<'_> {
+        self.gpu.as_ref().map_or(Backend::Cpu, Backend::Gpu)
+    }
+
+    /// `cpu`, or `gpu: <adapter> (<backend>, <type>)`.
+    pub fn name(&self) -> String {
+        self.gpu
+            .as_ref()
+            .map_or("cpu".into(), |g| format!("gpu: {}", g.describe()))
+    }
+
+    /// One notice per part the GPU failed on (it was solved on the CPU instead).
+    pub fn report_fallbacks(&self, out: &FitOutput) {
+        for why in &out.gpu_fallbacks {
+            eprintln!("glmix: notice: the GPU failed ({why}); that part was solved on the CPU");
         }
     }
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
-    let device = resolve_device(a.device)?;
+    let compute = Compute::choose(a.device)?;
+    let device = compute.name();
     let config = TrainConfig {
         objective: a.objective,
         regularization: Regularization {
@@ -116,7 +158,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
 
     let clock = Instant::now();
     let bar = progress_bar(data.entities.len() as u64, "training");
-    let out = fit(prior.as_ref(), &data, &config, &|n| {
+    let out = fit_on(compute.backend(), prior.as_ref(), &data, &config, &|n| {
         bar.set_position(n as u64)
     });
     bar.finish_and_clear();
@@ -126,6 +168,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         }
         (r, _) => r?,
     };
+    compute.report_fallbacks(&out);
     let solve_seconds = clock.elapsed().as_secs_f64();
 
     let clock = Instant::now();

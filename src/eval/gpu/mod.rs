@@ -56,13 +56,24 @@ pub struct GpuContext {
 
 impl GpuContext {
     /// The first adapter wgpu offers (high performance preferred), with its own limits.
+    /// A panic inside the driver stack is caught and reported as an error.
     pub fn new() -> Result<Self, GpuError> {
-        pollster::block_on(Self::new_async())
+        std::panic::catch_unwind(|| pollster::block_on(Self::new_async())).unwrap_or_else(|p| {
+            let message = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic while opening the device".into());
+            Err(GpuError::NoAdapter(message))
+        })
     }
 
     async fn new_async() -> Result<Self, GpuError> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        // Vulkan, Metal or DX12 unless WGPU_BACKEND says otherwise: probing OpenGL through
+        // EGL prints noise on headless hosts and its compute support is rarely usable.
+        let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        descriptor.backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
+        let instance = wgpu::Instance::new(descriptor);
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
                 power_preference: wgpu::PowerPreference::HighPerformance,
@@ -116,6 +127,11 @@ impl GpuContext {
             squared,
             logistic,
         })
+    }
+
+    /// Whether the adapter is a software rasterizer on the CPU (llvmpipe/lavapipe).
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
     }
 
     /// "name (backend, device type)".
