@@ -19,12 +19,14 @@
 
 use crate::data::{Dataset, FeatureKey};
 use crate::error::{Error, Result};
+use crate::eval::BatchEvaluator;
 use crate::eval::{CpuEvaluator, GpuContext, GpuEvaluator};
 use crate::model::{EntityModel, HessianType, ModelSet, Precision};
 use crate::objective::{
     training_label, ObjectiveKind, PrecisionShape, Regularization, TrainingBatch,
 };
-use crate::solver::{minimize, LbfgsOptions, SolveReport, StopReason};
+use crate::solver::{minimize, LbfgsOptions, SolveReport, SolveResult, StopReason};
+use crate::vector::inf_norm;
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -39,6 +41,11 @@ pub struct TrainConfig {
     pub solver: LbfgsOptions,
     /// Entities solved together in one batch (default 65,536); bounds solver memory.
     pub batch_entities: usize,
+    /// f64 CPU L-BFGS iterations run after a GPU solve, from its optimum (default 0).
+    pub polish_iterations: usize,
+    /// Recompute every trained entity's loss and gradient with the f64 CPU evaluator and
+    /// report the worst differences (default off).
+    pub verify: bool,
 }
 
 impl TrainConfig {
@@ -49,6 +56,8 @@ impl TrainConfig {
             hessian: HessianType::Diagonal,
             solver: LbfgsOptions::default(),
             batch_entities: 65_536,
+            polish_iterations: 0,
+            verify: false,
         }
     }
 
@@ -94,6 +103,26 @@ pub struct FitOutput {
     pub timings: FitTimings,
     /// Parts the GPU could not take, and why; they were solved on the CPU instead.
     pub gpu_fallbacks: Vec<String>,
+    /// With [`TrainConfig::verify`]: the f64 CPU check of the trained optima.
+    pub verification: Option<Verification>,
+}
+
+/// The f64 CPU evaluator's view of the trained optima.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Verification {
+    /// Largest `‖∇F‖_∞` over the entities, recomputed in f64.
+    pub worst_gradient_norm: f64,
+    /// Largest `|F_reported − F_f64|` over the entities.
+    pub worst_loss_difference: f64,
+}
+
+impl Verification {
+    fn merge(self, other: Verification) -> Verification {
+        Verification {
+            worst_gradient_norm: self.worst_gradient_norm.max(other.worst_gradient_norm),
+            worst_loss_difference: self.worst_loss_difference.max(other.worst_loss_difference),
+        }
+    }
 }
 
 /// Where the objectives are evaluated.
@@ -183,6 +212,7 @@ pub fn fit_on(
     let mut timings = FitTimings::default();
     let finished = AtomicUsize::new(0);
     let mut gpu_fallbacks = Vec::new();
+    let mut verification: Option<Verification> = None;
     let mut start = 0;
     while start < groups.len() {
         let end = (start + config.batch_entities).min(groups.len());
@@ -233,6 +263,9 @@ pub fn fit_on(
         timings.posterior += wall * thread(|p| p.posterior) / total;
         for part in parts {
             gpu_fallbacks.extend(part.gpu_fallback);
+            if let Some(v) = part.verification {
+                verification = Some(verification.unwrap_or_default().merge(v));
+            }
             rounds += part.rounds;
             models.extend(part.models);
             reports.extend(part.reports);
@@ -244,6 +277,7 @@ pub fn fit_on(
         rounds,
         timings,
         gpu_fallbacks,
+        verification,
     })
 }
 
@@ -257,6 +291,7 @@ struct PartOutput {
     evaluate: f64,
     posterior: f64,
     gpu_fallback: Option<String>,
+    verification: Option<Verification>,
 }
 
 /// Pack, solve and finish the entities of `plans`; `finished` counts finished entities
@@ -291,7 +326,7 @@ fn solve_part(
             report,
         )
     };
-    let (solved, gpu_fallback) = match backend {
+    let (mut solved, gpu_fallback) = match backend {
         Backend::Cpu => (on_cpu(&mut report_progress)?, None),
         Backend::Gpu(ctx) => {
             let on_gpu = GpuEvaluator::new(ctx, &batch)
@@ -311,6 +346,10 @@ fn solve_part(
             }
         }
     };
+    if matches!(backend, Backend::Gpu(_)) && config.polish_iterations > 0 {
+        polish(&batch, &mut solved, config)?;
+    }
+    let verification = config.verify.then(|| verify(&batch, &solved)).transpose()?;
     let solve = clock.elapsed().as_secs_f64();
 
     let clock = Instant::now();
@@ -339,7 +378,65 @@ fn solve_part(
         evaluate: solved.evaluate_seconds,
         posterior: clock.elapsed().as_secs_f64(),
         gpu_fallback,
+        verification,
     })
+}
+
+/// Continue every entity that did not keep its prior for `polish_iterations` f64 CPU
+/// L-BFGS iterations from its current optimum; reports add up.
+fn polish(batch: &TrainingBatch, solved: &mut SolveResult, config: &TrainConfig) -> Result<()> {
+    let options = LbfgsOptions {
+        max_iterations: config.polish_iterations,
+        ..config.solver
+    };
+    let again = minimize(
+        &mut CpuEvaluator::new(batch),
+        &solved.theta,
+        &options,
+        |_| {},
+    )?;
+    for (e, (old, new)) in solved.reports.iter_mut().zip(&again.reports).enumerate() {
+        let kept_prior = matches!(
+            old.reason,
+            StopReason::LineSearchFailedKeptPrior | StopReason::NonFiniteStart
+        );
+        if kept_prior {
+            continue;
+        }
+        // The polish never ends above its start in f64; with no step taken it reports a
+        // failed line search from its start, and the GPU's stopping reason stands.
+        let r = batch.coef_ptr[e]..batch.coef_ptr[e + 1];
+        solved.theta[r.clone()].copy_from_slice(&again.theta[r]);
+        *old = SolveReport {
+            initial_loss: old.initial_loss,
+            final_loss: new.final_loss,
+            iterations: old.iterations + new.iterations,
+            evaluations: old.evaluations + new.evaluations,
+            gradient_norm: new.gradient_norm,
+            reason: match new.reason {
+                StopReason::LineSearchFailedKeptPrior => old.reason,
+                reason => reason,
+            },
+        };
+    }
+    solved.rounds += again.rounds;
+    Ok(())
+}
+
+/// The f64 CPU loss and gradient at every entity's final coefficients.
+fn verify(batch: &TrainingBatch, solved: &SolveResult) -> Result<Verification> {
+    let n = batch.num_entities();
+    let all: Vec<usize> = (0..n).collect();
+    let (mut loss, mut grad) = (vec![0.0; n], vec![0.0; solved.theta.len()]);
+    CpuEvaluator::new(batch).evaluate(&all, &solved.theta, &mut loss, &mut grad)?;
+    let mut v = Verification::default();
+    for e in 0..n {
+        let g = &grad[batch.coef_ptr[e]..batch.coef_ptr[e + 1]];
+        v.worst_gradient_norm = v.worst_gradient_norm.max(inf_norm(g));
+        let reported = solved.reports[e].final_loss;
+        v.worst_loss_difference = v.worst_loss_difference.max((reported - loss[e]).abs());
+    }
+    Ok(v)
 }
 
 /// Entities per packed part: enough parts to keep every core busy, each small enough for

@@ -551,6 +551,11 @@ fn without_a_gpu_auto_falls_back_to_the_cpu_and_gpu_fails_clearly() {
     assert!(!gpu.status.success());
     assert!(stderr.contains("--device gpu: no GPU adapter"), "{stderr}");
     assert!(!dir.path("m.jsonl").exists());
+
+    let info = without_gpu(&args(&["info"]));
+    let stdout = String::from_utf8_lossy(&info.stdout);
+    assert!(info.status.success());
+    assert!(stdout.contains("gpu: none (no GPU adapter"), "{stdout}");
 }
 
 /// With a GPU (Mesa's software driver in CI, where `GLMIX_REQUIRE_GPU=1`), `--device gpu`
@@ -559,9 +564,9 @@ fn without_a_gpu_auto_falls_back_to_the_cpu_and_gpu_fails_clearly() {
 fn device_gpu_trains_like_the_cpu() {
     let dir = Dir::new();
     let data = generated(&dir, "d.jsonl", 20, 9);
-    let train = |device: &str, out: &str| {
+    let train = |device: &str, out: &str, extra: &[&str]| {
         let out = dir.arg(out);
-        let argv = args(&[
+        let mut argv = args(&[
             "train",
             "--data",
             &data,
@@ -574,9 +579,10 @@ fn device_gpu_trains_like_the_cpu() {
             "--out",
             &out,
         ]);
+        argv.extend(args(extra));
         glmix_output(&argv.iter().map(String::as_str).collect::<Vec<_>>())
     };
-    let gpu = train("gpu", "gpu.jsonl");
+    let gpu = train("gpu", "gpu.jsonl", &["--verify", "--polish", "3"]);
     if !gpu.status.success() {
         let stderr = String::from_utf8_lossy(&gpu.stderr);
         assert!(
@@ -586,8 +592,14 @@ fn device_gpu_trains_like_the_cpu() {
         eprintln!("notice: GPU CLI test skipped: {stderr}");
         return;
     }
-    assert!(String::from_utf8_lossy(&gpu.stderr).contains("\"device\":\"gpu: "));
-    assert!(train("cpu", "cpu.jsonl").status.success());
+    let stderr = String::from_utf8_lossy(&gpu.stderr);
+    assert!(stderr.contains("\"device\":\"gpu: "), "{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_str(stderr.lines().rev().find(|l| l.starts_with('{')).unwrap()).unwrap();
+    // Checked in f64 after the polish, the optima are as stationary as the CPU's own.
+    let worst = summary["verify_worst_gradient_norm"].as_f64().unwrap();
+    assert!(worst <= 1e-4, "{summary}");
+    assert!(train("cpu", "cpu.jsonl", &[]).status.success());
     let (g, c) = (
         read_models(&dir.path("gpu.jsonl")),
         read_models(&dir.path("cpu.jsonl")),

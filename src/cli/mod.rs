@@ -32,6 +32,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Write a seeded synthetic GLMix workload as NTV JSON lines (offsets included).
     Generate(generate::GenerateArgs),
+    /// Print the GPU adapter glmix would use and the limits it works within.
+    Info,
     /// Measure training throughput on a seeded synthetic workload.
     Bench(bench::BenchArgs),
     /// Run the main job end to end on a built-in synthetic workload: incremental training
@@ -45,6 +47,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Score(a) => score::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Generate(a) => generate::run(a),
+        Command::Info => info(),
         Command::Bench(a) => bench::run(a),
         Command::Demo(a) => demo::run(a),
     }
@@ -168,4 +171,22 @@ fn warn_if_no_entity_has_a_model(
             path.display()
         );
     }
+}
+
+/// `glmix info`.
+fn info() -> Result<()> {
+    println!("glmix {}", env!("CARGO_PKG_VERSION"));
+    println!("cpu threads: {}", rayon::current_num_threads());
+    match glmix::eval::GpuContext::new() {
+        Ok(ctx) => {
+            println!("{}", ctx.report());
+            if ctx.is_software() {
+                println!(
+                    "note: a software adapter; --device auto uses the CPU, --device gpu forces it"
+                );
+            }
+        }
+        Err(e) => println!("gpu: none ({e}); training runs on the CPU"),
+    }
+    Ok(())
 }

@@ -57,6 +57,13 @@ pub struct TrainArgs {
     /// Where to evaluate: auto (a GPU when one works, else the CPU), cpu or gpu.
     #[arg(long, value_enum, default_value = "auto")]
     device: Device,
+    /// After a GPU solve, run this many f64 CPU L-BFGS iterations from its optimum.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    polish: usize,
+    /// Recompute every trained entity's loss and gradient with the f64 CPU evaluator and
+    /// report the worst gradient norm and loss difference (in the summary).
+    #[arg(long)]
+    verify: bool,
     /// Output models (model JSON lines), written atomically.
     #[arg(long, value_name = "MODELS")]
     out: PathBuf,
@@ -145,6 +152,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
             ..LbfgsOptions::default()
         },
         batch_entities: a.batch_entities,
+        polish_iterations: a.polish,
+        verify: a.verify,
     };
 
     let clock = Instant::now();
@@ -199,7 +208,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         *reasons.entry(r.solve.reason.name()).or_default() += 1;
     }
     let entities = out.reports.len();
-    let summary = json!({
+    let mut summary = json!({
         "entities": entities,
         "rows": data.num_rows(),
         "device": device,
@@ -219,6 +228,14 @@ pub fn run(a: TrainArgs) -> Result<()> {
         "models_written": entities + carried.len(),
         "out": a.out,
     });
+    if let Some(v) = &out.verification {
+        summary["verify_worst_gradient_norm"] = json!(v.worst_gradient_norm);
+        summary["verify_worst_loss_difference"] = json!(v.worst_loss_difference);
+        eprintln!(
+            "glmix: verify (f64 CPU): worst gradient norm {:e}, worst loss difference {:e}",
+            v.worst_gradient_norm, v.worst_loss_difference
+        );
+    }
     eprintln!("{summary}");
     if let Some(path) = &a.summary {
         write_atomic(path, |f| writeln!(f, "{summary}"))?;

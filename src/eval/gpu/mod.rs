@@ -142,6 +142,24 @@ impl GpuContext {
         )
     }
 
+    /// The adapter and the limits the evaluator works within, one `key: value` per line.
+    pub fn report(&self) -> String {
+        let l = &self.limits;
+        format!(
+            "adapter: {}\nbackend: {:?}\ndevice type: {:?}\ndriver: {} {}\n\
+             max storage buffer binding bytes: {}\nmax buffer bytes: {}\n\
+             max compute workgroups per dimension: {}\nworkgroup size used: {WORKGROUP}",
+            self.info.name,
+            self.info.backend,
+            self.info.device_type,
+            self.info.driver,
+            self.info.driver_info,
+            l.max_storage_buffer_binding_size,
+            l.max_buffer_size,
+            l.max_compute_workgroups_per_dimension,
+        )
+    }
+
     /// Largest storage buffer one binding may hold, in bytes.
     pub fn max_binding_bytes(&self) -> u64 {
         self.limits
