@@ -247,8 +247,8 @@ pub fn fit_on(
                 .par_chunks(PART_ENTITIES)
                 .map(solve)
                 .collect::<Result<_>>()?,
-            Backend::Gpu(_) => plans
-                .chunks(config.batch_entities)
+            Backend::Gpu(ctx) => gpu_parts(&plans, data, ctx.max_binding_bytes(), config)
+                .into_iter()
                 .map(solve)
                 .collect::<Result<_>>()?,
         };
@@ -437,6 +437,41 @@ fn verify(batch: &TrainingBatch, solved: &SolveResult) -> Result<Verification> {
         v.worst_loss_difference = v.worst_loss_difference.max((reported - loss[e]).abs());
     }
     Ok(v)
+}
+
+/// Consecutive runs of plans whose packed buffers each fit one GPU binding of `limit`
+/// bytes (rows take 16 bytes, non-zeros 4 bytes per array), at most `batch_entities` long.
+/// A plan too large on its own gets a part of its own, which the GPU refuses and the CPU
+/// solves.
+fn gpu_parts<'a, 'p>(
+    plans: &'a [Plan<'p>],
+    data: &Dataset,
+    limit: u64,
+    config: &TrainConfig,
+) -> Vec<&'a [Plan<'p>]> {
+    let mut parts = Vec::new();
+    let (mut start, mut rows, mut nnz) = (0, 0u64, 0u64);
+    for (k, plan) in plans.iter().enumerate() {
+        let plan_rows = plan.rows.len() as u64;
+        let plan_nnz: u64 = plan
+            .rows
+            .iter()
+            .map(|&i| (data.nz_ptr[i + 1] - data.nz_ptr[i] + 1) as u64)
+            .sum();
+        let full = k - start >= config.batch_entities
+            || 16 * (rows + plan_rows) > limit
+            || 4 * (nnz + plan_nnz) > limit;
+        if full && k > start {
+            parts.push(&plans[start..k]);
+            (start, rows, nnz) = (k, 0, 0);
+        }
+        rows += plan_rows;
+        nnz += plan_nnz;
+    }
+    if start < plans.len() {
+        parts.push(&plans[start..]);
+    }
+    parts
 }
 
 /// Entities per packed part: enough parts to keep every core busy, each small enough for

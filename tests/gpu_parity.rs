@@ -158,3 +158,99 @@ fn trained_optima_match_the_cpu_within_1e_4() {
         assert!(worst <= 1e-4, "{objective}: worst {worst:e}; {reasons:?}");
     }
 }
+
+#[test]
+fn two_dimensional_grids_cover_every_row_and_coefficient() {
+    if gpu().is_none() {
+        return;
+    }
+    // Three workgroups per dimension at most: 3,000 rows need a 3 × 4 grid.
+    let mut ctx = GpuContext::new().unwrap();
+    ctx.limit_workgroups_per_dimension(3);
+    let batch = random_batch(
+        21,
+        150,
+        40,
+        8,
+        ObjectiveKind::BayesLogistic,
+        PrecisionShape::Diagonal,
+    );
+    assert!(batch.num_rows() > 3 * 256 * 2, "{} rows", batch.num_rows());
+    let theta = random_point(22, &batch, 1.0);
+    let all: Vec<usize> = (0..batch.num_entities()).collect();
+    let n = batch.num_entities();
+    let (mut lc, mut gc) = (vec![0.0; n], vec![0.0; theta.len()]);
+    let (mut lg, mut gg) = (vec![0.0; n], vec![0.0; theta.len()]);
+    CpuEvaluator::new(&batch)
+        .evaluate(&all, &theta, &mut lc, &mut gc)
+        .unwrap();
+    GpuEvaluator::new(&ctx, &batch)
+        .unwrap()
+        .evaluate(&all, &theta, &mut lg, &mut gg)
+        .unwrap();
+    for (a, b) in lg.iter().zip(&lc) {
+        assert!(
+            (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+            "loss gpu {a} cpu {b}"
+        );
+    }
+    for (a, b) in gg.iter().zip(&gc) {
+        assert!(
+            (a - b).abs() <= 1e-3 * (1.0 + b.abs()),
+            "gradient gpu {a} cpu {b}"
+        );
+    }
+}
+
+#[test]
+fn fit_cuts_parts_to_the_binding_limit_and_solves_an_oversized_entity_on_the_cpu() {
+    use glmix::data::FeatureKey;
+    use glmix::synth::{generate, SyntheticSpec};
+    use glmix::train::{fit, fit_on, Backend, TrainConfig};
+    if gpu().is_none() {
+        return;
+    }
+    let spec = SyntheticSpec {
+        entities: 40,
+        rows_per_entity: 20,
+        features: 4,
+        seed: 3,
+        ..Default::default()
+    };
+    let mut data = generate(&spec).data;
+    // One entity whose 300 rows need 4,800 bytes of row data: more than the 4,096 allowed.
+    for i in 0..300 {
+        let x = (i as f64 * 0.37).sin();
+        data.push(
+            "big",
+            f64::from(u8::from(i % 3 == 0)),
+            1.0,
+            0.0,
+            None,
+            [(FeatureKey::new("f", "0"), x)],
+        );
+    }
+    let mut ctx = GpuContext::new().unwrap();
+    ctx.limit_binding_bytes(4096);
+    let mut config = TrainConfig::new(ObjectiveKind::Logistic);
+    config.polish_iterations = 20;
+    let on_gpu = fit_on(Backend::Gpu(&ctx), None, &data, &config, &|_| {}).unwrap();
+    let on_cpu = fit(None, &data, &config, &|_| {}).unwrap();
+    assert_eq!(on_gpu.gpu_fallbacks.len(), 1, "{:?}", on_gpu.gpu_fallbacks);
+    assert!(
+        on_gpu.gpu_fallbacks[0].contains("4096"),
+        "{:?}",
+        on_gpu.gpu_fallbacks
+    );
+    assert_eq!(on_gpu.models.len(), 41);
+    for (g, c) in on_gpu.models.iter().zip(&on_cpu.models) {
+        assert_eq!(g.entity, c.entity);
+        for (a, b) in g.means.iter().zip(&c.means) {
+            assert!(
+                (a - b).abs() <= 1e-3 * b.abs().max(1.0),
+                "{}: {a} vs {b}",
+                g.entity
+            );
+        }
+    }
+}

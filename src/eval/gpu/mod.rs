@@ -160,6 +160,20 @@ impl GpuContext {
         )
     }
 
+    /// Use at most `n` workgroups per grid dimension (the adapter's limit when larger).
+    /// Tests use it to exercise two-dimensional grids on small batches.
+    pub fn limit_workgroups_per_dimension(&mut self, n: u32) {
+        self.limits.max_compute_workgroups_per_dimension =
+            n.clamp(1, self.limits.max_compute_workgroups_per_dimension);
+    }
+
+    /// Bind at most `bytes` per buffer (the adapter's limit when larger). Tests use it to
+    /// make small batches split into parts and overflow.
+    pub fn limit_binding_bytes(&mut self, bytes: u64) {
+        self.limits.max_storage_buffer_binding_size =
+            bytes.min(self.limits.max_storage_buffer_binding_size);
+    }
+
     /// Largest storage buffer one binding may hold, in bytes.
     pub fn max_binding_bytes(&self) -> u64 {
         self.limits
