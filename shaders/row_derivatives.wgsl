@@ -17,7 +17,11 @@ struct Counts {
     rows: u32,
     coefficients: u32,
     entities: u32,
-    _pad: u32,
+    gradient_chunks: u32,
+    loss_chunks: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> rows: array<Row>;

@@ -29,8 +29,5 @@ fn every_shader_parses_and_validates() {
         );
         checked += 1;
     }
-    assert_eq!(
-        checked, 3,
-        "expected the three kernels of the GPU evaluator"
-    );
+    assert_eq!(checked, 4, "expected the four kernels of the GPU evaluator");
 }

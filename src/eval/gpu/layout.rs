@@ -7,11 +7,16 @@
 //! | `nz_ptr`      | u32           | R + 1    | CSR row pointers into `cols`/`vals`              |
 //! | `cols`,`vals` | u32, f32      | nnz      | entity-local column and value                    |
 //! | `coef_ptr`    | u32           | E + 1    | first coefficient of each entity                 |
-//! | `row_ptr`     | u32           | E + 1    | first row of each entity                         |
-//! | `csc_ptr`     | u32           | C + 1    | per coefficient: its entries in `csc_rows/vals`  |
+//! | `row_ptr`     | u32           | E + 1    | first row of each entity (host: into chunks)     |
+//! | `csc_ptr`     | u32           | C + 1    | entries of each coefficient (host: into chunks)  |
 //! | `csc_rows`,`csc_vals` | u32, f32 | nnz   | batch row and value of each entry (CSC copy)     |
 //! | `coef_entity` | u32           | C        | entity of each coefficient                       |
-//! | `counts`      | [`GpuCounts`] | 1        | R, C, E                                          |
+//! | `entity_ids`  | u32           | E        | 0, 1, …, E−1 (the owner of each entity output)   |
+//! | `counts`      | [`GpuCounts`] | 1        | R, C, E and the numbers of chunks                |
+//! | `grad_chunks` | [`GpuChunk`]  | ≥ C      | ≤ 256 CSC entries of one coefficient             |
+//! | `grad_part_ptr` | u32         | C + 1    | chunks of each coefficient                       |
+//! | `loss_chunks` | [`GpuChunk`]  | ≥ E      | ≤ 256 rows of one entity                         |
+//! | `loss_part_ptr` | u32         | E + 1    | chunks of each entity                            |
 //!
 //! Per evaluation the host writes `running` (u32 per entity, 1 when evaluated) and `theta`
 //! (f32 per coefficient) and reads back `loss` (f32 per entity) and `grad` (f32 per
@@ -36,7 +41,51 @@ pub struct GpuCounts {
     pub rows: u32,
     pub coefficients: u32,
     pub entities: u32,
+    pub gradient_chunks: u32,
+    pub loss_chunks: u32,
+    pub _pad: [u32; 3],
+}
+
+/// A range `start..end` of CSC entries or rows, all of one coefficient or entity of
+/// `entity`, summed by one invocation of the first reduction pass.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
+pub struct GpuChunk {
+    pub start: u32,
+    pub end: u32,
+    pub entity: u32,
     pub _pad: u32,
+}
+
+/// Entries per chunk: a huge entity is spread over many invocations, and a second pass
+/// adds its chunks.
+pub const CHUNK: usize = 256;
+
+/// Cut each range `ptr[o]..ptr[o+1]` (owned by `entity_of(o)`) into chunks of at most
+/// [`CHUNK`], at least one per range; returns the chunks and each range's chunk pointers.
+fn chunks(ptr: &[u32], entity_of: impl Fn(usize) -> u32) -> (Vec<GpuChunk>, Vec<u32>) {
+    let mut out = Vec::with_capacity(ptr.len());
+    let mut part_ptr = Vec::with_capacity(ptr.len());
+    part_ptr.push(0);
+    for o in 0..ptr.len() - 1 {
+        let (start, end) = (ptr[o] as usize, ptr[o + 1] as usize);
+        let mut s = start;
+        loop {
+            let e = (s + CHUNK).min(end);
+            out.push(GpuChunk {
+                start: u32_of(s),
+                end: u32_of(e),
+                entity: entity_of(o),
+                _pad: 0,
+            });
+            s = e;
+            if s >= end {
+                break;
+            }
+        }
+        part_ptr.push(u32_of(out.len()));
+    }
+    (out, part_ptr)
 }
 
 /// Host copies of the static buffers of one batch.
@@ -51,6 +100,11 @@ pub struct PackedBatch {
     pub csc_rows: Vec<u32>,
     pub csc_vals: Vec<f32>,
     pub coef_entity: Vec<u32>,
+    pub entity_ids: Vec<u32>,
+    pub grad_chunks: Vec<GpuChunk>,
+    pub grad_part_ptr: Vec<u32>,
+    pub loss_chunks: Vec<GpuChunk>,
+    pub loss_part_ptr: Vec<u32>,
     pub counts: GpuCounts,
 }
 
@@ -111,6 +165,9 @@ impl PackedBatch {
                 }
             }
         }
+        let row_ptr: Vec<u32> = batch.row_ptr.iter().map(|&p| u32_of(p)).collect();
+        let (grad_chunks, grad_part_ptr) = chunks(&csc_ptr, |j| coef_entity[j]);
+        let (loss_chunks, loss_part_ptr) = chunks(&row_ptr, u32_of);
         PackedBatch {
             rows,
             nz_ptr: batch.nz_ptr.iter().map(|&p| u32_of(p - base)).collect(),
@@ -120,17 +177,24 @@ impl PackedBatch {
                 .map(|&v| v as f32)
                 .collect(),
             coef_ptr: batch.coef_ptr.iter().map(|&p| u32_of(p)).collect(),
-            row_ptr: batch.row_ptr.iter().map(|&p| u32_of(p)).collect(),
+            row_ptr,
             csc_ptr,
             csc_rows,
             csc_vals,
             coef_entity,
+            entity_ids: (0..u32_of(n_entities)).collect(),
             counts: GpuCounts {
                 rows: u32_of(n_rows),
                 coefficients: u32_of(n_coefs),
                 entities: u32_of(n_entities),
-                _pad: 0,
+                gradient_chunks: u32_of(grad_chunks.len()),
+                loss_chunks: u32_of(loss_chunks.len()),
+                _pad: [0; 3],
             },
+            grad_chunks,
+            grad_part_ptr,
+            loss_chunks,
+            loss_part_ptr,
         }
     }
 }
@@ -163,5 +227,22 @@ mod tests {
                 entity: 1
             }
         );
+    }
+
+    #[test]
+    fn long_ranges_are_cut_into_chunks_and_empty_ones_keep_one() {
+        let (c, ptr) = chunks(&[0, 0, 600, 601], |o| o as u32);
+        let ranges: Vec<(u32, u32, u32)> = c.iter().map(|c| (c.start, c.end, c.entity)).collect();
+        assert_eq!(
+            ranges,
+            vec![
+                (0, 0, 0),
+                (0, 256, 1),
+                (256, 512, 1),
+                (512, 600, 1),
+                (600, 601, 2)
+            ]
+        );
+        assert_eq!(ptr, vec![0, 1, 4, 5]);
     }
 }

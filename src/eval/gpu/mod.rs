@@ -1,10 +1,12 @@
 //! The wgpu evaluator: the data terms of the objectives on the GPU in f32, the prior terms
 //! and the solver on the CPU in f64.
 //!
-//! For the running entities of a batch, one evaluation is three dispatches (`shaders/`):
-//! `row_derivatives` (margin `m_i = o_i + x_i·θ`, `ℓ(m_i)` and `ℓ'(m_i)` per row),
-//! `gradient` (`Xᵀ ℓ'` per coefficient, from a CSC copy of the rows) and `entity_loss`
-//! (`Σ_i ℓ_i` per entity). The host then adds `½ Σ p θ² + ½ (θ−θ₀)ᵀQ(θ−θ₀)` and its
+//! For the running entities of a batch, one evaluation is five dispatches (`shaders/`):
+//! `row_derivatives` (margin `m_i = o_i + x_i·θ`, `ℓ(m_i)` and `ℓ'(m_i)` per row);
+//! `gradient` (partial sums of `Xᵀ ℓ'` over chunks of ≤ 256 entries of each coefficient's
+//! column in a CSC copy) and `entity_loss` (partial sums of `ℓ_i` over chunks of ≤ 256
+//! rows); then `reduce` twice, adding the chunks of each coefficient and of each entity.
+//! The chunks spread an entity with very many rows over many invocations. The host adds `½ Σ p θ² + ½ (θ−θ₀)ᵀQ(θ−θ₀)` and its
 //! gradient in f64, exactly as [`EntityProblem::value_and_gradient`] does.
 //!
 //! The device, shader modules and pipelines are built once in a [`GpuContext`]; a
@@ -15,7 +17,7 @@
 
 mod layout;
 
-pub use layout::{GpuCounts, GpuRow, PackedBatch};
+pub use layout::{GpuChunk, GpuCounts, GpuRow, PackedBatch, CHUNK};
 
 use super::{entity_slices_mut, BatchEvaluator, EvalError};
 use crate::objective::{Loss, TrainingBatch};
@@ -42,6 +44,7 @@ struct Kernels {
     row_derivatives: wgpu::ComputePipeline,
     gradient: wgpu::ComputePipeline,
     entity_loss: wgpu::ComputePipeline,
+    reduce: wgpu::ComputePipeline,
 }
 
 /// A device with the kernels compiled for both losses.
@@ -112,6 +115,12 @@ impl GpuContext {
                 &device,
                 "entity_loss",
                 include_str!("../../../shaders/entity_loss.wgsl"),
+                &[],
+            ),
+            reduce: pipeline(
+                &device,
+                "reduce",
+                include_str!("../../../shaders/reduce.wgsl"),
                 &[],
             ),
         };
@@ -234,7 +243,7 @@ pub struct GpuEvaluator<'a> {
     grad: wgpu::Buffer,
     loss_read: wgpu::Buffer,
     grad_read: wgpu::Buffer,
-    bind: [wgpu::BindGroup; 3],
+    bind: [wgpu::BindGroup; 5],
     /// Scratch: f32 coefficients and running flags written per evaluation.
     theta_f32: Vec<f32>,
     running_flags: Vec<u32>,
@@ -271,8 +280,6 @@ impl<'a> GpuEvaluator<'a> {
         let cols = storage("cols", bytemuck::cast_slice(&non_empty(packed.cols)), read)?;
         let vals = storage("vals", bytemuck::cast_slice(&non_empty(packed.vals)), read)?;
         let coef_ptr = storage("coef_ptr", bytemuck::cast_slice(&packed.coef_ptr), read)?;
-        let row_ptr = storage("row_ptr", bytemuck::cast_slice(&packed.row_ptr), read)?;
-        let csc_ptr = storage("csc_ptr", bytemuck::cast_slice(&packed.csc_ptr), read)?;
         let csc_rows = storage(
             "csc_rows",
             bytemuck::cast_slice(&non_empty(packed.csc_rows)),
@@ -282,6 +289,37 @@ impl<'a> GpuEvaluator<'a> {
             "csc_vals",
             bytemuck::cast_slice(&non_empty(packed.csc_vals)),
             read,
+        )?;
+        let grad_chunks = storage(
+            "grad_chunks",
+            bytemuck::cast_slice(&packed.grad_chunks),
+            read,
+        )?;
+        let grad_part_ptr = storage(
+            "grad_part_ptr",
+            bytemuck::cast_slice(&packed.grad_part_ptr),
+            read,
+        )?;
+        let loss_chunks = storage(
+            "loss_chunks",
+            bytemuck::cast_slice(&packed.loss_chunks),
+            read,
+        )?;
+        let loss_part_ptr = storage(
+            "loss_part_ptr",
+            bytemuck::cast_slice(&packed.loss_part_ptr),
+            read,
+        )?;
+        let entity_ids = storage("entity_ids", bytemuck::cast_slice(&packed.entity_ids), read)?;
+        let grad_partial = storage(
+            "grad_partial",
+            bytemuck::cast_slice(&vec![0f32; packed.grad_chunks.len()]),
+            rw,
+        )?;
+        let loss_partial = storage(
+            "loss_partial",
+            bytemuck::cast_slice(&vec![0f32; packed.loss_chunks.len()]),
+            rw,
         )?;
         let coef_entity = storage(
             "coef_entity",
@@ -294,11 +332,23 @@ impl<'a> GpuEvaluator<'a> {
         let row_d1 = storage("row_d1", bytemuck::cast_slice(&vec![0f32; r]), rw)?;
         let loss = storage("loss", bytemuck::cast_slice(&vec![0f32; e]), rw)?;
         let grad = storage("grad", bytemuck::cast_slice(&vec![0f32; c]), rw)?;
-        let counts = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("counts"),
-            contents: bytemuck::bytes_of(&packed.counts),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
+        let uniform = |name: &str, contents: &[u8]| {
+            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(name),
+                contents,
+                usage: wgpu::BufferUsages::UNIFORM,
+            })
+        };
+        let counts = uniform("counts", bytemuck::bytes_of(&packed.counts));
+        let outputs = |n: u32| [n, 0, 0, 0];
+        let coefficient_outputs = uniform(
+            "coefficient_outputs",
+            bytemuck::cast_slice(&outputs(packed.counts.coefficients)),
+        );
+        let entity_outputs = uniform(
+            "entity_outputs",
+            bytemuck::cast_slice(&outputs(packed.counts.entities)),
+        );
         let staging = |name: &str, len: usize| {
             device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(name),
@@ -342,24 +392,45 @@ impl<'a> GpuEvaluator<'a> {
             bind(
                 &kernels.gradient,
                 &[
-                    (0, &csc_ptr),
+                    (0, &grad_chunks),
                     (1, &csc_rows),
                     (2, &csc_vals),
-                    (3, &coef_entity),
-                    (4, &running),
-                    (5, &row_d1),
-                    (6, &grad),
-                    (7, &counts),
+                    (3, &running),
+                    (4, &row_d1),
+                    (5, &grad_partial),
+                    (6, &counts),
                 ],
             ),
             bind(
                 &kernels.entity_loss,
                 &[
-                    (0, &row_ptr),
+                    (0, &loss_chunks),
                     (1, &running),
                     (2, &row_loss),
-                    (3, &loss),
+                    (3, &loss_partial),
                     (4, &counts),
+                ],
+            ),
+            bind(
+                &kernels.reduce,
+                &[
+                    (0, &grad_part_ptr),
+                    (1, &coef_entity),
+                    (2, &running),
+                    (3, &grad_partial),
+                    (4, &grad),
+                    (5, &coefficient_outputs),
+                ],
+            ),
+            bind(
+                &kernels.reduce,
+                &[
+                    (0, &loss_part_ptr),
+                    (1, &entity_ids),
+                    (2, &running),
+                    (3, &loss_partial),
+                    (4, &loss),
+                    (5, &entity_outputs),
                 ],
             ),
         ];
@@ -393,10 +464,13 @@ impl<'a> GpuEvaluator<'a> {
             .write_buffer(&self.theta, 0, bytemuck::cast_slice(&self.theta_f32));
         let kernels = ctx.kernels(self.batch.loss);
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        let c = &self.counts;
         let passes = [
-            (&kernels.row_derivatives, &self.bind[0], self.counts.rows),
-            (&kernels.gradient, &self.bind[1], self.counts.coefficients),
-            (&kernels.entity_loss, &self.bind[2], self.counts.entities),
+            (&kernels.row_derivatives, &self.bind[0], c.rows),
+            (&kernels.gradient, &self.bind[1], c.gradient_chunks),
+            (&kernels.entity_loss, &self.bind[2], c.loss_chunks),
+            (&kernels.reduce, &self.bind[3], c.coefficients),
+            (&kernels.reduce, &self.bind[4], c.entities),
         ];
         for (pipeline, bind, n) in passes {
             // One pass per kernel: the next reads what the previous wrote.
