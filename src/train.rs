@@ -20,7 +20,7 @@
 use crate::data::{Dataset, FeatureKey};
 use crate::error::{Error, Result};
 use crate::eval::BatchEvaluator;
-use crate::eval::{CpuEvaluator, GpuContext, GpuEvaluator};
+use crate::eval::{CpuEvaluator, GpuContext, GpuEvaluator, GpuTimings};
 use crate::model::{EntityModel, HessianType, ModelSet, Precision};
 use crate::objective::{
     training_label, ObjectiveKind, PrecisionShape, Regularization, TrainingBatch,
@@ -144,6 +144,9 @@ pub struct FitTimings {
     pub solve: f64,
     /// The part of `solve` spent in the evaluator.
     pub evaluate: f64,
+    /// On the GPU: the evaluator's upload, kernel and read-back time (summed over parts,
+    /// which run one after another) and the bytes its kernels moved.
+    pub gpu: GpuTimings,
     /// Posterior precisions and model assembly.
     pub posterior: f64,
 }
@@ -263,6 +266,7 @@ pub fn fit_on(
         timings.posterior += wall * thread(|p| p.posterior) / total;
         for part in parts {
             gpu_fallbacks.extend(part.gpu_fallback);
+            timings.gpu.add(&part.gpu_timings);
             if let Some(v) = part.verification {
                 verification = Some(verification.unwrap_or_default().merge(v));
             }
@@ -292,6 +296,7 @@ struct PartOutput {
     posterior: f64,
     gpu_fallback: Option<String>,
     verification: Option<Verification>,
+    gpu_timings: GpuTimings,
 }
 
 /// Pack, solve and finish the entities of `plans`; `finished` counts finished entities
@@ -326,19 +331,22 @@ fn solve_part(
             report,
         )
     };
+    let mut gpu_timings = GpuTimings::default();
     let (mut solved, gpu_fallback) = match backend {
         Backend::Cpu => (on_cpu(&mut report_progress)?, None),
         Backend::Gpu(ctx) => {
             let on_gpu = GpuEvaluator::new(ctx, &batch)
                 .map_err(|e| e.to_string())
                 .and_then(|mut gpu| {
-                    minimize(
+                    let solved = minimize(
                         &mut gpu,
                         &batch.prior_mean,
                         &config.solver,
                         &mut report_progress,
                     )
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?;
+                    gpu_timings = gpu.timings();
+                    Ok(solved)
                 });
             match on_gpu {
                 Ok(solved) => (solved, None),
@@ -379,6 +387,7 @@ fn solve_part(
         posterior: clock.elapsed().as_secs_f64(),
         gpu_fallback,
         verification,
+        gpu_timings,
     })
 }
 

@@ -615,3 +615,37 @@ fn device_gpu_trains_like_the_cpu() {
         }
     }
 }
+
+#[test]
+fn bench_prints_a_table_per_device() {
+    let both = std::env::var("GLMIX_REQUIRE_GPU").as_deref() == Ok("1");
+    let device = if both { "both" } else { "cpu" };
+    let out = glmix(&[
+        "bench",
+        "--entities",
+        "60",
+        "--rows",
+        "10",
+        "--features",
+        "3",
+        "--repeat",
+        "1",
+        "--device",
+        device,
+    ]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("device 1: cpu"), "{table}");
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("converged entities"))
+        .unwrap();
+    assert_eq!(
+        line.matches("60/60").count(),
+        if both { 2 } else { 1 },
+        "{table}"
+    );
+    if both {
+        assert!(table.contains("device 2: gpu: "), "{table}");
+        assert!(table.contains("gpu kernel seconds"), "{table}");
+    }
+}

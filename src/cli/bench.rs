@@ -1,13 +1,15 @@
-//! `glmix bench`: throughput of `fit` on a seeded synthetic workload.
+//! `glmix bench`: throughput of `fit` on a seeded synthetic workload, on the CPU, the GPU
+//! or both side by side in one run.
 
 use super::train::{Compute, Device};
 use super::WorkloadArgs;
 use anyhow::Result;
-use clap::Args;
+use clap::{Args, ValueEnum};
+use glmix::data::Dataset;
 use glmix::model::HessianType;
 use glmix::objective::{ObjectiveKind, Regularization};
 use glmix::synth::generate;
-use glmix::train::{fit_on, TrainConfig};
+use glmix::train::{fit_on, FitOutput, TrainConfig};
 use std::time::Instant;
 
 #[derive(Args, Debug)]
@@ -29,14 +31,25 @@ pub struct BenchArgs {
     /// Timed repetitions; the table shows their median.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
-    /// Evaluator: auto, cpu or gpu.
+    /// Evaluator: auto, cpu, gpu, or both side by side.
     #[arg(long, value_enum, default_value = "auto")]
-    device: Device,
+    device: BenchDevice,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum BenchDevice {
+    Auto,
+    Cpu,
+    Gpu,
+    Both,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
     if n % 2 == 1 {
         v[n / 2]
     } else {
@@ -44,9 +57,94 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// The medians of one device's repetitions, as table rows.
+struct Column {
+    device: String,
+    rows: Vec<(&'static str, f64)>,
+    converged: usize,
+}
+
+fn measure(
+    compute: &Compute,
+    data: &Dataset,
+    config: &TrainConfig,
+    repeat: usize,
+) -> Result<Column> {
+    let runs: Vec<FitOutput> = (0..repeat.max(1))
+        .map(|_| {
+            let clock = Instant::now();
+            let mut out = fit_on(compute.backend(), None, data, config, &|_| {})?;
+            compute.report_fallbacks(&out);
+            // Keep the end-to-end time in `build + solve + posterior`'s place.
+            out.timings.posterior += clock.elapsed().as_secs_f64()
+                - (out.timings.build + out.timings.solve + out.timings.posterior);
+            Ok(out)
+        })
+        .collect::<Result<_>>()?;
+    let m = |f: fn(&FitOutput) -> f64| median(runs.iter().map(f).collect());
+    let total = |o: &FitOutput| o.timings.build + o.timings.solve + o.timings.posterior;
+    let last = runs.last().expect("at least one run");
+    let e = last.reports.len() as f64;
+    let evaluations = last
+        .reports
+        .iter()
+        .map(|r| r.solve.evaluations)
+        .sum::<usize>() as f64;
+    let iterations = last
+        .reports
+        .iter()
+        .map(|r| r.solve.iterations)
+        .sum::<usize>() as f64;
+    let rows_total = data.num_rows() as f64;
+    let (t, s) = (m(total), m(|o| o.timings.solve));
+    let mut rows = vec![
+        ("fit seconds (end to end)", t),
+        ("  build seconds", m(|o| o.timings.build)),
+        ("  solve seconds", s),
+        ("    of which evaluator", m(|o| o.timings.evaluate)),
+        ("  posterior seconds", m(|o| o.timings.posterior)),
+        ("entities/s (end to end)", e / t),
+        ("entities/s (solve)", e / s),
+        ("rows/s (end to end)", rows_total / t),
+        ("evaluations/s (solve)", evaluations / s),
+        ("mean evaluations/entity", evaluations / e),
+        ("mean iterations/entity", iterations / e),
+        ("batched evaluation rounds", last.rounds as f64),
+    ];
+    if last.timings.gpu.dispatches > 0 {
+        rows.extend([
+            ("gpu setup seconds", m(|o| o.timings.gpu.setup)),
+            ("gpu upload seconds", m(|o| o.timings.gpu.upload)),
+            ("gpu kernel seconds", m(|o| o.timings.gpu.kernels)),
+            ("gpu read-back seconds", m(|o| o.timings.gpu.readback)),
+            (
+                "cpu solver seconds",
+                m(|o| o.timings.solve - o.timings.evaluate - o.timings.gpu.setup),
+            ),
+            (
+                "kernel GB/s (effective)",
+                m(|o| o.timings.gpu.kernel_bytes / o.timings.gpu.kernels / 1e9),
+            ),
+        ]);
+    }
+    Ok(Column {
+        device: compute.name(),
+        rows,
+        converged: last
+            .reports
+            .iter()
+            .filter(|r| r.solve.reason.converged())
+            .count(),
+    })
+}
+
 pub fn run(a: BenchArgs) -> Result<()> {
-    let compute = Compute::choose(a.device)?;
-    let device = compute.name();
+    let computes = match a.device {
+        BenchDevice::Auto => vec![Compute::choose(Device::Auto)?],
+        BenchDevice::Cpu => vec![Compute::choose(Device::Cpu)?],
+        BenchDevice::Gpu => vec![Compute::choose(Device::Gpu)?],
+        BenchDevice::Both => vec![Compute::choose(Device::Cpu)?, Compute::choose(Device::Gpu)?],
+    };
     let spec = a.workload.spec(a.objective.loss());
     let clock = Instant::now();
     let data = generate(&spec).data;
@@ -62,69 +160,51 @@ pub fn run(a: BenchArgs) -> Result<()> {
         intercept_penalty: true,
     };
     config.hessian = a.hessian;
+    let columns: Vec<Column> = computes
+        .iter()
+        .map(|c| measure(c, &data, &config, a.repeat))
+        .collect::<Result<_>>()?;
 
-    let (mut total, mut build, mut solve, mut post) = (vec![], vec![], vec![], vec![]);
-    let mut evaluate = vec![];
-    let (mut evaluations, mut iterations, mut converged, mut rounds) = (0, 0, 0, 0);
-    for _ in 0..a.repeat.max(1) {
-        let clock = Instant::now();
-        let out = fit_on(compute.backend(), None, &data, &config, &|_| {})?;
-        compute.report_fallbacks(&out);
-        total.push(clock.elapsed().as_secs_f64());
-        rounds = out.rounds;
-        build.push(out.timings.build);
-        solve.push(out.timings.solve);
-        evaluate.push(out.timings.evaluate);
-        post.push(out.timings.posterior);
-        evaluations = out
-            .reports
-            .iter()
-            .map(|r| r.solve.evaluations)
-            .sum::<usize>();
-        iterations = out
-            .reports
-            .iter()
-            .map(|r| r.solve.iterations)
-            .sum::<usize>();
-        converged = out
-            .reports
-            .iter()
-            .filter(|r| r.solve.reason.converged())
-            .count();
+    println!(
+        "workload: {} × E={} n={} d={} density={} hessian={} λ={} δ={} threads={} repeats={}",
+        a.objective,
+        spec.entities,
+        spec.rows_per_entity,
+        spec.features,
+        spec.density,
+        a.hessian,
+        a.penalty,
+        a.delta,
+        rayon::current_num_threads(),
+        a.repeat.max(1)
+    );
+    for (k, c) in columns.iter().enumerate() {
+        println!("device {}: {}", k + 1, c.device);
     }
-    let (t, s) = (median(total), median(solve));
-    let e = spec.entities as f64;
-    println!(
-        "workload: {} × E={} n={} d={} density={} hessian={} λ={} δ={} device={device} threads={} repeats={}",
-        a.objective, spec.entities, spec.rows_per_entity, spec.features, spec.density, a.hessian, a.penalty, a.delta,
-        rayon::current_num_threads(), a.repeat.max(1)
-    );
-    println!("{:<28}{:>14}", "metric", "median");
-    let rows: [(&str, f64); 10] = [
-        ("fit seconds (end to end)", t),
-        ("  build seconds", median(build)),
-        ("  solve seconds", s),
-        ("    of which evaluator", median(evaluate)),
-        ("  posterior seconds", median(post)),
-        ("entities/s (end to end)", e / t),
-        ("entities/s (solve)", e / s),
-        ("rows/s (end to end)", data.num_rows() as f64 / t),
-        ("evaluations/s (solve)", evaluations as f64 / s),
-        ("mean evaluations/entity", evaluations as f64 / e),
-    ];
-    for (name, v) in rows {
-        println!("{name:<28}{v:>14.3}");
+    print!("{:<28}", "metric (median)");
+    for k in 0..columns.len() {
+        print!("{:>16}", format!("device {}", k + 1));
     }
-    println!(
-        "{:<28}{:>14.1}",
-        "mean iterations/entity",
-        iterations as f64 / e
-    );
-    println!("{:<28}{:>14}", "batched evaluation rounds", rounds);
-    println!(
-        "{:<28}{:>14}",
-        "converged entities",
-        format!("{converged}/{}", spec.entities)
-    );
+    println!();
+    let names: Vec<&str> = columns
+        .iter()
+        .max_by_key(|c| c.rows.len())
+        .map(|c| c.rows.iter().map(|r| r.0).collect())
+        .unwrap_or_default();
+    for name in names {
+        print!("{name:<28}");
+        for c in &columns {
+            match c.rows.iter().find(|r| r.0 == name) {
+                Some((_, v)) => print!("{v:>16.3}"),
+                None => print!("{:>16}", "-"),
+            }
+        }
+        println!();
+    }
+    print!("{:<28}", "converged entities");
+    for c in &columns {
+        print!("{:>16}", format!("{}/{}", c.converged, spec.entities));
+    }
+    println!();
     Ok(())
 }

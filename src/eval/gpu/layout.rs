@@ -121,6 +121,21 @@ pub fn non_empty<T: Pod>(mut v: Vec<T>) -> Vec<T> {
 }
 
 impl PackedBatch {
+    /// Bytes one evaluation of the whole batch reads and writes: per row its record, row
+    /// pointer, loss and derivative; per non-zero its column, value and θ gather in the CSR
+    /// pass and its row, value and ℓ' gather in the CSC pass; the chunk tables, partial
+    /// sums, and per coefficient θ and the gradient.
+    pub fn bytes_per_dispatch(&self) -> f64 {
+        let c = &self.counts;
+        let nnz = self.cols.len() as f64;
+        let chunk_bytes = 16.0 + 4.0 + 4.0; // chunk, partial written, partial read
+        f64::from(c.rows) * (16.0 + 4.0 + 4.0 + 4.0)
+            + nnz * 12.0 * 2.0
+            + f64::from(c.gradient_chunks + c.loss_chunks) * chunk_bytes
+            + f64::from(c.coefficients) * (4.0 + 4.0 + 4.0 + 4.0)
+            + f64::from(c.entities) * (4.0 + 4.0 + 4.0)
+    }
+
     pub fn new(batch: &TrainingBatch) -> Self {
         let (n_rows, n_coefs, n_entities) = (
             batch.num_rows(),

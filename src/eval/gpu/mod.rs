@@ -22,6 +22,7 @@ pub use layout::{GpuChunk, GpuCounts, GpuRow, PackedBatch, CHUNK};
 use super::{entity_slices_mut, BatchEvaluator, EvalError};
 use crate::objective::{Loss, TrainingBatch};
 use layout::non_empty;
+use std::time::Instant;
 use wgpu::util::DeviceExt;
 
 /// Why no GPU evaluator could be made.
@@ -247,12 +248,46 @@ pub struct GpuEvaluator<'a> {
     /// Scratch: f32 coefficients and running flags written per evaluation.
     theta_f32: Vec<f32>,
     running_flags: Vec<u32>,
+    /// Bytes the kernels read and write in one dispatch over the whole batch.
+    bytes_per_dispatch: f64,
+    timings: GpuTimings,
+}
+
+/// Where a GPU evaluator's time went, measured on the host.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GpuTimings {
+    /// Packing the batch, creating and filling its buffers and bind groups.
+    pub setup: f64,
+    /// Writing θ and the running flags, encoding and submitting.
+    pub upload: f64,
+    /// From submission until the device is idle (the five kernels and two copies).
+    pub kernels: f64,
+    /// Mapping and copying out the losses and gradients.
+    pub readback: f64,
+    /// Evaluations dispatched.
+    pub dispatches: usize,
+    /// Bytes the kernels move, counted as every dispatch covering the whole batch: an
+    /// upper bound when only some entities are running.
+    pub kernel_bytes: f64,
+}
+
+impl GpuTimings {
+    pub fn add(&mut self, other: &GpuTimings) {
+        self.setup += other.setup;
+        self.upload += other.upload;
+        self.kernels += other.kernels;
+        self.readback += other.readback;
+        self.dispatches += other.dispatches;
+        self.kernel_bytes += other.kernel_bytes;
+    }
 }
 
 impl<'a> GpuEvaluator<'a> {
     /// Upload `batch`; fails when a buffer exceeds the device's binding limit.
     pub fn new(ctx: &'a GpuContext, batch: &'a TrainingBatch) -> Result<Self, GpuError> {
+        let clock = Instant::now();
         let packed = PackedBatch::new(batch);
+        let bytes_per_dispatch = packed.bytes_per_dispatch();
         let device = &ctx.device;
         let limit = ctx.max_binding_bytes();
         let storage = |name: &str, bytes: &[u8], usage: wgpu::BufferUsages| {
@@ -450,13 +485,24 @@ impl<'a> GpuEvaluator<'a> {
             bind,
             theta_f32: vec![0.0; c],
             running_flags: vec![0; e],
+            bytes_per_dispatch,
+            timings: GpuTimings {
+                setup: clock.elapsed().as_secs_f64(),
+                ..GpuTimings::default()
+            },
         })
     }
 
-    /// Run the three kernels for the entities flagged in `running` and read back the
+    /// Time spent so far, by phase.
+    pub fn timings(&self) -> GpuTimings {
+        self.timings
+    }
+
+    /// Run the kernels for the entities flagged in `running` and read back the
     /// data losses and gradients.
     fn dispatch(&mut self) -> Result<(Vec<f32>, Vec<f32>), EvalError> {
         let ctx = self.ctx;
+        let clock = Instant::now();
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         ctx.queue
             .write_buffer(&self.running, 0, bytemuck::cast_slice(&self.running_flags));
@@ -483,11 +529,21 @@ impl<'a> GpuEvaluator<'a> {
         encoder.copy_buffer_to_buffer(&self.loss, 0, &self.loss_read, 0, self.loss_read.size());
         encoder.copy_buffer_to_buffer(&self.grad, 0, &self.grad_read, 0, self.grad_read.size());
         ctx.queue.submit([encoder.finish()]);
+        self.timings.upload += clock.elapsed().as_secs_f64();
+        let clock = Instant::now();
+        ctx.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| EvalError::Backend(format!("GPU poll failed: {e}")))?;
+        self.timings.kernels += clock.elapsed().as_secs_f64();
+        let clock = Instant::now();
         let loss = read_back(&ctx.device, &self.loss_read)?;
         let grad = read_back(&ctx.device, &self.grad_read)?;
         if let Some(err) = pollster::block_on(scope.pop()) {
             return Err(EvalError::Backend(format!("GPU validation error: {err}")));
         }
+        self.timings.readback += clock.elapsed().as_secs_f64();
+        self.timings.dispatches += 1;
+        self.timings.kernel_bytes += self.bytes_per_dispatch;
         Ok((loss, grad))
     }
 }
