@@ -335,19 +335,23 @@ fn solve_part(
     let (mut solved, gpu_fallback) = match backend {
         Backend::Cpu => (on_cpu(&mut report_progress)?, None),
         Backend::Gpu(ctx) => {
-            let on_gpu = GpuEvaluator::new(ctx, &batch)
-                .map_err(|e| e.to_string())
-                .and_then(|mut gpu| {
-                    let solved = minimize(
-                        &mut gpu,
-                        &batch.prior_mean,
-                        &config.solver,
-                        &mut report_progress,
-                    )
-                    .map_err(|e| e.to_string())?;
-                    gpu_timings = gpu.timings();
-                    Ok(solved)
-                });
+            // A driver that panics (device loss, say) ends in the CPU fallback too.
+            let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                GpuEvaluator::new(ctx, &batch)
+                    .map_err(|e| e.to_string())
+                    .and_then(|mut gpu| {
+                        let solved = minimize(
+                            &mut gpu,
+                            &batch.prior_mean,
+                            &config.solver,
+                            &mut report_progress,
+                        )
+                        .map_err(|e| e.to_string())?;
+                        gpu_timings = gpu.timings();
+                        Ok(solved)
+                    })
+            }));
+            let on_gpu = attempt.unwrap_or_else(|_| Err("the GPU driver panicked".to_string()));
             match on_gpu {
                 Ok(solved) => (solved, None),
                 Err(why) => (on_cpu(&mut report_progress)?, Some(why)),
