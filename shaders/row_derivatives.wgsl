@@ -1,4 +1,5 @@
-// Per-row margin, loss and first derivative of every row of the running entities.
+// Per-row margin, loss and first derivative (and, when asked, the second) of every row of
+// the running entities.
 // Mirrors `EntityProblem::margin`, `logistic_row` and `squared_row` of src/objective (f64 there,
 // f32 here). One invocation per row; the grid may be two-dimensional for many rows.
 
@@ -11,6 +12,8 @@ struct Row {
 
 // 0: squared loss, 1: logistic loss (set when the pipeline is built).
 override LOSS: u32 = 1u;
+// 1: also write ℓ'' per row (for the Hessian diagonal of the posterior).
+override WITH_D2: u32 = 0u;
 
 // Sizes of the batch (arrays are padded to at least one element, so their lengths are not used).
 struct Counts {
@@ -34,6 +37,7 @@ struct Counts {
 @group(0) @binding(7) var<storage, read_write> row_loss: array<f32>;
 @group(0) @binding(8) var<storage, read_write> row_d1: array<f32>;
 @group(0) @binding(9) var<uniform> counts: Counts;
+@group(0) @binding(10) var<storage, read_write> row_d2: array<f32>;
 
 // (ℓ, ℓ') of w log(1 + e^{−y m}), in the softplus form that neither overflows nor
 // loses the gradient at large margins.
@@ -43,6 +47,17 @@ fn logistic_row(margin: f32, label: f32, weight: f32) -> vec2<f32> {
     let one_plus = 1.0 + e;
     let sig_neg_z = select(1.0 / one_plus, e / one_plus, z >= 0.0);
     return vec2<f32>(weight * (max(-z, 0.0) + log(one_plus)), -weight * label * sig_neg_z);
+}
+
+// ℓ'' of a row: w σ(m) σ(−m) for the logistic loss, w for the squared loss. Mirrors
+// `Loss::second_derivative`.
+fn second_derivative(margin: f32, weight: f32) -> f32 {
+    if (LOSS == 1u) {
+        let e = exp(-abs(margin));
+        let one_plus = 1.0 + e;
+        return weight * e / (one_plus * one_plus);
+    }
+    return weight;
 }
 
 // (ℓ, ℓ') of w/2 (m − y)².
@@ -75,4 +90,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
     }
     row_loss[i] = r.x;
     row_d1[i] = r.y;
+    if (WITH_D2 == 1u) {
+        row_d2[i] = second_derivative(margin, row.weight);
+    }
 }

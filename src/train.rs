@@ -332,7 +332,8 @@ fn solve_part(
         )
     };
     let mut gpu_timings = GpuTimings::default();
-    let (mut solved, gpu_fallback) = match backend {
+    let mut gpu_evaluator = None;
+    let (mut solved, mut gpu_fallback) = match backend {
         Backend::Cpu => (on_cpu(&mut report_progress)?, None),
         Backend::Gpu(ctx) => {
             // A driver that panics (device loss, say) ends in the CPU fallback too.
@@ -347,13 +348,15 @@ fn solve_part(
                             &mut report_progress,
                         )
                         .map_err(|e| e.to_string())?;
-                        gpu_timings = gpu.timings();
-                        Ok(solved)
+                        Ok((solved, gpu))
                     })
             }));
             let on_gpu = attempt.unwrap_or_else(|_| Err("the GPU driver panicked".to_string()));
             match on_gpu {
-                Ok(solved) => (solved, None),
+                Ok((solved, gpu)) => {
+                    gpu_evaluator = Some(gpu);
+                    (solved, None)
+                }
                 Err(why) => (on_cpu(&mut report_progress)?, Some(why)),
             }
         }
@@ -365,6 +368,20 @@ fn solve_part(
     let solve = clock.elapsed().as_secs_f64();
 
     let clock = Instant::now();
+    // The data Hessian diagonal of the posterior, on the GPU when it solved the part.
+    let mut data_hessian = None;
+    if let Some(gpu) = &mut gpu_evaluator {
+        if config.hessian == HessianType::Diagonal {
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                gpu.data_hessian_diagonal(&solved.theta)
+            })) {
+                Ok(Ok(h)) => data_hessian = Some(h),
+                Ok(Err(e)) => gpu_fallback = Some(format!("Hessian diagonal: {e}")),
+                Err(_) => gpu_fallback = Some("Hessian diagonal: the GPU driver panicked".into()),
+            }
+        }
+        gpu_timings = gpu.timings();
+    }
     let (models, reports): (Vec<EntityModel>, Vec<EntityReport>) = plans
         .par_iter()
         .with_min_len(64)
@@ -377,7 +394,14 @@ fn solve_part(
                 features: plan.free(),
                 solve: solved.reports[k],
             };
-            let model = posterior_model(data, &batch, k, plan, theta, &report.solve, config);
+            let r = batch.coef_ptr[k]..batch.coef_ptr[k + 1];
+            let data_hessian = data_hessian.as_ref().map(|h| &h[r]);
+            let solution = Solution {
+                theta,
+                data_hessian,
+                report: &report.solve,
+            };
+            let model = posterior_model(data, &batch, k, plan, &solution, config);
             (model, report)
         })
         .unzip();
@@ -641,15 +665,28 @@ fn build_batch(data: &Dataset, plans: &[Plan], config: &TrainConfig) -> Training
 
 /// The trained model of plan `k`: trained means and posterior precision, kept coefficients
 /// copied from the prior.
+/// One entity's optimum, as the posterior needs it.
+#[derive(Clone, Copy)]
+struct Solution<'a> {
+    theta: &'a [f64],
+    /// `diag(Xᵀ diag(ℓ'') X)` at `theta` when the GPU computed it.
+    data_hessian: Option<&'a [f64]>,
+    report: &'a SolveReport,
+}
+
 fn posterior_model(
     data: &Dataset,
     batch: &TrainingBatch,
     k: usize,
     plan: &Plan,
-    theta: &[f64],
-    report: &SolveReport,
+    solution: &Solution,
     config: &TrainConfig,
 ) -> EntityModel {
+    let Solution {
+        theta,
+        data_hessian,
+        report,
+    } = *solution;
     if report.reason == StopReason::LineSearchFailedKeptPrior
         || report.reason == StopReason::NonFiniteStart
     {
@@ -675,7 +712,11 @@ fn posterior_model(
         HessianType::None => Precision::None,
         HessianType::Identity => Precision::Diagonal(vec![1.0; n]),
         HessianType::Diagonal => {
-            let mut h = problem.hessian_diagonal(theta);
+            let mut h = match data_hessian {
+                Some(d) => d.to_vec(),
+                None => problem.data_hessian_diagonal(theta),
+            };
+            problem.add_regularizer_diagonal(&mut h);
             h.extend((free..n).map(|j| kept_precision(j, j)));
             Precision::Diagonal(h)
         }

@@ -613,6 +613,14 @@ fn device_gpu_trains_like_the_cpu() {
                 "{a:?} vs {b:?}"
             );
         }
+        // The posterior precision's diagonal came from the GPU's Hessian kernel.
+        assert_eq!(mg.variances.len(), mc.variances.len());
+        for (a, b) in mg.variances.iter().zip(&mc.variances) {
+            assert!(
+                (a.value - b.value).abs() <= 1e-3 * b.value,
+                "{a:?} vs {b:?}"
+            );
+        }
     }
 }
 

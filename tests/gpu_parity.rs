@@ -238,3 +238,26 @@ fn fit_cuts_parts_to_the_binding_limit_and_solves_an_oversized_entity_on_the_cpu
         }
     }
 }
+
+#[test]
+fn hessian_diagonals_match_the_cpu() {
+    let Some(ctx) = gpu() else { return };
+    for objective in ObjectiveKind::ALL {
+        let batch = random_batch(31, 50, 40, 8, objective, PrecisionShape::Diagonal);
+        let theta = random_point(32, &batch, 1.0);
+        let on_gpu = GpuEvaluator::new(ctx, &batch)
+            .unwrap()
+            .data_hessian_diagonal(&theta)
+            .unwrap();
+        for e in 0..batch.num_entities() {
+            let r = batch.coef_ptr[e]..batch.coef_ptr[e + 1];
+            let on_cpu = batch.entity(e).data_hessian_diagonal(&theta[r.clone()]);
+            for (a, b) in on_gpu[r].iter().zip(&on_cpu) {
+                assert!(
+                    (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                    "{objective} entity {e}: gpu {a} cpu {b}"
+                );
+            }
+        }
+    }
+}

@@ -434,8 +434,14 @@ impl<'a> EntityProblem<'a> {
 
     /// Diagonal of the full Hessian of `F`: data Hessian + `p` + diag(Q).
     pub fn hessian_diagonal(&self, theta: &[f64]) -> Vec<f64> {
-        let d = self.num_coefficients();
         let mut h = self.data_hessian_diagonal(theta);
+        self.add_regularizer_diagonal(&mut h);
+        h
+    }
+
+    /// Add `p_j + Q_jj` to a data Hessian diagonal `h`.
+    pub fn add_regularizer_diagonal(&self, h: &mut [f64]) {
+        let d = self.num_coefficients();
         for j in 0..d {
             h[j] += self.penalty[j];
             h[j] += match self.prior {
@@ -444,7 +450,6 @@ impl<'a> EntityProblem<'a> {
                 EntityPrior::Full(q) => q[j * d + j],
             };
         }
-        h
     }
 
     /// The Hessian of `F`: data Hessian + diag(p) + Q, dense row-major d×d.

@@ -43,6 +43,9 @@ const WORKGROUP: u32 = 256;
 
 struct Kernels {
     row_derivatives: wgpu::ComputePipeline,
+    /// `row_derivatives` that also writes `ℓ''` per row.
+    row_derivatives_d2: wgpu::ComputePipeline,
+    hessian_diagonal: wgpu::ComputePipeline,
     gradient: wgpu::ComputePipeline,
     entity_loss: wgpu::ComputePipeline,
     reduce: wgpu::ComputePipeline,
@@ -105,6 +108,18 @@ impl GpuContext {
                 "row_derivatives",
                 include_str!("../../../shaders/row_derivatives.wgsl"),
                 &[("LOSS", loss)],
+            ),
+            row_derivatives_d2: pipeline(
+                &device,
+                "row_derivatives_d2",
+                include_str!("../../../shaders/row_derivatives.wgsl"),
+                &[("LOSS", loss), ("WITH_D2", 1.0)],
+            ),
+            hessian_diagonal: pipeline(
+                &device,
+                "hessian_diagonal",
+                include_str!("../../../shaders/hessian_diagonal.wgsl"),
+                &[],
             ),
             gradient: pipeline(
                 &device,
@@ -244,7 +259,9 @@ pub struct GpuEvaluator<'a> {
     grad: wgpu::Buffer,
     loss_read: wgpu::Buffer,
     grad_read: wgpu::Buffer,
-    bind: [wgpu::BindGroup; 5],
+    /// row_derivatives, gradient, entity_loss, reduce (gradient), reduce (loss),
+    /// row_derivatives with ℓ'', hessian_diagonal (reduced by the gradient's reduce).
+    bind: [wgpu::BindGroup; 7],
     /// Scratch: f32 coefficients and running flags written per evaluation.
     theta_f32: Vec<f32>,
     running_flags: Vec<u32>,
@@ -367,6 +384,7 @@ impl<'a> GpuEvaluator<'a> {
         let row_d1 = storage("row_d1", bytemuck::cast_slice(&vec![0f32; r]), rw)?;
         let loss = storage("loss", bytemuck::cast_slice(&vec![0f32; e]), rw)?;
         let grad = storage("grad", bytemuck::cast_slice(&vec![0f32; c]), rw)?;
+        let row_d2 = storage("row_d2", bytemuck::cast_slice(&vec![0f32; r]), rw)?;
         let uniform = |name: &str, contents: &[u8]| {
             device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(name),
@@ -422,6 +440,7 @@ impl<'a> GpuEvaluator<'a> {
                     (7, &row_loss),
                     (8, &row_d1),
                     (9, &counts),
+                    (10, &row_d2),
                 ],
             ),
             bind(
@@ -468,6 +487,34 @@ impl<'a> GpuEvaluator<'a> {
                     (5, &entity_outputs),
                 ],
             ),
+            bind(
+                &kernels.row_derivatives_d2,
+                &[
+                    (0, &rows),
+                    (1, &nz_ptr),
+                    (2, &cols),
+                    (3, &vals),
+                    (4, &coef_ptr),
+                    (5, &running),
+                    (6, &theta),
+                    (7, &row_loss),
+                    (8, &row_d1),
+                    (9, &counts),
+                    (10, &row_d2),
+                ],
+            ),
+            bind(
+                &kernels.hessian_diagonal,
+                &[
+                    (0, &grad_chunks),
+                    (1, &csc_rows),
+                    (2, &csc_vals),
+                    (3, &running),
+                    (4, &row_d2),
+                    (5, &grad_partial),
+                    (6, &counts),
+                ],
+            ),
         ];
         if let Some(err) = pollster::block_on(scope.pop()) {
             return Err(GpuError::Validation(err.to_string()));
@@ -498,9 +545,49 @@ impl<'a> GpuEvaluator<'a> {
         self.timings
     }
 
+    /// `diag(Xᵀ diag(ℓ'') X)` of every entity at `theta` (laid out by `coef_ptr`), for the
+    /// posterior precision. Mirrors [`EntityProblem::data_hessian_diagonal`].
+    ///
+    /// [`EntityProblem::data_hessian_diagonal`]: crate::objective::EntityProblem::data_hessian_diagonal
+    pub fn data_hessian_diagonal(&mut self, theta: &[f64]) -> Result<Vec<f64>, EvalError> {
+        self.running_flags.fill(1);
+        for (t, &v) in self.theta_f32.iter_mut().zip(theta) {
+            *t = v as f32;
+        }
+        let ctx = self.ctx;
+        let kernels = ctx.kernels(self.batch.loss);
+        let c = self.counts;
+        let passes = [
+            (&kernels.row_derivatives_d2, 5, c.rows),
+            (&kernels.hessian_diagonal, 6, c.gradient_chunks),
+            (&kernels.reduce, 3, c.coefficients),
+        ];
+        let (_, h) = self.run(&passes)?;
+        Ok(h.into_iter().map(f64::from).collect())
+    }
+
     /// Run the kernels for the entities flagged in `running` and read back the
     /// data losses and gradients.
     fn dispatch(&mut self) -> Result<(Vec<f32>, Vec<f32>), EvalError> {
+        let ctx = self.ctx;
+        let kernels = ctx.kernels(self.batch.loss);
+        let c = self.counts;
+        let passes = [
+            (&kernels.row_derivatives, 0, c.rows),
+            (&kernels.gradient, 1, c.gradient_chunks),
+            (&kernels.entity_loss, 2, c.loss_chunks),
+            (&kernels.reduce, 3, c.coefficients),
+            (&kernels.reduce, 4, c.entities),
+        ];
+        self.run(&passes)
+    }
+
+    /// Write θ and the running flags, run `passes` (pipeline, bind group, invocations) in
+    /// order, and read back the `loss` and `grad` buffers.
+    fn run(
+        &mut self,
+        passes: &[(&wgpu::ComputePipeline, usize, u32)],
+    ) -> Result<(Vec<f32>, Vec<f32>), EvalError> {
         let ctx = self.ctx;
         let clock = Instant::now();
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -508,17 +595,9 @@ impl<'a> GpuEvaluator<'a> {
             .write_buffer(&self.running, 0, bytemuck::cast_slice(&self.running_flags));
         ctx.queue
             .write_buffer(&self.theta, 0, bytemuck::cast_slice(&self.theta_f32));
-        let kernels = ctx.kernels(self.batch.loss);
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
-        let c = &self.counts;
-        let passes = [
-            (&kernels.row_derivatives, &self.bind[0], c.rows),
-            (&kernels.gradient, &self.bind[1], c.gradient_chunks),
-            (&kernels.entity_loss, &self.bind[2], c.loss_chunks),
-            (&kernels.reduce, &self.bind[3], c.coefficients),
-            (&kernels.reduce, &self.bind[4], c.entities),
-        ];
-        for (pipeline, bind, n) in passes {
+        for &(pipeline, bind, n) in passes {
+            let bind = &self.bind[bind];
             // One pass per kernel: the next reads what the previous wrote.
             let mut pass = encoder.begin_compute_pass(&Default::default());
             pass.set_pipeline(pipeline);
