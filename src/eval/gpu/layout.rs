@@ -25,6 +25,7 @@
 
 use crate::objective::TrainingBatch;
 use bytemuck::{Pod, Zeroable};
+use rayon::prelude::*;
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
@@ -136,6 +137,8 @@ impl PackedBatch {
             + f64::from(c.entities) * (4.0 + 4.0 + 4.0)
     }
 
+    /// Packing runs in parallel over entities: each entity's CSC entries form one
+    /// contiguous region, filled by a counting sort of its own rows.
     pub fn new(batch: &TrainingBatch) -> Self {
         let (n_rows, n_coefs, n_entities) = (
             batch.num_rows(),
@@ -143,52 +146,78 @@ impl PackedBatch {
             batch.num_entities(),
         );
         let base = batch.nz_ptr[0];
-        let mut rows = Vec::with_capacity(n_rows);
-        let mut coef_entity = Vec::with_capacity(n_coefs);
-        // Column counts per global coefficient, then CSC by a counting sort of the CSR.
-        let mut csc_ptr = vec![0u32; n_coefs + 1];
-        for e in 0..n_entities {
-            let c0 = batch.coef_ptr[e];
-            coef_entity.extend(std::iter::repeat_n(u32_of(e), batch.coef_ptr[e + 1] - c0));
-            for i in batch.row_ptr[e]..batch.row_ptr[e + 1] {
-                rows.push(GpuRow {
+        let nnz = batch.nz_ptr[n_rows] - base;
+        let coefs = |e: usize| batch.coef_ptr[e]..batch.coef_ptr[e + 1];
+        let entity_rows = |e: usize| batch.row_ptr[e]..batch.row_ptr[e + 1];
+        let rows: Vec<GpuRow> = (0..n_entities)
+            .into_par_iter()
+            .flat_map_iter(|e| {
+                entity_rows(e).map(move |i| GpuRow {
                     label: batch.labels[i] as f32,
                     weight: batch.weights[i] as f32,
                     offset: batch.offsets[i] as f32,
                     entity: u32_of(e),
-                });
-                for &c in &batch.cols[batch.nz_ptr[i]..batch.nz_ptr[i + 1]] {
-                    csc_ptr[c0 + c as usize + 1] += 1;
+                })
+            })
+            .collect();
+        let coef_entity: Vec<u32> = (0..n_entities)
+            .into_par_iter()
+            .flat_map_iter(|e| std::iter::repeat_n(u32_of(e), coefs(e).len()))
+            .collect();
+        // Entries per coefficient, then CSC pointers.
+        let counts: Vec<Vec<u32>> = (0..n_entities)
+            .into_par_iter()
+            .map(|e| {
+                let mut count = vec![0u32; coefs(e).len()];
+                for i in entity_rows(e) {
+                    for &c in &batch.cols[batch.nz_ptr[i]..batch.nz_ptr[i + 1]] {
+                        count[c as usize] += 1;
+                    }
                 }
-            }
+                count
+            })
+            .collect();
+        let mut csc_ptr = Vec::with_capacity(n_coefs + 1);
+        csc_ptr.push(0u32);
+        for &n in counts.iter().flatten() {
+            csc_ptr.push(csc_ptr.last().expect("starts with 0") + n);
         }
-        for j in 0..n_coefs {
-            csc_ptr[j + 1] += csc_ptr[j];
-        }
-        let nnz = batch.nz_ptr[n_rows] - base;
-        let mut fill = csc_ptr.clone();
+        // Each entity's region of the CSC arrays, filled in parallel.
         let (mut csc_rows, mut csc_vals) = (vec![0u32; nnz], vec![0f32; nnz]);
+        let mut regions = Vec::with_capacity(n_entities);
+        let (mut rest_rows, mut rest_vals) = (csc_rows.as_mut_slice(), csc_vals.as_mut_slice());
         for e in 0..n_entities {
-            let c0 = batch.coef_ptr[e];
-            for i in batch.row_ptr[e]..batch.row_ptr[e + 1] {
-                let r = batch.nz_ptr[i]..batch.nz_ptr[i + 1];
-                for (&c, &v) in batch.cols[r.clone()].iter().zip(&batch.vals[r]) {
-                    let slot = &mut fill[c0 + c as usize];
-                    csc_rows[*slot as usize] = u32_of(i);
-                    csc_vals[*slot as usize] = v as f32;
-                    *slot += 1;
-                }
-            }
+            let len = (csc_ptr[batch.coef_ptr[e + 1]] - csc_ptr[batch.coef_ptr[e]]) as usize;
+            let (r, tail_rows) = std::mem::take(&mut rest_rows).split_at_mut(len);
+            let (v, tail_vals) = std::mem::take(&mut rest_vals).split_at_mut(len);
+            regions.push((e, r, v));
+            (rest_rows, rest_vals) = (tail_rows, tail_vals);
         }
+        regions
+            .into_par_iter()
+            .for_each(|(e, region_rows, region_vals)| {
+                let c0 = batch.coef_ptr[e];
+                let start = csc_ptr[c0];
+                let mut fill: Vec<u32> = coefs(e).map(|c| csc_ptr[c] - start).collect();
+                for i in entity_rows(e) {
+                    let r = batch.nz_ptr[i]..batch.nz_ptr[i + 1];
+                    for (&c, &v) in batch.cols[r.clone()].iter().zip(&batch.vals[r]) {
+                        let slot = &mut fill[c as usize];
+                        region_rows[*slot as usize] = u32_of(i);
+                        region_vals[*slot as usize] = v as f32;
+                        *slot += 1;
+                    }
+                }
+            });
         let row_ptr: Vec<u32> = batch.row_ptr.iter().map(|&p| u32_of(p)).collect();
         let (grad_chunks, grad_part_ptr) = chunks(&csc_ptr, |j| coef_entity[j]);
         let (loss_chunks, loss_part_ptr) = chunks(&row_ptr, u32_of);
         PackedBatch {
             rows,
-            nz_ptr: batch.nz_ptr.iter().map(|&p| u32_of(p - base)).collect(),
+            nz_ptr: batch.nz_ptr.par_iter().map(|&p| u32_of(p - base)).collect(),
             cols: batch.cols[base..base + nnz].to_vec(),
             vals: batch.vals[base..base + nnz]
-                .iter()
+                .par_iter()
                 .map(|&v| v as f32)
                 .collect(),
             coef_ptr: batch.coef_ptr.iter().map(|&p| u32_of(p)).collect(),
