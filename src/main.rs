@@ -10,6 +10,12 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    // Mesa's Vulkan device-select layer prints warnings on headless hosts and glmix picks
+    // its adapter itself; turn the layer off unless the user set it. Done first, while the
+    // process has a single thread.
+    if std::env::var_os("NODEVICE_SELECT").is_none() {
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
     let args = cli::Cli::parse();
     if let Err(e) = cli::run(args) {
         eprintln!("glmix: error: {e:#}");
