@@ -369,16 +369,29 @@ fn solve_part(
 
     let clock = Instant::now();
     // The data Hessian diagonal of the posterior, on the GPU when it solved the part.
-    let mut data_hessian = None;
+    // The data Hessians (diagonals, or d×d blocks one after another) and where each
+    // entity's starts.
+    let mut data_hessian: Option<(Vec<f64>, Vec<usize>)> = None;
     if let Some(gpu) = &mut gpu_evaluator {
-        if config.hessian == HessianType::Diagonal {
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                gpu.data_hessian_diagonal(&solved.theta)
-            })) {
-                Ok(Ok(h)) => data_hessian = Some(h),
-                Ok(Err(e)) => gpu_fallback = Some(format!("Hessian diagonal: {e}")),
-                Err(_) => gpu_fallback = Some("Hessian diagonal: the GPU driver panicked".into()),
-            }
+        let attempt =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match config.hessian {
+                HessianType::Diagonal => gpu
+                    .data_hessian_diagonal(&solved.theta)
+                    .map(|h| Some((h, batch.coef_ptr.clone()))),
+                HessianType::Full => gpu.data_hessian_full(&solved.theta).map(|h| {
+                    let mut starts = vec![0];
+                    for e in 0..batch.num_entities() {
+                        let d = batch.coef_ptr[e + 1] - batch.coef_ptr[e];
+                        starts.push(starts[e] + d * d);
+                    }
+                    Some((h, starts))
+                }),
+                HessianType::Identity | HessianType::None => Ok(None),
+            }));
+        match attempt {
+            Ok(Ok(h)) => data_hessian = h,
+            Ok(Err(e)) => gpu_fallback = Some(format!("Hessian on the CPU instead: {e}")),
+            Err(_) => gpu_fallback = Some("Hessian: the GPU driver panicked".into()),
         }
         gpu_timings = gpu.timings();
     }
@@ -394,8 +407,9 @@ fn solve_part(
                 features: plan.free(),
                 solve: solved.reports[k],
             };
-            let r = batch.coef_ptr[k]..batch.coef_ptr[k + 1];
-            let data_hessian = data_hessian.as_ref().map(|h| &h[r]);
+            let data_hessian = data_hessian
+                .as_ref()
+                .map(|(h, starts)| &h[starts[k]..starts[k + 1]]);
             let solution = Solution {
                 theta,
                 data_hessian,
@@ -669,7 +683,8 @@ fn build_batch(data: &Dataset, plans: &[Plan], config: &TrainConfig) -> Training
 #[derive(Clone, Copy)]
 struct Solution<'a> {
     theta: &'a [f64],
-    /// `diag(Xᵀ diag(ℓ'') X)` at `theta` when the GPU computed it.
+    /// The data Hessian at `theta` when the GPU computed it: its diagonal for `diagonal`,
+    /// the d×d row-major matrix for `full`.
     data_hessian: Option<&'a [f64]>,
     report: &'a SolveReport,
 }
@@ -721,7 +736,14 @@ fn posterior_model(
             Precision::Diagonal(h)
         }
         HessianType::Full => {
-            let trained = problem.hessian_full(theta);
+            let trained = match data_hessian {
+                Some(d) => {
+                    let mut h = d.to_vec();
+                    problem.add_regularizer_full(&mut h);
+                    h
+                }
+                None => problem.hessian_full(theta),
+            };
             let mut h = vec![0.0; n * n];
             for a in 0..n {
                 for b in 0..n {

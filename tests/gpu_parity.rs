@@ -261,3 +261,73 @@ fn hessian_diagonals_match_the_cpu() {
         }
     }
 }
+
+#[test]
+fn full_hessians_match_the_cpu() {
+    let Some(ctx) = gpu() else { return };
+    for objective in ObjectiveKind::ALL {
+        let batch = random_batch(41, 40, 40, 7, objective, PrecisionShape::Full);
+        let theta = random_point(42, &batch, 1.0);
+        let blocks = GpuEvaluator::new(ctx, &batch)
+            .unwrap()
+            .data_hessian_full(&theta)
+            .unwrap();
+        let mut at = 0;
+        for e in 0..batch.num_entities() {
+            let r = batch.coef_ptr[e]..batch.coef_ptr[e + 1];
+            let on_cpu = batch.entity(e).data_hessian_full(&theta[r]);
+            let on_gpu = &blocks[at..at + on_cpu.len()];
+            at += on_cpu.len();
+            for (a, b) in on_gpu.iter().zip(&on_cpu) {
+                assert!(
+                    (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                    "{objective} entity {e}: gpu {a} cpu {b}"
+                );
+            }
+        }
+        assert_eq!(at, blocks.len());
+    }
+}
+
+#[test]
+fn gpu_posteriors_match_the_cpu_for_full_and_diagonal_precisions() {
+    use glmix::model::{HessianType, Precision};
+    use glmix::synth::{generate, SyntheticSpec};
+    use glmix::train::{fit, fit_on, Backend, TrainConfig};
+    let Some(ctx) = gpu() else { return };
+    let spec = SyntheticSpec {
+        entities: 30,
+        rows_per_entity: 25,
+        features: 4,
+        ragged: true,
+        seed: 5,
+        ..Default::default()
+    };
+    let data = generate(&spec).data;
+    for hessian in [HessianType::Diagonal, HessianType::Full] {
+        let mut config = TrainConfig::new(ObjectiveKind::BayesLogistic);
+        config.hessian = hessian;
+        config.polish_iterations = 20;
+        let on_gpu = fit_on(Backend::Gpu(ctx), None, &data, &config, &|_| {}).unwrap();
+        let on_cpu = fit(None, &data, &config, &|_| {}).unwrap();
+        assert!(
+            on_gpu.gpu_fallbacks.is_empty(),
+            "{:?}",
+            on_gpu.gpu_fallbacks
+        );
+        for (g, c) in on_gpu.models.iter().zip(&on_cpu.models) {
+            let (pg, pc) = match (&g.precision, &c.precision) {
+                (Precision::Diagonal(a), Precision::Diagonal(b)) => (a, b),
+                (Precision::Full(a), Precision::Full(b)) => (a, b),
+                other => panic!("{hessian}: precision kinds differ: {other:?}"),
+            };
+            assert_eq!(pg.len(), pc.len());
+            for (a, b) in pg.iter().zip(pc) {
+                assert!(
+                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                    "{hessian}: gpu {a} cpu {b}"
+                );
+            }
+        }
+    }
+}

@@ -454,8 +454,14 @@ impl<'a> EntityProblem<'a> {
 
     /// The Hessian of `F`: data Hessian + diag(p) + Q, dense row-major d×d.
     pub fn hessian_full(&self, theta: &[f64]) -> Vec<f64> {
-        let d = self.num_coefficients();
         let mut h = self.data_hessian_full(theta);
+        self.add_regularizer_full(&mut h);
+        h
+    }
+
+    /// Add `diag(p) + Q` to a dense row-major data Hessian `h`.
+    pub fn add_regularizer_full(&self, h: &mut [f64]) {
+        let d = self.num_coefficients();
         for j in 0..d {
             h[j * d + j] += self.penalty[j];
         }
@@ -472,7 +478,6 @@ impl<'a> EntityProblem<'a> {
                 }
             }
         }
-        h
     }
 }
 

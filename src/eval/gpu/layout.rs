@@ -8,10 +8,11 @@
 //! | `cols`,`vals` | u32, f32      | nnz      | entity-local column and value                    |
 //! | `coef_ptr`    | u32           | E + 1    | first coefficient of each entity                 |
 //! | `row_ptr`     | u32           | E + 1    | first row of each entity (host: into chunks)     |
-//! | `csc_ptr`     | u32           | C + 1    | entries of each coefficient (host: into chunks)  |
+//! | `csc_ptr`     | u32           | C + 1    | entries of each coefficient                      |
 //! | `csc_rows`,`csc_vals` | u32, f32 | nnz   | batch row and value of each entry (CSC copy)     |
 //! | `coef_entity` | u32           | C        | entity of each coefficient                       |
 //! | `entity_ids`  | u32           | E        | 0, 1, …, E−1 (the owner of each entity output)   |
+//! | `block_ptr`   | u32           | E + 1    | first entry of each entity's d×d Hessian block   |
 //! | `counts`      | [`GpuCounts`] | 1        | R, C, E and the numbers of chunks                |
 //! | `grad_chunks` | [`GpuChunk`]  | ≥ C      | ≤ 256 CSC entries of one coefficient             |
 //! | `grad_part_ptr` | u32         | C + 1    | chunks of each coefficient                       |
@@ -102,6 +103,8 @@ pub struct PackedBatch {
     pub csc_vals: Vec<f32>,
     pub coef_entity: Vec<u32>,
     pub entity_ids: Vec<u32>,
+    /// First entry of each entity's d×d block of the full Hessian (E + 1).
+    pub block_ptr: Vec<u32>,
     pub grad_chunks: Vec<GpuChunk>,
     pub grad_part_ptr: Vec<u32>,
     pub loss_chunks: Vec<GpuChunk>,
@@ -227,6 +230,12 @@ impl PackedBatch {
             csc_vals,
             coef_entity,
             entity_ids: (0..u32_of(n_entities)).collect(),
+            block_ptr: std::iter::once(0)
+                .chain((0..n_entities).scan(0usize, |total, e| {
+                    *total += coefs(e).len() * coefs(e).len();
+                    Some(u32_of(*total))
+                }))
+                .collect(),
             counts: GpuCounts {
                 rows: u32_of(n_rows),
                 coefficients: u32_of(n_coefs),

@@ -46,6 +46,7 @@ struct Kernels {
     /// `row_derivatives` that also writes `ℓ''` per row.
     row_derivatives_d2: wgpu::ComputePipeline,
     hessian_diagonal: wgpu::ComputePipeline,
+    hessian_full: wgpu::ComputePipeline,
     gradient: wgpu::ComputePipeline,
     entity_loss: wgpu::ComputePipeline,
     reduce: wgpu::ComputePipeline,
@@ -119,6 +120,12 @@ impl GpuContext {
                 &device,
                 "hessian_diagonal",
                 include_str!("../../../shaders/hessian_diagonal.wgsl"),
+                &[],
+            ),
+            hessian_full: pipeline(
+                &device,
+                "hessian_full",
+                include_str!("../../../shaders/hessian_full.wgsl"),
                 &[],
             ),
             gradient: pipeline(
@@ -267,6 +274,9 @@ pub struct GpuEvaluator<'a> {
     running_flags: Vec<u32>,
     /// Bytes the kernels read and write in one dispatch over the whole batch.
     bytes_per_dispatch: f64,
+    /// Bindings 0–5 of `hessian_full`, and the entries of all its blocks.
+    full_hessian_inputs: [wgpu::Buffer; 6],
+    block_entries: u32,
     timings: GpuTimings,
 }
 
@@ -385,6 +395,8 @@ impl<'a> GpuEvaluator<'a> {
         let loss = storage("loss", bytemuck::cast_slice(&vec![0f32; e]), rw)?;
         let grad = storage("grad", bytemuck::cast_slice(&vec![0f32; c]), rw)?;
         let row_d2 = storage("row_d2", bytemuck::cast_slice(&vec![0f32; r]), rw)?;
+        let csc_ptr = storage("csc_ptr", bytemuck::cast_slice(&packed.csc_ptr), read)?;
+        let block_ptr = storage("block_ptr", bytemuck::cast_slice(&packed.block_ptr), read)?;
         let uniform = |name: &str, contents: &[u8]| {
             device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(name),
@@ -533,6 +545,8 @@ impl<'a> GpuEvaluator<'a> {
             theta_f32: vec![0.0; c],
             running_flags: vec![0; e],
             bytes_per_dispatch,
+            full_hessian_inputs: [block_ptr, coef_ptr, csc_ptr, csc_rows, csc_vals, row_d2],
+            block_entries: *packed.block_ptr.last().expect("E + 1 pointers"),
             timings: GpuTimings {
                 setup: clock.elapsed().as_secs_f64(),
                 ..GpuTimings::default()
@@ -564,6 +578,87 @@ impl<'a> GpuEvaluator<'a> {
         ];
         let (_, h) = self.run(&passes)?;
         Ok(h.into_iter().map(f64::from).collect())
+    }
+
+    /// Every entity's d×d data Hessian `Xᵀ diag(ℓ'') X` at `theta`, row-major blocks one
+    /// after another, for `--hessian full`. Mirrors [`EntityProblem::data_hessian_full`].
+    ///
+    /// [`EntityProblem::data_hessian_full`]: crate::objective::EntityProblem::data_hessian_full
+    pub fn data_hessian_full(&mut self, theta: &[f64]) -> Result<Vec<f64>, EvalError> {
+        let ctx = self.ctx;
+        let bytes = 4 * u64::from(self.block_entries.max(1));
+        if bytes > ctx.max_binding_bytes() {
+            return Err(EvalError::Backend(format!(
+                "the full Hessians need {bytes} bytes; this GPU binds at most {}",
+                ctx.max_binding_bytes()
+            )));
+        }
+        // ℓ'' per row at θ (the ℓ'' pass of the diagonal), then the blocks.
+        self.running_flags.fill(1);
+        for (t, &v) in self.theta_f32.iter_mut().zip(theta) {
+            *t = v as f32;
+        }
+        let kernels = ctx.kernels(self.batch.loss);
+        self.run(&[(&kernels.row_derivatives_d2, 5, self.counts.rows)])?;
+        let device = &ctx.device;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let blocks = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("hessian_blocks"),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let read = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("hessian_blocks_read"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let outputs = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("hessian_outputs"),
+            contents: bytemuck::cast_slice(&[self.block_entries, 0, 0, 0]),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let mut entries: Vec<wgpu::BindGroupEntry> = self
+            .full_hessian_inputs
+            .iter()
+            .enumerate()
+            .map(|(k, buffer)| wgpu::BindGroupEntry {
+                binding: k as u32,
+                resource: buffer.as_entire_binding(),
+            })
+            .collect();
+        entries.push(wgpu::BindGroupEntry {
+            binding: 6,
+            resource: blocks.as_entire_binding(),
+        });
+        entries.push(wgpu::BindGroupEntry {
+            binding: 7,
+            resource: outputs.as_entire_binding(),
+        });
+        let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("hessian_full"),
+            layout: &kernels.hessian_full.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let mut encoder = device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&kernels.hessian_full);
+            pass.set_bind_group(0, &bind, &[]);
+            let (x, y) = ctx.grid(self.block_entries);
+            pass.dispatch_workgroups(x, y, 1);
+        }
+        encoder.copy_buffer_to_buffer(&blocks, 0, &read, 0, bytes);
+        ctx.queue.submit([encoder.finish()]);
+        let out = read_back(device, &read)?;
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            return Err(EvalError::Backend(format!("GPU validation error: {err}")));
+        }
+        Ok(out[..self.block_entries as usize]
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect())
     }
 
     /// Run the kernels for the entities flagged in `running` and read back the
