@@ -1,4 +1,4 @@
-// Second pass of `gradient.wgsl` and `entity_loss.wgsl`: output `o` (a coefficient or an
+// Second pass of `column_sums.wgsl` and `entity_loss.wgsl`: output `o` (a coefficient or an
 // entity) is the Kahan-compensated sum of its chunks' partial sums
 // `partial[part_ptr[o]..part_ptr[o+1]]`, written only when its entity is running.
 

@@ -29,5 +29,5 @@ fn every_shader_parses_and_validates() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 6, "expected the six kernels of the GPU evaluator");
+    assert_eq!(checked, 5, "expected the five kernels of the GPU evaluator");
 }

@@ -3,11 +3,13 @@
 //!
 //! For the running entities of a batch, one evaluation is five dispatches (`shaders/`):
 //! `row_derivatives` (margin `m_i = o_i + x_i·θ`, `ℓ(m_i)` and `ℓ'(m_i)` per row);
-//! `gradient` (partial sums of `Xᵀ ℓ'` over chunks of ≤ 256 entries of each coefficient's
-//! column in a CSC copy) and `entity_loss` (partial sums of `ℓ_i` over chunks of ≤ 256
-//! rows); then `reduce` twice, adding the chunks of each coefficient and of each entity.
-//! The chunks spread an entity with very many rows over many invocations. The host adds `½ Σ p θ² + ½ (θ−θ₀)ᵀQ(θ−θ₀)` and its
-//! gradient in f64, exactly as [`EntityProblem::value_and_gradient`] does.
+//! `column_sums` (partial sums of `Xᵀ ℓ'` over chunks of ≤ 256 entries of each
+//! coefficient's column in a CSC copy) and `entity_loss` (partial sums of `ℓ_i` over chunks
+//! of ≤ 256 rows); then `reduce` twice, adding the chunks of each coefficient and of each
+//! entity. The chunks spread an entity with very many rows over many invocations. The host
+//! adds `½ Σ p θ² + ½ (θ−θ₀)ᵀQ(θ−θ₀)` and its gradient in f64, exactly as
+//! [`EntityProblem::value_and_gradient`] does. For the posterior, `column_sums` with
+//! `ℓ''` and squared values gives the Hessian diagonal, and `hessian_full` the d×d blocks.
 //!
 //! The device, shader modules and pipelines are built once in a [`GpuContext`]; a
 //! [`GpuEvaluator`] uploads one batch and reuses its buffers for every evaluation.
@@ -119,8 +121,8 @@ impl GpuContext {
             hessian_diagonal: pipeline(
                 &device,
                 "hessian_diagonal",
-                include_str!("../../../shaders/hessian_diagonal.wgsl"),
-                &[],
+                include_str!("../../../shaders/column_sums.wgsl"),
+                &[("POWER", 2.0)],
             ),
             hessian_full: pipeline(
                 &device,
@@ -131,8 +133,8 @@ impl GpuContext {
             gradient: pipeline(
                 &device,
                 "gradient",
-                include_str!("../../../shaders/gradient.wgsl"),
-                &[],
+                include_str!("../../../shaders/column_sums.wgsl"),
+                &[("POWER", 1.0)],
             ),
             entity_loss: pipeline(
                 &device,
