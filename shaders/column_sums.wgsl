@@ -9,26 +9,6 @@
 
 override POWER: u32 = 1u;
 
-// Sizes of the batch (arrays are padded to at least one element, so their lengths are not used).
-struct Counts {
-    rows: u32,
-    coefficients: u32,
-    entities: u32,
-    gradient_chunks: u32,
-    loss_chunks: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-// Entries `start..end` of `csc_rows`/`csc_vals`, all of one coefficient of `entity`.
-struct Chunk {
-    start: u32,
-    end: u32,
-    entity: u32,
-    _pad: u32,
-}
-
 @group(0) @binding(0) var<storage, read> chunks: array<Chunk>;
 @group(0) @binding(1) var<storage, read> csc_rows: array<u32>;
 @group(0) @binding(2) var<storage, read> csc_vals: array<f32>;

@@ -3,26 +3,6 @@
 // `reduce.wgsl` then adds the chunks of each entity. Mirrors the loss sum of
 // `EntityProblem::value_and_gradient`.
 
-// Sizes of the batch (arrays are padded to at least one element, so their lengths are not used).
-struct Counts {
-    rows: u32,
-    coefficients: u32,
-    entities: u32,
-    gradient_chunks: u32,
-    loss_chunks: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-// Rows `start..end`, all of `entity`.
-struct Chunk {
-    start: u32,
-    end: u32,
-    entity: u32,
-    _pad: u32,
-}
-
 @group(0) @binding(0) var<storage, read> chunks: array<Chunk>;
 @group(0) @binding(1) var<storage, read> running: array<u32>;
 @group(0) @binding(2) var<storage, read> row_loss: array<f32>;

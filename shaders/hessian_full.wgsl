@@ -3,14 +3,6 @@
 // have, found by merging their CSC columns (row indices ascend within a column).
 // Mirrors `EntityProblem::data_hessian_full`.
 
-// Number of entries of all blocks together.
-struct Outputs {
-    count: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
 @group(0) @binding(0) var<storage, read> block_ptr: array<u32>;
 @group(0) @binding(1) var<storage, read> coef_ptr: array<u32>;
 @group(0) @binding(2) var<storage, read> csc_ptr: array<u32>;

@@ -2,14 +2,6 @@
 // entity) is the Kahan-compensated sum of its chunks' partial sums
 // `partial[part_ptr[o]..part_ptr[o+1]]`, written only when its entity is running.
 
-// Number of outputs of this dispatch.
-struct Outputs {
-    count: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
 @group(0) @binding(0) var<storage, read> part_ptr: array<u32>;
 @group(0) @binding(1) var<storage, read> owner: array<u32>;
 @group(0) @binding(2) var<storage, read> running: array<u32>;

@@ -15,18 +15,6 @@ override LOSS: u32 = 1u;
 // 1: also write ℓ'' per row (for the Hessian diagonal of the posterior).
 override WITH_D2: u32 = 0u;
 
-// Sizes of the batch (arrays are padded to at least one element, so their lengths are not used).
-struct Counts {
-    rows: u32,
-    coefficients: u32,
-    entities: u32,
-    gradient_chunks: u32,
-    loss_chunks: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
 @group(0) @binding(0) var<storage, read> rows: array<Row>;
 @group(0) @binding(1) var<storage, read> nz_ptr: array<u32>;
 @group(0) @binding(2) var<storage, read> cols: array<u32>;

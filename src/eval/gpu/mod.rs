@@ -40,6 +40,16 @@ pub enum GpuError {
     TooLarge { needed: u64, limit: u64 },
 }
 
+/// A kernel's WGSL source: `shaders/common.wgsl` (shared structs), then `shaders/<name>.wgsl`.
+macro_rules! kernel_source {
+    ($name:literal) => {
+        concat!(
+            include_str!("../../../shaders/common.wgsl"),
+            include_str!(concat!("../../../shaders/", $name, ".wgsl"))
+        )
+    };
+}
+
 /// Threads per workgroup of every kernel (`@workgroup_size(256)`).
 const WORKGROUP: u32 = 256;
 
@@ -109,45 +119,30 @@ impl GpuContext {
             row_derivatives: pipeline(
                 &device,
                 "row_derivatives",
-                include_str!("../../../shaders/row_derivatives.wgsl"),
+                kernel_source!("row_derivatives"),
                 &[("LOSS", loss)],
             ),
             row_derivatives_d2: pipeline(
                 &device,
                 "row_derivatives_d2",
-                include_str!("../../../shaders/row_derivatives.wgsl"),
+                kernel_source!("row_derivatives"),
                 &[("LOSS", loss), ("WITH_D2", 1.0)],
             ),
             hessian_diagonal: pipeline(
                 &device,
                 "hessian_diagonal",
-                include_str!("../../../shaders/column_sums.wgsl"),
+                kernel_source!("column_sums"),
                 &[("POWER", 2.0)],
             ),
-            hessian_full: pipeline(
-                &device,
-                "hessian_full",
-                include_str!("../../../shaders/hessian_full.wgsl"),
-                &[],
-            ),
+            hessian_full: pipeline(&device, "hessian_full", kernel_source!("hessian_full"), &[]),
             gradient: pipeline(
                 &device,
                 "gradient",
-                include_str!("../../../shaders/column_sums.wgsl"),
+                kernel_source!("column_sums"),
                 &[("POWER", 1.0)],
             ),
-            entity_loss: pipeline(
-                &device,
-                "entity_loss",
-                include_str!("../../../shaders/entity_loss.wgsl"),
-                &[],
-            ),
-            reduce: pipeline(
-                &device,
-                "reduce",
-                include_str!("../../../shaders/reduce.wgsl"),
-                &[],
-            ),
+            entity_loss: pipeline(&device, "entity_loss", kernel_source!("entity_loss"), &[]),
+            reduce: pipeline(&device, "reduce", kernel_source!("reduce"), &[]),
         };
         let (squared, logistic) = (kernels(0.0), kernels(1.0));
         if let Some(e) = scope.pop().await {
