@@ -236,6 +236,9 @@ pub fn fit_on(
                     )
                 },
             )
+            .collect::<Vec<Result<Plan>>>()
+            // The first error in entity order, whichever thread found one first.
+            .into_iter()
             .collect::<Result<_>>()?;
         let planning = clock.elapsed().as_secs_f64();
         start = end;
