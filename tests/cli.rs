@@ -43,6 +43,13 @@ fn args(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
+/// `glmix train --data DATA --out OUT` and `options`.
+fn train_args(data: &str, out: &str, options: &[&str]) -> Vec<String> {
+    let mut argv = args(&["train", "--data", data, "--out", out]);
+    argv.extend(args(options));
+    argv
+}
+
 /// A seeded logistic workload of `entities` entities written by `glmix generate`.
 fn generated(dir: &Dir, name: &str, entities: usize, seed: u64) -> String {
     let out = dir.arg(name);
@@ -81,23 +88,22 @@ fn train_score_eval_round_trip() {
     let data = generated(&dir, "train.jsonl", 40, 1);
     let models = dir.arg("models.jsonl");
     let (report, summary) = (dir.arg("report.jsonl"), dir.arg("summary.json"));
-    let out = run(&args(&[
-        "train",
-        "--data",
+    let out = run(&train_args(
         &data,
-        "--objective",
-        "logistic",
-        "--penalty",
-        "2",
-        "--hessian",
-        "full",
-        "--out",
         &models,
-        "--report",
-        &report,
-        "--summary",
-        &summary,
-    ]));
+        &[
+            "--objective",
+            "logistic",
+            "--penalty",
+            "2",
+            "--hessian",
+            "full",
+            "--report",
+            &report,
+            "--summary",
+            &summary,
+        ],
+    ));
 
     // The summary goes to the file and to stderr.
     let s = json(&fs::read(&summary).unwrap());
@@ -211,17 +217,11 @@ fn incremental_update_uses_the_prior_and_keeps_untouched_entities() {
     let dir = Dir::new();
     let first = generated(&dir, "first.jsonl", 30, 2);
     let prior = dir.arg("prior.jsonl");
-    run(&args(&[
-        "train",
-        "--data",
+    run(&train_args(
         &first,
-        "--objective",
-        "logistic",
-        "--penalty",
-        "5",
-        "--out",
         &prior,
-    ]));
+        &["--objective", "logistic", "--penalty", "5"],
+    ));
     // The second mini-batch holds only the first 10 entities' records.
     let text = fs::read_to_string(&first).unwrap();
     let keep: Vec<String> = (0..10).map(|e| format!("\"entity\":\"e{e}\"")).collect();
@@ -231,21 +231,20 @@ fn incremental_update_uses_the_prior_and_keeps_untouched_entities() {
         .collect();
     let second = dir.write("second.jsonl", &second.join("\n"));
     let posterior = dir.arg("posterior.jsonl");
-    run(&args(&[
-        "train",
-        "--data",
+    run(&train_args(
         &second,
-        "--objective",
-        "bayes-logistic",
-        "--penalty",
-        "5",
-        "--delta",
-        "0.8",
-        "--prior",
-        &prior,
-        "--out",
         &posterior,
-    ]));
+        &[
+            "--objective",
+            "bayes-logistic",
+            "--penalty",
+            "5",
+            "--delta",
+            "0.8",
+            "--prior",
+            &prior,
+        ],
+    ));
     let before = read_models(&dir.path("prior.jsonl"));
     let after = read_models(&dir.path("posterior.jsonl"));
     assert_eq!(after.len(), 30, "untouched entities are carried over");
@@ -278,17 +277,11 @@ fn a_prior_feature_absent_from_the_data_keeps_its_mean_and_precision() {
          {\"entity\":\"u\",\"label\":0,\"features\":[{\"name\":\"new\",\"term\":\"\",\"value\":-1}]}\n",
     );
     let out = dir.arg("out.jsonl");
-    run(&args(&[
-        "train",
-        "--data",
+    run(&train_args(
         &data,
-        "--objective",
-        "bayes-logistic",
-        "--prior",
-        &prior,
-        "--out",
         &out,
-    ]));
+        &["--objective", "bayes-logistic", "--prior", &prior],
+    ));
     let m = &read_models(&dir.path("out.jsonl"))[0];
     let old = m.means.iter().find(|c| c.name == "old").unwrap();
     assert_eq!(old.value, 1.5);
@@ -303,17 +296,11 @@ fn model_files_round_trip_exactly_for_every_hessian_type() {
     let data = generated(&dir, "d.jsonl", 8, 3);
     for hessian in ["full", "diagonal", "identity", "none"] {
         let out = dir.arg(&format!("{hessian}.jsonl"));
-        run(&args(&[
-            "train",
-            "--data",
+        run(&train_args(
             &data,
-            "--objective",
-            "logistic",
-            "--hessian",
-            hessian,
-            "--out",
             &out,
-        ]));
+            &["--objective", "logistic", "--hessian", hessian],
+        ));
         let set = read_model_set(Path::new(&out), None).unwrap();
         let again = dir.path(&format!("{hessian}-again.jsonl"));
         write_models(&again, set.models().iter()).unwrap();
@@ -367,29 +354,13 @@ fn bad_records_name_file_line_and_field_and_write_nothing() {
     let out = dir.arg("models.jsonl");
     for (name, text, expected) in cases {
         let data = dir.write(name, &text);
-        let argv = args(&[
-            "train",
-            "--data",
-            &data,
-            "--objective",
-            "logistic",
-            "--out",
-            &out,
-        ]);
+        let argv = train_args(&data, &out, &["--objective", "logistic"]);
         assert_fails(&dir, &argv, &out, &[name, expected]);
     }
     // A failing run does not touch an existing output file either.
     fs::write(&out, "old models\n").unwrap();
     let data = dir.arg("infinite.jsonl");
-    let argv = args(&[
-        "train",
-        "--data",
-        &data,
-        "--objective",
-        "logistic",
-        "--out",
-        &out,
-    ]);
+    let argv = train_args(&data, &out, &["--objective", "logistic"]);
     assert_fails(&dir, &argv, &out, &["features[0].value"]);
 }
 
@@ -398,17 +369,7 @@ fn bad_tsv_names_line_and_column() {
     let dir = Dir::new();
     let data = dir.write("u.tsv", "1\t5\t0.5\t0.25\n2\t4\t0.5\n");
     let out = dir.arg("m.jsonl");
-    let argv = args(&[
-        "train",
-        "--data",
-        &data,
-        "--format",
-        "tsv",
-        "--objective",
-        "linear",
-        "--out",
-        &out,
-    ]);
+    let argv = train_args(&data, &out, &["--format", "tsv", "--objective", "linear"]);
     assert_fails(&dir, &argv, &out, &["u.tsv:2"]);
 }
 
@@ -430,8 +391,7 @@ fn bad_options_fail_clearly() {
         ),
     ];
     for (options, expected) in cases {
-        let mut argv = args(&["train", "--data", &data, "--out", &out]);
-        argv.extend(args(options));
+        let argv = train_args(&data, &out, options);
         assert_fails(&dir, &argv, &out, expected);
     }
 }
@@ -441,56 +401,37 @@ fn a_prior_without_the_needed_hessian_is_refused_with_its_file_and_line() {
     let dir = Dir::new();
     let data = generated(&dir, "d.jsonl", 5, 5);
     let prior = dir.arg("prior.jsonl");
-    run(&args(&[
-        "train",
-        "--data",
+    run(&train_args(
         &data,
-        "--objective",
-        "logistic",
-        "--hessian",
-        "none",
-        "--out",
         &prior,
-    ]));
+        &["--objective", "logistic", "--hessian", "none"],
+    ));
     let out = dir.arg("m.jsonl");
-    let argv = args(&[
-        "train",
-        "--data",
+    let argv = train_args(
         &data,
-        "--objective",
-        "bayes-logistic",
-        "--prior",
-        &prior,
-        "--out",
         &out,
-    ]);
+        &["--objective", "bayes-logistic", "--prior", &prior],
+    );
     assert_fails(&dir, &argv, &out, &["prior.jsonl:1: hessian", "none"]);
 
     // A full-precision prior cannot silently lose its correlations.
-    run(&args(&[
-        "train",
-        "--data",
+    run(&train_args(
         &data,
-        "--objective",
-        "logistic",
-        "--hessian",
-        "full",
-        "--out",
         &prior,
-    ]));
-    let argv = args(&[
-        "train",
-        "--data",
+        &["--objective", "logistic", "--hessian", "full"],
+    ));
+    let argv = train_args(
         &data,
-        "--objective",
-        "bayes-logistic",
-        "--hessian",
-        "diagonal",
-        "--prior",
-        &prior,
-        "--out",
         &out,
-    ]);
+        &[
+            "--objective",
+            "bayes-logistic",
+            "--hessian",
+            "diagonal",
+            "--prior",
+            &prior,
+        ],
+    );
     assert_fails(&dir, &argv, &out, &["prior.jsonl:1: hessian", "full"]);
 }
 
@@ -524,17 +465,11 @@ fn without_a_gpu_auto_falls_back_to_the_cpu_and_gpu_fails_clearly() {
     let data = generated(&dir, "d.jsonl", 5, 8);
     let out = dir.arg("m.jsonl");
     let train = |device: &str| {
-        let argv = args(&[
-            "train",
-            "--data",
+        let argv = train_args(
             &data,
-            "--objective",
-            "logistic",
-            "--device",
-            device,
-            "--out",
             &out,
-        ]);
+            &["--objective", "logistic", "--device", device],
+        );
         without_gpu(&argv)
     };
     let auto = train("auto");
@@ -566,19 +501,18 @@ fn device_gpu_trains_like_the_cpu() {
     let data = generated(&dir, "d.jsonl", 20, 9);
     let train = |device: &str, out: &str, extra: &[&str]| {
         let out = dir.arg(out);
-        let mut argv = args(&[
-            "train",
-            "--data",
+        let mut argv = train_args(
             &data,
-            "--objective",
-            "logistic",
-            "--penalty",
-            "3",
-            "--device",
-            device,
-            "--out",
             &out,
-        ]);
+            &[
+                "--objective",
+                "logistic",
+                "--penalty",
+                "3",
+                "--device",
+                device,
+            ],
+        );
         argv.extend(args(extra));
         glmix_output(&argv.iter().map(String::as_str).collect::<Vec<_>>())
     };
