@@ -7,7 +7,6 @@
 //! | `nz_ptr`      | u32           | R + 1    | CSR row pointers into `cols`/`vals`              |
 //! | `cols`,`vals` | u32, f32      | nnz      | entity-local column and value                    |
 //! | `coef_ptr`    | u32           | E + 1    | first coefficient of each entity                 |
-//! | `row_ptr`     | u32           | E + 1    | first row of each entity (host: into chunks)     |
 //! | `csc_ptr`     | u32           | C + 1    | entries of each coefficient                      |
 //! | `csc_rows`,`csc_vals` | u32, f32 | nnz   | batch row and value of each entry (CSC copy)     |
 //! | `coef_entity` | u32           | C        | entity of each coefficient                       |
@@ -97,7 +96,6 @@ pub struct PackedBatch {
     pub cols: Vec<u32>,
     pub vals: Vec<f32>,
     pub coef_ptr: Vec<u32>,
-    pub row_ptr: Vec<u32>,
     pub csc_ptr: Vec<u32>,
     pub csc_rows: Vec<u32>,
     pub csc_vals: Vec<f32>,
@@ -224,7 +222,6 @@ impl PackedBatch {
                 .map(|&v| v as f32)
                 .collect(),
             coef_ptr: batch.coef_ptr.iter().map(|&p| u32_of(p)).collect(),
-            row_ptr,
             csc_ptr,
             csc_rows,
             csc_vals,

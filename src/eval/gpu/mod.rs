@@ -421,37 +421,25 @@ impl<'a> GpuEvaluator<'a> {
         };
         let kernels = ctx.kernels(batch.loss);
         let bind = |pipeline: &wgpu::ComputePipeline, buffers: &[(u32, &wgpu::Buffer)]| {
-            let entries: Vec<wgpu::BindGroupEntry> = buffers
-                .iter()
-                .map(|&(binding, buffer)| wgpu::BindGroupEntry {
-                    binding,
-                    resource: buffer.as_entire_binding(),
-                })
-                .collect();
-            device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: None,
-                layout: &pipeline.get_bind_group_layout(0),
-                entries: &entries,
-            })
+            bind_group(device, pipeline, buffers)
         };
+        // Both variants of `row_derivatives` read and write the same buffers.
+        let row_buffers = [
+            (0, &rows),
+            (1, &nz_ptr),
+            (2, &cols),
+            (3, &vals),
+            (4, &coef_ptr),
+            (5, &running),
+            (6, &theta),
+            (7, &row_loss),
+            (8, &row_d1),
+            (9, &counts),
+            (10, &row_d2),
+        ];
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let bind = [
-            bind(
-                &kernels.row_derivatives,
-                &[
-                    (0, &rows),
-                    (1, &nz_ptr),
-                    (2, &cols),
-                    (3, &vals),
-                    (4, &coef_ptr),
-                    (5, &running),
-                    (6, &theta),
-                    (7, &row_loss),
-                    (8, &row_d1),
-                    (9, &counts),
-                    (10, &row_d2),
-                ],
-            ),
+            bind(&kernels.row_derivatives, &row_buffers),
             bind(
                 &kernels.gradient,
                 &[
@@ -496,22 +484,7 @@ impl<'a> GpuEvaluator<'a> {
                     (5, &entity_outputs),
                 ],
             ),
-            bind(
-                &kernels.row_derivatives_d2,
-                &[
-                    (0, &rows),
-                    (1, &nz_ptr),
-                    (2, &cols),
-                    (3, &vals),
-                    (4, &coef_ptr),
-                    (5, &running),
-                    (6, &theta),
-                    (7, &row_loss),
-                    (8, &row_d1),
-                    (9, &counts),
-                    (10, &row_d2),
-                ],
-            ),
+            bind(&kernels.row_derivatives_d2, &row_buffers),
             bind(
                 &kernels.hessian_diagonal,
                 &[
@@ -561,10 +534,7 @@ impl<'a> GpuEvaluator<'a> {
     ///
     /// [`EntityProblem::data_hessian_diagonal`]: crate::objective::EntityProblem::data_hessian_diagonal
     pub fn data_hessian_diagonal(&mut self, theta: &[f64]) -> Result<Vec<f64>, EvalError> {
-        self.running_flags.fill(1);
-        for (t, &v) in self.theta_f32.iter_mut().zip(theta) {
-            *t = v as f32;
-        }
+        self.upload(theta, None);
         let ctx = self.ctx;
         let kernels = ctx.kernels(self.batch.loss);
         let c = self.counts;
@@ -590,13 +560,8 @@ impl<'a> GpuEvaluator<'a> {
                 ctx.max_binding_bytes()
             )));
         }
-        // ℓ'' per row at θ (the ℓ'' pass of the diagonal), then the blocks.
-        self.running_flags.fill(1);
-        for (t, &v) in self.theta_f32.iter_mut().zip(theta) {
-            *t = v as f32;
-        }
+        self.upload(theta, None);
         let kernels = ctx.kernels(self.batch.loss);
-        self.run(&[(&kernels.row_derivatives_d2, 5, self.counts.rows)])?;
         let device = &ctx.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let blocks = device.create_buffer(&wgpu::BufferDescriptor {
@@ -616,29 +581,15 @@ impl<'a> GpuEvaluator<'a> {
             contents: bytemuck::cast_slice(&[self.block_entries, 0, 0, 0]),
             usage: wgpu::BufferUsages::UNIFORM,
         });
-        let mut entries: Vec<wgpu::BindGroupEntry> = self
-            .full_hessian_inputs
-            .iter()
-            .enumerate()
-            .map(|(k, buffer)| wgpu::BindGroupEntry {
-                binding: k as u32,
-                resource: buffer.as_entire_binding(),
-            })
-            .collect();
-        entries.push(wgpu::BindGroupEntry {
-            binding: 6,
-            resource: blocks.as_entire_binding(),
-        });
-        entries.push(wgpu::BindGroupEntry {
-            binding: 7,
-            resource: outputs.as_entire_binding(),
-        });
-        let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("hessian_full"),
-            layout: &kernels.hessian_full.get_bind_group_layout(0),
-            entries: &entries,
-        });
+        let mut buffers: Vec<(u32, &wgpu::Buffer)> = (0..).zip(&self.full_hessian_inputs).collect();
+        buffers.extend([(6, &blocks), (7, &outputs)]);
+        let bind = bind_group(device, &kernels.hessian_full, &buffers);
+        // ℓ'' per row at θ (the first pass of the diagonal), then the blocks.
         let mut encoder = device.create_command_encoder(&Default::default());
+        self.encode(
+            &mut encoder,
+            &[(&kernels.row_derivatives_d2, 5, self.counts.rows)],
+        );
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             pass.set_pipeline(&kernels.hessian_full);
@@ -674,8 +625,46 @@ impl<'a> GpuEvaluator<'a> {
         self.run(&passes)
     }
 
-    /// Write θ and the running flags, run `passes` (pipeline, bind group, invocations) in
-    /// order, and read back the `loss` and `grad` buffers.
+    /// Queue θ (as f32) and the running flags (`active`, or every entity) for the next
+    /// submission.
+    fn upload(&mut self, theta: &[f64], active: Option<&[usize]>) {
+        let clock = Instant::now();
+        match active {
+            Some(active) => {
+                self.running_flags.fill(0);
+                for &e in active {
+                    self.running_flags[e] = 1;
+                }
+            }
+            None => self.running_flags.fill(1),
+        }
+        for (t, &v) in self.theta_f32.iter_mut().zip(theta) {
+            *t = v as f32;
+        }
+        let queue = &self.ctx.queue;
+        queue.write_buffer(&self.running, 0, bytemuck::cast_slice(&self.running_flags));
+        queue.write_buffer(&self.theta, 0, bytemuck::cast_slice(&self.theta_f32));
+        self.timings.upload += clock.elapsed().as_secs_f64();
+    }
+
+    /// Record `passes` (pipeline, index into `bind`, invocations) in order, one compute
+    /// pass per kernel so that each reads what the previous wrote.
+    fn encode(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        passes: &[(&wgpu::ComputePipeline, usize, u32)],
+    ) {
+        for &(pipeline, bind, n) in passes {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &self.bind[bind], &[]);
+            let (x, y) = self.ctx.grid(n);
+            pass.dispatch_workgroups(x, y, 1);
+        }
+    }
+
+    /// Run `passes` on what [`Self::upload`] queued and read back the `loss` and `grad`
+    /// buffers.
     fn run(
         &mut self,
         passes: &[(&wgpu::ComputePipeline, usize, u32)],
@@ -683,20 +672,8 @@ impl<'a> GpuEvaluator<'a> {
         let ctx = self.ctx;
         let clock = Instant::now();
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        ctx.queue
-            .write_buffer(&self.running, 0, bytemuck::cast_slice(&self.running_flags));
-        ctx.queue
-            .write_buffer(&self.theta, 0, bytemuck::cast_slice(&self.theta_f32));
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
-        for &(pipeline, bind, n) in passes {
-            let bind = &self.bind[bind];
-            // One pass per kernel: the next reads what the previous wrote.
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, bind, &[]);
-            let (x, y) = ctx.grid(n);
-            pass.dispatch_workgroups(x, y, 1);
-        }
+        self.encode(&mut encoder, passes);
         encoder.copy_buffer_to_buffer(&self.loss, 0, &self.loss_read, 0, self.loss_read.size());
         encoder.copy_buffer_to_buffer(&self.grad, 0, &self.grad_read, 0, self.grad_read.size());
         ctx.queue.submit([encoder.finish()]);
@@ -717,6 +694,26 @@ impl<'a> GpuEvaluator<'a> {
         self.timings.kernel_bytes += self.bytes_per_dispatch;
         Ok((loss, grad))
     }
+}
+
+/// A bind group for `pipeline`'s group 0 with each buffer at its binding.
+fn bind_group(
+    device: &wgpu::Device,
+    pipeline: &wgpu::ComputePipeline,
+    buffers: &[(u32, &wgpu::Buffer)],
+) -> wgpu::BindGroup {
+    let entries: Vec<wgpu::BindGroupEntry> = buffers
+        .iter()
+        .map(|&(binding, buffer)| wgpu::BindGroupEntry {
+            binding,
+            resource: buffer.as_entire_binding(),
+        })
+        .collect();
+    device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &entries,
+    })
 }
 
 /// Map a staging buffer, copy it out as f32 and unmap it.
@@ -762,13 +759,7 @@ impl BatchEvaluator for GpuEvaluator<'_> {
         loss: &mut [f64],
         grad: &mut [f64],
     ) -> Result<(), EvalError> {
-        self.running_flags.fill(0);
-        for &e in active {
-            self.running_flags[e] = 1;
-        }
-        for (t, &v) in self.theta_f32.iter_mut().zip(theta) {
-            *t = v as f32;
-        }
+        self.upload(theta, Some(active));
         let (data_loss, data_grad) = self.dispatch()?;
         let coef_ptr = &self.batch.coef_ptr;
         for (&e, g) in active.iter().zip(entity_slices_mut(coef_ptr, active, grad)) {
