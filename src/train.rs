@@ -364,7 +364,8 @@ fn solve_part(
             }
         }
     };
-    if matches!(backend, Backend::Gpu(_)) && config.polish_iterations > 0 {
+    // Only a GPU optimum needs polishing; a part that fell back is already f64.
+    if gpu_evaluator.is_some() && config.polish_iterations > 0 {
         polish(&batch, &mut solved, config)?;
     }
     let verification = config.verify.then(|| verify(&batch, &solved)).transpose()?;
