@@ -25,6 +25,9 @@ pub enum Error {
     /// A prior model that cannot serve the requested training.
     #[error("prior for entity {entity:?}: {message}")]
     PriorMismatch { entity: String, message: String },
+    /// A model store that cannot be opened, read or written.
+    #[error("{}: {message}", path.display())]
+    Store { path: PathBuf, message: String },
     /// Inconsistent settings.
     #[error("{0}")]
     Config(String),

@@ -4,7 +4,7 @@ use super::{warn_if_no_entity_has_a_model, DataArgs};
 use anyhow::{bail, Result};
 use clap::Args;
 use glmix::metrics::{auc, entity_auc, is_positive, logloss, rmse};
-use glmix::model::read_models;
+use glmix::store::read_models_for;
 use glmix::score::score;
 use serde_json::{Map, Value};
 use std::path::PathBuf;
@@ -13,7 +13,7 @@ use std::path::PathBuf;
 pub struct EvalArgs {
     #[command(flatten)]
     data: DataArgs,
-    /// Trained models (model JSON lines).
+    /// Trained models: model JSON lines or a model store (`glmix stream --store`).
     #[arg(long, value_name = "MODELS")]
     model: PathBuf,
     /// Comma-separated metrics: auc, rmse, logloss, entity-auc. RMSE compares the margin
@@ -25,7 +25,11 @@ pub struct EvalArgs {
 
 pub fn run(a: EvalArgs) -> Result<()> {
     let data = a.data.read()?;
-    let models = read_models(&a.model, None)?;
+    let models = read_models_for(
+        &a.model,
+        data.entities.keys().iter().map(String::as_str),
+        None,
+    )?;
     warn_if_no_entity_has_a_model(&data, &models, &a.model);
     let scores = score(&data, &models, None)?;
     let positive: Vec<bool> = data.label.iter().map(|&y| is_positive(y)).collect();

@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use glmix::data::write_jsonl;
 use glmix::io::write_atomic;
 use glmix::objective::Loss;
-use glmix::synth::generate;
+use glmix::synth::{generate, time_slice};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -17,6 +17,10 @@ pub struct GenerateArgs {
     /// Label type: logistic (0/1 labels) or linear (real labels).
     #[arg(long, value_enum, default_value = "logistic")]
     labels: Labels,
+    /// Write the records in timestamp order (a stream for `glmix stream`) instead of
+    /// grouped by entity.
+    #[arg(long)]
+    time_ordered: bool,
     /// Output records (NTV JSON lines, entity key `entity`), written atomically.
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
@@ -38,7 +42,10 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         Labels::Logistic => Loss::Logistic,
         Labels::Linear => Loss::Squared,
     };
-    let synthetic = generate(&a.workload.spec(loss));
+    let mut synthetic = generate(&a.workload.spec(loss));
+    if a.time_ordered {
+        synthetic.data = time_slice(&synthetic.data, 0.0, 1.0);
+    }
     write_atomic(&a.out, |f| write_jsonl(&synthetic.data, "entity", f))?;
     eprintln!(
         "glmix: wrote {} records of {} entities to {}",

@@ -6,6 +6,8 @@ mod demo;
 mod eval;
 mod generate;
 mod score;
+mod store;
+mod stream;
 mod train;
 
 use anyhow::Result;
@@ -26,6 +28,11 @@ pub struct Cli {
 enum Command {
     /// Train one model per entity (a cold start, or an update of --prior).
     Train(train::TrainArgs),
+    /// Train incrementally over mini-batches of a time-ordered record stream, with
+    /// progressive validation, into a durable model store (resumable).
+    Stream(stream::StreamArgs),
+    /// Inspect a model store; export it to, or import it from, model JSON lines.
+    Store(store::StoreArgs),
     /// Score records with trained models (margins), optionally with Thompson sampling.
     Score(score::ScoreArgs),
     /// Evaluate models on labelled records: AUC, RMSE, log-loss, per-entity AUC.
@@ -44,6 +51,8 @@ enum Command {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(a) => train::run(a),
+        Command::Stream(a) => stream::run(a),
+        Command::Store(a) => store::run(a),
         Command::Score(a) => score::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Generate(a) => generate::run(a),

@@ -4,7 +4,7 @@ use super::{warn_if_no_entity_has_a_model, DataArgs};
 use anyhow::Result;
 use clap::Args;
 use glmix::io::write_atomic;
-use glmix::model::read_models;
+use glmix::store::read_models_for;
 use glmix::score::{score, Thompson};
 use serde_json::json;
 use std::io::Write;
@@ -14,7 +14,7 @@ use std::path::PathBuf;
 pub struct ScoreArgs {
     #[command(flatten)]
     data: DataArgs,
-    /// Trained models (model JSON lines).
+    /// Trained models: model JSON lines or a model store (`glmix stream --store`).
     #[arg(long, value_name = "MODELS")]
     model: PathBuf,
     /// Thompson sampling: score each record with its own posterior draw θ̃ ~ N(θ, t·H⁻¹),
@@ -31,7 +31,11 @@ pub struct ScoreArgs {
 
 pub fn run(a: ScoreArgs) -> Result<()> {
     let data = a.data.read()?;
-    let models = read_models(&a.model, None)?;
+    let models = read_models_for(
+        &a.model,
+        data.entities.keys().iter().map(String::as_str),
+        None,
+    )?;
     warn_if_no_entity_has_a_model(&data, &models, &a.model);
     let thompson = a.thompson.map(|multiplier| Thompson {
         multiplier,

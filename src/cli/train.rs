@@ -6,6 +6,7 @@ use clap::{Args, ValueEnum};
 use glmix::eval::GpuContext;
 use glmix::io::write_atomic;
 use glmix::model::{read_models, write_models, HessianType, ModelSet};
+use glmix::store::ModelStore;
 use glmix::objective::{ObjectiveKind, Regularization};
 use glmix::solver::LbfgsOptions;
 use glmix::train::{fit_on, untouched_priors, Backend, FitOutput, TrainConfig};
@@ -19,51 +20,13 @@ use std::time::Instant;
 pub struct TrainArgs {
     #[command(flatten)]
     data: DataArgs,
-    /// Objective: linear, logistic, bayes-linear or bayes-logistic.
-    #[arg(long, value_parser = clap::value_parser!(ObjectiveKind))]
-    objective: ObjectiveKind,
-    /// L2 penalty λ.
-    #[arg(long, default_value_t = 1.0)]
-    penalty: f64,
-    /// Forgetting factor δ ∈ [0, 1] of the bayes-* objectives: the prior's weight.
-    #[arg(long, default_value_t = 0.8)]
-    delta: f64,
-    /// Posterior precision kept with each model: full, diagonal, identity or none.
-    #[arg(long, default_value = "diagonal", value_parser = clap::value_parser!(HessianType))]
-    hessian: HessianType,
-    /// Do not penalise the intercept (Photon-ML's behaviour; by default it is penalised
-    /// like every coefficient, as in Lambda Learner).
-    #[arg(long)]
-    no_intercept_penalty: bool,
-    /// Previous models (model JSON lines): the starting point of every objective and the
-    /// prior of bayes-*. Entities in the prior but not in the data are copied to --out.
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Previous models (model JSON lines or a model store): the starting point of every
+    /// objective and the prior of bayes-*. Entities in the prior but not in the data are
+    /// copied to --out.
     #[arg(long, value_name = "MODELS")]
     prior: Option<PathBuf>,
-    /// L-BFGS correction pairs kept.
-    #[arg(long, default_value_t = 10)]
-    memory: usize,
-    /// Stop when the relative loss reduction is below factr × machine epsilon (scipy's meaning).
-    #[arg(long, default_value_t = 1e7)]
-    factr: f64,
-    /// Stop when the gradient's infinity norm is at most this.
-    #[arg(long, default_value_t = 1e-5)]
-    pgtol: f64,
-    /// Iteration limit per entity.
-    #[arg(long, default_value_t = 15000)]
-    max_iterations: usize,
-    /// Entities solved together in one batch (bounds the solver's memory).
-    #[arg(long, default_value_t = 65_536)]
-    batch_entities: usize,
-    /// Where to evaluate: auto (a GPU when one works, else the CPU), cpu or gpu.
-    #[arg(long, value_enum, default_value = "auto")]
-    device: Device,
-    /// After a GPU solve, run this many f64 CPU L-BFGS iterations from its optimum.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    polish: usize,
-    /// Recompute every trained entity's loss and gradient with the f64 CPU evaluator and
-    /// report the worst gradient norm and loss difference (in the summary).
-    #[arg(long)]
-    verify: bool,
     /// Output models (model JSON lines), written atomically.
     #[arg(long, value_name = "MODELS")]
     out: PathBuf,
@@ -74,6 +37,76 @@ pub struct TrainArgs {
     /// Run summary (one JSON object); it is printed to stderr in any case.
     #[arg(long, value_name = "FILE")]
     summary: Option<PathBuf>,
+}
+
+/// The objective, solver and device of a training run (shared by `train` and `stream`).
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Objective: linear, logistic, bayes-linear or bayes-logistic.
+    #[arg(long, value_parser = clap::value_parser!(ObjectiveKind))]
+    pub objective: ObjectiveKind,
+    /// L2 penalty λ.
+    #[arg(long, default_value_t = 1.0)]
+    pub penalty: f64,
+    /// Forgetting factor δ ∈ [0, 1] of the bayes-* objectives: the prior's weight.
+    #[arg(long, default_value_t = 0.8)]
+    pub delta: f64,
+    /// Posterior precision kept with each model: full, diagonal, identity or none.
+    #[arg(long, default_value = "diagonal", value_parser = clap::value_parser!(HessianType))]
+    pub hessian: HessianType,
+    /// Do not penalise the intercept (Photon-ML's behaviour; by default it is penalised
+    /// like every coefficient, as in Lambda Learner).
+    #[arg(long)]
+    pub no_intercept_penalty: bool,
+    /// L-BFGS correction pairs kept.
+    #[arg(long, default_value_t = 10)]
+    pub memory: usize,
+    /// Stop when the relative loss reduction is below factr × machine epsilon (scipy's meaning).
+    #[arg(long, default_value_t = 1e7)]
+    pub factr: f64,
+    /// Stop when the gradient's infinity norm is at most this.
+    #[arg(long, default_value_t = 1e-5)]
+    pub pgtol: f64,
+    /// Iteration limit per entity.
+    #[arg(long, default_value_t = 15000)]
+    pub max_iterations: usize,
+    /// Entities solved together in one batch (bounds the solver's memory).
+    #[arg(long, default_value_t = 65_536)]
+    pub batch_entities: usize,
+    /// Where to evaluate: auto (a GPU when one works, else the CPU), cpu or gpu.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: Device,
+    /// After a GPU solve, run this many f64 CPU L-BFGS iterations from its optimum.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub polish: usize,
+    /// Recompute every trained entity's loss and gradient with the f64 CPU evaluator and
+    /// report the worst gradient norm and loss difference (in the summary).
+    #[arg(long)]
+    pub verify: bool,
+}
+
+impl ModelArgs {
+    pub fn config(&self) -> TrainConfig {
+        TrainConfig {
+            objective: self.objective,
+            regularization: Regularization {
+                penalty: self.penalty,
+                delta: self.delta,
+                intercept_penalty: !self.no_intercept_penalty,
+            },
+            hessian: self.hessian,
+            solver: LbfgsOptions {
+                memory: self.memory,
+                factr: self.factr,
+                pgtol: self.pgtol,
+                max_iterations: self.max_iterations,
+                ..LbfgsOptions::default()
+            },
+            batch_entities: self.batch_entities,
+            polish_iterations: self.polish,
+            verify: self.verify,
+        }
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,34 +167,19 @@ impl Compute {
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
-    let compute = Compute::choose(a.device)?;
+    let compute = Compute::choose(a.model.device)?;
     let device = compute.name();
-    let config = TrainConfig {
-        objective: a.objective,
-        regularization: Regularization {
-            penalty: a.penalty,
-            delta: a.delta,
-            intercept_penalty: !a.no_intercept_penalty,
-        },
-        hessian: a.hessian,
-        solver: LbfgsOptions {
-            memory: a.memory,
-            factr: a.factr,
-            pgtol: a.pgtol,
-            max_iterations: a.max_iterations,
-            ..LbfgsOptions::default()
-        },
-        batch_entities: a.batch_entities,
-        polish_iterations: a.polish,
-        verify: a.verify,
-    };
+    let config = a.model.config();
 
     let clock = Instant::now();
     let data = a.data.read()?;
     let prior: Option<ModelSet> = a
         .prior
         .as_ref()
-        .map(|p| read_models(p, Some(a.penalty)))
+        .map(|p| match ModelStore::is_store(p) {
+            true => ModelStore::open_read_only(p)?.all_models(),
+            false => read_models(p, Some(config.regularization.penalty)),
+        })
         .transpose()?;
     let read_seconds = clock.elapsed().as_secs_f64();
 

@@ -47,23 +47,53 @@ pub fn parse_record(
     options: &ReadOptions,
     data: &mut Dataset,
 ) -> Result<()> {
+    push_record(path, line, &parse_object(path, line, text)?, options, data)
+}
+
+/// Parse one line of JSON into a record object (not yet checked field by field).
+pub fn parse_object(path: &Path, line: usize, text: &str) -> Result<Map<String, Value>> {
     let value: Value = serde_json::from_str(text).map_err(|e| {
         let (field, message) = super::json_path::error_field(text, &e);
         Error::input(path, line, field, format!("malformed JSON: {message}"))
     })?;
-    let Value::Object(obj) = value else {
-        return Err(Error::input(path, line, "record", "expected a JSON object"));
-    };
+    match value {
+        Value::Object(obj) => Ok(obj),
+        _ => Err(Error::input(path, line, "record", "expected a JSON object")),
+    }
+}
+
+/// The finite number in field `name` of a record object.
+pub fn number_field(
+    path: &Path,
+    line: usize,
+    obj: &Map<String, Value>,
+    name: &str,
+) -> Result<f64> {
+    match obj.get(name).filter(|v| !v.is_null()) {
+        None => Err(Error::input(path, line, name, "missing field")),
+        Some(v) => {
+            let x = v.as_f64().ok_or_else(|| {
+                Error::input(path, line, name, format!("expected a number, got {v}"))
+            })?;
+            finite(path, line, name, x)
+        }
+    }
+}
+
+/// Check a record object field by field and append it to `data`; on an error `data` is
+/// left as it was.
+pub fn push_record(
+    path: &Path,
+    line: usize,
+    obj: &Map<String, Value>,
+    options: &ReadOptions,
+    data: &mut Dataset,
+) -> Result<()> {
     let field = |name: &str| obj.get(name).filter(|v| !v.is_null());
     let number = |name: &str, default: Option<f64>| -> Result<f64> {
-        match field(name) {
-            None => default.ok_or_else(|| Error::input(path, line, name, "missing field")),
-            Some(v) => {
-                let x = v.as_f64().ok_or_else(|| {
-                    Error::input(path, line, name, format!("expected a number, got {v}"))
-                })?;
-                finite(path, line, name, x)
-            }
+        match (field(name), default) {
+            (None, Some(d)) => Ok(d),
+            _ => number_field(path, line, obj, name),
         }
     };
 

@@ -11,7 +11,7 @@ mod jsonl;
 mod offset_model;
 mod tsv;
 
-pub use jsonl::{read_jsonl, write_jsonl};
+pub use jsonl::{number_field, parse_object, push_record, read_jsonl, write_jsonl};
 pub use offset_model::OffsetModel;
 pub use tsv::read_tsv;
 

@@ -63,11 +63,7 @@ pub fn read_models(path: &Path, missing_precision: Option<f64>) -> Result<ModelS
         if line.trim().is_empty() {
             continue;
         }
-        let raw: RawModel = serde_json::from_str(&line).map_err(|e| {
-            let (field, message) = crate::data::json_path::error_field(&line, &e);
-            Error::input(path, number, field, format!("malformed model: {message}"))
-        })?;
-        let model = convert(path, number, raw, missing_precision)?;
+        let model = parse_model_line(path, number, &line, missing_precision)?;
         if let Some(first) = seen_lines.insert(model.entity.clone(), number) {
             return Err(Error::input(
                 path,
@@ -90,6 +86,20 @@ pub fn read_models(path: &Path, missing_precision: Option<f64>) -> Result<ModelS
         });
     }
     Ok(set)
+}
+
+/// Parse one model line (line `line` of `path`, for error messages).
+pub fn parse_model_line(
+    path: &Path,
+    line: usize,
+    text: &str,
+    missing_precision: Option<f64>,
+) -> Result<EntityModel> {
+    let raw: RawModel = serde_json::from_str(text).map_err(|e| {
+        let (field, message) = crate::data::json_path::error_field(text, &e);
+        Error::input(path, line, field, format!("malformed model: {message}"))
+    })?;
+    convert(path, line, raw, missing_precision)
 }
 
 fn convert(

@@ -24,7 +24,7 @@
 mod file;
 pub mod linalg;
 
-pub use file::{read_models, write_model_line, write_models};
+pub use file::{parse_model_line, read_models, write_model_line, write_models};
 
 use crate::data::FeatureKey;
 use crate::objective::ObjectiveKind;

@@ -1,0 +1,299 @@
+//! `glmix stream`: incremental training over mini-batches of a record stream, with
+//! progressive validation, into a durable model store (see `glmix::stream`).
+
+use super::train::{Compute, ModelArgs};
+use super::{progress_bar, FormatArg};
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use glmix::data::{EntityMode, OffsetModel, ReadOptions};
+use glmix::io::write_atomic;
+use glmix::plot::{line_chart, Series};
+use glmix::store::ModelStore;
+use glmix::stream::{run_stream, Batching, BatchReport, OnBadRecord, Source, StreamConfig, Update};
+use serde_json::{json, Value};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Args, Debug)]
+pub struct StreamArgs {
+    /// Time-ordered records (NTV JSON lines); `-` reads stdin.
+    #[arg(long, value_name = "FILE")]
+    data: PathBuf,
+    /// Input format; only jsonl streams.
+    #[arg(long, value_enum, default_value = "jsonl", hide = true)]
+    format: FormatArg,
+    /// Model store (created when missing). A store that already holds a stream position
+    /// resumes after its last committed mini-batch.
+    #[arg(long, value_name = "STORE")]
+    store: PathBuf,
+    /// Field of each record that holds its entity id.
+    #[arg(long, value_name = "KEY", default_value = "entity")]
+    entity_key: String,
+    /// Global fixed-effect model whose score is added to every record's offset (as in
+    /// `glmix train`).
+    #[arg(long, value_name = "MODEL")]
+    offset_model: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Cut a mini-batch every N records.
+    #[arg(long, value_name = "N", conflicts_with = "batch_window")]
+    batch_records: Option<usize>,
+    /// Cut mini-batches by tumbling windows of this many time units over --time-field.
+    #[arg(long, value_name = "SECONDS")]
+    batch_window: Option<f64>,
+    /// Field of each record that holds its timestamp (a number; required by --batch-window).
+    #[arg(long, value_name = "FIELD", default_value = "timestamp")]
+    time_field: String,
+    /// What to do with a record that cannot be read: fail (stop, naming the line and
+    /// field; committed batches stay) or skip (count it in the batch's metrics).
+    #[arg(long, value_enum, default_value = "fail")]
+    on_bad_record: BadRecordArg,
+    /// incremental: each touched entity is updated from the batch, its stored model as
+    /// the prior. retrain: retrained from scratch on all its records so far (a baseline).
+    #[arg(long, value_enum, default_value = "incremental")]
+    update: UpdateArg,
+    /// Per-batch progressive-validation metrics, rewritten from the store at start and
+    /// appended after every commit: CSV (*.csv) or JSON lines (any other name).
+    #[arg(long, value_name = "FILE")]
+    metrics: Option<PathBuf>,
+    /// A chart of the metrics over the stream (SVG), written at the end.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum BadRecordArg {
+    Fail,
+    Skip,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum UpdateArg {
+    Incremental,
+    Retrain,
+}
+
+const DEFAULT_BATCH_RECORDS: usize = 10_000;
+
+pub fn run(a: StreamArgs) -> Result<()> {
+    if a.format != FormatArg::Jsonl {
+        bail!("glmix stream reads NTV JSON lines only (--format jsonl)");
+    }
+    let batching = match (a.batch_records, a.batch_window) {
+        (_, Some(w)) => Batching::Window(w),
+        (n, None) => Batching::Records(n.unwrap_or(DEFAULT_BATCH_RECORDS)),
+    };
+    let config = StreamConfig {
+        train: a.model.config(),
+        batching,
+        read: ReadOptions {
+            entity: EntityMode::Key(a.entity_key.clone()),
+            timestamp_field: matches!(batching, Batching::Window(_)).then(|| a.time_field.clone()),
+        },
+        offset_model: a.offset_model.as_deref().map(OffsetModel::read).transpose()?,
+        on_bad_record: match a.on_bad_record {
+            BadRecordArg::Fail => OnBadRecord::Fail,
+            BadRecordArg::Skip => OnBadRecord::Skip,
+        },
+        update: match a.update {
+            UpdateArg::Incremental => Update::Incremental,
+            UpdateArg::Retrain => Update::Retrain,
+        },
+    };
+    let compute = Compute::choose(a.model.device)?;
+    let store = ModelStore::open(&a.store)?;
+    let mut metrics = a
+        .metrics
+        .as_deref()
+        .map(|p| MetricsFile::start(p, &store))
+        .transpose()?;
+    let source = Source::from_arg(&a.data);
+    let total_bytes = match &source {
+        Source::File(p) => std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
+        Source::Stdin => 0,
+    };
+    let kind = config.train.objective.loss();
+    let loss_name = match kind {
+        glmix::objective::Loss::Logistic => "logloss",
+        glmix::objective::Loss::Squared => "rmse",
+    };
+    let bar = progress_bar(total_bytes, "streaming");
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    println!(
+        "{:>6} {:>9} {:>8} {:>7} | {:>7} {:>8} {:>10} | {:>11} {:>12} | {:>7}",
+        "batch", "records", "entities", "new", "AUC", loss_name, "entity-AUC", "running AUC", format!("running {loss_name}"), "train s"
+    );
+    let mut failed_metrics: Option<anyhow::Error> = None;
+    let outcome = run_stream(&source, &store, &config, compute.backend(), &mut |r| {
+        bar.set_position(r.input_bytes);
+        for e in &r.skipped_examples {
+            bar.suspend(|| eprintln!("glmix: skipped: {e}"));
+        }
+        if r.skipped > r.skipped_examples.len() {
+            bar.suspend(|| {
+                eprintln!(
+                    "glmix: skipped {} more bad records in batch {}",
+                    r.skipped - r.skipped_examples.len(),
+                    r.batch
+                )
+            });
+        }
+        let loss = r.logloss.or(r.rmse);
+        bar.suspend(|| {
+            println!(
+                "{:>6} {:>9} {:>8} {:>7} | {:>7} {:>8} {:>10} | {:>11} {:>12} | {:>7.3}",
+                r.batch,
+                r.records,
+                r.entities,
+                r.new_entities,
+                fmt(r.auc),
+                fmt(loss),
+                fmt(r.entity_auc),
+                fmt(r.running_auc),
+                fmt(r.running_loss),
+                r.train_seconds
+            )
+        });
+        if let Some(m) = metrics.as_mut() {
+            if let Err(e) = m.append(r) {
+                failed_metrics.get_or_insert(e);
+            }
+        }
+    });
+    bar.finish_and_clear();
+    let summary = outcome.with_context(|| {
+        format!(
+            "stream stopped; every batch before this one is committed to {} (run again to resume)",
+            a.store.display()
+        )
+    })?;
+    if let Some(e) = failed_metrics {
+        return Err(e.context("writing --metrics"));
+    }
+    if let Some(path) = &a.plot {
+        plot(path, &store, kind)?;
+    }
+
+    let mut latencies = summary.batch_seconds.clone();
+    latencies.sort_by(f64::total_cmp);
+    let quantile = |q: f64| {
+        (!latencies.is_empty())
+            .then(|| latencies[((latencies.len() - 1) as f64 * q).round() as usize])
+    };
+    let last = summary.last.as_ref();
+    let out = json!({
+        "store": a.store,
+        "device": compute.name(),
+        "resumed_after_batches": summary.resumed_after,
+        "batches": summary.batches,
+        "records": summary.records,
+        "skipped": summary.skipped,
+        "seconds": summary.seconds,
+        "records_per_second": summary.records as f64 / summary.seconds,
+        "batch_latency_median_seconds": quantile(0.5),
+        "batch_latency_p99_seconds": quantile(0.99),
+        "models_in_store": store.len()?,
+        "running_auc": last.and_then(|r| r.running_auc),
+        "running_loss": last.and_then(|r| r.running_loss),
+        "running_offset_auc": last.and_then(|r| r.running_offset_auc),
+        "running_offset_loss": last.and_then(|r| r.running_offset_loss),
+    });
+    eprintln!("{out}");
+    Ok(())
+}
+
+fn fmt(v: Option<f64>) -> String {
+    v.map_or("n/a".into(), |v| format!("{v:.4}"))
+}
+
+/// The --metrics file: CSV or JSON lines, one row per committed batch.
+struct MetricsFile {
+    path: PathBuf,
+    csv: bool,
+}
+
+impl MetricsFile {
+    /// Rewrite the file from the batches the store holds (so a resumed run's file has
+    /// every batch exactly once).
+    fn start(path: &Path, store: &ModelStore) -> Result<Self> {
+        let csv = path.extension().and_then(|e| e.to_str()) == Some("csv");
+        let rows = store.batches()?;
+        write_atomic(path, |f| {
+            if csv {
+                writeln!(f, "{}", BatchReport::COLUMNS.join(","))?;
+            }
+            for (_, row) in &rows {
+                let line = match csv {
+                    true => serde_json::from_str::<BatchReport>(row)
+                        .map_err(std::io::Error::other)?
+                        .csv_row(),
+                    false => row.clone(),
+                };
+                writeln!(f, "{line}")?;
+            }
+            Ok(())
+        })?;
+        Ok(MetricsFile {
+            path: path.to_path_buf(),
+            csv,
+        })
+    }
+
+    fn append(&mut self, r: &BatchReport) -> Result<()> {
+        let line = match self.csv {
+            true => r.csv_row(),
+            false => serde_json::to_string(r)?,
+        };
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .with_context(|| self.path.display().to_string())?;
+        writeln!(f, "{line}").with_context(|| self.path.display().to_string())?;
+        Ok(())
+    }
+}
+
+/// Per-batch and running AUC (logistic) or loss against records seen, from the store.
+fn plot(path: &Path, store: &ModelStore, kind: glmix::objective::Loss) -> Result<()> {
+    let rows: Vec<Value> = store
+        .batches()?
+        .iter()
+        .map(|(_, r)| serde_json::from_str(r))
+        .collect::<Result<_, _>>()?;
+    let series = |label: &str, field: &str| Series {
+        label: label.into(),
+        points: rows
+            .iter()
+            .filter_map(|r| Some((r["running_records"].as_f64()?, r[field].as_f64()?)))
+            .collect(),
+    };
+    let (title, y, lines) = match kind {
+        glmix::objective::Loss::Logistic => (
+            "Progressive validation AUC",
+            "AUC",
+            vec![
+                series("running AUC", "running_auc"),
+                series("batch AUC", "auc"),
+                series("running AUC, offsets only", "running_offset_auc"),
+            ],
+        ),
+        glmix::objective::Loss::Squared => (
+            "Progressive validation RMSE",
+            "RMSE",
+            vec![
+                series("running RMSE", "running_loss"),
+                series("batch RMSE", "rmse"),
+                series("running RMSE, offsets only", "running_offset_loss"),
+            ],
+        ),
+    };
+    line_chart(path, title, "records seen", y, &lines)?;
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! Line charts as SVG (plotters' SVG backend: no system fonts or C libraries needed).
+
+use crate::error::{Error, Result};
+use plotters::prelude::*;
+use std::io::Write;
+use std::path::Path;
+
+/// One line of a chart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+const COLORS: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
+
+/// Draw `series` into an SVG file at `path` (written atomically). The y range is fitted
+/// to the data with a 5% margin; points with a non-finite coordinate are left out.
+pub fn line_chart(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+) -> Result<()> {
+    if path.extension().and_then(|e| e.to_str()) != Some("svg") {
+        return Err(Error::Config(format!(
+            "{}: plots are written as SVG; name the file *.svg",
+            path.display()
+        )));
+    }
+    let finite = |&&(x, y): &&(f64, f64)| x.is_finite() && y.is_finite();
+    let points = || series.iter().flat_map(|s| s.points.iter().filter(finite));
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in points() {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    if x0 > x1 {
+        return Err(Error::Config(format!(
+            "{}: nothing to plot (no finite points)",
+            path.display()
+        )));
+    }
+    let pad = ((y1 - y0) * 0.05).max(1e-3);
+    let (y0, y1) = (y0 - pad, y1 + pad);
+    let x1 = if x1 > x0 { x1 } else { x0 + 1.0 };
+
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (960, 540)).into_drawing_area();
+        let draw = |e: &dyn std::fmt::Display| Error::Config(format!("plot: {e}"));
+        root.fill(&WHITE).map_err(|e| draw(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 22))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(64)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(|e| draw(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .draw()
+            .map_err(|e| draw(&e))?;
+        for (k, s) in series.iter().enumerate() {
+            let color = COLORS[k % COLORS.len()];
+            chart
+                .draw_series(LineSeries::new(
+                    s.points.iter().filter(finite).copied(),
+                    color.stroke_width(2),
+                ))
+                .map_err(|e| draw(&e))?
+                .label(s.label.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(|e| draw(&e))?;
+        root.present().map_err(|e| draw(&e))?;
+    }
+    crate::io::write_atomic(path, |f| f.write_all(svg.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_an_svg_with_every_series() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.svg");
+        let series = [
+            Series {
+                label: "model".into(),
+                points: vec![(0.0, 0.6), (1.0, 0.7), (2.0, f64::NAN)],
+            },
+            Series {
+                label: "offsets".into(),
+                points: vec![(0.0, 0.55), (2.0, 0.56)],
+            },
+        ];
+        line_chart(&path, "AUC", "records", "AUC", &series).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("offsets") && svg.contains("model"));
+        assert!(line_chart(&dir.path().join("c.png"), "", "", "", &series).is_err());
+    }
+}

@@ -1,0 +1,353 @@
+//! A durable store of entity models: one [redb](https://docs.rs/redb) file.
+//!
+//! redb is a pure-Rust, ACID, copy-on-write B-tree store (no C library, no server, a
+//! stable file format): a write transaction either commits whole or leaves no trace, even
+//! when the process is killed mid-commit, and readers see a consistent snapshot while a
+//! writer runs. glmix commits every mini-batch of a stream in one transaction — the
+//! updated models, the stream position and the batch's metrics together — so a run
+//! killed at any moment resumes after the last committed mini-batch with no model lost,
+//! torn or updated twice.
+//!
+//! Tables:
+//! - `models`: entity id → the model in a compact binary form ([`codec`]), bit-for-bit
+//!   the model written;
+//! - `state`: named blobs owned by the writer (the stream position and running metrics);
+//! - `batches`: mini-batch number → its metrics as a JSON object.
+//!
+//! One process writes at a time; any number may read (`glmix score`, `eval`, `store
+//! export`) while it does.
+
+pub mod codec;
+
+use crate::error::{Error, Result};
+use crate::model::{EntityModel, ModelSet, Precision};
+use redb::{
+    ConcurrencyMode, Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase,
+    ReadableTable, ReadableTableMetadata, TableDefinition,
+};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+const MODELS: TableDefinition<&str, &[u8]> = TableDefinition::new("models");
+const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
+const BATCHES: TableDefinition<u64, &str> = TableDefinition::new("batches");
+
+/// The first bytes of every redb file.
+const MAGIC: &[u8; 4] = b"redb";
+
+enum Handle {
+    Write(Database),
+    Read(ReadOnlyDatabase),
+}
+
+/// A model store opened for writing ([`ModelStore::open`]) or reading
+/// ([`ModelStore::open_read_only`]).
+pub struct ModelStore {
+    db: Handle,
+    path: PathBuf,
+}
+
+/// What one [`ModelStore::commit`] writes, all or nothing.
+#[derive(Debug, Default)]
+pub struct Commit<'a> {
+    /// Models to insert or replace.
+    pub models: &'a [EntityModel],
+    /// State blobs to set.
+    pub state: Vec<(&'a str, Vec<u8>)>,
+    /// A mini-batch's metrics row (JSON object), by batch number.
+    pub batch: Option<(u64, String)>,
+}
+
+impl ModelStore {
+    /// Open the store at `path` for writing, creating it when it does not exist.
+    /// Fails when another process has it open for writing.
+    pub fn open(path: &Path) -> Result<Self> {
+        let err = store_error(path);
+        let db = Database::builder()
+            .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+            .create(path)
+            .map_err(|e| err(e.into()))?;
+        let txn = db.begin_write().map_err(|e| err(e.into()))?;
+        txn.open_table(MODELS).map_err(|e| err(e.into()))?;
+        txn.open_table(STATE).map_err(|e| err(e.into()))?;
+        txn.open_table(BATCHES).map_err(|e| err(e.into()))?;
+        txn.commit().map_err(|e| err(e.into()))?;
+        Ok(ModelStore {
+            db: Handle::Write(db),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Open an existing store for reading; a writer may keep committing meanwhile, and
+    /// each read sees the last commit made before it began.
+    pub fn open_read_only(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            return Err(Error::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such model store"),
+            ));
+        }
+        let db = Database::builder()
+            .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+            .open_read_only(path)
+            .map_err(|e| store_error(path)(e.into()))?;
+        Ok(ModelStore {
+            db: Handle::Read(db),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Whether `path` is a model store (rather than a model JSON-lines file).
+    pub fn is_store(path: &Path) -> bool {
+        let mut head = [0u8; 4];
+        std::fs::File::open(path)
+            .and_then(|mut f| f.read_exact(&mut head))
+            .is_ok()
+            && &head == MAGIC
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, e: redb::Error) -> Error {
+        store_error(&self.path)(e)
+    }
+
+    fn read(&self) -> Result<ReadTransaction> {
+        match &self.db {
+            Handle::Write(db) => db.begin_read(),
+            Handle::Read(db) => db.begin_read(),
+        }
+        .map_err(|e| self.err(e.into()))
+    }
+
+    /// Number of models stored.
+    pub fn len(&self) -> Result<u64> {
+        let txn = self.read()?;
+        let table = txn.open_table(MODELS).map_err(|e| self.err(e.into()))?;
+        table.len().map_err(|e| self.err(e.into()))
+    }
+
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// The stored models of `entities` (those that have one), in the order asked.
+    pub fn models<'e>(&self, entities: impl IntoIterator<Item = &'e str>) -> Result<ModelSet> {
+        let txn = self.read()?;
+        let table = txn.open_table(MODELS).map_err(|e| self.err(e.into()))?;
+        let mut set = ModelSet::new();
+        for entity in entities {
+            if let Some(bytes) = table.get(entity).map_err(|e| self.err(e.into()))? {
+                set.insert(self.decode(entity, bytes.value())?);
+            }
+        }
+        Ok(set)
+    }
+
+    /// Every stored model, in entity-id order.
+    pub fn all_models(&self) -> Result<ModelSet> {
+        let txn = self.read()?;
+        let table = txn.open_table(MODELS).map_err(|e| self.err(e.into()))?;
+        let mut set = ModelSet::new();
+        for entry in table.iter().map_err(|e| self.err(e.into()))? {
+            let (key, bytes) = entry.map_err(|e| self.err(e.into()))?;
+            set.insert(self.decode(key.value(), bytes.value())?);
+        }
+        Ok(set)
+    }
+
+    fn decode(&self, entity: &str, bytes: &[u8]) -> Result<EntityModel> {
+        codec::decode(entity, bytes).map_err(|message| Error::Store {
+            path: self.path.clone(),
+            message: format!("stored model of entity {entity:?} is damaged: {message}"),
+        })
+    }
+
+    /// A state blob, if set.
+    pub fn state(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let txn = self.read()?;
+        let table = txn.open_table(STATE).map_err(|e| self.err(e.into()))?;
+        let value = table.get(key).map_err(|e| self.err(e.into()))?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    /// Every batch metrics row, in batch order.
+    pub fn batches(&self) -> Result<Vec<(u64, String)>> {
+        let txn = self.read()?;
+        let table = txn.open_table(BATCHES).map_err(|e| self.err(e.into()))?;
+        let mut rows = Vec::new();
+        for entry in table.iter().map_err(|e| self.err(e.into()))? {
+            let (k, v) = entry.map_err(|e| self.err(e.into()))?;
+            rows.push((k.value(), v.value().to_string()));
+        }
+        Ok(rows)
+    }
+
+    /// Write `commit` in one durable transaction: after a crash, either all of it is in
+    /// the store or none of it is.
+    pub fn commit(&self, commit: Commit<'_>) -> Result<()> {
+        let Handle::Write(db) = &self.db else {
+            return Err(Error::Store {
+                path: self.path.clone(),
+                message: "opened read-only".into(),
+            });
+        };
+        // Check and encode first: a model that could not be exported as JSON (non-finite
+        // values) is refused before anything is written.
+        let mut encoded = Vec::with_capacity(commit.models.len());
+        for m in commit.models {
+            if let Some(why) = unwritable(m) {
+                return Err(Error::Store {
+                    path: self.path.clone(),
+                    message: format!("entity {:?}: {why}", m.entity),
+                });
+            }
+            let mut bytes = Vec::with_capacity(64 + 24 * m.means.len());
+            codec::encode(m, &mut bytes);
+            encoded.push(bytes);
+        }
+        let txn = db.begin_write().map_err(|e| self.err(e.into()))?;
+        {
+            let mut models = txn.open_table(MODELS).map_err(|e| self.err(e.into()))?;
+            for (m, line) in commit.models.iter().zip(&encoded) {
+                models
+                    .insert(m.entity.as_str(), line.as_slice())
+                    .map_err(|e| self.err(e.into()))?;
+            }
+            let mut state = txn.open_table(STATE).map_err(|e| self.err(e.into()))?;
+            for (key, value) in &commit.state {
+                state
+                    .insert(*key, value.as_slice())
+                    .map_err(|e| self.err(e.into()))?;
+            }
+            if let Some((k, row)) = &commit.batch {
+                let mut batches = txn.open_table(BATCHES).map_err(|e| self.err(e.into()))?;
+                batches
+                    .insert(*k, row.as_str())
+                    .map_err(|e| self.err(e.into()))?;
+            }
+        }
+        txn.commit().map_err(|e| self.err(e.into()))
+    }
+}
+
+/// Why a model cannot be stored, if it cannot: non-finite means, or a precision without
+/// finite variances.
+fn unwritable(m: &EntityModel) -> Option<&'static str> {
+    if m.means.iter().any(|v| !v.is_finite()) {
+        return Some("non-finite mean");
+    }
+    let finite_variances = match &m.precision {
+        Precision::None => true,
+        Precision::Diagonal(h) => h.iter().all(|&v| v > 0.0 && (1.0 / v).is_finite()),
+        Precision::Full(_) => m
+            .variances()
+            .is_some_and(|v| v.iter().all(|x| x.is_finite())),
+    };
+    (!finite_variances).then_some("non-finite or non-positive-definite precision")
+}
+
+fn store_error(path: &Path) -> impl Fn(redb::Error) -> Error + '_ {
+    move |e| Error::Store {
+        path: path.to_path_buf(),
+        message: match e {
+            redb::Error::DatabaseAlreadyOpen => {
+                "another process has this model store open for writing".into()
+            }
+            e => e.to_string(),
+        },
+    }
+}
+
+/// Models from a model store or a model JSON-lines file, whichever `path` is; from a
+/// store only those of `entities`. `missing_precision` is as in
+/// [`crate::model::read_models`].
+pub fn read_models_for<'e>(
+    path: &Path,
+    entities: impl IntoIterator<Item = &'e str>,
+    missing_precision: Option<f64>,
+) -> Result<ModelSet> {
+    if ModelStore::is_store(path) {
+        ModelStore::open_read_only(path)?.models(entities)
+    } else {
+        crate::model::read_models(path, missing_precision)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::FeatureKey;
+    use crate::model::{HessianType, Precision};
+
+    fn model(entity: &str, mean: f64) -> EntityModel {
+        EntityModel {
+            entity: entity.into(),
+            objective: Some(crate::objective::ObjectiveKind::BayesLogistic),
+            hessian: HessianType::Diagonal,
+            features: vec![FeatureKey::intercept(), FeatureKey::new("g", "x")],
+            means: vec![mean, 0.1 + mean / 3.0],
+            precision: Precision::Diagonal(vec![10.5, 1.0 / 3.0]),
+        }
+    }
+
+    #[test]
+    fn commits_round_trip_bit_for_bit_and_reads_see_the_last_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.redb");
+        let store = ModelStore::open(&path).unwrap();
+        assert!(store.is_empty().unwrap());
+        let first = [model("a", 0.1), model("b", -0.7)];
+        store
+            .commit(Commit {
+                models: &first,
+                state: vec![("pos", b"1".to_vec())],
+                batch: Some((1, "{\"records\":2}".into())),
+            })
+            .unwrap();
+        let second = [model("b", 1.0 / 7.0)];
+        store
+            .commit(Commit {
+                models: &second,
+                state: vec![("pos", b"2".to_vec())],
+                batch: Some((2, "{\"records\":1}".into())),
+            })
+            .unwrap();
+        drop(store);
+        assert!(ModelStore::is_store(&path));
+
+        let store = ModelStore::open_read_only(&path).unwrap();
+        assert_eq!(store.len().unwrap(), 2);
+        let got = store.models(["b", "zz", "a"]).unwrap();
+        assert_eq!(got.models(), &[second[0].clone(), first[0].clone()]);
+        assert_eq!(store.all_models().unwrap().len(), 2);
+        assert_eq!(store.state("pos").unwrap().unwrap(), b"2");
+        assert_eq!(store.batches().unwrap().len(), 2);
+        assert!(store.commit(Commit::default()).is_err());
+    }
+
+    #[test]
+    fn a_refused_model_leaves_the_store_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ModelStore::open(&dir.path().join("m.redb")).unwrap();
+        let bad = [model("a", 0.3), model("b", f64::NAN)];
+        assert!(store
+            .commit(Commit {
+                models: &bad,
+                ..Default::default()
+            })
+            .is_err());
+        assert!(store.is_empty().unwrap());
+    }
+
+    #[test]
+    fn a_json_lines_file_is_not_a_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.jsonl");
+        crate::model::write_models(&path, &[model("a", 0.0)]).unwrap();
+        assert!(!ModelStore::is_store(&path));
+        assert_eq!(read_models_for(&path, ["a"], None).unwrap().len(), 1);
+    }
+}

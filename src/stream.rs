@@ -1,0 +1,774 @@
+//! Incremental training on a stream of records (Lambda Learner's workflow).
+//!
+//! Records arrive in time order (a file or stdin) and are cut into mini-batches — by
+//! record count, or by tumbling time windows `⌊t / w⌋` over a timestamp field. For each
+//! mini-batch `B_k`:
+//!
+//! 1. **Progressive validation.** `B_k` is scored with the models as they stand (trained
+//!    on `B_1 … B_{k−1}` only), so every metric is measured on data the models have not
+//!    seen. Per batch: AUC, log-loss (logistic) or RMSE (linear), per-entity AUC, and the
+//!    same for the offsets alone (the fixed effect); running values over the whole stream
+//!    so far (AUC from an [`AucHistogram`]).
+//! 2. **Update.** Every entity `B_k` touches is trained at once with the batched solver,
+//!    its stored model as the prior: `bayes-*` objectives give the sequential-Bayesian
+//!    update `θ_k = argmin ℓ_k(θ) + (1−δ)λ/2‖θ‖² + δ/2 (θ−θ_{k−1})ᵀ H_{k−1} (θ−θ_{k−1})`;
+//!    other objectives are warm-started from `θ_{k−1}`. [`Update::Retrain`] instead
+//!    retrains each touched entity from scratch on all its records so far — the costly
+//!    baseline incremental updates are measured against.
+//! 3. **Commit.** The updated models, the stream position (lines consumed and an FNV-1a
+//!    hash of their bytes) and the batch's metrics go to the [`ModelStore`] in one
+//!    transaction.
+//!
+//! A run started on a store that already holds a position resumes after the last
+//! committed mini-batch: it re-reads (and hash-checks) the consumed lines, skips them, and
+//! goes on — so a run killed at any moment and started again ends with exactly the models
+//! of an uninterrupted one. The settings that shape the models are stored too, and a
+//! resumed run must use the same ones.
+//!
+//! Bad records either stop the run with the file, line and field ([`OnBadRecord::Fail`];
+//! every batch before is committed, the one in progress is not) or are skipped and
+//! counted per batch ([`OnBadRecord::Skip`]).
+
+use crate::data::{number_field, parse_object, push_record, Dataset, OffsetModel, ReadOptions};
+use crate::error::{Error, Result};
+use crate::metrics::{auc, entity_auc, is_positive, logloss, rmse, AucHistogram};
+use crate::model::ModelSet;
+use crate::objective::{softplus, Loss};
+use crate::score::score;
+use crate::store::{Commit, ModelStore};
+use crate::train::{fit_on, Backend, TrainConfig};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// How the stream is cut into mini-batches.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Batching {
+    /// Every `n` good records (the last batch may be shorter).
+    Records(usize),
+    /// Tumbling windows of this many time units over [`ReadOptions::timestamp_field`]:
+    /// record `t` falls in window `⌊t / w⌋`. A record older than the current window
+    /// (late) joins the current batch and is counted.
+    Window(f64),
+}
+
+/// What happens to a record that cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnBadRecord {
+    /// Stop with an error naming the file, line and field.
+    Fail,
+    /// Skip it, count it in its batch's report.
+    Skip,
+}
+
+/// How a touched entity's model is updated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Update {
+    /// From the batch alone, the stored model as prior (and starting point).
+    Incremental,
+    /// From scratch (no prior) on every record of the entity so far.
+    Retrain,
+}
+
+/// Settings of a stream run.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    pub train: TrainConfig,
+    pub batching: Batching,
+    pub read: ReadOptions,
+    /// Added to every record's offset (`β₀ + x·β`).
+    pub offset_model: Option<OffsetModel>,
+    pub on_bad_record: OnBadRecord,
+    pub update: Update,
+}
+
+impl StreamConfig {
+    fn validate(&self) -> Result<()> {
+        match self.batching {
+            Batching::Records(0) => {
+                return Err(Error::Config("a mini-batch needs at least 1 record".into()))
+            }
+            Batching::Window(w) if !(w > 0.0 && w.is_finite()) => {
+                return Err(Error::Config(format!(
+                    "the time window must be a finite number > 0, got {w}"
+                )))
+            }
+            Batching::Window(_) if self.read.timestamp_field.is_none() => {
+                return Err(Error::Config(
+                    "time windows need a timestamp field".into(),
+                ))
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The settings that shape the models, as stored with them: a resumed run must match.
+    fn fingerprint(&self) -> String {
+        let t = &self.train;
+        format!(
+            "objective={} regularization={:?} hessian={} solver={:?} batching={:?} read={:?} offset_model={:?} update={:?}",
+            t.objective.name(),
+            t.regularization,
+            t.hessian,
+            t.solver,
+            self.batching,
+            self.read,
+            self.offset_model,
+            self.update
+        )
+    }
+}
+
+/// Where records come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    File(PathBuf),
+    Stdin,
+}
+
+impl Source {
+    /// `-` is stdin.
+    pub fn from_arg(path: &Path) -> Self {
+        if path == Path::new("-") {
+            Source::Stdin
+        } else {
+            Source::File(path.to_path_buf())
+        }
+    }
+
+    /// The name used in error messages.
+    pub fn name(&self) -> PathBuf {
+        match self {
+            Source::File(p) => p.clone(),
+            Source::Stdin => PathBuf::from("<stdin>"),
+        }
+    }
+
+    fn open(&self) -> Result<Box<dyn BufRead>> {
+        Ok(match self {
+            Source::File(p) => Box::new(std::io::BufReader::with_capacity(
+                1 << 20,
+                std::fs::File::open(p).map_err(|e| Error::io(p, e))?,
+            )),
+            Source::Stdin => Box::new(std::io::BufReader::with_capacity(1 << 20, std::io::stdin())),
+        })
+    }
+}
+
+/// How far into the input the committed batches reach.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Position {
+    batches: u64,
+    lines: u64,
+    bytes: u64,
+    /// FNV-1a of the bytes of those lines.
+    hash: u64,
+    records: u64,
+    skipped: u64,
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(FNV_PRIME);
+    }
+    hash
+}
+
+/// Lines of the input, numbered from 1, with the position after each.
+struct Lines {
+    reader: Box<dyn BufRead>,
+    name: PathBuf,
+    buffer: String,
+    at: Position,
+}
+
+impl Lines {
+    fn new(source: &Source) -> Result<Self> {
+        Ok(Lines {
+            reader: source.open()?,
+            name: source.name(),
+            buffer: String::new(),
+            at: Position {
+                hash: FNV_OFFSET,
+                ..Position::default()
+            },
+        })
+    }
+
+    /// The next line (newline included) and the position before it; `None` at the end.
+    fn next(&mut self) -> Result<Option<(&str, Position)>> {
+        let before = self.at;
+        self.buffer.clear();
+        let n = self.reader.read_line(&mut self.buffer).map_err(|e| {
+            Error::io(
+                &self.name,
+                std::io::Error::new(e.kind(), format!("line {}: {e}", before.lines + 1)),
+            )
+        })?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.at.lines += 1;
+        self.at.bytes += n as u64;
+        self.at.hash = fnv1a(self.at.hash, self.buffer.as_bytes());
+        Ok(Some((&self.buffer, before)))
+    }
+}
+
+/// Running progressive-validation sums over every committed batch.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Running {
+    records: u64,
+    /// Σ log-loss (logistic) or Σ squared error (linear).
+    loss: f64,
+    offset_loss: f64,
+    auc: AucHistogram,
+    offset_auc: AucHistogram,
+}
+
+impl Running {
+    fn add(&mut self, kind: Loss, data: &Dataset, scores: &[f64]) {
+        for (i, &s) in scores.iter().enumerate() {
+            let (y, o) = (data.label[i], data.offset[i]);
+            let positive = is_positive(y);
+            let loss = |m: f64| match kind {
+                Loss::Logistic if positive => softplus(-m),
+                Loss::Logistic => softplus(m),
+                Loss::Squared => (m - y) * (m - y),
+            };
+            self.loss += loss(s);
+            self.offset_loss += loss(o);
+            if kind == Loss::Logistic {
+                self.auc.add(s, positive);
+                self.offset_auc.add(o, positive);
+            }
+        }
+        self.records += scores.len() as u64;
+    }
+
+    fn mean(&self, kind: Loss, sum: f64) -> Option<f64> {
+        let n = self.records as f64;
+        match kind {
+            _ if self.records == 0 => None,
+            Loss::Logistic => Some(sum / n),
+            Loss::Squared => Some((sum / n).sqrt()),
+        }
+    }
+}
+
+/// Progressive validation and timing of one mini-batch. Loss-type metrics are log-loss
+/// for logistic objectives and RMSE for linear ones (the other is `None`); AUCs are for
+/// logistic objectives only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchReport {
+    /// 1-based batch number over the whole stream (resumed runs continue it).
+    pub batch: u64,
+    /// Input lines the batch spans (blank and skipped lines included).
+    pub first_line: u64,
+    pub last_line: u64,
+    pub records: usize,
+    pub entities: usize,
+    /// Touched entities that had no model yet.
+    pub new_entities: usize,
+    pub skipped: usize,
+    /// Records older than the batch's time window (window batching only).
+    pub late: usize,
+    /// Start of the time window (window batching only).
+    pub window_start: Option<f64>,
+    pub auc: Option<f64>,
+    pub logloss: Option<f64>,
+    pub rmse: Option<f64>,
+    pub entity_auc: Option<f64>,
+    /// Entities with both classes in the batch, over which `entity_auc` is averaged.
+    pub entity_auc_entities: usize,
+    pub offset_auc: Option<f64>,
+    pub offset_logloss: Option<f64>,
+    pub offset_rmse: Option<f64>,
+    /// Over every record of the stream so far, this batch included.
+    pub running_records: u64,
+    pub running_auc: Option<f64>,
+    pub running_loss: Option<f64>,
+    pub running_offset_auc: Option<f64>,
+    pub running_offset_loss: Option<f64>,
+    /// Entities whose solve stopped at the iteration limit or a failed line search.
+    pub not_converged: usize,
+    /// Rows the solver trained on (more than `records` with [`Update::Retrain`]).
+    pub rows_trained: usize,
+    pub read_seconds: f64,
+    pub score_seconds: f64,
+    pub train_seconds: f64,
+    /// From the batch's first read to the end of its training (the commit comes after;
+    /// [`StreamSummary::batch_seconds`] includes it).
+    pub seconds: f64,
+    /// Input bytes consumed once the batch is committed.
+    pub input_bytes: u64,
+    /// The first few skipped records' errors (not stored).
+    #[serde(skip)]
+    pub skipped_examples: Vec<String>,
+}
+
+impl BatchReport {
+    /// Columns of the metrics CSV, in order (the fields above).
+    pub const COLUMNS: &'static [&'static str] = &[
+        "batch",
+        "first_line",
+        "last_line",
+        "records",
+        "entities",
+        "new_entities",
+        "skipped",
+        "late",
+        "window_start",
+        "auc",
+        "logloss",
+        "rmse",
+        "entity_auc",
+        "entity_auc_entities",
+        "offset_auc",
+        "offset_logloss",
+        "offset_rmse",
+        "running_records",
+        "running_auc",
+        "running_loss",
+        "running_offset_auc",
+        "running_offset_loss",
+        "not_converged",
+        "rows_trained",
+        "read_seconds",
+        "score_seconds",
+        "train_seconds",
+        "seconds",
+        "input_bytes",
+    ];
+
+    /// One CSV line (no newline) in [`BatchReport::COLUMNS`] order; `None` is empty.
+    pub fn csv_row(&self) -> String {
+        let Value::Object(map) = serde_json::to_value(self).expect("a report serialises")
+        else {
+            unreachable!("a struct serialises to an object")
+        };
+        Self::COLUMNS
+            .iter()
+            .map(|c| match &map[*c] {
+                Value::Null => String::new(),
+                v => v.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// What one [`run_stream`] call did.
+#[derive(Debug, Clone, Default)]
+pub struct StreamSummary {
+    /// Batches committed before this run (resumed from).
+    pub resumed_after: u64,
+    /// Batches committed by this run.
+    pub batches: u64,
+    pub records: u64,
+    pub skipped: u64,
+    /// Each batch's latency, from its first read to the end of its commit.
+    pub batch_seconds: Vec<f64>,
+    pub seconds: f64,
+    /// The last batch's report.
+    pub last: Option<BatchReport>,
+}
+
+const POSITION: &str = "stream.position";
+const RUNNING: &str = "stream.running";
+const SETTINGS: &str = "stream.settings";
+const EXAMPLES: usize = 3;
+
+/// Train every mini-batch of `source` into `store` (resuming after its last committed
+/// batch), calling `on_batch` after each commit.
+pub fn run_stream(
+    source: &Source,
+    store: &ModelStore,
+    config: &StreamConfig,
+    backend: Backend,
+    on_batch: &mut dyn FnMut(&BatchReport),
+) -> Result<StreamSummary> {
+    config.validate()?;
+    let clock = Instant::now();
+    let name = source.name();
+    let kind = config.train.objective.loss();
+    let settings = config.fingerprint();
+    let mut position = Position {
+        hash: FNV_OFFSET,
+        ..Position::default()
+    };
+    let mut running = Running::default();
+    if let Some(bytes) = store.state(POSITION)? {
+        let stored = String::from_utf8_lossy(&store.state(SETTINGS)?.unwrap_or_default())
+            .into_owned();
+        if stored != settings {
+            return Err(Error::Config(format!(
+                "{} was trained with other settings; resume with the same ones or use a new store\n  stored: {stored}\n  asked:  {settings}",
+                store.path().display()
+            )));
+        }
+        position = decode(store, &bytes)?;
+        running = decode(store, &store.state(RUNNING)?.unwrap_or_default())?;
+    }
+    let mut summary = StreamSummary {
+        resumed_after: position.batches,
+        ..Default::default()
+    };
+
+    let mut lines = Lines::new(source)?;
+    let mut history = History::default();
+    while lines.at.lines < position.lines {
+        let Some((text, before)) = lines.next()? else {
+            return Err(Error::Config(format!(
+                "{}: the input has {} lines, but {} already holds {} batches from {} lines of it; is this the same input?",
+                name.display(),
+                lines.at.lines,
+                store.path().display(),
+                position.batches,
+                position.lines
+            )));
+        };
+        if config.update == Update::Retrain {
+            // Records skipped the first time are skipped again.
+            let line = before.lines as usize + 1;
+            if let Ok(obj) = parse_object(&name, line, text) {
+                let _ = history.push(&name, line, &obj, config);
+            }
+        }
+    }
+    if lines.at.hash != position.hash {
+        return Err(Error::Config(format!(
+            "{}: its first {} lines differ from those {} was trained on; is this the same input?",
+            name.display(),
+            position.lines,
+            store.path().display()
+        )));
+    }
+
+    let mut pending: Option<(Map<String, Value>, u64)> = None;
+    loop {
+        let started = Instant::now();
+        let mut batch = Dataset::new();
+        let mut report = BatchReport::empty(position.batches + 1, position.lines + 1);
+        let mut window: Option<i64> = None;
+        let mut cut = None;
+        let bad = |e: Error, report: &mut BatchReport| -> Result<()> {
+            match config.on_bad_record {
+                OnBadRecord::Fail => Err(e),
+                OnBadRecord::Skip => {
+                    report.skipped += 1;
+                    if report.skipped_examples.len() < EXAMPLES {
+                        report.skipped_examples.push(e.to_string());
+                    }
+                    Ok(())
+                }
+            }
+        };
+        let mut accept = |obj: &Map<String, Value>, line: u64, batch: &mut Dataset| -> Result<()> {
+            push_record(&name, line as usize, obj, &config.read, batch)?;
+            if config.update == Update::Retrain {
+                history.push(&name, line as usize, obj, config)?;
+            }
+            Ok(())
+        };
+        if let Some((obj, line)) = pending.take() {
+            window = Some(window_of(config, &name, line, &obj)?);
+            accept(&obj, line, &mut batch)?;
+        }
+        loop {
+            if matches!(config.batching, Batching::Records(n) if batch.num_rows() == n) {
+                break;
+            }
+            let Some((text, before)) = lines.next()? else {
+                break;
+            };
+            if text.trim().is_empty() {
+                continue;
+            }
+            let line = before.lines + 1;
+            let obj = match parse_object(&name, line as usize, text) {
+                Ok(obj) => obj,
+                Err(e) => {
+                    bad(e, &mut report)?;
+                    continue;
+                }
+            };
+            let mut late = false;
+            if let Batching::Window(_) = config.batching {
+                let w = match window_of(config, &name, line, &obj) {
+                    Ok(w) => w,
+                    Err(e) => {
+                        bad(e, &mut report)?;
+                        continue;
+                    }
+                };
+                match window {
+                    Some(current) if w > current && batch.num_rows() > 0 => {
+                        // Check it now, so that the next batch does not start on a bad record.
+                        let mut probe = Dataset::new();
+                        if let Err(e) =
+                            push_record(&name, line as usize, &obj, &config.read, &mut probe)
+                        {
+                            bad(e, &mut report)?;
+                            continue;
+                        }
+                        pending = Some((obj, line));
+                        cut = Some(before);
+                        break;
+                    }
+                    Some(current) if w < current => late = true,
+                    Some(current) if w == current => {}
+                    _ => window = Some(w),
+                }
+            }
+            match accept(&obj, line, &mut batch) {
+                Ok(()) => report.late += usize::from(late),
+                Err(e) => bad(e, &mut report)?,
+            }
+        }
+        let cut = cut.unwrap_or(lines.at);
+        if batch.num_rows() == 0 {
+            // Only blank or skipped lines remain: they are consumed without a batch.
+            if cut.lines > position.lines && report.skipped > 0 {
+                summary.skipped += report.skipped as u64;
+            }
+            break;
+        }
+        if let Some(model) = &config.offset_model {
+            batch.add_offsets(model);
+        }
+        report.last_line = cut.lines;
+        report.window_start = match config.batching {
+            Batching::Window(w) => window.map(|k| k as f64 * w),
+            Batching::Records(_) => None,
+        };
+        report.read_seconds = started.elapsed().as_secs_f64();
+
+        // 1. Progressive validation with the models as they stand.
+        let clock = Instant::now();
+        let priors: ModelSet = store.models(batch.entities.keys().iter().map(String::as_str))?;
+        let scores = score(&batch, &priors, None)?;
+        report.validate(kind, &batch, &scores, &priors);
+        running.add(kind, &batch, &scores);
+        report.running(kind, &running);
+        report.score_seconds = clock.elapsed().as_secs_f64();
+
+        // 2. Update every touched entity.
+        let clock = Instant::now();
+        let out = match config.update {
+            Update::Incremental => {
+                report.rows_trained = batch.num_rows();
+                fit_on(backend, Some(&priors), &batch, &config.train, &|_| {})?
+            }
+            Update::Retrain => {
+                let touched = history.of(&batch);
+                report.rows_trained = touched.num_rows();
+                fit_on(backend, None, &touched, &config.train, &|_| {})?
+            }
+        };
+        report.not_converged = out
+            .reports
+            .iter()
+            .filter(|r| !r.solve.reason.converged())
+            .count();
+        report.train_seconds = clock.elapsed().as_secs_f64();
+
+        // 3. Commit models, position and metrics together.
+        position = Position {
+            batches: position.batches + 1,
+            lines: cut.lines,
+            bytes: cut.bytes,
+            hash: cut.hash,
+            records: position.records + batch.num_rows() as u64,
+            skipped: position.skipped + report.skipped as u64,
+        };
+        report.input_bytes = position.bytes;
+        report.seconds = started.elapsed().as_secs_f64();
+        let row = serde_json::to_string(&report).expect("a report serialises");
+        store.commit(Commit {
+            models: &out.models,
+            state: vec![
+                (POSITION, encode(&position)),
+                (RUNNING, encode(&running)),
+                (SETTINGS, settings.clone().into_bytes()),
+            ],
+            batch: Some((position.batches, row)),
+        })?;
+
+        summary.batches += 1;
+        summary.records += batch.num_rows() as u64;
+        summary.skipped += report.skipped as u64;
+        summary.batch_seconds.push(started.elapsed().as_secs_f64());
+        on_batch(&report);
+        summary.last = Some(report);
+    }
+    summary.seconds = clock.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+fn window_of(config: &StreamConfig, name: &Path, line: u64, obj: &Map<String, Value>) -> Result<i64> {
+    let (Batching::Window(w), Some(field)) = (config.batching, &config.read.timestamp_field) else {
+        return Ok(0);
+    };
+    let t = number_field(name, line as usize, obj, field)?;
+    Ok((t / w).floor() as i64)
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("stream state serialises")
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(store: &ModelStore, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Store {
+        path: store.path().to_path_buf(),
+        message: format!("unreadable stream state: {e}"),
+    })
+}
+
+impl BatchReport {
+    fn empty(batch: u64, first_line: u64) -> Self {
+        BatchReport {
+            batch,
+            first_line,
+            last_line: first_line,
+            records: 0,
+            entities: 0,
+            new_entities: 0,
+            skipped: 0,
+            late: 0,
+            window_start: None,
+            auc: None,
+            logloss: None,
+            rmse: None,
+            entity_auc: None,
+            entity_auc_entities: 0,
+            offset_auc: None,
+            offset_logloss: None,
+            offset_rmse: None,
+            running_records: 0,
+            running_auc: None,
+            running_loss: None,
+            running_offset_auc: None,
+            running_offset_loss: None,
+            not_converged: 0,
+            rows_trained: 0,
+            read_seconds: 0.0,
+            score_seconds: 0.0,
+            train_seconds: 0.0,
+            seconds: 0.0,
+            input_bytes: 0,
+            skipped_examples: Vec::new(),
+        }
+    }
+
+    fn validate(&mut self, kind: Loss, data: &Dataset, scores: &[f64], priors: &ModelSet) {
+        self.records = data.num_rows();
+        self.entities = data.entities.len();
+        self.new_entities = data
+            .entities
+            .keys()
+            .iter()
+            .filter(|e| !priors.contains(e))
+            .count();
+        match kind {
+            Loss::Logistic => {
+                let positive: Vec<bool> = data.label.iter().map(|&y| is_positive(y)).collect();
+                self.auc = auc(scores, &positive);
+                self.logloss = logloss(scores, &positive);
+                (self.entity_auc, self.entity_auc_entities) =
+                    entity_auc(&data.entity, scores, &positive);
+                self.offset_auc = auc(&data.offset, &positive);
+                self.offset_logloss = logloss(&data.offset, &positive);
+            }
+            Loss::Squared => {
+                self.rmse = rmse(scores, &data.label);
+                self.offset_rmse = rmse(&data.offset, &data.label);
+            }
+        }
+    }
+
+    fn running(&mut self, kind: Loss, running: &Running) {
+        self.running_records = running.records;
+        self.running_loss = running.mean(kind, running.loss);
+        self.running_offset_loss = running.mean(kind, running.offset_loss);
+        if kind == Loss::Logistic {
+            self.running_auc = running.auc.auc();
+            self.running_offset_auc = running.offset_auc.auc();
+        }
+    }
+}
+
+/// Every record so far, for [`Update::Retrain`], added one by one as read (so a resumed
+/// run rebuilds exactly the history of an uninterrupted one).
+struct History {
+    data: Dataset,
+    rows_of: Vec<Vec<usize>>,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        History {
+            data: Dataset::new(),
+            rows_of: Vec::new(),
+        }
+    }
+}
+
+impl History {
+    fn push(
+        &mut self,
+        name: &Path,
+        line: usize,
+        obj: &Map<String, Value>,
+        config: &StreamConfig,
+    ) -> Result<()> {
+        push_record(name, line, obj, &config.read, &mut self.data)?;
+        let i = self.data.num_rows() - 1;
+        if let Some(model) = &config.offset_model {
+            let (ids, vals) = self.data.row_features(i);
+            let score: f64 = ids
+                .iter()
+                .zip(vals)
+                .map(|(&f, &v)| model.coefficient(self.data.features.key(f)) * v)
+                .sum();
+            self.data.offset[i] += model.intercept + score;
+        }
+        let e = self.data.entity[i] as usize;
+        if e == self.rows_of.len() {
+            self.rows_of.push(Vec::new());
+        }
+        self.rows_of[e].push(i);
+        Ok(())
+    }
+
+    /// Every record so far of the entities `batch` touches.
+    fn of(&self, batch: &Dataset) -> Dataset {
+        let mut touched = Dataset::new();
+        for entity in batch.entities.keys() {
+            let e = self.data.entities.get(entity).expect("pushed when read");
+            for &i in &self.rows_of[e as usize] {
+                let (ids, vals) = self.data.row_features(i);
+                let features = ids
+                    .iter()
+                    .zip(vals)
+                    .map(|(&f, &v)| (self.data.features.key(f).clone(), v));
+                touched.push(
+                    entity,
+                    self.data.label[i],
+                    self.data.weight[i],
+                    self.data.offset[i],
+                    self.data.timestamp[i],
+                    features,
+                );
+            }
+        }
+        touched
+    }
+}
