@@ -11,7 +11,7 @@
 //! A label counts as positive when it equals 1 (the Lambda Learner convention).
 
 use crate::objective::softplus;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 /// Whether a raw label is a positive.
 pub fn is_positive(label: f64) -> bool {
@@ -71,7 +71,8 @@ pub fn logloss(scores: &[f64], positive: &[bool]) -> Option<f64> {
 
 /// Per-entity AUC: mean AUC over entities with both classes, and how many there were.
 pub fn entity_auc(entities: &[u32], scores: &[f64], positive: &[bool]) -> (Option<f64>, usize) {
-    let mut groups: HashMap<u32, (Vec<f64>, Vec<bool>)> = HashMap::new();
+    // Ordered by entity, so that the mean is summed in the same order on every run.
+    let mut groups: BTreeMap<u32, (Vec<f64>, Vec<bool>)> = BTreeMap::new();
     for ((&e, &s), &p) in entities.iter().zip(scores).zip(positive) {
         let g = groups.entry(e).or_default();
         g.0.push(s);

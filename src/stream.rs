@@ -96,9 +96,7 @@ impl StreamConfig {
                 )))
             }
             Batching::Window(_) if self.read.timestamp_field.is_none() => {
-                return Err(Error::Config(
-                    "time windows need a timestamp field".into(),
-                ))
+                return Err(Error::Config("time windows need a timestamp field".into()))
             }
             _ => {}
         }
@@ -350,8 +348,7 @@ impl BatchReport {
 
     /// One CSV line (no newline) in [`BatchReport::COLUMNS`] order; `None` is empty.
     pub fn csv_row(&self) -> String {
-        let Value::Object(map) = serde_json::to_value(self).expect("a report serialises")
-        else {
+        let Value::Object(map) = serde_json::to_value(self).expect("a report serialises") else {
             unreachable!("a struct serialises to an object")
         };
         Self::COLUMNS
@@ -406,8 +403,8 @@ pub fn run_stream(
     };
     let mut running = Running::default();
     if let Some(bytes) = store.state(POSITION)? {
-        let stored = String::from_utf8_lossy(&store.state(SETTINGS)?.unwrap_or_default())
-            .into_owned();
+        let stored =
+            String::from_utf8_lossy(&store.state(SETTINGS)?.unwrap_or_default()).into_owned();
         if stored != settings {
             return Err(Error::Config(format!(
                 "{} was trained with other settings; resume with the same ones or use a new store\n  stored: {stored}\n  asked:  {settings}",
@@ -613,7 +610,12 @@ pub fn run_stream(
     Ok(summary)
 }
 
-fn window_of(config: &StreamConfig, name: &Path, line: u64, obj: &Map<String, Value>) -> Result<i64> {
+fn window_of(
+    config: &StreamConfig,
+    name: &Path,
+    line: u64,
+    obj: &Map<String, Value>,
+) -> Result<i64> {
     let (Batching::Window(w), Some(field)) = (config.batching, &config.read.timestamp_field) else {
         return Ok(0);
     };

@@ -4,8 +4,8 @@ use super::{warn_if_no_entity_has_a_model, DataArgs};
 use anyhow::{bail, Result};
 use clap::Args;
 use glmix::metrics::{auc, entity_auc, is_positive, logloss, rmse};
-use glmix::store::read_models_for;
 use glmix::score::score;
+use glmix::store::read_models_for;
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 

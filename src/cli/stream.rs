@@ -9,7 +9,7 @@ use glmix::data::{EntityMode, OffsetModel, ReadOptions};
 use glmix::io::write_atomic;
 use glmix::plot::{line_chart, Series};
 use glmix::store::ModelStore;
-use glmix::stream::{run_stream, Batching, BatchReport, OnBadRecord, Source, StreamConfig, Update};
+use glmix::stream::{run_stream, BatchReport, Batching, OnBadRecord, Source, StreamConfig, Update};
 use serde_json::{json, Value};
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -91,7 +91,11 @@ pub fn run(a: StreamArgs) -> Result<()> {
             entity: EntityMode::Key(a.entity_key.clone()),
             timestamp_field: matches!(batching, Batching::Window(_)).then(|| a.time_field.clone()),
         },
-        offset_model: a.offset_model.as_deref().map(OffsetModel::read).transpose()?,
+        offset_model: a
+            .offset_model
+            .as_deref()
+            .map(OffsetModel::read)
+            .transpose()?,
         on_bad_record: match a.on_bad_record {
             BadRecordArg::Fail => OnBadRecord::Fail,
             BadRecordArg::Skip => OnBadRecord::Skip,
@@ -128,7 +132,16 @@ pub fn run(a: StreamArgs) -> Result<()> {
     );
     println!(
         "{:>6} {:>9} {:>8} {:>7} | {:>7} {:>8} {:>10} | {:>11} {:>12} | {:>7}",
-        "batch", "records", "entities", "new", "AUC", loss_name, "entity-AUC", "running AUC", format!("running {loss_name}"), "train s"
+        "batch",
+        "records",
+        "entities",
+        "new",
+        "AUC",
+        loss_name,
+        "entity-AUC",
+        "running AUC",
+        format!("running {loss_name}"),
+        "train s"
     );
     let mut failed_metrics: Option<anyhow::Error> = None;
     let outcome = run_stream(&source, &store, &config, compute.backend(), &mut |r| {
@@ -168,12 +181,17 @@ pub fn run(a: StreamArgs) -> Result<()> {
         }
     });
     bar.finish_and_clear();
-    let summary = outcome.with_context(|| {
-        format!(
-            "stream stopped; every batch before this one is committed to {} (run again to resume)",
-            a.store.display()
-        )
-    })?;
+    let summary = match outcome {
+        Err(e @ (glmix::Error::Input { .. } | glmix::Error::Io { .. } | glmix::Error::Eval(_))) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "stream stopped; every batch before this one is committed to {} (fix the input and run again to resume)",
+                    a.store.display()
+                )
+            })
+        }
+        other => other?,
+    };
     if let Some(e) = failed_metrics {
         return Err(e.context("writing --metrics"));
     }

@@ -63,12 +63,7 @@ pub fn parse_object(path: &Path, line: usize, text: &str) -> Result<Map<String, 
 }
 
 /// The finite number in field `name` of a record object.
-pub fn number_field(
-    path: &Path,
-    line: usize,
-    obj: &Map<String, Value>,
-    name: &str,
-) -> Result<f64> {
+pub fn number_field(path: &Path, line: usize, obj: &Map<String, Value>, name: &str) -> Result<f64> {
     match obj.get(name).filter(|v| !v.is_null()) {
         None => Err(Error::input(path, line, name, "missing field")),
         Some(v) => {

@@ -22,7 +22,10 @@ const VERSION: u8 = 1;
 pub fn encode(model: &EntityModel, out: &mut Vec<u8>) {
     out.push(VERSION);
     out.push(model.objective.map_or(0, |o| {
-        1 + ObjectiveKind::ALL.iter().position(|&k| k == o).expect("listed") as u8
+        1 + ObjectiveKind::ALL
+            .iter()
+            .position(|&k| k == o)
+            .expect("listed") as u8
     }));
     out.push(
         HessianType::ALL
@@ -121,7 +124,9 @@ impl Reader<'_> {
     }
 
     fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
 
     fn string(&mut self) -> Result<String, String> {
@@ -155,7 +160,10 @@ mod tests {
                 entity: "é".into(),
                 objective: (hessian != HessianType::None).then_some(ObjectiveKind::Logistic),
                 hessian,
-                features: vec![FeatureKey::intercept(), FeatureKey::new("genre", "Film-Noir")],
+                features: vec![
+                    FeatureKey::intercept(),
+                    FeatureKey::new("genre", "Film-Noir"),
+                ],
                 means: vec![0.1 + 0.2, -1e-17],
                 precision,
             };

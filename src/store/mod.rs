@@ -22,8 +22,8 @@ pub mod codec;
 use crate::error::{Error, Result};
 use crate::model::{EntityModel, ModelSet, Precision};
 use redb::{
-    ConcurrencyMode, Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase,
-    ReadableTable, ReadableTableMetadata, TableDefinition,
+    ConcurrencyMode, Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, TableDefinition,
 };
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -87,10 +87,26 @@ impl ModelStore {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no such model store"),
             ));
         }
-        let db = Database::builder()
-            .set_concurrency_mode(ConcurrencyMode::SingleWriter)
-            .open_read_only(path)
-            .map_err(|e| store_error(path)(e.into()))?;
+        let open = || {
+            Database::builder()
+                .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+                .open_read_only(path)
+        };
+        let db = match open() {
+            // A writer was killed: its last commit is intact, but the file's free-space
+            // bookkeeping must be rebuilt, which takes a write handle once.
+            Err(redb::DatabaseError::RepairAborted) => {
+                drop(
+                    Database::builder()
+                        .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+                        .open(path)
+                        .map_err(|e| store_error(path)(e.into()))?,
+                );
+                open()
+            }
+            other => other,
+        }
+        .map_err(|e| store_error(path)(e.into()))?;
         Ok(ModelStore {
             db: Handle::Read(db),
             path: path.to_path_buf(),

@@ -1,0 +1,435 @@
+//! `glmix stream` as a real process on real files: crash and resume under SIGKILL, bad
+//! records, time windows, the retrain baseline, stdin, and the store's JSON-lines round
+//! trip.
+
+mod common;
+
+use common::{glmix, glmix_output, read_models};
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Dir(tempfile::TempDir);
+
+impl Dir {
+    fn new() -> Self {
+        Dir(tempfile::tempdir().unwrap())
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.path().join(name)
+    }
+    fn arg(&self, name: &str) -> String {
+        self.path(name).to_str().unwrap().to_string()
+    }
+}
+
+/// A seeded, time-ordered logistic stream written by `glmix generate`.
+fn stream_file(dir: &Dir, name: &str, entities: usize, rows: usize) -> String {
+    let out = dir.arg(name);
+    glmix(&[
+        "generate",
+        "--entities",
+        &entities.to_string(),
+        "--rows",
+        &rows.to_string(),
+        "--features",
+        "6",
+        "--density",
+        "0.4",
+        "--ragged",
+        "--time-ordered",
+        "--seed",
+        "11",
+        "--out",
+        &out,
+    ]);
+    out
+}
+
+/// `glmix stream` arguments: bayes-logistic on the CPU, `batch` records per mini-batch.
+fn stream_args(data: &str, store: &str, batch: usize, extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "stream",
+        "--data",
+        data,
+        "--store",
+        store,
+        "--objective",
+        "bayes-logistic",
+        "--penalty",
+        "5",
+        "--delta",
+        "0.8",
+        "--device",
+        "cpu",
+        "--batch-records",
+        &batch.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+fn run(args: &[String]) -> std::process::Output {
+    glmix(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn export(dir: &Dir, store: &str, name: &str) -> Vec<u8> {
+    let out = dir.arg(name);
+    glmix(&["store", "export", "--store", store, "--out", &out]);
+    fs::read(&out).unwrap()
+}
+
+fn store_info(store: &str) -> serde_json::Value {
+    let out = glmix(&["store", "info", "--store", store]);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The metrics CSV as rows of column → value.
+fn metrics_rows(path: &Path) -> Vec<HashMap<String, String>> {
+    let text = fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    lines
+        .map(|l| {
+            header
+                .iter()
+                .zip(l.split(','))
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+fn data_lines(path: &str) -> usize {
+    fs::read_to_string(path).unwrap().lines().count()
+}
+
+#[test]
+fn a_killed_stream_resumes_to_exactly_the_models_of_an_uninterrupted_run() {
+    let dir = Dir::new();
+    let data = stream_file(&dir, "s.jsonl", 4000, 30);
+    let batch = 2000;
+    let batches = data_lines(&data).div_ceil(batch);
+
+    let whole = dir.arg("whole.redb");
+    let whole_csv = dir.path("whole.csv");
+    run(&stream_args(
+        &data,
+        &whole,
+        batch,
+        &["--metrics", whole_csv.to_str().unwrap()],
+    ));
+    let expected = export(&dir, &whole, "whole.jsonl");
+
+    // Kill the second run twice, at different points, with SIGKILL; then let it finish.
+    let store = dir.arg("killed.redb");
+    let csv = dir.path("killed.csv");
+    let args = stream_args(&data, &store, batch, &["--metrics", csv.to_str().unwrap()]);
+    for kill_after in [3, batches / 2] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_glmix"))
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let clock = Instant::now();
+        loop {
+            let rows = fs::read_to_string(&csv).map_or(0, |t| t.lines().count().saturating_sub(1));
+            if rows >= kill_after || clock.elapsed() > Duration::from_secs(120) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let committed = store_info(&store)["batches"].as_u64().unwrap() as usize;
+        assert!(
+            committed >= kill_after - 1 && committed < batches,
+            "killed after {committed} of {batches} batches: the kill must land mid-run"
+        );
+    }
+    let out = run(&args);
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !summary.contains("\"resumed_after_batches\":0,"),
+        "{summary}"
+    );
+
+    assert_eq!(export(&dir, &store, "killed.jsonl"), expected);
+    // Every batch is in the metrics file exactly once, with the same measurements.
+    let (got, want) = (metrics_rows(&csv), metrics_rows(&whole_csv));
+    assert_eq!(got.len(), batches);
+    for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g["batch"], (k + 1).to_string());
+        for column in [
+            "records",
+            "entities",
+            "auc",
+            "logloss",
+            "running_auc",
+            "entity_auc",
+        ] {
+            assert_eq!(g[column], w[column], "batch {} column {column}", k + 1);
+        }
+    }
+}
+
+#[test]
+fn bad_records_stop_the_run_with_their_line_or_are_skipped_and_counted() {
+    let dir = Dir::new();
+    let clean = stream_file(&dir, "clean.jsonl", 300, 20);
+    let text = fs::read_to_string(&clean).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.insert(2500, r#"{"entity":"u1","label":"yes","features":[]}"#);
+    lines.insert(
+        2700,
+        r#"{"entity":"u1","label":1,"features":[{"name":"g","value":1e999}]}"#,
+    );
+    let dirty = dir.path("dirty.jsonl");
+    fs::write(&dirty, lines.join("\n") + "\n").unwrap();
+    let dirty = dirty.to_str().unwrap().to_string();
+
+    let store = dir.arg("fail.redb");
+    let out = glmix_output(
+        &stream_args(&dirty, &store, 1000, &[])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("dirty.jsonl:2501: label: expected a number"),
+        "{err}"
+    );
+    assert!(err.contains("committed"), "{err}");
+    // Batches 1 and 2 (records 1–2000) were committed; the one in progress was not.
+    assert_eq!(store_info(&store)["batches"], 2);
+
+    let skipped = dir.arg("skip.redb");
+    let csv = dir.path("skip.csv");
+    let out = run(&stream_args(
+        &dirty,
+        &skipped,
+        1000,
+        &[
+            "--on-bad-record",
+            "skip",
+            "--metrics",
+            csv.to_str().unwrap(),
+        ],
+    ));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("skipped: ") && err.contains(":2701: features[0].value"),
+        "{err}"
+    );
+    let rows = metrics_rows(&csv);
+    let total: usize = rows
+        .iter()
+        .map(|r| r["skipped"].parse::<usize>().unwrap())
+        .sum();
+    assert_eq!(total, 2);
+    // Skipping leaves exactly the models of the clean stream.
+    let reference = dir.arg("clean.redb");
+    run(&stream_args(&clean, &reference, 1000, &[]));
+    assert_eq!(
+        export(&dir, &skipped, "skip.jsonl"),
+        export(&dir, &reference, "clean.jsonl")
+    );
+
+    // A resumed run must use the settings the store was built with.
+    let mut other = stream_args(&clean, &reference, 1000, &[]);
+    other[8] = "1".into(); // --penalty
+    let out = glmix_output(&other.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("other settings"));
+}
+
+#[test]
+fn time_windows_cut_batches_and_count_late_records() {
+    let dir = Dir::new();
+    let rec = |e: &str, t: f64, y: u8| {
+        format!(
+            r#"{{"entity":"{e}","label":{y},"timestamp":{t},"features":[{{"name":"g","term":"a","value":1}}]}}"#
+        )
+    };
+    let records = [
+        rec("a", 0.0, 1),
+        rec("b", 5.0, 0),
+        rec("a", 12.0, 0),
+        rec("b", 3.0, 1), // late: window 0 is over
+        rec("a", 25.0, 1),
+        rec("b", 26.0, 0),
+        rec("a", 29.5, 1),
+    ];
+    let data = dir.path("w.jsonl");
+    fs::write(&data, records.join("\n") + "\n").unwrap();
+    let metrics = dir.path("w.jsonl.metrics");
+    let store = dir.arg("w.redb");
+    glmix(&[
+        "stream",
+        "--data",
+        data.to_str().unwrap(),
+        "--store",
+        &store,
+        "--objective",
+        "bayes-logistic",
+        "--device",
+        "cpu",
+        "--batch-window",
+        "10",
+        "--metrics",
+        metrics.to_str().unwrap(),
+    ]);
+    let rows: Vec<serde_json::Value> = fs::read_to_string(&metrics)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let col = |k: &str| rows.iter().map(|r| r[k].clone()).collect::<Vec<_>>();
+    assert_eq!(col("records"), [2, 2, 3]);
+    assert_eq!(col("late"), [0, 1, 0]);
+    assert_eq!(col("window_start"), [0.0, 10.0, 20.0]);
+    assert_eq!(col("first_line"), [1, 3, 5]);
+    assert_eq!(col("last_line"), [2, 4, 7]);
+    assert_eq!(store_info(&store)["models"], 2);
+
+    // Without a timestamp the record cannot be placed in a window.
+    fs::write(
+        &data,
+        rec("a", 1.0, 1) + "\n" + r#"{"entity":"a","label":1,"features":[]}"#,
+    )
+    .unwrap();
+    let out = glmix_output(&[
+        "stream",
+        "--data",
+        data.to_str().unwrap(),
+        "--store",
+        &dir.arg("w2.redb"),
+        "--objective",
+        "bayes-logistic",
+        "--device",
+        "cpu",
+        "--batch-window",
+        "10",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("w.jsonl:2: timestamp: missing field"));
+}
+
+#[test]
+fn the_retrain_baseline_ends_with_a_cold_fit_on_every_record() {
+    let dir = Dir::new();
+    let data = stream_file(&dir, "r.jsonl", 200, 15);
+    let store = dir.arg("r.redb");
+    let mut args = stream_args(&data, &store, 700, &["--update", "retrain"]);
+    args[6] = "logistic".into(); // --objective
+    run(&args);
+    export(&dir, &store, "streamed.jsonl");
+    let trained = dir.arg("trained.jsonl");
+    glmix(&[
+        "train",
+        "--data",
+        &data,
+        "--objective",
+        "logistic",
+        "--penalty",
+        "5",
+        "--device",
+        "cpu",
+        "--out",
+        &trained,
+    ]);
+    let by_entity = |path: &Path| -> HashMap<String, HashMap<(String, String), f64>> {
+        read_models(path)
+            .into_iter()
+            .map(|m| {
+                let means = m
+                    .means
+                    .into_iter()
+                    .map(|c| ((c.name, c.term), c.value))
+                    .collect();
+                (m.entity, means)
+            })
+            .collect()
+    };
+    let (s, t) = (
+        by_entity(&dir.path("streamed.jsonl")),
+        by_entity(Path::new(&trained)),
+    );
+    assert_eq!(s.len(), 200);
+    assert_eq!(
+        s.keys().collect::<std::collections::BTreeSet<_>>(),
+        t.keys().collect()
+    );
+    for (entity, means) in &s {
+        assert_eq!(means.len(), t[entity].len());
+        for (key, v) in means {
+            let w = t[entity][key];
+            assert!(
+                (v - w).abs() <= 1e-4 * w.abs().max(1.0),
+                "{entity} {key:?}: {v} vs {w}"
+            );
+        }
+    }
+}
+
+#[test]
+fn stdin_streams_like_a_file_and_the_store_round_trips_through_json_lines() {
+    let dir = Dir::new();
+    let data = stream_file(&dir, "s.jsonl", 300, 10);
+    let from_file = dir.arg("file.redb");
+    run(&stream_args(&data, &from_file, 500, &[]));
+
+    let from_stdin = dir.arg("stdin.redb");
+    let out = Command::new(env!("CARGO_BIN_EXE_glmix"))
+        .args(stream_args("-", &from_stdin, 500, &[]))
+        .stdin(fs::File::open(&data).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exported = export(&dir, &from_file, "a.jsonl");
+    assert_eq!(export(&dir, &from_stdin, "b.jsonl"), exported);
+
+    // JSON lines → a new store → JSON lines is exact.
+    let imported = dir.arg("imported.redb");
+    glmix(&[
+        "store",
+        "import",
+        "--store",
+        &imported,
+        "--models",
+        &dir.arg("a.jsonl"),
+    ]);
+    assert_eq!(export(&dir, &imported, "c.jsonl"), exported);
+
+    // score and eval read a store as they read its export.
+    let score = |model: &str, out: &str| {
+        glmix(&[
+            "score",
+            "--data",
+            &data,
+            "--model",
+            model,
+            "--out",
+            &dir.arg(out),
+        ]);
+        fs::read(dir.path(out)).unwrap()
+    };
+    assert_eq!(
+        score(&from_file, "s1.jsonl"),
+        score(&dir.arg("a.jsonl"), "s2.jsonl")
+    );
+    let eval = |model: &str| glmix(&["eval", "--data", &data, "--model", model]).stdout;
+    assert_eq!(eval(&from_file), eval(&dir.arg("a.jsonl")));
+}
