@@ -22,7 +22,8 @@ const COLORS: [RGBColor; 6] = [
 ];
 
 /// Draw `series` into an SVG file at `path` (written atomically). The y range is fitted
-/// to the data with a 5% margin; points with a non-finite coordinate are left out.
+/// to the data, with room below for the legend; points with a non-finite coordinate are
+/// left out.
 pub fn line_chart(
     path: &Path,
     title: &str,
@@ -48,8 +49,12 @@ pub fn line_chart(
             path.display()
         )));
     }
-    let pad = ((y1 - y0) * 0.05).max(1e-3);
-    let (y0, y1) = (y0 - pad, y1 + pad);
+    // Room below the lines for the legend (lower right).
+    let span = (y1 - y0).max(1e-3);
+    let (y0, y1) = (
+        y0 - span * (0.08 + 0.07 * series.len() as f64),
+        y1 + span * 0.05,
+    );
     let x1 = if x1 > x0 { x1 } else { x0 + 1.0 };
 
     let mut svg = String::new();
@@ -67,6 +72,7 @@ pub fn line_chart(
         chart
             .configure_mesh()
             .x_desc(x_label)
+            .x_label_formatter(&|x| number(*x))
             .y_desc(y_label)
             .draw()
             .map_err(|e| draw(&e))?;
@@ -91,6 +97,15 @@ pub fn line_chart(
         root.present().map_err(|e| draw(&e))?;
     }
     crate::io::write_atomic(path, |f| f.write_all(svg.as_bytes()))
+}
+
+/// An axis label: whole numbers without decimals, others with up to four.
+fn number(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.4}").trim_end_matches('0').to_string()
+    }
 }
 
 #[cfg(test)]

@@ -12,11 +12,11 @@ use common::{glmix, read_models, Coefficient};
 use std::fs;
 use std::path::PathBuf;
 
-fn lambda_learner_dir() -> PathBuf {
+fn shared_dir(name: &str) -> PathBuf {
     let root = std::env::var_os("GLMIX_SHARED_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
-    let dir = root.join("lambda-learner");
+    let dir = root.join(name);
     assert!(
         dir.is_dir(),
         "{} is missing: set GLMIX_SHARED_DATA to the shared data directory",
@@ -142,7 +142,7 @@ fn train_mock(dir: &std::path::Path, data: &std::path::Path, out: &str, extra: &
 #[test]
 #[ignore = "needs ../shared/data"]
 fn logistic_on_the_mock_data_matches_newton() {
-    let data = lambda_learner_dir().join("mock-ntv-data-1k.json");
+    let data = shared_dir("lambda-learner").join("mock-ntv-data-1k.json");
     let tmp = tempfile::tempdir().unwrap();
     let loss = train_mock(tmp.path(), &data, "m.jsonl", &["--objective", "logistic"]);
     assert_close("logistic loss", loss, MOCK_LOGISTIC_LOSS, 1e-10);
@@ -158,7 +158,8 @@ fn logistic_on_the_mock_data_matches_newton() {
 #[test]
 #[ignore = "needs ../shared/data"]
 fn bayes_logistic_update_on_the_mock_data_matches_newton() {
-    let data = fs::read_to_string(lambda_learner_dir().join("mock-ntv-data-1k.json")).unwrap();
+    let data =
+        fs::read_to_string(shared_dir("lambda-learner").join("mock-ntv-data-1k.json")).unwrap();
     let lines: Vec<&str> = data.lines().collect();
     assert_eq!(lines.len(), 1000);
     let tmp = tempfile::tempdir().unwrap();
@@ -212,7 +213,7 @@ const MOVIELENS_RMSE: f64 = 0.699849270160256;
 #[test]
 #[ignore = "needs ../shared/data"]
 fn linear_on_movielens_user_359_matches_the_closed_form() {
-    let dir = lambda_learner_dir();
+    let dir = shared_dir("lambda-learner");
     let train = dir.join("movie-lense-training-data-u359");
     let test = dir.join("movie-lense-test-data-u359");
     let fixed = dir.join("movie-lense-initital-fixed-effect-model");
@@ -286,4 +287,62 @@ fn linear_on_movielens_user_359_matches_the_closed_form() {
         MOVIELENS_RMSE_OFFSETS_ONLY,
         1e-12,
     );
+}
+
+/// Issue 4's comparison on MovieLens-100K, run by the `ml100k_stream` example (built by
+/// `cargo test` beside this test): incremental `bayes-logistic` updates must beat the
+/// offsets alone, each mini-batch alone and a warm-started plain logistic model, and come
+/// within 0.01 AUC of retraining from scratch at every mini-batch.
+#[test]
+#[ignore = "needs ../shared/data (run by .ci/run)"]
+fn ml100k_incremental_updates_beat_the_baselines_and_match_a_retrain() {
+    let example = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("examples/ml100k_stream");
+    assert!(
+        example.is_file(),
+        "{} is not built: cargo build --release --example ml100k_stream",
+        example.display()
+    );
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(&example)
+        .args(["--data".as_ref(), shared_dir("ml-100k").as_os_str()])
+        .args(["--out".as_ref(), out_dir.path().as_os_str()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = stdout
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .expect("a JSON summary");
+    let auc = |prefix: &str| -> f64 {
+        summary["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["name"].as_str().unwrap().starts_with(prefix))
+            .map(|r| r["auc"].as_f64().unwrap())
+            .fold(f64::MIN, f64::max)
+    };
+    let (offsets, alone, warm, incremental, retrain) = (
+        summary["offsets_auc"].as_f64().unwrap(),
+        auc("(b)"),
+        auc("(c)"),
+        auc("(d)"),
+        auc("(e)"),
+    );
+    assert!(
+        incremental > offsets && incremental > alone && incremental > warm,
+        "{stdout}"
+    );
+    assert!(incremental >= retrain - 0.01, "{stdout}");
 }
