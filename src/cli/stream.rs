@@ -106,13 +106,35 @@ pub fn run(a: StreamArgs) -> Result<()> {
         },
     };
     let compute = Compute::choose(a.model.device)?;
-    let store = ModelStore::open(&a.store)?;
-    let mut metrics = a
+    let outputs = Outputs {
+        store: a.store,
+        metrics: a.metrics,
+        plot: a.plot,
+    };
+    stream_into(&Source::from_arg(&a.data), &config, &compute, &outputs)
+}
+
+/// Where a stream run leaves its results.
+pub struct Outputs {
+    pub store: PathBuf,
+    pub metrics: Option<PathBuf>,
+    pub plot: Option<PathBuf>,
+}
+
+/// Run `config` over `source` into `outputs.store`, printing a row per mini-batch and a
+/// JSON summary at the end.
+pub fn stream_into(
+    source: &Source,
+    config: &StreamConfig,
+    compute: &Compute,
+    outputs: &Outputs,
+) -> Result<()> {
+    let store = ModelStore::open(&outputs.store)?;
+    let mut metrics = outputs
         .metrics
         .as_deref()
         .map(|p| MetricsFile::start(p, &store))
         .transpose()?;
-    let source = Source::from_arg(&a.data);
     let total_bytes = match &source {
         Source::File(p) => std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
         Source::Stdin => 0,
@@ -131,11 +153,12 @@ pub fn run(a: StreamArgs) -> Result<()> {
         .progress_chars("=> "),
     );
     println!(
-        "{:>6} {:>9} {:>8} {:>7} | {:>7} {:>8} {:>10} | {:>11} {:>12} | {:>7}",
+        "{:>6} {:>9} {:>8} {:>7} | {:>10} {:>7} {:>8} {:>10} | {:>11} {:>12} | {:>7}",
         "batch",
         "records",
         "entities",
         "new",
+        "offset AUC",
         "AUC",
         loss_name,
         "entity-AUC",
@@ -144,7 +167,7 @@ pub fn run(a: StreamArgs) -> Result<()> {
         "train s"
     );
     let mut failed_metrics: Option<anyhow::Error> = None;
-    let outcome = run_stream(&source, &store, &config, compute.backend(), &mut |r| {
+    let outcome = run_stream(source, &store, config, compute.backend(), &mut |r| {
         bar.set_position(r.input_bytes);
         for e in &r.skipped_examples {
             bar.suspend(|| eprintln!("glmix: skipped: {e}"));
@@ -161,11 +184,12 @@ pub fn run(a: StreamArgs) -> Result<()> {
         let loss = r.logloss.or(r.rmse);
         bar.suspend(|| {
             println!(
-                "{:>6} {:>9} {:>8} {:>7} | {:>7} {:>8} {:>10} | {:>11} {:>12} | {:>7.3}",
+                "{:>6} {:>9} {:>8} {:>7} | {:>10} {:>7} {:>8} {:>10} | {:>11} {:>12} | {:>7.3}",
                 r.batch,
                 r.records,
                 r.entities,
                 r.new_entities,
+                fmt(r.offset_auc),
                 fmt(r.auc),
                 fmt(loss),
                 fmt(r.entity_auc),
@@ -186,7 +210,7 @@ pub fn run(a: StreamArgs) -> Result<()> {
             return Err(e).with_context(|| {
                 format!(
                     "stream stopped; every batch before this one is committed to {} (fix the input and run again to resume)",
-                    a.store.display()
+                    outputs.store.display()
                 )
             })
         }
@@ -195,7 +219,7 @@ pub fn run(a: StreamArgs) -> Result<()> {
     if let Some(e) = failed_metrics {
         return Err(e.context("writing --metrics"));
     }
-    if let Some(path) = &a.plot {
+    if let Some(path) = &outputs.plot {
         plot(path, &store, kind)?;
     }
 
@@ -207,7 +231,7 @@ pub fn run(a: StreamArgs) -> Result<()> {
     };
     let last = summary.last.as_ref();
     let out = json!({
-        "store": a.store,
+        "store": outputs.store,
         "device": compute.name(),
         "resumed_after_batches": summary.resumed_after,
         "batches": summary.batches,
