@@ -145,7 +145,7 @@ impl Source {
         }
     }
 
-    fn open(&self) -> Result<Box<dyn BufRead>> {
+    fn open(&self) -> Result<Box<dyn BufRead + Send>> {
         Ok(match self {
             Source::File(p) => Box::new(std::io::BufReader::with_capacity(
                 1 << 20,
@@ -181,7 +181,7 @@ fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
 
 /// Lines of the input, numbered from 1, with the position after each.
 struct Lines {
-    reader: Box<dyn BufRead>,
+    reader: Box<dyn BufRead + Send>,
     name: PathBuf,
     buffer: String,
     at: Position,
@@ -302,8 +302,9 @@ pub struct BatchReport {
     pub read_seconds: f64,
     pub score_seconds: f64,
     pub train_seconds: f64,
-    /// From the batch's first read to the end of its training (the commit comes after;
-    /// [`StreamSummary::batch_seconds`] includes it).
+    /// The batch's latency without its commit: reading it, then validating and training it
+    /// (the time it waited for the previous batch to finish is not counted; the commit
+    /// comes after, and [`StreamSummary::batch_seconds`] includes it).
     pub seconds: f64,
     /// Input bytes consumed once the batch is committed.
     pub input_bytes: u64,
@@ -371,7 +372,8 @@ pub struct StreamSummary {
     pub batches: u64,
     pub records: u64,
     pub skipped: u64,
-    /// Each batch's latency, from its first read to the end of its commit.
+    /// Each batch's latency: reading it, validating, training and committing it (not the
+    /// time it waited, read ahead, for the previous batch).
     pub batch_seconds: Vec<f64>,
     pub seconds: f64,
     /// The last batch's report.
@@ -383,8 +385,150 @@ const RUNNING: &str = "stream.running";
 const SETTINGS: &str = "stream.settings";
 const EXAMPLES: usize = 3;
 
+/// A mini-batch as read, before it is validated and trained.
+struct ReadBatch {
+    data: Dataset,
+    /// Filled in as far as reading goes: numbering, lines, skipped and late records.
+    report: BatchReport,
+    /// Where the input stands once this batch is committed.
+    cut: Position,
+}
+
+/// Cuts the input into mini-batches (see [`Batching`]); the same input always gives the
+/// same batches, which is what makes resuming exact.
+struct BatchReader {
+    lines: Lines,
+    config: StreamConfig,
+    /// A record read past the end of the previous (time-window) batch: it opens the next.
+    pending: Option<(Map<String, Value>, u64)>,
+    /// Number of the next batch, and the line it starts after.
+    batch: u64,
+    cut: Position,
+}
+
+impl BatchReader {
+    fn new(source: &Source, config: &StreamConfig) -> Result<Self> {
+        let lines = Lines::new(source)?;
+        let cut = lines.at;
+        Ok(BatchReader {
+            lines,
+            config: config.clone(),
+            pending: None,
+            batch: 1,
+            cut,
+        })
+    }
+
+    /// Skip the input up to `position` (an earlier run's last cut) without reading records.
+    fn skip_to(&mut self, position: &Position) -> Result<()> {
+        while self.lines.at.lines < position.lines && self.lines.next()?.is_some() {}
+        self.cut = self.lines.at;
+        self.batch = position.batches + 1;
+        Ok(())
+    }
+
+    fn next(&mut self) -> Result<Option<ReadBatch>> {
+        let started = Instant::now();
+        let config = &self.config;
+        let name = self.lines.name.clone();
+        let mut data = Dataset::new();
+        let mut report = BatchReport::empty(self.batch, self.cut.lines + 1);
+        let mut window: Option<i64> = None;
+        let mut cut = None;
+        let bad = |e: Error, report: &mut BatchReport| -> Result<()> {
+            match config.on_bad_record {
+                OnBadRecord::Fail => Err(e),
+                OnBadRecord::Skip => {
+                    report.skipped += 1;
+                    if report.skipped_examples.len() < EXAMPLES {
+                        report.skipped_examples.push(e.to_string());
+                    }
+                    Ok(())
+                }
+            }
+        };
+        if let Some((obj, line)) = self.pending.take() {
+            window = Some(window_of(config, &name, line, &obj)?);
+            push_record(&name, line as usize, &obj, &config.read, &mut data)?;
+        }
+        loop {
+            if matches!(config.batching, Batching::Records(n) if data.num_rows() == n) {
+                break;
+            }
+            let Some((text, before)) = self.lines.next()? else {
+                break;
+            };
+            if text.trim().is_empty() {
+                continue;
+            }
+            let line = before.lines + 1;
+            let obj = match parse_object(&name, line as usize, text) {
+                Ok(obj) => obj,
+                Err(e) => {
+                    bad(e, &mut report)?;
+                    continue;
+                }
+            };
+            let mut late = false;
+            if let Batching::Window(_) = config.batching {
+                let w = match window_of(config, &name, line, &obj) {
+                    Ok(w) => w,
+                    Err(e) => {
+                        bad(e, &mut report)?;
+                        continue;
+                    }
+                };
+                match window {
+                    Some(current) if w > current && data.num_rows() > 0 => {
+                        // Check it now, so that the next batch does not start on a bad record.
+                        let mut probe = Dataset::new();
+                        if let Err(e) =
+                            push_record(&name, line as usize, &obj, &config.read, &mut probe)
+                        {
+                            bad(e, &mut report)?;
+                            continue;
+                        }
+                        self.pending = Some((obj, line));
+                        cut = Some(before);
+                        break;
+                    }
+                    Some(current) if w < current => late = true,
+                    Some(current) if w == current => {}
+                    _ => window = Some(w),
+                }
+            }
+            match push_record(&name, line as usize, &obj, &config.read, &mut data) {
+                Ok(()) => report.late += usize::from(late),
+                Err(e) => bad(e, &mut report)?,
+            }
+        }
+        if data.num_rows() == 0 {
+            // Only blank or skipped lines were left: they make no batch.
+            return Ok(None);
+        }
+        if let Some(model) = &config.offset_model {
+            data.add_offsets(model);
+        }
+        self.cut = cut.unwrap_or(self.lines.at);
+        self.batch += 1;
+        report.last_line = self.cut.lines;
+        report.input_bytes = self.cut.bytes;
+        report.window_start = match config.batching {
+            Batching::Window(w) => window.map(|k| k as f64 * w),
+            Batching::Records(_) => None,
+        };
+        report.read_seconds = started.elapsed().as_secs_f64();
+        Ok(Some(ReadBatch {
+            data,
+            report,
+            cut: self.cut,
+        }))
+    }
+}
+
 /// Train every mini-batch of `source` into `store` (resuming after its last committed
-/// batch), calling `on_batch` after each commit.
+/// batch), calling `on_batch` after each commit. The next mini-batch is read on another
+/// thread while the current one trains.
 pub fn run_stream(
     source: &Source,
     store: &ModelStore,
@@ -394,7 +538,6 @@ pub fn run_stream(
 ) -> Result<StreamSummary> {
     config.validate()?;
     let clock = Instant::now();
-    let name = source.name();
     let kind = config.train.objective.loss();
     let settings = config.fingerprint();
     let mut position = Position {
@@ -419,135 +562,51 @@ pub fn run_stream(
         ..Default::default()
     };
 
-    let mut lines = Lines::new(source)?;
+    // Resume: skip what the store holds — or, to retrain from scratch, read it again
+    // into the history, batch by batch as the first time.
+    let mut reader = BatchReader::new(source, config)?;
     let mut history = History::default();
-    while lines.at.lines < position.lines {
-        let Some((text, before)) = lines.next()? else {
-            return Err(Error::Config(format!(
-                "{}: the input has {} lines, but {} already holds {} batches from {} lines of it; is this the same input?",
-                name.display(),
-                lines.at.lines,
-                store.path().display(),
-                position.batches,
-                position.lines
-            )));
-        };
-        if config.update == Update::Retrain {
-            // Records skipped the first time are skipped again.
-            let line = before.lines as usize + 1;
-            if let Ok(obj) = parse_object(&name, line, text) {
-                let _ = history.push(&name, line, &obj, config);
+    match config.update {
+        Update::Incremental => reader.skip_to(&position)?,
+        Update::Retrain => {
+            while reader.cut.lines < position.lines {
+                match reader.next()? {
+                    Some(b) => history.append(&b.data),
+                    None => break,
+                }
             }
         }
     }
-    if lines.at.hash != position.hash {
+    if reader.cut.lines != position.lines || reader.cut.hash != position.hash {
         return Err(Error::Config(format!(
-            "{}: its first {} lines differ from those {} was trained on; is this the same input?",
-            name.display(),
+            "{}: its first {} lines are not those {} was trained on; is this the same input?",
+            source.name().display(),
             position.lines,
             store.path().display()
         )));
     }
 
-    let mut pending: Option<(Map<String, Value>, u64)> = None;
-    loop {
-        let started = Instant::now();
-        let mut batch = Dataset::new();
-        let mut report = BatchReport::empty(position.batches + 1, position.lines + 1);
-        let mut window: Option<i64> = None;
-        let mut cut = None;
-        let bad = |e: Error, report: &mut BatchReport| -> Result<()> {
-            match config.on_bad_record {
-                OnBadRecord::Fail => Err(e),
-                OnBadRecord::Skip => {
-                    report.skipped += 1;
-                    if report.skipped_examples.len() < EXAMPLES {
-                        report.skipped_examples.push(e.to_string());
-                    }
-                    Ok(())
-                }
-            }
-        };
-        let mut accept = |obj: &Map<String, Value>, line: u64, batch: &mut Dataset| -> Result<()> {
-            push_record(&name, line as usize, obj, &config.read, batch)?;
-            if config.update == Update::Retrain {
-                history.push(&name, line as usize, obj, config)?;
-            }
-            Ok(())
-        };
-        if let Some((obj, line)) = pending.take() {
-            window = Some(window_of(config, &name, line, &obj)?);
-            accept(&obj, line, &mut batch)?;
-        }
-        loop {
-            if matches!(config.batching, Batching::Records(n) if batch.num_rows() == n) {
-                break;
-            }
-            let Some((text, before)) = lines.next()? else {
-                break;
-            };
-            if text.trim().is_empty() {
-                continue;
-            }
-            let line = before.lines + 1;
-            let obj = match parse_object(&name, line as usize, text) {
-                Ok(obj) => obj,
-                Err(e) => {
-                    bad(e, &mut report)?;
-                    continue;
-                }
-            };
-            let mut late = false;
-            if let Batching::Window(_) = config.batching {
-                let w = match window_of(config, &name, line, &obj) {
-                    Ok(w) => w,
-                    Err(e) => {
-                        bad(e, &mut report)?;
-                        continue;
-                    }
-                };
-                match window {
-                    Some(current) if w > current && batch.num_rows() > 0 => {
-                        // Check it now, so that the next batch does not start on a bad record.
-                        let mut probe = Dataset::new();
-                        if let Err(e) =
-                            push_record(&name, line as usize, &obj, &config.read, &mut probe)
-                        {
-                            bad(e, &mut report)?;
-                            continue;
-                        }
-                        pending = Some((obj, line));
-                        cut = Some(before);
-                        break;
-                    }
-                    Some(current) if w < current => late = true,
-                    Some(current) if w == current => {}
-                    _ => window = Some(w),
-                }
-            }
-            match accept(&obj, line, &mut batch) {
-                Ok(()) => report.late += usize::from(late),
-                Err(e) => bad(e, &mut report)?,
-            }
-        }
-        let cut = cut.unwrap_or(lines.at);
-        if batch.num_rows() == 0 {
-            // Only blank or skipped lines remain: they are consumed without a batch.
-            if cut.lines > position.lines && report.skipped > 0 {
-                summary.skipped += report.skipped as u64;
-            }
+    // Read ahead on another thread. On an error here the reader stops at its next send
+    // (it is not joined: it may be waiting on stdin).
+    // At most one batch is read ahead: the one the reader holds while it waits here.
+    let (sender, batches) = std::sync::mpsc::sync_channel::<Result<Option<ReadBatch>>>(0);
+    std::thread::spawn(move || loop {
+        let next = reader.next();
+        let done = !matches!(next, Ok(Some(_)));
+        if sender.send(next).is_err() || done {
             break;
         }
-        if let Some(model) = &config.offset_model {
-            batch.add_offsets(model);
-        }
-        report.last_line = cut.lines;
-        report.window_start = match config.batching {
-            Batching::Window(w) => window.map(|k| k as f64 * w),
-            Batching::Records(_) => None,
-        };
-        report.read_seconds = started.elapsed().as_secs_f64();
+    });
 
+    while let Some(ReadBatch {
+        data: batch,
+        mut report,
+        cut,
+    }) = batches
+        .recv()
+        .map_err(|_| Error::Config("the stream reader stopped".into()))??
+    {
+        let started = Instant::now();
         // 1. Progressive validation with the models as they stand.
         let clock = Instant::now();
         let priors: ModelSet = store.models(batch.entities.keys().iter().map(String::as_str))?;
@@ -565,6 +624,7 @@ pub fn run_stream(
                 fit_on(backend, Some(&priors), &batch, &config.train, &|_| {})?
             }
             Update::Retrain => {
+                history.append(&batch);
                 let touched = history.of(&batch);
                 report.rows_trained = touched.num_rows();
                 fit_on(backend, None, &touched, &config.train, &|_| {})?
@@ -576,18 +636,17 @@ pub fn run_stream(
             .filter(|r| !r.solve.reason.converged())
             .count();
         report.train_seconds = clock.elapsed().as_secs_f64();
+        report.seconds = report.read_seconds + started.elapsed().as_secs_f64();
 
         // 3. Commit models, position and metrics together.
         position = Position {
-            batches: position.batches + 1,
+            batches: report.batch,
             lines: cut.lines,
             bytes: cut.bytes,
             hash: cut.hash,
             records: position.records + batch.num_rows() as u64,
             skipped: position.skipped + report.skipped as u64,
         };
-        report.input_bytes = position.bytes;
-        report.seconds = started.elapsed().as_secs_f64();
         let row = serde_json::to_string(&report).expect("a report serialises");
         store.commit(Commit {
             models: &out.models,
@@ -602,7 +661,9 @@ pub fn run_stream(
         summary.batches += 1;
         summary.records += batch.num_rows() as u64;
         summary.skipped += report.skipped as u64;
-        summary.batch_seconds.push(started.elapsed().as_secs_f64());
+        summary
+            .batch_seconds
+            .push(report.read_seconds + started.elapsed().as_secs_f64());
         on_batch(&report);
         summary.last = Some(report);
     }
@@ -707,8 +768,9 @@ impl BatchReport {
     }
 }
 
-/// Every record so far, for [`Update::Retrain`], added one by one as read (so a resumed
-/// run rebuilds exactly the history of an uninterrupted one).
+/// Every record so far, for [`Update::Retrain`], appended batch by batch (a resumed run
+/// reads the same batches again, so it rebuilds exactly the history of an uninterrupted
+/// one).
 struct History {
     data: Dataset,
     rows_of: Vec<Vec<usize>>,
@@ -724,53 +786,42 @@ impl Default for History {
 }
 
 impl History {
-    fn push(
-        &mut self,
-        name: &Path,
-        line: usize,
-        obj: &Map<String, Value>,
-        config: &StreamConfig,
-    ) -> Result<()> {
-        push_record(name, line, obj, &config.read, &mut self.data)?;
-        let i = self.data.num_rows() - 1;
-        if let Some(model) = &config.offset_model {
-            let (ids, vals) = self.data.row_features(i);
-            let score: f64 = ids
-                .iter()
-                .zip(vals)
-                .map(|(&f, &v)| model.coefficient(self.data.features.key(f)) * v)
-                .sum();
-            self.data.offset[i] += model.intercept + score;
+    fn append(&mut self, batch: &Dataset) {
+        for i in 0..batch.num_rows() {
+            copy_row(batch, i, &mut self.data);
+            let e = *self.data.entity.last().expect("just pushed") as usize;
+            if e == self.rows_of.len() {
+                self.rows_of.push(Vec::new());
+            }
+            self.rows_of[e].push(self.data.num_rows() - 1);
         }
-        let e = self.data.entity[i] as usize;
-        if e == self.rows_of.len() {
-            self.rows_of.push(Vec::new());
-        }
-        self.rows_of[e].push(i);
-        Ok(())
     }
 
     /// Every record so far of the entities `batch` touches.
     fn of(&self, batch: &Dataset) -> Dataset {
         let mut touched = Dataset::new();
         for entity in batch.entities.keys() {
-            let e = self.data.entities.get(entity).expect("pushed when read");
+            let e = self.data.entities.get(entity).expect("appended before");
             for &i in &self.rows_of[e as usize] {
-                let (ids, vals) = self.data.row_features(i);
-                let features = ids
-                    .iter()
-                    .zip(vals)
-                    .map(|(&f, &v)| (self.data.features.key(f).clone(), v));
-                touched.push(
-                    entity,
-                    self.data.label[i],
-                    self.data.weight[i],
-                    self.data.offset[i],
-                    self.data.timestamp[i],
-                    features,
-                );
+                copy_row(&self.data, i, &mut touched);
             }
         }
         touched
     }
+}
+
+fn copy_row(from: &Dataset, i: usize, to: &mut Dataset) {
+    let (ids, vals) = from.row_features(i);
+    let features = ids
+        .iter()
+        .zip(vals)
+        .map(|(&f, &v)| (from.features.key(f).clone(), v));
+    to.push(
+        from.entities.key(from.entity[i]),
+        from.label[i],
+        from.weight[i],
+        from.offset[i],
+        from.timestamp[i],
+        features,
+    );
 }
