@@ -433,3 +433,48 @@ fn stdin_streams_like_a_file_and_the_store_round_trips_through_json_lines() {
     let eval = |model: &str| glmix(&["eval", "--data", &data, "--model", model]).stdout;
     assert_eq!(eval(&from_file), eval(&dir.arg("a.jsonl")));
 }
+
+/// With a GPU (Mesa's software driver in CI, where `GLMIX_REQUIRE_GPU=1`), a stream trained
+/// with `--device gpu` ends with the CPU's models within f32-level differences.
+#[test]
+fn a_gpu_stream_ends_with_the_cpu_models() {
+    let dir = Dir::new();
+    let data = stream_file(&dir, "g.jsonl", 150, 12);
+    let cpu = dir.arg("cpu.redb");
+    run(&stream_args(&data, &cpu, 600, &[]));
+    let gpu = dir.arg("gpu.redb");
+    let mut args = stream_args(&data, &gpu, 600, &["--polish", "20"]);
+    args[12] = "gpu".into(); // --device
+    let out = glmix_output(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            std::env::var("GLMIX_REQUIRE_GPU").as_deref() != Ok("1"),
+            "GLMIX_REQUIRE_GPU=1 but: {stderr}"
+        );
+        eprintln!("notice: GPU stream test skipped: {stderr}");
+        return;
+    }
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"device\":\"gpu: "));
+    export(&dir, &cpu, "cpu.jsonl");
+    export(&dir, &gpu, "gpu.jsonl");
+    let (c, g) = (
+        read_models(&dir.path("cpu.jsonl")),
+        read_models(&dir.path("gpu.jsonl")),
+    );
+    assert_eq!(c.len(), g.len());
+    for (c, g) in c.iter().zip(&g) {
+        assert_eq!(c.entity, g.entity);
+        for (x, y) in c.means.iter().zip(&g.means) {
+            assert_eq!((&x.name, &x.term), (&y.name, &y.term));
+            assert!(
+                (x.value - y.value).abs() <= 1e-4 * x.value.abs().max(1.0),
+                "{} {}: cpu {} gpu {}",
+                c.entity,
+                x.name,
+                x.value,
+                y.value
+            );
+        }
+    }
+}
