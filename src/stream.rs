@@ -506,6 +506,7 @@ impl BatchReader {
             // Only blank or skipped lines were left: they make no batch.
             return Ok(None);
         }
+        data.sort_features();
         if let Some(model) = &config.offset_model {
             data.add_offsets(model);
         }
@@ -806,6 +807,7 @@ impl History {
                 copy_row(&self.data, i, &mut touched);
             }
         }
+        touched.sort_features();
         touched
     }
 }

@@ -591,3 +591,85 @@ fn bench_prints_a_table_per_device() {
         assert!(table.contains("gpu kernel seconds"), "{table}");
     }
 }
+
+/// `--chunk-entities` trains a grouped file a few entities at a time into exactly the
+/// models of a whole-file run; an ungrouped file is refused with its line, and `glmix
+/// group` makes it trainable in chunks.
+#[test]
+fn chunked_training_equals_whole_file_training() {
+    let dir = Dir::new();
+    let data = generated(&dir, "g.jsonl", 120, 5);
+    let prior = dir.arg("prior.jsonl");
+    run(&train_args(
+        &data,
+        &prior,
+        &["--objective", "logistic", "--device", "cpu"],
+    ));
+    let options = [
+        "--objective",
+        "bayes-logistic",
+        "--device",
+        "cpu",
+        "--prior",
+        &prior,
+    ];
+    let whole = dir.arg("whole.jsonl");
+    run(&train_args(&data, &whole, &options));
+    let chunked = dir.arg("chunked.jsonl");
+    let mut chunk_options = options.to_vec();
+    chunk_options.extend(["--chunk-entities", "7"]);
+    let out = run(&train_args(&data, &chunked, &chunk_options));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"chunks\":18"));
+    assert_eq!(fs::read(&whole).unwrap(), fs::read(&chunked).unwrap());
+
+    // Records in time order are not grouped by entity.
+    let shuffled = dir.arg("t.jsonl");
+    run(&args(&[
+        "generate",
+        "--entities",
+        "120",
+        "--rows",
+        "30",
+        "--features",
+        "5",
+        "--ragged",
+        "--seed",
+        "5",
+        "--time-ordered",
+        "--out",
+        &shuffled,
+    ]));
+    let refused = dir.arg("refused.jsonl");
+    let out = glmix_output(
+        &train_args(&shuffled, &refused, &chunk_options)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("t.jsonl:") && err.contains("not grouped by entity"),
+        "{err}"
+    );
+    assert!(!dir.path("refused.jsonl").exists());
+
+    let grouped = dir.arg("grouped.jsonl");
+    run(&args(&[
+        "group", "--data", &shuffled, "--out", &grouped, "--parts", "5",
+    ]));
+    let from_groups = dir.arg("from-groups.jsonl");
+    run(&train_args(&grouped, &from_groups, &chunk_options));
+    let in_memory = dir.arg("in-memory.jsonl");
+    run(&train_args(&shuffled, &in_memory, &options));
+    let lines = |p: &str| {
+        let mut v: Vec<String> = fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(lines(&from_groups), lines(&in_memory));
+}

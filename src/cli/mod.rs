@@ -37,6 +37,9 @@ enum Command {
     Score(score::ScoreArgs),
     /// Evaluate models on labelled records: AUC, RMSE, log-loss, per-entity AUC.
     Eval(eval::EvalArgs),
+    /// Rewrite a records file grouped by entity, with bounded memory (for `train
+    /// --chunk-entities`).
+    Group(GroupArgs),
     /// Write a seeded synthetic GLMix workload as NTV JSON lines (offsets included).
     Generate(generate::GenerateArgs),
     /// Print the GPU adapter glmix would use and the limits it works within.
@@ -56,6 +59,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Score(a) => score::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Generate(a) => generate::run(a),
+        Command::Group(a) => group(a),
         Command::Info => info(),
         Command::Bench(a) => bench::run(a),
         Command::Demo(a) => demo::run(a),
@@ -94,25 +98,33 @@ struct DataArgs {
 }
 
 impl DataArgs {
-    fn read(&self) -> Result<Dataset> {
+    fn options(&self) -> ReadOptions {
         let entity = match &self.single_entity {
             Some(id) => EntityMode::Single(id.clone()),
             None => EntityMode::Key(self.entity_key.clone()),
         };
+        ReadOptions {
+            entity,
+            timestamp_field: None,
+        }
+    }
+
+    fn offset_model(&self) -> Result<Option<OffsetModel>> {
+        Ok(self
+            .offset_model
+            .as_deref()
+            .map(OffsetModel::read)
+            .transpose()?)
+    }
+
+    fn read(&self) -> Result<Dataset> {
         let format = match self.format {
             FormatArg::Jsonl => Format::Jsonl,
             FormatArg::Tsv => Format::Tsv,
         };
-        let mut data = read_records(
-            &self.data,
-            format,
-            &ReadOptions {
-                entity,
-                timestamp_field: None,
-            },
-        )?;
-        if let Some(path) = &self.offset_model {
-            data.add_offsets(&OffsetModel::read(path)?);
+        let mut data = read_records(&self.data, format, &self.options())?;
+        if let Some(model) = self.offset_model()? {
+            data.add_offsets(&model);
         }
         Ok(data)
     }
@@ -180,6 +192,37 @@ fn warn_if_no_entity_has_a_model(
             path.display()
         );
     }
+}
+
+#[derive(Args, Debug)]
+struct GroupArgs {
+    /// Records (NTV JSON lines) in any order.
+    #[arg(long, value_name = "FILE")]
+    data: PathBuf,
+    /// Field of each record that holds its entity id.
+    #[arg(long, value_name = "KEY", default_value = "entity")]
+    entity_key: String,
+    /// Temporary parts the records are spread over; memory holds about one part (the
+    /// file's size divided by this).
+    #[arg(long, default_value_t = 64)]
+    parts: usize,
+    /// Output: the same records, every entity's on consecutive lines (written atomically).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+/// `glmix group`.
+fn group(a: GroupArgs) -> Result<()> {
+    let options = ReadOptions {
+        entity: EntityMode::Key(a.entity_key),
+        timestamp_field: None,
+    };
+    let records = glmix::data::group_by_entity(&a.data, &a.out, &options, a.parts)?;
+    eprintln!(
+        "glmix: wrote {records} records grouped by entity to {}",
+        a.out.display()
+    );
+    Ok(())
 }
 
 /// `glmix info`.

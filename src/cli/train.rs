@@ -1,17 +1,19 @@
 //! `glmix train`.
 
-use super::{progress_bar, DataArgs};
-use anyhow::{Context, Result};
+use super::{progress_bar, DataArgs, FormatArg};
+use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+use glmix::data::{Dataset, EntityChunks};
 use glmix::eval::GpuContext;
 use glmix::io::write_atomic;
-use glmix::model::{read_models, write_models, HessianType, ModelSet};
+use glmix::io::AtomicFile;
+use glmix::model::{read_models, write_model_line, HessianType, ModelSet};
 use glmix::objective::{ObjectiveKind, Regularization};
 use glmix::solver::LbfgsOptions;
 use glmix::store::ModelStore;
-use glmix::train::{fit_on, untouched_priors, Backend, FitOutput, TrainConfig};
+use glmix::train::{fit_on, Backend, FitOutput, FitTimings, TrainConfig, Verification};
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -30,6 +32,12 @@ pub struct TrainArgs {
     /// Output models (model JSON lines), written atomically.
     #[arg(long, value_name = "MODELS")]
     out: PathBuf,
+    /// Read, train and write this many whole entities at a time (the next chunk is read
+    /// while one trains), so memory holds one chunk rather than the file. The records
+    /// must be grouped by entity (`glmix group` groups any file); a file that is not is
+    /// an error naming the line. Default: the whole file at once.
+    #[arg(long, value_name = "N")]
+    chunk_entities: Option<usize>,
     /// Per-entity report (JSON lines): entity, rows, features, initial_loss, final_loss,
     /// iterations, evaluations, gradient_norm, reason.
     #[arg(long, value_name = "FILE")]
@@ -172,7 +180,6 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let config = a.model.config();
 
     let clock = Instant::now();
-    let data = a.data.read()?;
     let prior: Option<ModelSet> = a
         .prior
         .as_ref()
@@ -181,31 +188,70 @@ pub fn run(a: TrainArgs) -> Result<()> {
             false => read_models(p, Some(config.regularization.penalty)),
         })
         .transpose()?;
-    let read_seconds = clock.elapsed().as_secs_f64();
+    let mut read_seconds = clock.elapsed().as_secs_f64();
 
-    let clock = Instant::now();
-    let bar = progress_bar(data.entities.len() as u64, "training");
-    let out = fit_on(compute.backend(), prior.as_ref(), &data, &config, &|n| {
-        bar.set_position(n as u64)
-    });
-    bar.finish_and_clear();
-    let out = match (out, &a.prior) {
-        (Err(e @ glmix::Error::PriorMismatch { .. }), Some(p)) => {
-            return Err(e).with_context(|| format!("{}", p.display()))
+    // The records: all at once, or --chunk-entities whole entities at a time, the next
+    // chunk read on another thread while this one trains.
+    let chunks: Box<dyn FnMut() -> Result<Option<Dataset>>> = match a.chunk_entities {
+        None => {
+            let mut data = Some(a.data.read());
+            Box::new(move || data.take().transpose())
         }
-        (r, _) => r?,
+        Some(n) => {
+            if a.data.format != FormatArg::Jsonl {
+                bail!("--chunk-entities reads NTV JSON lines (a TSV file is one entity)");
+            }
+            let mut reader = EntityChunks::open(&a.data.data, &a.data.options(), n)?;
+            let offsets = a.data.offset_model()?;
+            let (sender, receiver) = std::sync::mpsc::sync_channel(0);
+            std::thread::spawn(move || loop {
+                let mut next = reader.next_chunk();
+                if let (Ok(Some(chunk)), Some(model)) = (&mut next, &offsets) {
+                    chunk.add_offsets(model);
+                }
+                let done = !matches!(next, Ok(Some(_)));
+                if sender.send(next).is_err() || done {
+                    break;
+                }
+            });
+            Box::new(move || {
+                Ok(receiver
+                    .recv()
+                    .map_err(|_| anyhow::anyhow!("the chunk reader stopped"))??)
+            })
+        }
     };
-    compute.report_fallbacks(&out);
-    let solve_seconds = clock.elapsed().as_secs_f64();
+    let mut chunks = chunks;
 
-    let clock = Instant::now();
-    let carried: Vec<_> = prior
-        .as_ref()
-        .map(|p| untouched_priors(p, &data).collect())
-        .unwrap_or_default();
-    write_models(&a.out, out.models.iter().chain(carried.iter().copied()))?;
-    if let Some(path) = &a.report {
-        write_atomic(path, |f| {
+    let mut models = AtomicFile::create(&a.out)?;
+    let mut report = a.report.as_deref().map(AtomicFile::create).transpose()?;
+    let mut totals = Totals::default();
+    let bar = progress_bar(0, "training");
+    loop {
+        let clock = Instant::now();
+        let Some(data) = chunks()? else { break };
+        read_seconds += clock.elapsed().as_secs_f64();
+
+        let clock = Instant::now();
+        let done = totals.entities as u64;
+        bar.inc_length(data.entities.len() as u64);
+        let out = fit_on(compute.backend(), prior.as_ref(), &data, &config, &|n| {
+            bar.set_position(done + n as u64)
+        });
+        let out = match (out, &a.prior) {
+            (Err(e @ glmix::Error::PriorMismatch { .. }), Some(p)) => {
+                return Err(e).with_context(|| format!("{}", p.display()))
+            }
+            (r, _) => r?,
+        };
+        compute.report_fallbacks(&out);
+        totals.solve_seconds += clock.elapsed().as_secs_f64();
+
+        let clock = Instant::now();
+        for m in &out.models {
+            write_model_line(m, &mut models).with_context(|| a.out.display().to_string())?;
+        }
+        if let Some(f) = report.as_mut() {
             for r in &out.reports {
                 let s = &r.solve;
                 let line = json!({
@@ -216,37 +262,57 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 });
                 writeln!(f, "{line}")?;
             }
-            Ok(())
-        })?;
+        }
+        totals.write_seconds += clock.elapsed().as_secs_f64();
+        totals.add(&data, &out);
     }
-    let write_seconds = clock.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    if totals.chunks == 0 {
+        bail!("{}: no records", a.data.data.display());
+    }
 
-    let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
-    for r in &out.reports {
-        *reasons.entry(r.solve.reason.name()).or_default() += 1;
+    let clock = Instant::now();
+    let carried: Vec<_> = prior
+        .as_ref()
+        .map(|p| {
+            p.models()
+                .iter()
+                .filter(|m| !totals.trained.contains(&m.entity))
+                .collect()
+        })
+        .unwrap_or_default();
+    for m in &carried {
+        write_model_line(m, &mut models).with_context(|| a.out.display().to_string())?;
     }
-    let entities = out.reports.len();
+    models.commit()?;
+    if let Some(f) = report {
+        f.commit()?;
+    }
+    totals.write_seconds += clock.elapsed().as_secs_f64();
+
+    let entities = totals.entities;
     let mut summary = json!({
         "entities": entities,
-        "rows": data.num_rows(),
+        "rows": totals.rows,
+        "chunks": totals.chunks,
         "device": device,
         "objective": config.objective.name(),
         "hessian": config.hessian.name(),
         "read_seconds": read_seconds,
-        "solve_seconds": solve_seconds,
-        "write_seconds": write_seconds,
-        "build_seconds": out.timings.build,
-        "lbfgs_seconds": out.timings.solve,
-        "posterior_seconds": out.timings.posterior,
-        "entities_per_second": entities as f64 / solve_seconds,
-        "evaluations": out.reports.iter().map(|r| r.solve.evaluations).sum::<usize>(),
-        "rounds": out.rounds,
-        "reasons": reasons,
+        "solve_seconds": totals.solve_seconds,
+        "write_seconds": totals.write_seconds,
+        "build_seconds": totals.timings.build,
+        "lbfgs_seconds": totals.timings.solve,
+        "posterior_seconds": totals.timings.posterior,
+        "entities_per_second": entities as f64 / totals.solve_seconds,
+        "evaluations": totals.evaluations,
+        "rounds": totals.rounds,
+        "reasons": totals.reasons,
         "carried_over": carried.len(),
         "models_written": entities + carried.len(),
         "out": a.out,
     });
-    if let Some(v) = &out.verification {
+    if let Some(v) = &totals.verification {
         summary["verify_worst_gradient_norm"] = json!(v.worst_gradient_norm);
         summary["verify_worst_loss_difference"] = json!(v.worst_loss_difference);
         eprintln!(
@@ -259,4 +325,43 @@ pub fn run(a: TrainArgs) -> Result<()> {
         write_atomic(path, |f| writeln!(f, "{summary}"))?;
     }
     Ok(())
+}
+
+/// What the chunks of a run add up to.
+#[derive(Default)]
+struct Totals {
+    chunks: usize,
+    entities: usize,
+    rows: usize,
+    evaluations: usize,
+    rounds: usize,
+    reasons: BTreeMap<&'static str, usize>,
+    trained: HashSet<String>,
+    timings: FitTimings,
+    solve_seconds: f64,
+    write_seconds: f64,
+    verification: Option<Verification>,
+}
+
+impl Totals {
+    fn add(&mut self, data: &Dataset, out: &FitOutput) {
+        self.chunks += 1;
+        self.entities += out.reports.len();
+        self.rows += data.num_rows();
+        self.rounds += out.rounds;
+        for r in &out.reports {
+            self.evaluations += r.solve.evaluations;
+            *self.reasons.entry(r.solve.reason.name()).or_default() += 1;
+            self.trained.insert(r.entity.clone());
+        }
+        self.timings.build += out.timings.build;
+        self.timings.solve += out.timings.solve;
+        self.timings.posterior += out.timings.posterior;
+        if let Some(v) = out.verification {
+            self.verification = Some(self.verification.map_or(v, |w| Verification {
+                worst_gradient_norm: w.worst_gradient_norm.max(v.worst_gradient_norm),
+                worst_loss_difference: w.worst_loss_difference.max(v.worst_loss_difference),
+            }));
+        }
+    }
 }

@@ -75,26 +75,16 @@ pub fn number_field(path: &Path, line: usize, obj: &Map<String, Value>, name: &s
     }
 }
 
-/// Check a record object field by field and append it to `data`; on an error `data` is
-/// left as it was.
-pub fn push_record(
+/// The entity id of a record object (a string or an integer under the key).
+pub fn entity_of(
     path: &Path,
     line: usize,
     obj: &Map<String, Value>,
-    options: &ReadOptions,
-    data: &mut Dataset,
-) -> Result<()> {
-    let field = |name: &str| obj.get(name).filter(|v| !v.is_null());
-    let number = |name: &str, default: Option<f64>| -> Result<f64> {
-        match (field(name), default) {
-            (None, Some(d)) => Ok(d),
-            _ => number_field(path, line, obj, name),
-        }
-    };
-
-    let entity = match &options.entity {
+    entity: &EntityMode,
+) -> Result<String> {
+    Ok(match entity {
         EntityMode::Single(id) => id.clone(),
-        EntityMode::Key(key) => match field(key) {
+        EntityMode::Key(key) => match obj.get(key.as_str()).filter(|v| !v.is_null()) {
             None => {
                 return Err(Error::input(
                     path,
@@ -114,7 +104,27 @@ pub fn push_record(
                 ))
             }
         },
+    })
+}
+
+/// Check a record object field by field and append it to `data`; on an error `data` is
+/// left as it was.
+pub fn push_record(
+    path: &Path,
+    line: usize,
+    obj: &Map<String, Value>,
+    options: &ReadOptions,
+    data: &mut Dataset,
+) -> Result<()> {
+    let field = |name: &str| obj.get(name).filter(|v| !v.is_null());
+    let number = |name: &str, default: Option<f64>| -> Result<f64> {
+        match (field(name), default) {
+            (None, Some(d)) => Ok(d),
+            _ => number_field(path, line, obj, name),
+        }
     };
+
+    let entity = entity_of(path, line, obj, &options.entity)?;
     let label = number("label", None)?;
     let weight = number("weight", Some(1.0))?;
     if weight < 0.0 {

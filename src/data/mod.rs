@@ -6,12 +6,14 @@
 //! record are summed. The intercept is implicit: it is not a stored feature, and the key
 //! `("intercept", "intercept")` is reserved for it.
 
+mod grouped;
 pub mod json_path;
 mod jsonl;
 mod offset_model;
 mod tsv;
 
-pub use jsonl::{number_field, parse_object, push_record, read_jsonl, write_jsonl};
+pub use grouped::{group_by_entity, EntityChunks};
+pub use jsonl::{entity_of, number_field, parse_object, push_record, read_jsonl, write_jsonl};
 pub use offset_model::OffsetModel;
 pub use tsv::read_tsv;
 
@@ -217,6 +219,44 @@ impl Dataset {
         groups
     }
 
+    /// Renumber the features so that their ids ascend with their keys `(name, term)`.
+    /// An entity's coefficients follow the ids, so after this they no longer depend on
+    /// which other records the dataset holds: a file trained whole or in chunks gives the
+    /// same models, bit for bit. Readers call it on every dataset they return.
+    pub fn sort_features(&mut self) {
+        let keys = self.features.keys();
+        if keys.windows(2).all(|w| w[0] < w[1]) {
+            return;
+        }
+        let mut order: Vec<u32> = (0..keys.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| keys[a as usize].cmp(&keys[b as usize]));
+        let mut new_id = vec![0u32; order.len()];
+        for (new, &old) in order.iter().enumerate() {
+            new_id[old as usize] = new as u32;
+        }
+        let mut features = Interner::default();
+        for &old in &order {
+            features.id(&keys[old as usize]);
+        }
+        self.features = features;
+        let mut row: Vec<(u32, f64)> = Vec::new();
+        for i in 0..self.num_rows() {
+            let r = self.nz_ptr[i]..self.nz_ptr[i + 1];
+            row.clear();
+            row.extend(
+                self.feature_ids[r.clone()]
+                    .iter()
+                    .zip(&self.values[r.clone()])
+                    .map(|(&f, &v)| (new_id[f as usize], v)),
+            );
+            row.sort_unstable_by_key(|&(f, _)| f);
+            for (k, (f, v)) in r.zip(&row) {
+                self.feature_ids[k] = *f;
+                self.values[k] = *v;
+            }
+        }
+    }
+
     /// Add `offset_model`'s score `β₀ + x·β` to every record's offset.
     pub fn add_offsets(&mut self, model: &OffsetModel) {
         let beta: Vec<f64> = self
@@ -263,6 +303,8 @@ pub fn read_records(path: &Path, format: Format, options: &ReadOptions) -> Resul
             read_tsv(path, &entity)?
         }
     };
+    let mut data = data;
+    data.sort_features();
     if data.num_rows() == 0 {
         return Err(Error::EmptyInput {
             path: path.to_path_buf(),

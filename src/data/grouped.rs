@@ -1,0 +1,193 @@
+//! Records files larger than memory.
+//!
+//! [`EntityChunks`] reads a JSON-lines file whose records are grouped by entity (every
+//! record of an entity on consecutive lines) as chunks of at most `n` whole entities, so
+//! training holds one chunk at a time. It checks the grouping as it goes: an entity that
+//! comes back after another one is an error naming its line, never a model trained on
+//! part of its records.
+//!
+//! [`group_by_entity`] makes any file grouped with bounded memory: a first pass spreads
+//! the lines over `k` temporary files by a hash of the entity id, a second pass reads one
+//! of them at a time and writes its records entity by entity (entities in order of first
+//! appearance within the part, records in file order). Memory holds one part, about
+//! `1/k` of the file.
+
+use super::{entity_of, parse_object, push_record, Dataset, ReadOptions};
+use crate::error::{Error, Result};
+use crate::io::write_atomic;
+use serde_json::{Map, Value};
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// Chunks of at most `entities` whole entities from a file grouped by entity.
+pub struct EntityChunks {
+    reader: BufReader<File>,
+    path: PathBuf,
+    options: ReadOptions,
+    entities: usize,
+    line: usize,
+    /// The first record of the next chunk, read past the end of this one.
+    pending: Option<(usize, String, Map<String, Value>)>,
+    current: Option<String>,
+    finished: HashSet<String>,
+}
+
+impl EntityChunks {
+    pub fn open(path: &Path, options: &ReadOptions, entities: usize) -> Result<Self> {
+        if entities == 0 {
+            return Err(Error::Config("a chunk needs at least 1 entity".into()));
+        }
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        Ok(EntityChunks {
+            reader: BufReader::with_capacity(1 << 20, file),
+            path: path.to_path_buf(),
+            options: options.clone(),
+            entities,
+            line: 0,
+            pending: None,
+            current: None,
+            finished: HashSet::new(),
+        })
+    }
+
+    /// The next chunk; `None` after the last.
+    pub fn next_chunk(&mut self) -> Result<Option<Dataset>> {
+        let mut data = Dataset::new();
+        if let Some((line, _, obj)) = self.pending.take() {
+            push_record(&self.path, line, &obj, &self.options, &mut data)?;
+        }
+        let mut text = String::new();
+        loop {
+            text.clear();
+            let n = self
+                .reader
+                .read_line(&mut text)
+                .map_err(|e| Error::io(&self.path, e))?;
+            if n == 0 {
+                break;
+            }
+            self.line += 1;
+            if text.trim().is_empty() {
+                continue;
+            }
+            let obj = parse_object(&self.path, self.line, &text)?;
+            let entity = entity_of(&self.path, self.line, &obj, &self.options.entity)?;
+            if self.current.as_deref() != Some(entity.as_str()) {
+                if self.finished.contains(&entity) {
+                    return Err(Error::input(
+                        &self.path,
+                        self.line,
+                        "entity",
+                        format!(
+                            "entity {entity:?} comes back after other entities: the file is not grouped by entity (group it with `glmix group`, or train without --chunk-entities)"
+                        ),
+                    ));
+                }
+                if let Some(done) = self.current.replace(entity.clone()) {
+                    self.finished.insert(done);
+                }
+                if data.entities.len() == self.entities {
+                    push_record(
+                        &self.path,
+                        self.line,
+                        &obj,
+                        &self.options,
+                        &mut Dataset::new(),
+                    )?;
+                    self.pending = Some((self.line, entity, obj));
+                    data.sort_features();
+                    return Ok(Some(data));
+                }
+            }
+            push_record(&self.path, self.line, &obj, &self.options, &mut data)?;
+        }
+        data.sort_features();
+        Ok((data.num_rows() > 0).then_some(data))
+    }
+}
+
+/// Write `input`'s records grouped by entity to `output` (atomically), through `parts`
+/// temporary files in `output`'s directory. Returns the number of records.
+pub fn group_by_entity(
+    input: &Path,
+    output: &Path,
+    options: &ReadOptions,
+    parts: usize,
+) -> Result<usize> {
+    if parts == 0 {
+        return Err(Error::Config("grouping needs at least 1 part".into()));
+    }
+    let dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let scratch = tempfile::Builder::new()
+        .prefix(".glmix-group.")
+        .tempdir_in(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    let part_path = |k: usize| scratch.path().join(format!("part-{k}.jsonl"));
+
+    // Pass 1: spread the lines over the parts by entity.
+    let mut writers = (0..parts)
+        .map(|k| {
+            File::create(part_path(k))
+                .map(|f| BufWriter::with_capacity(1 << 16, f))
+                .map_err(|e| Error::io(part_path(k), e))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let file = File::open(input).map_err(|e| Error::io(input, e))?;
+    let (mut line, mut records) = (0, 0);
+    for text in BufReader::with_capacity(1 << 20, file).lines() {
+        line += 1;
+        let text = text.map_err(|e| Error::io(input, e))?;
+        if text.trim().is_empty() {
+            continue;
+        }
+        let obj = parse_object(input, line, &text)?;
+        let entity = entity_of(input, line, &obj, &options.entity)?;
+        let k = (fnv1a(entity.as_bytes()) % parts as u64) as usize;
+        writeln!(writers[k], "{text}").map_err(|e| Error::io(part_path(k), e))?;
+        records += 1;
+    }
+    for (k, w) in writers.into_iter().enumerate() {
+        w.into_inner()
+            .map_err(|e| Error::io(part_path(k), e.into_error()))?
+            .sync_all()
+            .map_err(|e| Error::io(part_path(k), e))?;
+    }
+
+    // Pass 2: one part at a time, entity by entity.
+    write_atomic(output, |out| {
+        for k in 0..parts {
+            let text = std::fs::read_to_string(part_path(k))?;
+            let mut index: HashMap<String, usize> = HashMap::new();
+            let mut groups: Vec<Vec<&str>> = Vec::new();
+            for l in text.lines() {
+                let obj: Map<String, Value> = serde_json::from_str(l)?;
+                let entity =
+                    entity_of(input, 0, &obj, &options.entity).map_err(std::io::Error::other)?;
+                let g = *index.entry(entity).or_insert_with(|| {
+                    groups.push(Vec::new());
+                    groups.len() - 1
+                });
+                groups[g].push(l);
+            }
+            for l in groups.iter().flatten() {
+                writeln!(out, "{l}")?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(records)
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
