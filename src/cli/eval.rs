@@ -1,11 +1,10 @@
 //! `glmix eval`.
 
-use super::{warn_if_no_entity_has_a_model, DataArgs};
+use super::{models_for, DataArgs};
 use anyhow::{bail, Result};
 use clap::Args;
 use glmix::metrics::{auc, entity_auc, is_positive, logloss, rmse};
 use glmix::score::score;
-use glmix::store::read_models_for;
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 
@@ -25,12 +24,7 @@ pub struct EvalArgs {
 
 pub fn run(a: EvalArgs) -> Result<()> {
     let data = a.data.read()?;
-    let models = read_models_for(
-        &a.model,
-        data.entities.keys().iter().map(String::as_str),
-        None,
-    )?;
-    warn_if_no_entity_has_a_model(&data, &models, &a.model);
+    let models = models_for(&data, &a.model)?;
     let scores = score(&data, &models, None)?;
     let positive: Vec<bool> = data.label.iter().map(|&y| is_positive(y)).collect();
     let binary = data

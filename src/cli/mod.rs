@@ -179,12 +179,11 @@ fn progress_bar(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
-/// Scoring data none of whose entities has a model usually means a wrong `--entity-key`.
-fn warn_if_no_entity_has_a_model(
-    data: &Dataset,
-    models: &glmix::model::ModelSet,
-    path: &std::path::Path,
-) {
+/// The models of `data`'s entities from a model file or store. Data none of whose
+/// entities has a model usually means a wrong `--entity-key`: that gets a warning.
+fn models_for(data: &Dataset, path: &std::path::Path) -> Result<glmix::model::ModelSet> {
+    let models =
+        glmix::store::read_models_for(path, data.entities.keys().iter().map(String::as_str), None)?;
     if data.entities.keys().iter().all(|e| !models.contains(e)) {
         eprintln!(
             "glmix: warning: none of the {} entities has a model in {}; scores are offsets only (check --entity-key)",
@@ -192,6 +191,7 @@ fn warn_if_no_entity_has_a_model(
             path.display()
         );
     }
+    Ok(models)
 }
 
 #[derive(Args, Debug)]

@@ -1,11 +1,10 @@
 //! `glmix score`.
 
-use super::{warn_if_no_entity_has_a_model, DataArgs};
+use super::{models_for, DataArgs};
 use anyhow::Result;
 use clap::Args;
 use glmix::io::write_atomic;
 use glmix::score::{score, Thompson};
-use glmix::store::read_models_for;
 use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;
@@ -31,12 +30,7 @@ pub struct ScoreArgs {
 
 pub fn run(a: ScoreArgs) -> Result<()> {
     let data = a.data.read()?;
-    let models = read_models_for(
-        &a.model,
-        data.entities.keys().iter().map(String::as_str),
-        None,
-    )?;
-    warn_if_no_entity_has_a_model(&data, &models, &a.model);
+    let models = models_for(&data, &a.model)?;
     let thompson = a.thompson.map(|multiplier| Thompson {
         multiplier,
         seed: a.seed,

@@ -134,3 +134,46 @@ pub fn read_models(path: &std::path::Path) -> Vec<ModelLine> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// A temporary directory for a test's files.
+pub struct Dir(tempfile::TempDir);
+
+impl Dir {
+    pub fn new() -> Self {
+        Dir(tempfile::tempdir().unwrap())
+    }
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.0.path().join(name)
+    }
+    pub fn arg(&self, name: &str) -> String {
+        self.path(name).to_str().unwrap().to_string()
+    }
+    pub fn write(&self, name: &str, text: &str) -> String {
+        std::fs::write(self.path(name), text).unwrap();
+        self.arg(name)
+    }
+    /// Every file in the directory (to see that a failure left nothing behind).
+    pub fn files(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.0.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// Whether a `--device gpu` run succeeded. Without an adapter it fails, and the test is
+/// skipped with a notice — unless `GLMIX_REQUIRE_GPU=1` (CI), where that is a failure.
+pub fn gpu_ran(out: &std::process::Output, test: &str) -> bool {
+    if out.status.success() {
+        return true;
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        std::env::var("GLMIX_REQUIRE_GPU").as_deref() != Ok("1"),
+        "GLMIX_REQUIRE_GPU=1 but: {stderr}"
+    );
+    eprintln!("notice: {test} skipped: {stderr}");
+    false
+}
