@@ -156,12 +156,7 @@ fn main() -> anyhow::Result<()> {
     }
     let mut first = Dataset::new();
     for i in 0..split {
-        let (ids, vals) = global.row_features(i);
-        let f = ids
-            .iter()
-            .zip(vals)
-            .map(|(&id, &v)| (global.features.key(id).clone(), v));
-        first.push("global", global.label[i], 1.0, 0.0, None, f);
+        first.push_row_of(&global, i);
     }
     let mut fixed = TrainConfig::new(ObjectiveKind::Logistic);
     fixed.regularization.penalty = 1.0;

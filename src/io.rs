@@ -1,5 +1,10 @@
-//! Atomic output files: written to a temporary file beside the target and renamed into
-//! place on [`AtomicFile::commit`], so a crash or an error never leaves a half-written file.
+//! Input and output helpers.
+//!
+//! - Atomic output files: written to a temporary file beside the target and renamed into
+//!   place on [`AtomicFile::commit`], so a crash or an error never leaves a half-written
+//!   file.
+//! - [`ReadAhead`]: input read on its own thread, one item ahead of its consumer.
+//! - [`fnv1a`]: a stable 64-bit hash of bytes (for stream positions and partitions).
 
 use crate::error::{Error, Result};
 use std::io::{BufWriter, Write};
@@ -72,4 +77,47 @@ pub fn write_atomic(
     let mut f = AtomicFile::create(path)?;
     fill(&mut f).map_err(|e| Error::io(path, e))?;
     f.commit()
+}
+
+/// The FNV-1a offset basis: the hash of no bytes.
+pub const FNV1A_EMPTY: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a of `bytes`, continuing from `hash` (start with [`FNV1A_EMPTY`]). Stable across
+/// runs, platforms and Rust versions, unlike `std`'s hasher.
+pub fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+/// Items produced by a closure on its own thread, at most one ahead of [`ReadAhead::next`]:
+/// the next chunk of input is read while the current one is worked on. The thread stops
+/// after the last item, the first error, or once the `ReadAhead` is dropped (it is not
+/// joined, as it may be waiting on stdin).
+pub struct ReadAhead<T> {
+    receiver: std::sync::mpsc::Receiver<Result<Option<T>>>,
+}
+
+impl<T: Send + 'static> ReadAhead<T> {
+    pub fn spawn(mut next: impl FnMut() -> Result<Option<T>> + Send + 'static) -> Self {
+        // A rendezvous channel: the producer holds one item while it waits.
+        let (sender, receiver) = std::sync::mpsc::sync_channel(0);
+        std::thread::spawn(move || loop {
+            let item = next();
+            let last = !matches!(item, Ok(Some(_)));
+            if sender.send(item).is_err() || last {
+                break;
+            }
+        });
+        ReadAhead { receiver }
+    }
+
+    /// The next item; `None` after the last.
+    pub fn next(&self) -> Result<Option<T>> {
+        self.receiver
+            .recv()
+            .map_err(|_| Error::Config("the input reader stopped".into()))?
+    }
 }

@@ -31,6 +31,7 @@
 
 use crate::data::{number_field, parse_object, push_record, Dataset, OffsetModel, ReadOptions};
 use crate::error::{Error, Result};
+use crate::io::{fnv1a, ReadAhead, FNV1A_EMPTY};
 use crate::metrics::{auc, entity_auc, is_positive, logloss, rmse, AucHistogram};
 use crate::model::ModelSet;
 use crate::objective::{softplus, Loss};
@@ -158,25 +159,22 @@ impl Source {
 
 /// How far into the input the committed batches reach.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Position {
-    batches: u64,
-    lines: u64,
-    bytes: u64,
+pub struct Position {
+    pub batches: u64,
+    pub lines: u64,
+    pub bytes: u64,
     /// FNV-1a of the bytes of those lines.
-    hash: u64,
-    records: u64,
-    skipped: u64,
+    pub hash: u64,
+    pub records: u64,
+    pub skipped: u64,
 }
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-
-fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
-    for &b in bytes {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(FNV_PRIME);
-    }
-    hash
+/// The position a stream has committed to `store`, if any has.
+pub fn committed_position(store: &ModelStore) -> Result<Option<Position>> {
+    store
+        .state(POSITION)?
+        .map(|bytes| decode(store, &bytes))
+        .transpose()
 }
 
 /// Lines of the input, numbered from 1, with the position after each.
@@ -194,7 +192,7 @@ impl Lines {
             name: source.name(),
             buffer: String::new(),
             at: Position {
-                hash: FNV_OFFSET,
+                hash: FNV1A_EMPTY,
                 ..Position::default()
             },
         })
@@ -399,8 +397,9 @@ struct ReadBatch {
 struct BatchReader {
     lines: Lines,
     config: StreamConfig,
-    /// A record read past the end of the previous (time-window) batch: it opens the next.
-    pending: Option<(Map<String, Value>, u64)>,
+    /// The record read past the end of the previous (time-window) batch, already checked
+    /// into a dataset of its own, and its window: they open the next batch.
+    pending: Option<(Dataset, i64)>,
     /// Number of the next batch, and the line it starts after.
     batch: u64,
     cut: Position,
@@ -431,9 +430,11 @@ impl BatchReader {
         let started = Instant::now();
         let config = &self.config;
         let name = self.lines.name.clone();
-        let mut data = Dataset::new();
+        let (mut data, mut window) = match self.pending.take() {
+            Some((opening, w)) => (opening, Some(w)),
+            None => (Dataset::new(), None),
+        };
         let mut report = BatchReport::empty(self.batch, self.cut.lines + 1);
-        let mut window: Option<i64> = None;
         let mut cut = None;
         let bad = |e: Error, report: &mut BatchReport| -> Result<()> {
             match config.on_bad_record {
@@ -447,10 +448,6 @@ impl BatchReader {
                 }
             }
         };
-        if let Some((obj, line)) = self.pending.take() {
-            window = Some(window_of(config, &name, line, &obj)?);
-            push_record(&name, line as usize, &obj, &config.read, &mut data)?;
-        }
         loop {
             if matches!(config.batching, Batching::Records(n) if data.num_rows() == n) {
                 break;
@@ -480,15 +477,15 @@ impl BatchReader {
                 };
                 match window {
                     Some(current) if w > current && data.num_rows() > 0 => {
-                        // Check it now, so that the next batch does not start on a bad record.
-                        let mut probe = Dataset::new();
+                        // Read it now, so that the next batch does not start on a bad record.
+                        let mut opening = Dataset::new();
                         if let Err(e) =
-                            push_record(&name, line as usize, &obj, &config.read, &mut probe)
+                            push_record(&name, line as usize, &obj, &config.read, &mut opening)
                         {
                             bad(e, &mut report)?;
                             continue;
                         }
-                        self.pending = Some((obj, line));
+                        self.pending = Some((opening, w));
                         cut = Some(before);
                         break;
                     }
@@ -542,11 +539,11 @@ pub fn run_stream(
     let kind = config.train.objective.loss();
     let settings = config.fingerprint();
     let mut position = Position {
-        hash: FNV_OFFSET,
+        hash: FNV1A_EMPTY,
         ..Position::default()
     };
     let mut running = Running::default();
-    if let Some(bytes) = store.state(POSITION)? {
+    if let Some(committed) = committed_position(store)? {
         let stored =
             String::from_utf8_lossy(&store.state(SETTINGS)?.unwrap_or_default()).into_owned();
         if stored != settings {
@@ -555,7 +552,7 @@ pub fn run_stream(
                 store.path().display()
             )));
         }
-        position = decode(store, &bytes)?;
+        position = committed;
         running = decode(store, &store.state(RUNNING)?.unwrap_or_default())?;
     }
     let mut summary = StreamSummary {
@@ -587,25 +584,12 @@ pub fn run_stream(
         )));
     }
 
-    // Read ahead on another thread. On an error here the reader stops at its next send
-    // (it is not joined: it may be waiting on stdin).
-    // At most one batch is read ahead: the one the reader holds while it waits here.
-    let (sender, batches) = std::sync::mpsc::sync_channel::<Result<Option<ReadBatch>>>(0);
-    std::thread::spawn(move || loop {
-        let next = reader.next();
-        let done = !matches!(next, Ok(Some(_)));
-        if sender.send(next).is_err() || done {
-            break;
-        }
-    });
-
+    let batches = ReadAhead::spawn(move || reader.next());
     while let Some(ReadBatch {
         data: batch,
         mut report,
         cut,
-    }) = batches
-        .recv()
-        .map_err(|_| Error::Config("the stream reader stopped".into()))??
+    }) = batches.next()?
     {
         let started = Instant::now();
         // 1. Progressive validation with the models as they stand.
@@ -772,24 +756,16 @@ impl BatchReport {
 /// Every record so far, for [`Update::Retrain`], appended batch by batch (a resumed run
 /// reads the same batches again, so it rebuilds exactly the history of an uninterrupted
 /// one).
+#[derive(Default)]
 struct History {
     data: Dataset,
     rows_of: Vec<Vec<usize>>,
 }
 
-impl Default for History {
-    fn default() -> Self {
-        History {
-            data: Dataset::new(),
-            rows_of: Vec::new(),
-        }
-    }
-}
-
 impl History {
     fn append(&mut self, batch: &Dataset) {
         for i in 0..batch.num_rows() {
-            copy_row(batch, i, &mut self.data);
+            self.data.push_row_of(batch, i);
             let e = *self.data.entity.last().expect("just pushed") as usize;
             if e == self.rows_of.len() {
                 self.rows_of.push(Vec::new());
@@ -804,26 +780,10 @@ impl History {
         for entity in batch.entities.keys() {
             let e = self.data.entities.get(entity).expect("appended before");
             for &i in &self.rows_of[e as usize] {
-                copy_row(&self.data, i, &mut touched);
+                touched.push_row_of(&self.data, i);
             }
         }
         touched.sort_features();
         touched
     }
-}
-
-fn copy_row(from: &Dataset, i: usize, to: &mut Dataset) {
-    let (ids, vals) = from.row_features(i);
-    let features = ids
-        .iter()
-        .zip(vals)
-        .map(|(&f, &v)| (from.features.key(f).clone(), v));
-    to.push(
-        from.entities.key(from.entity[i]),
-        from.label[i],
-        from.weight[i],
-        from.offset[i],
-        from.timestamp[i],
-        features,
-    );
 }

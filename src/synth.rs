@@ -140,19 +140,7 @@ pub fn time_slice(data: &Dataset, from: f64, to: f64) -> Dataset {
     });
     let mut out = Dataset::new();
     for &i in &rows {
-        let (ids, vals) = data.row_features(i);
-        let features = ids
-            .iter()
-            .zip(vals)
-            .map(|(&f, &v)| (data.features.key(f).clone(), v));
-        out.push(
-            data.entities.key(data.entity[i]),
-            data.label[i],
-            data.weight[i],
-            data.offset[i],
-            data.timestamp[i],
-            features,
-        );
+        out.push_row_of(data, i);
     }
     out
 }

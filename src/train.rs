@@ -117,7 +117,8 @@ pub struct Verification {
 }
 
 impl Verification {
-    fn merge(self, other: Verification) -> Verification {
+    /// The worse of two checks, field by field.
+    pub fn merge(self, other: Verification) -> Verification {
         Verification {
             worst_gradient_norm: self.worst_gradient_norm.max(other.worst_gradient_norm),
             worst_loss_difference: self.worst_loss_difference.max(other.worst_loss_difference),

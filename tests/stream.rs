@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{glmix, glmix_output, gpu_ran, read_models, Dir};
+use common::{assert_means_close, glmix, glmix_output, gpu_ran, read_models, Dir};
 use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
@@ -438,23 +438,9 @@ fn a_gpu_stream_ends_with_the_cpu_models() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"device\":\"gpu: "));
     export(&dir, &cpu, "cpu.jsonl");
     export(&dir, &gpu, "gpu.jsonl");
-    let (c, g) = (
-        read_models(&dir.path("cpu.jsonl")),
-        read_models(&dir.path("gpu.jsonl")),
+    assert_means_close(
+        &read_models(&dir.path("gpu.jsonl")),
+        &read_models(&dir.path("cpu.jsonl")),
+        1e-4,
     );
-    assert_eq!(c.len(), g.len());
-    for (c, g) in c.iter().zip(&g) {
-        assert_eq!(c.entity, g.entity);
-        for (x, y) in c.means.iter().zip(&g.means) {
-            assert_eq!((&x.name, &x.term), (&y.name, &y.term));
-            assert!(
-                (x.value - y.value).abs() <= 1e-4 * x.value.abs().max(1.0),
-                "{} {}: cpu {} gpu {}",
-                c.entity,
-                x.name,
-                x.value,
-                y.value
-            );
-        }
-    }
 }

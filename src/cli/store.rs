@@ -48,10 +48,7 @@ pub fn run(a: StoreArgs) -> Result<()> {
         StoreCommand::Info { store } => {
             let s = ModelStore::open_read_only(&store)?;
             let batches = s.batches()?;
-            let position: Option<serde_json::Value> = s
-                .state("stream.position")?
-                .map(|b| serde_json::from_slice(&b))
-                .transpose()?;
+            let position = glmix::stream::committed_position(&s)?;
             let last: Option<serde_json::Value> = batches
                 .last()
                 .map(|(_, r)| serde_json::from_str(r))

@@ -258,6 +258,7 @@ fn fmt(v: Option<f64>) -> String {
 /// The --metrics file: CSV or JSON lines, one row per committed batch.
 struct MetricsFile {
     path: PathBuf,
+    file: std::fs::File,
     csv: bool,
 }
 
@@ -282,8 +283,13 @@ impl MetricsFile {
             }
             Ok(())
         })?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .with_context(|| path.display().to_string())?;
         Ok(MetricsFile {
             path: path.to_path_buf(),
+            file,
             csv,
         })
     }
@@ -293,11 +299,7 @@ impl MetricsFile {
             true => r.csv_row(),
             false => serde_json::to_string(r)?,
         };
-        let mut f = OpenOptions::new()
-            .append(true)
-            .open(&self.path)
-            .with_context(|| self.path.display().to_string())?;
-        writeln!(f, "{line}").with_context(|| self.path.display().to_string())?;
+        writeln!(self.file, "{line}").with_context(|| self.path.display().to_string())?;
         Ok(())
     }
 }

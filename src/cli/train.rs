@@ -6,7 +6,7 @@ use clap::{Args, ValueEnum};
 use glmix::data::{Dataset, EntityChunks};
 use glmix::eval::GpuContext;
 use glmix::io::write_atomic;
-use glmix::io::AtomicFile;
+use glmix::io::{AtomicFile, ReadAhead};
 use glmix::model::{read_models, write_model_line, HessianType, ModelSet};
 use glmix::objective::{ObjectiveKind, Regularization};
 use glmix::solver::LbfgsOptions;
@@ -203,22 +203,14 @@ pub fn run(a: TrainArgs) -> Result<()> {
             }
             let mut reader = EntityChunks::open(&a.data.data, &a.data.options(), n)?;
             let offsets = a.data.offset_model()?;
-            let (sender, receiver) = std::sync::mpsc::sync_channel(0);
-            std::thread::spawn(move || loop {
+            let chunks = ReadAhead::spawn(move || {
                 let mut next = reader.next_chunk();
                 if let (Ok(Some(chunk)), Some(model)) = (&mut next, &offsets) {
                     chunk.add_offsets(model);
                 }
-                let done = !matches!(next, Ok(Some(_)));
-                if sender.send(next).is_err() || done {
-                    break;
-                }
+                next
             });
-            Box::new(move || {
-                Ok(receiver
-                    .recv()
-                    .map_err(|_| anyhow::anyhow!("the chunk reader stopped"))??)
-            })
+            Box::new(move || Ok(chunks.next()?))
         }
     };
     let mut chunks = chunks;
@@ -358,10 +350,7 @@ impl Totals {
         self.timings.solve += out.timings.solve;
         self.timings.posterior += out.timings.posterior;
         if let Some(v) = out.verification {
-            self.verification = Some(self.verification.map_or(v, |w| Verification {
-                worst_gradient_norm: w.worst_gradient_norm.max(v.worst_gradient_norm),
-                worst_loss_difference: w.worst_loss_difference.max(v.worst_loss_difference),
-            }));
+            self.verification = Some(self.verification.map_or(v, |w| w.merge(v)));
         }
     }
 }

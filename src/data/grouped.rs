@@ -14,7 +14,7 @@
 
 use super::{entity_of, parse_object, push_record, Dataset, ReadOptions};
 use crate::error::{Error, Result};
-use crate::io::write_atomic;
+use crate::io::{fnv1a, write_atomic, FNV1A_EMPTY};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -28,8 +28,9 @@ pub struct EntityChunks {
     options: ReadOptions,
     entities: usize,
     line: usize,
-    /// The first record of the next chunk, read past the end of this one.
-    pending: Option<(usize, String, Map<String, Value>)>,
+    /// The first record of the next chunk, read past the end of this one (already in a
+    /// dataset of its own).
+    pending: Option<Dataset>,
     current: Option<String>,
     finished: HashSet<String>,
 }
@@ -54,10 +55,7 @@ impl EntityChunks {
 
     /// The next chunk; `None` after the last.
     pub fn next_chunk(&mut self) -> Result<Option<Dataset>> {
-        let mut data = Dataset::new();
-        if let Some((line, _, obj)) = self.pending.take() {
-            push_record(&self.path, line, &obj, &self.options, &mut data)?;
-        }
+        let mut data = self.pending.take().unwrap_or_default();
         let mut text = String::new();
         loop {
             text.clear();
@@ -89,14 +87,9 @@ impl EntityChunks {
                     self.finished.insert(done);
                 }
                 if data.entities.len() == self.entities {
-                    push_record(
-                        &self.path,
-                        self.line,
-                        &obj,
-                        &self.options,
-                        &mut Dataset::new(),
-                    )?;
-                    self.pending = Some((self.line, entity, obj));
+                    let mut opening = Dataset::new();
+                    push_record(&self.path, self.line, &obj, &self.options, &mut opening)?;
+                    self.pending = Some(opening);
                     data.sort_features();
                     return Ok(Some(data));
                 }
@@ -147,7 +140,7 @@ pub fn group_by_entity(
         }
         let obj = parse_object(input, line, &text)?;
         let entity = entity_of(input, line, &obj, &options.entity)?;
-        let k = (fnv1a(entity.as_bytes()) % parts as u64) as usize;
+        let k = (fnv1a(FNV1A_EMPTY, entity.as_bytes()) % parts as u64) as usize;
         writeln!(writers[k], "{text}").map_err(|e| Error::io(part_path(k), e))?;
         records += 1;
     }
@@ -181,13 +174,4 @@ pub fn group_by_entity(
         Ok(())
     })?;
     Ok(records)
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
 }

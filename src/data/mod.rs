@@ -119,7 +119,7 @@ pub enum Format {
 
 /// Records held column-wise: row `i` has entity `entity[i]`, features
 /// `feature_ids[nz_ptr[i]..nz_ptr[i+1]]` (strictly ascending ids) with `values[..]`, and so on.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Dataset {
     pub entities: Interner<String>,
     pub features: Interner<FeatureKey>,
@@ -137,8 +137,16 @@ pub struct Dataset {
 impl Dataset {
     pub fn new() -> Self {
         Dataset {
+            entities: Interner::default(),
+            features: Interner::default(),
+            entity: Vec::new(),
+            label: Vec::new(),
+            weight: Vec::new(),
+            offset: Vec::new(),
+            timestamp: Vec::new(),
             nz_ptr: vec![0],
-            ..Default::default()
+            feature_ids: Vec::new(),
+            values: Vec::new(),
         }
     }
 
@@ -180,6 +188,23 @@ impl Dataset {
             same
         });
         self.push_interned(e, label, weight, offset, timestamp, &row);
+    }
+
+    /// Append a copy of record `i` of `from` (re-interned in this dataset).
+    pub fn push_row_of(&mut self, from: &Dataset, i: usize) {
+        let (ids, vals) = from.row_features(i);
+        let features = ids
+            .iter()
+            .zip(vals)
+            .map(|(&f, &v)| (from.features.key(f).clone(), v));
+        self.push(
+            from.entities.key(from.entity[i]),
+            from.label[i],
+            from.weight[i],
+            from.offset[i],
+            from.timestamp[i],
+            features,
+        );
     }
 
     /// Append one record by interned ids; `features` must hold strictly ascending ids.
@@ -274,6 +299,13 @@ impl Dataset {
                 .sum();
             self.offset[i] += model.intercept + s;
         }
+    }
+}
+
+/// The empty dataset (the same as [`Dataset::new`]).
+impl Default for Dataset {
+    fn default() -> Self {
+        Dataset::new()
     }
 }
 

@@ -326,15 +326,12 @@ fn coefficients(keys: &[FeatureKey], values: &[f64]) -> Vec<RawCoefficient> {
 /// Write one model as a JSON line. Non-finite values are refused (JSON cannot hold them).
 pub fn write_model_line(model: &EntityModel, out: &mut dyn Write) -> std::io::Result<()> {
     let d = model.means.len();
-    let bad = |what: &str| {
+    let variances = model.writable_variances().map_err(|why| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("entity {:?}: non-finite {what}", model.entity),
+            format!("entity {:?}: {why}", model.entity),
         )
-    };
-    if model.means.iter().any(|v| !v.is_finite()) {
-        return Err(bad("mean"));
-    }
+    })?;
     let precision = match &model.precision {
         Precision::None => None,
         Precision::Diagonal(h) if model.hessian == HessianType::Identity => {
@@ -360,14 +357,6 @@ pub fn write_model_line(model: &EntityModel, out: &mut dyn Write) -> std::io::Re
             ..Default::default()
         }),
     };
-    let variances = model.variances();
-    if variances
-        .as_ref()
-        .is_some_and(|v| v.iter().any(|x| !x.is_finite()))
-        || !matches!(&model.precision, Precision::None) && variances.is_none()
-    {
-        return Err(bad("or non-positive-definite precision"));
-    }
     let line = OutModel {
         entity: &model.entity,
         objective: model.objective.map(|o| o.name()),

@@ -113,6 +113,24 @@ impl EntityModel {
         }
     }
 
+    /// The variances a model file would hold, or why the model cannot be written: JSON
+    /// has no non-finite numbers, so every mean and variance must be finite (a full
+    /// precision must be positive definite).
+    pub fn writable_variances(&self) -> Result<Option<Vec<f64>>, &'static str> {
+        if self.means.iter().any(|v| !v.is_finite()) {
+            return Err("non-finite mean");
+        }
+        let variances = self.variances();
+        if variances
+            .as_ref()
+            .is_some_and(|v| v.iter().any(|x| !x.is_finite()))
+            || !matches!(&self.precision, Precision::None) && variances.is_none()
+        {
+            return Err("non-finite or non-positive-definite precision");
+        }
+        Ok(variances)
+    }
+
     /// Index of every feature of the model.
     pub fn feature_index(&self) -> HashMap<&FeatureKey, usize> {
         self.features

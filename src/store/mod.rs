@@ -249,20 +249,16 @@ impl ModelStore {
     }
 }
 
-/// Why a model cannot be stored, if it cannot: non-finite means, or a precision without
-/// finite variances.
+/// Why a model cannot be stored, if it cannot: what a model file cannot hold, or a
+/// diagonal precision that is not positive.
 fn unwritable(m: &EntityModel) -> Option<&'static str> {
-    if m.means.iter().any(|v| !v.is_finite()) {
-        return Some("non-finite mean");
+    match (m.writable_variances(), &m.precision) {
+        (Err(why), _) => Some(why),
+        (Ok(_), Precision::Diagonal(h)) if h.iter().any(|&v| v <= 0.0) => {
+            Some("non-finite or non-positive-definite precision")
+        }
+        (Ok(_), _) => None,
     }
-    let finite_variances = match &m.precision {
-        Precision::None => true,
-        Precision::Diagonal(h) => h.iter().all(|&v| v > 0.0 && (1.0 / v).is_finite()),
-        Precision::Full(_) => m
-            .variances()
-            .is_some_and(|v| v.iter().all(|x| x.is_finite())),
-    };
-    (!finite_variances).then_some("non-finite or non-positive-definite precision")
 }
 
 fn store_error(path: &Path) -> impl Fn(redb::Error) -> Error + '_ {

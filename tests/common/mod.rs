@@ -177,3 +177,25 @@ pub fn gpu_ran(out: &std::process::Output, test: &str) -> bool {
     eprintln!("notice: {test} skipped: {stderr}");
     false
 }
+
+/// `got` holds the models of `want`, entity by entity and coefficient by coefficient in
+/// the same order, each mean within `rel · max(|want|, 1)`.
+pub fn assert_means_close(got: &[ModelLine], want: &[ModelLine], rel: f64) {
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(g.entity, w.entity);
+        assert_eq!(g.means.len(), w.means.len(), "{}", g.entity);
+        for (a, b) in g.means.iter().zip(&w.means) {
+            assert_eq!((&a.name, &a.term), (&b.name, &b.term), "{}", g.entity);
+            assert!(
+                (a.value - b.value).abs() <= rel * b.value.abs().max(1.0),
+                "{} {}/{}: {} against {}",
+                g.entity,
+                a.name,
+                a.term,
+                a.value,
+                b.value
+            );
+        }
+    }
+}
