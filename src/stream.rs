@@ -262,7 +262,7 @@ impl Running {
 /// Progressive validation and timing of one mini-batch. Loss-type metrics are log-loss
 /// for logistic objectives and RMSE for linear ones (the other is `None`); AUCs are for
 /// logistic objectives only.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BatchReport {
     /// 1-based batch number over the whole stream (resumed runs continue it).
     pub batch: u64,
@@ -434,7 +434,11 @@ impl BatchReader {
             Some((opening, w)) => (opening, Some(w)),
             None => (Dataset::new(), None),
         };
-        let mut report = BatchReport::empty(self.batch, self.cut.lines + 1);
+        let mut report = BatchReport {
+            batch: self.batch,
+            first_line: self.cut.lines + 1,
+            ..BatchReport::default()
+        };
         let mut cut = None;
         let bad = |e: Error, report: &mut BatchReport| -> Result<()> {
             match config.on_bad_record {
@@ -681,41 +685,6 @@ fn decode<T: for<'de> Deserialize<'de>>(store: &ModelStore, bytes: &[u8]) -> Res
 }
 
 impl BatchReport {
-    fn empty(batch: u64, first_line: u64) -> Self {
-        BatchReport {
-            batch,
-            first_line,
-            last_line: first_line,
-            records: 0,
-            entities: 0,
-            new_entities: 0,
-            skipped: 0,
-            late: 0,
-            window_start: None,
-            auc: None,
-            logloss: None,
-            rmse: None,
-            entity_auc: None,
-            entity_auc_entities: 0,
-            offset_auc: None,
-            offset_logloss: None,
-            offset_rmse: None,
-            running_records: 0,
-            running_auc: None,
-            running_loss: None,
-            running_offset_auc: None,
-            running_offset_loss: None,
-            not_converged: 0,
-            rows_trained: 0,
-            read_seconds: 0.0,
-            score_seconds: 0.0,
-            train_seconds: 0.0,
-            seconds: 0.0,
-            input_bytes: 0,
-            skipped_examples: Vec::new(),
-        }
-    }
-
     fn validate(&mut self, kind: Loss, data: &Dataset, scores: &[f64], priors: &ModelSet) {
         self.records = data.num_rows();
         self.entities = data.entities.len();
