@@ -12,7 +12,7 @@
 //! appearance within the part, records in file order). Memory holds one part, about
 //! `1/k` of the file.
 
-use super::{entity_of, parse_object, push_record, Dataset, ReadOptions};
+use super::{entity_of, parse_object, push_record, Dataset, EntityMode, ReadOptions};
 use crate::error::{Error, Result};
 use crate::io::{fnv1a, write_atomic, FNV1A_EMPTY};
 use serde_json::{Map, Value};
@@ -74,10 +74,14 @@ impl EntityChunks {
             let entity = entity_of(&self.path, self.line, &obj, &self.options.entity)?;
             if self.current.as_deref() != Some(entity.as_str()) {
                 if self.finished.contains(&entity) {
+                    let field = match &self.options.entity {
+                        EntityMode::Key(key) => key.as_str(),
+                        EntityMode::Single(_) => "entity",
+                    };
                     return Err(Error::input(
                         &self.path,
                         self.line,
-                        "entity",
+                        field,
                         format!(
                             "entity {entity:?} comes back after other entities: the file is not grouped by entity (group it with `glmix group`, or train without --chunk-entities)"
                         ),
