@@ -1,0 +1,267 @@
+"""Solve one glmix workload with glmix's peers and compare them with glmix.
+
+Called by `bench/peers/run`, which generates the workload, runs glmix and writes
+`glmix_runs.json`. Every peer minimises the same objective on the same records
+(DESIGN §1, `bayes-logistic` with a cold-start prior θ₀ = 0, H₀ = λI):
+
+    F(θ) = Σ w_i log(1 + e^{−y_i m_i}) + (1−δ) λ/2 ‖θ‖² + δ/2 (θ−θ₀)ᵀ H₀ (θ−θ₀),
+    m_i = o_i + x_i·θ,  y_i = +1 for label 1 and −1 otherwise,
+
+with an intercept column that is penalised like every other coefficient, and the
+stopping rules of scipy's L-BFGS-B (--factr, pgtol 1e-5, 10 correction pairs).
+
+Peers:
+- Lambda Learner 0.1.0, one entity at a time exactly as its README shows
+  (IndexMap → index-domain data and model → TrainerSequentialBayesianLogisticLossWithL2
+  → train()); only train() is timed.
+- scipy's L-BFGS-B per entity with an analytic gradient on dense numpy arrays; only
+  the fmin_l_bfgs_b call is timed.
+- jax: jaxopt's L-BFGS vmapped over all entities (rows and columns padded to the
+  largest entity; padded rows have weight 0, padded columns no data), jit-compiled
+  once and timed on later calls; on a GPU host jax uses the GPU when jax has one.
+
+Each solver's coefficients are compared with the reference optimum θ* (glmix's f64
+CPU path with tight tolerances) and with the first glmix row: per entity
+‖θ − θ*‖∞ / ‖θ*‖∞, the table showing the largest ("Δ optimum", "Δ glmix"). The run
+fails (exit 1) when any solver is further than --tolerance from the optimum.
+"""
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+INTERCEPT = ("intercept", "intercept")
+
+
+def read_records(path):
+    """entity → list of (label, weight, offset, [((name, term), value)])"""
+    entities = {}
+    with open(path) as f:
+        for line in f:
+            r = json.loads(line)
+            feats = [((ft["name"], ft["term"]), float(ft["value"])) for ft in r.get("features", [])]
+            rec = (float(r["label"]), float(r.get("weight", 1.0)), float(r.get("offset", 0.0)), feats)
+            entities.setdefault(r["entity"], []).append(rec)
+    return entities
+
+
+def read_models(path):
+    """entity → {(name, term): mean}"""
+    models = {}
+    with open(path) as f:
+        for line in f:
+            m = json.loads(line)
+            models[m["entity"]] = {(c["name"], c["term"]): float(c["value"]) for c in m["means"]}
+    return models
+
+
+def dense_problem(records):
+    """Columns (intercept first, then keys in sorted order), X, y (±1), w, o."""
+    keys = sorted({k for _, _, _, feats in records for k, _ in feats})
+    col = {k: j + 1 for j, k in enumerate(keys)}
+    x = np.zeros((len(records), len(keys) + 1))
+    x[:, 0] = 1.0
+    for i, (_, _, _, feats) in enumerate(records):
+        for k, v in feats:
+            x[i, col[k]] += v
+    y = np.array([1.0 if lab == 1.0 else -1.0 for lab, _, _, _ in records])
+    w = np.array([r[1] for r in records])
+    o = np.array([r[2] for r in records])
+    return [INTERCEPT] + keys, x, y, w, o
+
+
+def relative_difference(coefs, reference):
+    keys = set(coefs) | set(reference)
+    scale = max((abs(v) for v in reference.values()), default=0.0)
+    diff = max((abs(coefs.get(k, 0.0) - reference.get(k, 0.0)) for k in keys), default=0.0)
+    return diff / scale if scale > 0 else diff
+
+
+def run_lambda_learner(entities, penalty, delta, factr):
+    from linkedin.learner.ds.feature import Feature
+    from linkedin.learner.ds.index_map import IndexMap
+    from linkedin.learner.ds.record import TrainingRecord
+    from linkedin.learner.ds.representation_utils import (
+        index_domain_coeffs_to_nt_domain_coeffs,
+        nt_domain_coeffs_to_index_domain_coeffs,
+        nt_domain_data_to_index_domain_data,
+    )
+    from linkedin.learner.prediction.hessian_type import HessianType
+    from linkedin.learner.prediction.trainer_sequential_bayesian_logistic_loss_with_l2 import (
+        TrainerSequentialBayesianLogisticLossWithL2,
+    )
+
+    coefs, seconds, failed = {}, 0.0, 0
+    for entity, records in entities.items():
+        training = [
+            TrainingRecord(label=lab, weight=w, offset=o, features=[Feature(n, t, v) for (n, t), v in feats])
+            for lab, w, o, feats in records
+        ]
+        index_map, _ = IndexMap.from_records_means_and_variances(training, [], [])
+        data = nt_domain_data_to_index_domain_data(training, index_map)
+        initial = nt_domain_coeffs_to_index_domain_coeffs([], [], index_map, penalty)
+        trainer = TrainerSequentialBayesianLogisticLossWithL2(
+            training_data=data,
+            initial_model=initial,
+            hessian_type=HessianType.DIAGONAL,
+            penalty=penalty,
+            delta=delta,
+        )
+        start = time.perf_counter()
+        model, _, meta = trainer.train(precision=factr)
+        seconds += time.perf_counter() - start
+        failed += meta["warnflag"] != 0
+        means, _ = index_domain_coeffs_to_nt_domain_coeffs(model, index_map)
+        coefs[entity] = dict(means)
+    return coefs, seconds, f"{failed} not converged" if failed else ""
+
+
+def run_scipy(entities, penalty, delta, factr):
+    from scipy.optimize import fmin_l_bfgs_b
+    from scipy.special import expit
+
+    coefs, seconds, failed = {}, 0.0, 0
+    for entity, records in entities.items():
+        keys, x, y, w, o = dense_problem(records)
+        theta0 = np.zeros(x.shape[1])
+        h0 = np.full(x.shape[1], penalty)
+
+        def loss_and_gradient(theta):
+            z = y * (o + x @ theta)
+            dev = theta - theta0
+            f = np.dot(w, np.logaddexp(0.0, -z)) + (1 - delta) * penalty / 2 * theta @ theta
+            f += delta / 2 * dev @ (h0 * dev)
+            g = x.T @ (-w * y * expit(-z)) + (1 - delta) * penalty * theta + delta * h0 * dev
+            return f, g
+
+        start = time.perf_counter()
+        theta, _, info = fmin_l_bfgs_b(loss_and_gradient, theta0, m=10, factr=factr, pgtol=1e-5, maxiter=15000)
+        seconds += time.perf_counter() - start
+        failed += info["warnflag"] != 0
+        coefs[entity] = dict(zip(keys, theta.tolist()))
+    return coefs, seconds, f"{failed} not converged" if failed else ""
+
+
+def run_jax(entities, penalty, delta, repeats):
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    import jaxopt
+
+    problems = [(entity, *dense_problem(records)) for entity, records in entities.items()]
+    rows = max(p[2].shape[0] for p in problems)
+    cols = max(p[2].shape[1] for p in problems)
+    count = len(problems)
+    x = np.zeros((count, rows, cols))
+    y = np.ones((count, rows))
+    w = np.zeros((count, rows))
+    o = np.zeros((count, rows))
+    for e, (_, _, xe, ye, we, oe) in enumerate(problems):
+        n, d = xe.shape
+        x[e, :n, :d], y[e, :n], w[e, :n], o[e, :n] = xe, ye, we, oe
+    h0 = np.full((count, cols), penalty)
+
+    def objective(theta, x, y, w, o, h0):
+        z = y * (o + x @ theta)
+        return (
+            jnp.dot(w, jnp.logaddexp(0.0, -z))
+            + (1 - delta) * penalty / 2 * theta @ theta
+            + delta / 2 * theta @ (h0 * theta)
+        )
+
+    solver = jaxopt.LBFGS(fun=objective, tol=1e-5, maxiter=15000, history_size=10)
+
+    @jax.jit
+    def solve_all(x, y, w, o, h0):
+        run = lambda x, y, w, o, h0: solver.run(jnp.zeros(cols), x, y, w, o, h0)
+        params, state = jax.vmap(run)(x, y, w, o, h0)
+        return params, state.iter_num, state.error
+
+    args = [jax.device_put(a) for a in (x, y, w, o, h0)]
+    start = time.perf_counter()
+    jax.block_until_ready(solve_all(*args))
+    compile_seconds = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        params, iters, errors = jax.block_until_ready(solve_all(*args))
+        times.append(time.perf_counter() - start)
+    params = np.asarray(params)
+    failed = int(np.sum(np.asarray(errors) > 1e-5))
+    coefs = {entity: dict(zip(keys, params[e, : len(keys)].tolist())) for e, (entity, keys, *_) in enumerate(problems)}
+    note = f"{jax.default_backend()}, f64, first call {compile_seconds:.2f} s (compile)"
+    if failed:
+        note += f", {failed} not converged"
+    return coefs, statistics.median(times), note
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--glmix-runs", required=True, help="JSON list of {name, models, seconds, entities, note}")
+    ap.add_argument("--reference", required=True, help="glmix models solved with tight tolerances")
+    ap.add_argument("--penalty", type=float, default=10.0)
+    ap.add_argument("--delta", type=float, default=0.8)
+    ap.add_argument("--peer-entities", type=int, default=0, help="run the per-entity Python peers on the first N entities only (0: all)")
+    ap.add_argument("--factr", type=float, default=1e6, help="relative-reduction stop of every L-BFGS (scipy's meaning)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--tolerance", type=float, default=1e-4)
+    ap.add_argument("--peers", default="lambda-learner,scipy,jax")
+    ap.add_argument("--out", required=True, help="results (JSON)")
+    args = ap.parse_args()
+
+    entities = read_records(args.data)
+    reference = read_models(args.reference)
+    subset = dict(list(entities.items())[: args.peer_entities]) if args.peer_entities else entities
+
+    rows = []
+    with open(args.glmix_runs) as f:
+        for run in json.load(f):
+            rows.append((run["name"], run["entities"], run["seconds"], read_models(run["models"]), run.get("note", "")))
+    wanted = args.peers.split(",")
+    peers = {
+        "lambda-learner": ("Lambda Learner 0.1.0 train()", lambda: run_lambda_learner(subset, args.penalty, args.delta, args.factr), subset),
+        "scipy": ("scipy L-BFGS-B per entity", lambda: run_scipy(subset, args.penalty, args.delta, args.factr), subset),
+        "jax": ("jax + jaxopt L-BFGS, vmapped", lambda: run_jax(entities, args.penalty, args.delta, args.repeats), entities),
+    }
+    for key in wanted:
+        name, solve, solved = peers[key]
+        print(f"peers: running {name} on {len(solved)} entities …", file=sys.stderr, flush=True)
+        coefs, seconds, note = solve()
+        rows.append((name, len(solved), seconds, coefs, note))
+
+    glmix_rate = rows[0][1] / rows[0][2]
+    glmix_models = rows[0][3]
+    results, disagree = [], []
+    header = (f"{'solver':<34} {'entities':>8} {'solve s':>8} {'entities/s':>11} {'glmix ×':>8}"
+              f" {'Δ optimum':>10} {'Δ glmix':>9}  note")
+    print(header)
+    print("-" * len(header))
+    for name, count, seconds, coefs, note in rows:
+        rate = count / seconds
+        worst = max(relative_difference(c, reference[e]) for e, c in coefs.items())
+        from_glmix = max(relative_difference(c, glmix_models[e]) for e, c in coefs.items())
+        if not worst <= args.tolerance:
+            disagree.append(name)
+        print(f"{name:<34} {count:>8} {seconds:>8.3f} {rate:>11,.0f} {glmix_rate / rate:>8.1f}"
+              f" {worst:>10.2e} {from_glmix:>9.2e}  {note}")
+        results.append(dict(solver=name, entities=count, seconds=seconds, entities_per_second=rate,
+                            glmix_speedup=glmix_rate / rate, max_relative_difference=worst,
+                            max_relative_difference_from_glmix=from_glmix, note=note))
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=1)
+    if disagree:
+        print(f"DISAGREE beyond {args.tolerance:g} relative: {', '.join(disagree)}")
+        sys.exit(1)
+    print(f"all solvers agree with glmix's f64 optimum within {args.tolerance:g} relative")
+
+
+if __name__ == "__main__":
+    main()
