@@ -21,9 +21,17 @@ const COLORS: [RGBColor; 6] = [
     RGBColor(140, 86, 75),
 ];
 
-/// Draw `series` into an SVG file at `path` (written atomically). The y range is fitted
-/// to the data, with room below for the legend; points with a non-finite coordinate are
-/// left out.
+/// Scales of a chart's axes; logarithmic ones are drawn base 10 and labelled in the
+/// data's own units.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scales {
+    pub log_x: bool,
+    pub log_y: bool,
+}
+
+/// Draw `series` into an SVG file at `path` (written atomically), both axes linear. The y
+/// range is fitted to the data, with room below for the legend; points with a non-finite
+/// coordinate are left out.
 pub fn line_chart(
     path: &Path,
     title: &str,
@@ -31,6 +39,33 @@ pub fn line_chart(
     y_label: &str,
     series: &[Series],
 ) -> Result<()> {
+    line_chart_scaled(path, title, x_label, y_label, Scales::default(), series)
+}
+
+/// [`line_chart`] with the given axis scales; on a logarithmic axis, points at or below
+/// zero are left out.
+pub fn line_chart_scaled(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    scales: Scales,
+    series: &[Series],
+) -> Result<()> {
+    let to_axis = |v: f64, log: bool| if log { v.log10() } else { v };
+    let series: Vec<Series> = series
+        .iter()
+        .map(|s| Series {
+            label: s.label.clone(),
+            points: s
+                .points
+                .iter()
+                .map(|&(x, y)| (to_axis(x, scales.log_x), to_axis(y, scales.log_y)))
+                .collect(),
+        })
+        .collect();
+    let series = series.as_slice();
+    let tick = |v: f64, log: bool| number(if log { 10f64.powf(v) } else { v });
     if path.extension().and_then(|e| e.to_str()) != Some("svg") {
         return Err(Error::Config(format!(
             "{}: plots are written as SVG; name the file *.svg",
@@ -72,8 +107,9 @@ pub fn line_chart(
         chart
             .configure_mesh()
             .x_desc(x_label)
-            .x_label_formatter(&|x| number(*x))
+            .x_label_formatter(&|x| tick(*x, scales.log_x))
             .y_desc(y_label)
+            .y_label_formatter(&|y| tick(*y, scales.log_y))
             .draw()
             .map_err(|e| draw(&e))?;
         for (k, s) in series.iter().enumerate() {
@@ -99,9 +135,14 @@ pub fn line_chart(
     crate::io::write_atomic(path, |f| f.write_all(svg.as_bytes()))
 }
 
-/// An axis label: whole numbers without decimals, others with up to four.
+/// An axis label: whole numbers without decimals, others with up to four; large ones
+/// with three significant digits.
 fn number(x: f64) -> String {
-    if x.fract() == 0.0 && x.abs() < 1e15 {
+    if x.abs() >= 100.0 {
+        let digits = x.abs().log10().floor() as i32 - 2;
+        let rounded = (x / 10f64.powi(digits)).round() * 10f64.powi(digits);
+        format!("{rounded:.0}")
+    } else if x.fract() == 0.0 {
         format!("{x:.0}")
     } else {
         format!("{x:.4}").trim_end_matches('0').to_string()
@@ -130,5 +171,27 @@ mod tests {
         let svg = std::fs::read_to_string(&path).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("offsets") && svg.contains("model"));
         assert!(line_chart(&dir.path().join("c.png"), "", "", "", &series).is_err());
+    }
+
+    #[test]
+    fn log_axes_label_ticks_in_data_units() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.svg");
+        let series = [Series {
+            label: "entities/s".into(),
+            points: vec![(1e3, 5e4), (1e4, 1.5e5), (1e6, 1.4e5), (0.0, 1.0)],
+        }];
+        let scales = Scales {
+            log_x: true,
+            log_y: true,
+        };
+        line_chart_scaled(&path, "scaling", "entities", "entities/s", scales, &series).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            svg.contains("\n1000\n") && svg.contains("\n100000\n"),
+            "{svg}"
+        );
+        assert_eq!(number(123_456.0), "123000");
+        assert_eq!(number(12.5), "12.5");
     }
 }

@@ -27,6 +27,11 @@ pub struct SyntheticSpec {
     pub density: f64,
     /// Row counts uniform on `1..=2n−1` instead of exactly `n`.
     pub ragged: bool,
+    /// Row counts following Zipf's law with this exponent `s` instead (overrides
+    /// `ragged`): the entity of rank `r` gets about `E n r^{−s} / Σ_k k^{−s}` rows, at
+    /// least one, ranks shuffled among the entities. With `s = 1` and E = 10⁴, the
+    /// largest entity holds about a tenth of all rows.
+    pub zipf: Option<f64>,
     pub loss: Loss,
     pub seed: u64,
 }
@@ -39,6 +44,7 @@ impl Default for SyntheticSpec {
             features: 16,
             density: 1.0,
             ragged: false,
+            zipf: None,
             loss: Loss::Logistic,
             seed: 42,
         }
@@ -74,7 +80,14 @@ pub fn generate(spec: &SyntheticSpec) -> Synthetic {
     let effect_sd = 0.5 / per_row.sqrt();
     let noise = Normal::new(0.0, 0.5).expect("valid normal");
 
+    let zipf_rows = spec.zipf.map(|s| zipf_row_counts(spec, s, &mut rng));
     let mut data = Dataset::new();
+    // Reserved up front: growing by doubling would leave up to twice the data allocated.
+    let rows = match &zipf_rows {
+        Some(counts) => counts.iter().sum(),
+        None => spec.entities * spec.rows_per_entity,
+    };
+    data.reserve(rows, (rows as f64 * per_row).ceil() as usize);
     for j in 0..d {
         data.features.id(&feature_key(j));
     }
@@ -85,7 +98,9 @@ pub fn generate(spec: &SyntheticSpec) -> Synthetic {
         let theta: Vec<f64> = std::iter::once(0.5 * rng.sample::<f64, _>(StandardNormal))
             .chain((0..d).map(|_| effect_sd * rng.sample::<f64, _>(StandardNormal)))
             .collect();
-        let n = if spec.ragged {
+        let n = if let Some(counts) = &zipf_rows {
+            counts[e]
+        } else if spec.ragged {
             rng.gen_range(1..=(2 * spec.rows_per_entity).saturating_sub(1).max(1))
         } else {
             spec.rows_per_entity
@@ -128,6 +143,18 @@ pub fn generate(spec: &SyntheticSpec) -> Synthetic {
     }
 }
 
+/// Zipf row counts of [`SyntheticSpec::zipf`], entity by entity.
+fn zipf_row_counts(spec: &SyntheticSpec, s: f64, rng: &mut ChaCha8Rng) -> Vec<usize> {
+    let weights: Vec<f64> = (1..=spec.entities).map(|r| (r as f64).powf(-s)).collect();
+    let total = (spec.entities * spec.rows_per_entity) as f64 / weights.iter().sum::<f64>();
+    let mut counts: Vec<usize> = weights
+        .iter()
+        .map(|w| ((w * total).round() as usize).max(1))
+        .collect();
+    rand::seq::SliceRandom::shuffle(counts.as_mut_slice(), rng);
+    counts
+}
+
 /// Rows of `data` whose timestamp lies in `[from, to)`, as a new dataset in time order.
 pub fn time_slice(data: &Dataset, from: f64, to: f64) -> Dataset {
     let mut rows: Vec<usize> = (0..data.num_rows())
@@ -143,4 +170,28 @@ pub fn time_slice(data: &Dataset, from: f64, to: f64) -> Dataset {
         out.push_row_of(data, i);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zipf_row_counts_are_skewed_with_the_requested_mean() {
+        let spec = SyntheticSpec {
+            entities: 10_000,
+            rows_per_entity: 100,
+            ..SyntheticSpec::default()
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut counts = zipf_row_counts(&spec, 1.0, &mut rng);
+        let total: usize = counts.iter().sum();
+        // Rounding to whole rows, and the floor of one row, move the total a little.
+        assert!((total as f64 / 1e6 - 1.0).abs() < 0.01, "{total}");
+        counts.sort_unstable_by(|a, b| b.cmp(a));
+        // Rank 1 holds 1/H(10⁴) ≈ 10.2% of the rows; the top 1% of entities over half.
+        assert!((counts[0] as f64 / total as f64 - 0.102).abs() < 0.002);
+        assert!(counts[..100].iter().sum::<usize>() * 2 > total);
+        assert!(*counts.last().unwrap() >= 1);
+    }
 }

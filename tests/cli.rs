@@ -552,6 +552,46 @@ fn bench_prints_a_table_per_device() {
     }
 }
 
+/// `bench --json` writes the workload, each device's medians and the memory figures; a
+/// Zipf workload holds the requested rows on average, a few entities most of them.
+#[test]
+fn bench_json_reports_throughput_and_memory() {
+    let dir = Dir::new();
+    let json = dir.path("bench.json");
+    glmix(&[
+        "bench",
+        "--entities",
+        "400",
+        "--rows",
+        "20",
+        "--features",
+        "5",
+        "--zipf",
+        "1",
+        "--repeat",
+        "1",
+        "--device",
+        "cpu",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&fs::read_to_string(&json).unwrap()).unwrap();
+    let rows = v["rows"].as_u64().unwrap();
+    assert!((7_000..=9_000).contains(&rows), "{v}");
+    assert_eq!(v["zipf"], 1.0);
+    let device = &v["devices"][0];
+    assert_eq!(device["device"], "cpu");
+    assert_eq!(device["converged entities"], 400);
+    assert!(device["entities/s (end to end)"].as_f64().unwrap() > 0.0);
+    // Dense: 8 bytes a value and 24 a row (label, weight, offset).
+    let packed = v["data MiB (packed)"].as_f64().unwrap() * 1024.0 * 1024.0;
+    assert!(
+        (packed - rows as f64 * (5.0 * 8.0 + 24.0)).abs() < 1.0,
+        "{v}"
+    );
+    assert!(v["peak RSS MiB"].as_f64().unwrap() > 1.0, "{v}");
+}
+
 /// `--chunk-entities` trains a grouped file a few entities at a time into exactly the
 /// models of a whole-file run; an ungrouped file is refused with its line, and `glmix
 /// group` makes it trainable in chunks.

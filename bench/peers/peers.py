@@ -40,15 +40,38 @@ INTERCEPT = ("intercept", "intercept")
 
 
 def read_records(path):
-    """entity → list of (label, weight, offset, [((name, term), value)])"""
-    entities = {}
+    """entity → (columns, X, y, w, o): dense numpy arrays, columns intercept first then
+    the entity's feature keys in sorted order, y = ±1. The file must be grouped by entity
+    (as `glmix generate` writes it); each entity becomes arrays as soon as its rows are
+    read, so that a million records do not stay millions of Python objects."""
+    problems, entity, records = {}, None, []
     with open(path) as f:
-        for line in f:
+        for number, line in enumerate(f, 1):
             r = json.loads(line)
-            feats = [((ft["name"], ft["term"]), float(ft["value"])) for ft in r.get("features", [])]
-            rec = (float(r["label"]), float(r.get("weight", 1.0)), float(r.get("offset", 0.0)), feats)
-            entities.setdefault(r["entity"], []).append(rec)
-    return entities
+            if r["entity"] != entity:
+                if entity is not None:
+                    problems[entity] = dense_problem(records)
+                entity, records = r["entity"], []
+                if entity in problems:
+                    sys.exit(f"{path}:{number}: entity {entity!r} comes back; the file must be grouped by entity")
+            feats = {(ft["name"], ft["term"]): float(ft["value"]) for ft in r.get("features", [])}
+            label = 1.0 if float(r["label"]) == 1.0 else -1.0
+            records.append(((label, float(r.get("weight", 1.0)), float(r.get("offset", 0.0))), feats))
+    if entity is not None:
+        problems[entity] = dense_problem(records)
+    return problems
+
+
+def dense_problem(records):
+    keys = sorted({k for _, feats in records for k in feats})
+    col = {k: j + 1 for j, k in enumerate(keys)}
+    x = np.zeros((len(records), len(keys) + 1))
+    x[:, 0] = 1.0
+    for i, (_, feats) in enumerate(records):
+        for k, v in feats.items():
+            x[i, col[k]] = v
+    ywo = np.array([r for r, _ in records]).reshape(len(records), 3)
+    return [INTERCEPT] + keys, x, ywo[:, 0].copy(), ywo[:, 1].copy(), ywo[:, 2].copy()
 
 
 def read_models(path):
@@ -59,21 +82,6 @@ def read_models(path):
             m = json.loads(line)
             models[m["entity"]] = {(c["name"], c["term"]): float(c["value"]) for c in m["means"]}
     return models
-
-
-def dense_problem(records):
-    """Columns (intercept first, then keys in sorted order), X, y (±1), w, o."""
-    keys = sorted({k for _, _, _, feats in records for k, _ in feats})
-    col = {k: j + 1 for j, k in enumerate(keys)}
-    x = np.zeros((len(records), len(keys) + 1))
-    x[:, 0] = 1.0
-    for i, (_, _, _, feats) in enumerate(records):
-        for k, v in feats:
-            x[i, col[k]] += v
-    y = np.array([1.0 if lab == 1.0 else -1.0 for lab, _, _, _ in records])
-    w = np.array([r[1] for r in records])
-    o = np.array([r[2] for r in records])
-    return [INTERCEPT] + keys, x, y, w, o
 
 
 def relative_difference(coefs, reference):
@@ -98,10 +106,16 @@ def run_lambda_learner(entities, penalty, delta, factr):
     )
 
     coefs, seconds, failed = {}, 0.0, 0
-    for entity, records in entities.items():
+    for entity, (keys, x, y, w, o) in entities.items():
+        # Back to the NTV records of the file (the label as 1 / 0, as Lambda Learner reads it).
         training = [
-            TrainingRecord(label=lab, weight=w, offset=o, features=[Feature(n, t, v) for (n, t), v in feats])
-            for lab, w, o, feats in records
+            TrainingRecord(
+                label=1.0 if y[i] == 1.0 else 0.0,
+                weight=w[i],
+                offset=o[i],
+                features=[Feature(n, t, x[i, j]) for j, (n, t) in enumerate(keys) if j > 0 and x[i, j] != 0.0],
+            )
+            for i in range(len(y))
         ]
         index_map, _ = IndexMap.from_records_means_and_variances(training, [], [])
         data = nt_domain_data_to_index_domain_data(training, index_map)
@@ -127,8 +141,7 @@ def run_scipy(entities, penalty, delta, factr):
     from scipy.special import expit
 
     coefs, seconds, failed = {}, 0.0, 0
-    for entity, records in entities.items():
-        keys, x, y, w, o = dense_problem(records)
+    for entity, (keys, x, y, w, o) in entities.items():
         theta0 = np.zeros(x.shape[1])
         h0 = np.full(x.shape[1], penalty)
 
@@ -155,7 +168,7 @@ def run_jax(entities, penalty, delta, repeats):
     import jax.numpy as jnp
     import jaxopt
 
-    problems = [(entity, *dense_problem(records)) for entity, records in entities.items()]
+    problems = [(entity, *problem) for entity, problem in entities.items()]
     rows = max(p[2].shape[0] for p in problems)
     cols = max(p[2].shape[1] for p in problems)
     count = len(problems)

@@ -6,10 +6,13 @@ use super::WorkloadArgs;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 use glmix::data::Dataset;
+use glmix::io::write_atomic;
 use glmix::model::HessianType;
 use glmix::objective::{ObjectiveKind, Regularization};
 use glmix::synth::generate;
-use glmix::train::{fit_on, FitOutput, TrainConfig};
+use glmix::train::{fit_on, FitOutput, FitTimings, TrainConfig};
+use serde_json::json;
+use std::io::Write;
 use std::time::Instant;
 
 #[derive(Args, Debug)]
@@ -34,6 +37,9 @@ pub struct BenchArgs {
     /// Evaluator: auto, cpu, gpu, or both side by side.
     #[arg(long, value_enum, default_value = "auto")]
     device: BenchDevice,
+    /// Also write the workload and every device's medians as one JSON object.
+    #[arg(long, value_name = "FILE")]
+    json: Option<std::path::PathBuf>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,17 +76,22 @@ fn measure(
     config: &TrainConfig,
     repeat: usize,
 ) -> Result<Column> {
-    let mut runs: Vec<FitOutput> = Vec::new();
+    // Only the last run's output is kept (the others' timings are), so that peak memory
+    // is that of one run.
+    let mut timings: Vec<FitTimings> = Vec::new();
     let mut totals = Vec::new();
+    let mut last: Option<FitOutput> = None;
     for _ in 0..repeat.max(1) {
+        drop(last.take());
         let clock = Instant::now();
         let out = fit_on(compute.backend(), None, data, config, &|_| {})?;
         totals.push(clock.elapsed().as_secs_f64());
         compute.report_fallbacks(&out);
-        runs.push(out);
+        timings.push(out.timings);
+        last = Some(out);
     }
-    let m = |f: fn(&FitOutput) -> f64| median(runs.iter().map(f).collect());
-    let last = runs.last().expect("at least one run");
+    let m = |f: fn(&FitTimings) -> f64| median(timings.iter().map(f).collect());
+    let last = last.expect("at least one run");
     let e = last.reports.len() as f64;
     let evaluations = last
         .reports
@@ -93,13 +104,13 @@ fn measure(
         .map(|r| r.solve.iterations)
         .sum::<usize>() as f64;
     let rows_total = data.num_rows() as f64;
-    let (t, s) = (median(totals), m(|o| o.timings.solve));
+    let (t, s) = (median(totals), m(|o| o.solve));
     let mut rows = vec![
         ("fit seconds (end to end)", t),
-        ("  build seconds", m(|o| o.timings.build)),
+        ("  build seconds", m(|o| o.build)),
         ("  solve seconds", s),
-        ("    of which evaluator", m(|o| o.timings.evaluate)),
-        ("  posterior seconds", m(|o| o.timings.posterior)),
+        ("    of which evaluator", m(|o| o.evaluate)),
+        ("  posterior seconds", m(|o| o.posterior)),
         ("entities/s (end to end)", e / t),
         ("entities/s (solve)", e / s),
         ("rows/s (end to end)", rows_total / t),
@@ -110,17 +121,17 @@ fn measure(
     ];
     if last.timings.gpu.dispatches > 0 {
         rows.extend([
-            ("gpu setup seconds", m(|o| o.timings.gpu.setup)),
-            ("gpu upload seconds", m(|o| o.timings.gpu.upload)),
-            ("gpu kernel seconds", m(|o| o.timings.gpu.kernels)),
-            ("gpu read-back seconds", m(|o| o.timings.gpu.readback)),
+            ("gpu setup seconds", m(|o| o.gpu.setup)),
+            ("gpu upload seconds", m(|o| o.gpu.upload)),
+            ("gpu kernel seconds", m(|o| o.gpu.kernels)),
+            ("gpu read-back seconds", m(|o| o.gpu.readback)),
             (
                 "cpu solver seconds",
-                m(|o| o.timings.solve - o.timings.evaluate - o.timings.gpu.setup),
+                m(|o| o.solve - o.evaluate - o.gpu.setup),
             ),
             (
                 "kernel GB/s (effective)",
-                m(|o| o.timings.gpu.kernel_bytes / o.timings.gpu.kernels / 1e9),
+                m(|o| o.gpu.kernel_bytes / o.gpu.kernels / 1e9),
             ),
         ]);
     }
@@ -161,6 +172,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
         .iter()
         .map(|c| measure(c, &data, &config, a.repeat))
         .collect::<Result<_>>()?;
+    let memory = [
+        ("data MiB (packed)", packed_bytes(&data) as f64 / MIB),
+        (
+            "peak RSS MiB",
+            peak_rss_bytes().map_or(f64::NAN, |b| b as f64 / MIB),
+        ),
+    ];
 
     println!(
         "workload: {} × E={} n={} d={} density={} hessian={} λ={} δ={} threads={} repeats={}",
@@ -203,5 +221,52 @@ pub fn run(a: BenchArgs) -> Result<()> {
         print!("{:>16}", format!("{}/{}", c.converged, spec.entities));
     }
     println!();
+    for (name, v) in memory {
+        println!("{name:<28}{v:>16.1}");
+    }
+    if let Some(path) = &a.json {
+        let devices: Vec<_> = columns
+            .iter()
+            .map(|c| {
+                let mut m: serde_json::Map<String, serde_json::Value> = c
+                    .rows
+                    .iter()
+                    .map(|(k, v)| (k.trim().to_string(), json!(v)))
+                    .collect();
+                m.insert("device".into(), json!(c.device));
+                m.insert("converged entities".into(), json!(c.converged));
+                m
+            })
+            .collect();
+        let mut summary = json!({
+            "objective": a.objective.to_string(), "entities": spec.entities,
+            "rows per entity": spec.rows_per_entity, "rows": data.num_rows(),
+            "features": spec.features, "density": spec.density, "ragged": spec.ragged,
+            "zipf": spec.zipf, "hessian": a.hessian.to_string(),
+            "threads": rayon::current_num_threads(), "devices": devices,
+        });
+        for (name, v) in memory {
+            summary[name] = json!(v);
+        }
+        write_atomic(path, |f| writeln!(f, "{summary}"))?;
+    }
     Ok(())
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// The records as the solver needs them at the least: every feature value as an f64 (with
+/// its u32 column index when the rows are sparse) and each row's label, weight and offset.
+fn packed_bytes(data: &Dataset) -> usize {
+    let nnz = data.values.len();
+    let dense = nnz == data.num_rows() * data.features.len();
+    nnz * if dense { 8 } else { 12 } + data.num_rows() * 24
+}
+
+/// This process's peak resident set (`VmHWM` of /proc/self/status; Linux only).
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

@@ -55,6 +55,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         features: 24,
         density: 0.25,
         ragged: true,
+        zipf: None,
         loss: Loss::Logistic,
         seed: a.seed,
     };

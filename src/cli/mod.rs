@@ -148,6 +148,10 @@ struct WorkloadArgs {
     /// Draw each entity's row count uniformly from 1..=2n−1 instead of exactly n.
     #[arg(long)]
     ragged: bool,
+    /// Draw row counts from Zipf's law with exponent S instead (mean n, at least 1 row):
+    /// a few entities hold most rows.
+    #[arg(long, value_name = "S", conflicts_with = "ragged")]
+    zipf: Option<f64>,
     /// Seed of the workload.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -161,6 +165,7 @@ impl WorkloadArgs {
             features: self.features,
             density: self.density,
             ragged: self.ragged,
+            zipf: self.zipf,
             loss,
             seed: self.seed,
         }

@@ -194,8 +194,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
     // chunk read on another thread while this one trains.
     let chunks: Box<dyn FnMut() -> Result<Option<Dataset>>> = match a.chunk_entities {
         None => {
-            let mut data = Some(a.data.read());
-            Box::new(move || data.take().transpose())
+            // Read on the first call, so that the read is timed as reading.
+            let mut pending = Some(a.data.clone());
+            Box::new(move || pending.take().map(|data| data.read()).transpose())
         }
         Some(n) => {
             if a.data.format != FormatArg::Jsonl {

@@ -149,6 +149,17 @@ impl Dataset {
             values: Vec::new(),
         }
     }
+    /// Room for `rows` more rows holding `nnz` more feature values in all.
+    pub fn reserve(&mut self, rows: usize, nnz: usize) {
+        self.entity.reserve(rows);
+        self.label.reserve(rows);
+        self.weight.reserve(rows);
+        self.offset.reserve(rows);
+        self.timestamp.reserve(rows);
+        self.nz_ptr.reserve(rows);
+        self.feature_ids.reserve(nnz);
+        self.values.reserve(nnz);
+    }
 
     pub fn num_rows(&self) -> usize {
         self.label.len()

@@ -28,10 +28,12 @@
 //! Reference: Lambda Learner (Ramanath et al., 2020, arXiv:2010.05154), §3.
 
 mod entity;
+mod exp;
 
 pub use entity::{
     EntityPrior, EntityProblem, PrecisionShape, PriorPrecision, TrainingBatch, TrainingBatchBuilder,
 };
+pub use exp::exp_nonpositive;
 
 use std::fmt;
 use std::str::FromStr;
@@ -154,7 +156,7 @@ impl Regularization {
 /// `log(1 + e^z)` without overflow or cancellation.
 #[inline]
 pub fn softplus(z: f64) -> f64 {
-    z.max(0.0) + (-z.abs()).exp().ln_1p()
+    z.max(0.0) + exp_nonpositive(-z.abs()).ln_1p()
 }
 
 /// `1 / (1 + e^{−z})` without overflow.
@@ -183,7 +185,7 @@ pub struct RowDerivatives {
 #[inline]
 pub fn logistic_row(margin: f64, label: f64, weight: f64) -> RowDerivatives {
     let z = label * margin;
-    let e = (-z.abs()).exp(); // e^{−|z|} ∈ (0, 1]
+    let e = exp_nonpositive(-z.abs()); // e^{−|z|} ∈ (0, 1]
     let one_plus = 1.0 + e;
     // σ(−z) = e^{−z} / (1 + e^{−z}); for z ≥ 0 that is e/(1+e), else 1/(1+e).
     let sig_neg_z = if z >= 0.0 {
@@ -201,10 +203,10 @@ pub fn logistic_row(margin: f64, label: f64, weight: f64) -> RowDerivatives {
 /// `ℓ` and `ℓ'` of a logistic row, with `ℓ`'s logarithm left to the caller: returns
 /// `(w · max(−z, 0), 1 + e^{−|z|}, ℓ')` so that `ℓ = first + w ln(second)`. One `exp` and
 /// one division; [`LogSum`] then takes the logarithms of many rows at once.
-#[inline]
+#[inline(always)]
 pub fn logistic_row_deferred(margin: f64, label: f64, weight: f64) -> (f64, f64, f64) {
     let z = label * margin;
-    let e = (-z.abs()).exp();
+    let e = exp_nonpositive(-z.abs());
     let one_plus = 1.0 + e;
     let r = 1.0 / one_plus;
     let sig_neg_z = if z >= 0.0 { e * r } else { r };
@@ -237,7 +239,7 @@ impl Default for LogSum {
 }
 
 impl LogSum {
-    #[inline]
+    #[inline(always)]
     pub fn add(&mut self, factor: f64) {
         debug_assert!((1.0..=2.0).contains(&factor));
         self.product *= factor;
@@ -255,7 +257,7 @@ impl LogSum {
 }
 
 /// `ℓ = w/2 (m − y)²`, `ℓ' = w (m − y)`, `ℓ'' = w`.
-#[inline]
+#[inline(always)]
 pub fn squared_row(margin: f64, label: f64, weight: f64) -> RowDerivatives {
     let r = margin - label;
     RowDerivatives {
@@ -267,12 +269,12 @@ pub fn squared_row(margin: f64, label: f64, weight: f64) -> RowDerivatives {
 
 impl Loss {
     /// `ℓ''` alone: `w σ(m) σ(−m)` (which does not depend on the ±1 label) or `w`.
-    #[inline]
+    #[inline(always)]
     pub fn second_derivative(self, margin: f64, weight: f64) -> f64 {
         match self {
             Loss::Squared => weight,
             Loss::Logistic => {
-                let e = (-margin.abs()).exp();
+                let e = exp_nonpositive(-margin.abs());
                 let one_plus = 1.0 + e;
                 weight * e / (one_plus * one_plus)
             }
