@@ -108,11 +108,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect()
     };
     let by_entities = |p: &Point| p.entities as f64;
-    let mut throughput = series("entities", by_entities, 0);
-    throughput[0].label = "end to end (pack, solve, posterior)".into();
-    let mut solve = series("entities", by_entities, 1);
-    solve[0].label = "solve (batched L-BFGS)".into();
-    throughput.extend(solve);
+    // The entities sweep has one series; each chart of it shows two of its columns.
+    let entities_column = |y: usize, label: &str| Series {
+        label: label.to_string(),
+        ..series("entities", by_entities, y).remove(0)
+    };
+    let throughput = [
+        entities_column(0, "end to end (pack, solve, posterior)"),
+        entities_column(1, "solve (batched L-BFGS)"),
+    ];
     line_chart_scaled(
         &out.join("scaling-entities.svg"),
         "entities/s against entities (n = 50, d = 16, CPU)",
@@ -121,11 +125,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         log,
         &throughput,
     )?;
-    let mut memory = series("entities", by_entities, 5);
-    memory[0].label = "peak RSS".into();
-    let mut packed = series("entities", by_entities, 4);
-    packed[0].label = "packed data (f64 values + label, weight, offset)".into();
-    memory.extend(packed);
+    let memory = [
+        entities_column(5, "peak RSS"),
+        entities_column(4, "packed data (f64 values + label, weight, offset)"),
+    ];
     line_chart_scaled(
         &out.join("scaling-memory.svg"),
         "peak memory against entities (n = 50, d = 16)",
