@@ -4,10 +4,11 @@
 //!
 //! ```text
 //! cargo build --release
-//! cargo run --release --example scaling -- [--glmix target/release/glmix] [--out docs] [--quick]
+//! cargo run --release --example scaling -- [--glmix PATH] [--out docs] [--quick]
 //! ```
 //!
-//! Every point is its own `glmix bench --json` process, so that its peak RSS is its own.
+//! Every point is its own `glmix bench --json` process, so that its peak RSS is its own;
+//! the binary is the one built beside the example unless `--glmix` names another.
 //! Writes `scaling.csv` and four SVG charts into `--out`. `--quick` runs a small subset
 //! (for CI: it checks the pipeline, not the figures).
 
@@ -26,7 +27,12 @@ struct Point {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut glmix = PathBuf::from("target/release/glmix");
+    // By default the glmix beside this example's build: target/<profile>/examples/scaling.
+    let mut glmix = std::env::current_exe()?
+        .parent()
+        .and_then(Path::parent)
+        .map_or_else(|| PathBuf::from("target/release"), Path::to_path_buf)
+        .join("glmix");
     let mut out = PathBuf::from("docs");
     let mut quick = false;
     let mut args = std::env::args().skip(1);
