@@ -28,8 +28,6 @@ fails (exit 1) when any solver is further than --tolerance from the optimum.
 
 import argparse
 import json
-import math
-import os
 import statistics
 import sys
 import time

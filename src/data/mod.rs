@@ -149,6 +149,7 @@ impl Dataset {
             values: Vec::new(),
         }
     }
+
     /// Room for `rows` more rows holding `nnz` more feature values in all.
     pub fn reserve(&mut self, rows: usize, nnz: usize) {
         self.entity.reserve(rows);

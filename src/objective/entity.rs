@@ -305,6 +305,14 @@ impl<'a> EntityProblem<'a> {
         }
     }
 
+    /// Margins `m_i = o_i + x_i·θ` of the rows `start..start + out.len()`, into `out`.
+    #[inline(always)]
+    fn block_margins(&self, start: usize, theta: &[f64], dense: bool, out: &mut [f64]) {
+        for (k, m) in out.iter_mut().enumerate() {
+            *m = self.offsets[start + k] + self.x_theta(start + k, theta, dense);
+        }
+    }
+
     /// `F(θ)` and `∇F(θ)` (written into `grad`).
     ///
     /// This is the hot loop of the CPU path. An entity whose every row holds every column
@@ -341,13 +349,12 @@ impl<'a> EntityProblem<'a> {
         let mut margin = [0.0f64; ROW_BLOCK];
         let mut slope = [0.0f64; ROW_BLOCK];
         let mut one_plus = [0.0f64; ROW_BLOCK];
+        let mut linear = [0.0f64; ROW_BLOCK];
         for start in (0..self.num_rows()).step_by(ROW_BLOCK) {
             let rows = start..(start + ROW_BLOCK).min(self.num_rows());
             let len = rows.len();
             let (labels, weights) = (&self.labels[rows.clone()], &self.weights[rows.clone()]);
-            for (k, m) in margin[..len].iter_mut().enumerate() {
-                *m = self.offsets[start + k] + self.x_theta(start + k, theta, dense);
-            }
+            self.block_margins(start, theta, dense, &mut margin[..len]);
             match self.loss {
                 Loss::Squared => {
                     for k in 0..len {
@@ -358,14 +365,11 @@ impl<'a> EntityProblem<'a> {
                 }
                 Loss::Logistic => {
                     for k in 0..len {
-                        let (linear, factor, d1) =
+                        (linear[k], one_plus[k], slope[k]) =
                             logistic_row_deferred(margin[k], labels[k], weights[k]);
-                        margin[k] = linear;
-                        one_plus[k] = factor;
-                        slope[k] = d1;
                     }
                     for k in 0..len {
-                        sum += margin[k];
+                        sum += linear[k];
                         if weights[k] == 1.0 {
                             logs.add(one_plus[k]);
                         } else {
@@ -449,9 +453,7 @@ impl<'a> EntityProblem<'a> {
         let mut d2 = [0.0f64; ROW_BLOCK];
         for start in (0..self.num_rows()).step_by(ROW_BLOCK) {
             let len = ROW_BLOCK.min(self.num_rows() - start);
-            for (k, d2) in d2[..len].iter_mut().enumerate() {
-                *d2 = self.offsets[start + k] + self.x_theta(start + k, theta, dense);
-            }
+            self.block_margins(start, theta, dense, &mut d2[..len]);
             let weights = &self.weights[start..start + len];
             for (d2, &w) in d2[..len].iter_mut().zip(weights) {
                 *d2 = self.loss.second_derivative(*d2, w);
