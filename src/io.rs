@@ -121,3 +121,57 @@ impl<T: Send + 'static> ReadAhead<T> {
             .map_err(|_| Error::Config("the input reader stopped".into()))?
     }
 }
+
+/// Write a directory atomically: `fill` writes its files into a fresh temporary directory
+/// beside `path`, which then takes `path`'s place. A failing `fill` leaves `path` as it
+/// was. An existing `path` is replaced only when it is empty or holds `marker` (a file a
+/// previous run of the same kind wrote), so nothing else is ever deleted.
+pub fn write_dir_atomic(
+    path: &Path,
+    marker: &str,
+    fill: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("glmix")
+        .to_string();
+    let replaces = if path.exists() {
+        let empty = std::fs::read_dir(path)
+            .map_err(|e| Error::io(path, e))?
+            .next()
+            .is_none();
+        if !empty && !path.join(marker).is_file() {
+            return Err(Error::io(
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!("exists and holds no {marker}; refusing to replace it"),
+                ),
+            ));
+        }
+        true
+    } else {
+        false
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempdir_in(parent)
+        .map_err(|e| Error::io(path, e))?;
+    fill(tmp.path())?;
+    let tmp = tmp.keep();
+    if replaces {
+        let old = parent.join(format!(".{name}.{}.old", std::process::id()));
+        std::fs::rename(path, &old).map_err(|e| Error::io(path, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+    } else {
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    }
+    Ok(())
+}

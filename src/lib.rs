@@ -13,6 +13,7 @@
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod game;
 pub mod io;
 pub mod metrics;
 pub mod model;

@@ -61,7 +61,7 @@ impl TrainConfig {
         }
     }
 
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         let r = &self.regularization;
         if !(r.penalty >= 0.0 && r.penalty.is_finite()) {
             return Err(Error::Config(format!(
@@ -734,7 +734,7 @@ fn posterior_model(
         HessianType::Diagonal => {
             let mut h = match data_hessian {
                 Some(d) => d.to_vec(),
-                None => problem.data_hessian_diagonal(theta),
+                None => crate::eval::cpu::data_hessian_diagonal(&problem, theta),
             };
             problem.add_regularizer_diagonal(&mut h);
             h.extend((free..n).map(|j| kept_precision(j, j)));

@@ -4,6 +4,7 @@
 mod bench;
 mod demo;
 mod eval;
+mod game;
 mod generate;
 mod score;
 mod store;
@@ -37,6 +38,9 @@ enum Command {
     Score(score::ScoreArgs),
     /// Evaluate models on labelled records: AUC, RMSE, log-loss, per-entity AUC.
     Eval(eval::EvalArgs),
+    /// GAME models: a fixed effect plus random effects of several types, trained by
+    /// coordinate descent from a JSON configuration.
+    Game(game::GameArgs),
     /// Rewrite a records file grouped by entity, with bounded memory (for `train
     /// --chunk-entities`).
     Group(GroupArgs),
@@ -58,6 +62,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Store(a) => store::run(a),
         Command::Score(a) => score::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Game(a) => game::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Group(a) => group(a),
         Command::Info => info(),

@@ -313,33 +313,50 @@ impl<'a> EntityProblem<'a> {
         }
     }
 
+    /// Rows `range` of this problem alone, with the same coefficients and regulariser: the
+    /// pieces a large entity is split into so that threads share its rows.
+    pub fn rows(&self, range: std::ops::Range<usize>) -> EntityProblem<'a> {
+        EntityProblem {
+            nz_ptr: &self.nz_ptr[range.start..range.end + 1],
+            labels: &self.labels[range.clone()],
+            weights: &self.weights[range.clone()],
+            offsets: &self.offsets[range],
+            ..*self
+        }
+    }
+
     /// `F(θ)` and `∇F(θ)` (written into `grad`).
+    pub fn value_and_gradient(&self, theta: &[f64], grad: &mut [f64]) -> f64 {
+        self.data_value_and_gradient(theta, grad) + self.regularizer_value_and_gradient(theta, grad)
+    }
+
+    /// The data term `Σ w_i ℓ(m_i, y_i)` and its gradient `Xᵀ ℓ'` (written into `grad`).
     ///
     /// This is the hot loop of the CPU path. An entity whose every row holds every column
     /// (rows sorted by column, so `nnz = rows × d` means dense) is read as a row-major
     /// matrix with no column indices; the logistic logarithms of unit-weight rows are taken
     /// in bulk by [`LogSum`]. Both give the same value as the plain per-row sum up to
     /// rounding.
-    pub fn value_and_gradient(&self, theta: &[f64], grad: &mut [f64]) -> f64 {
+    pub fn data_value_and_gradient(&self, theta: &[f64], grad: &mut [f64]) -> f64 {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2, checked just above.
-            return unsafe { self.value_and_gradient_avx2(theta, grad) };
+            return unsafe { self.data_value_and_gradient_avx2(theta, grad) };
         }
-        self.value_and_gradient_inline(theta, grad)
+        self.data_value_and_gradient_inline(theta, grad)
     }
 
-    /// [`Self::value_and_gradient`] compiled with 4-lane f64 vectors. No FMA is enabled
-    /// (Rust never contracts `a * b + c` by itself), so it rounds exactly as the
+    /// [`Self::data_value_and_gradient`] compiled with 4-lane f64 vectors. No FMA is
+    /// enabled (Rust never contracts `a * b + c` by itself), so it rounds exactly as the
     /// portable build does: the same bits on every x86-64 machine.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn value_and_gradient_avx2(&self, theta: &[f64], grad: &mut [f64]) -> f64 {
-        self.value_and_gradient_inline(theta, grad)
+    unsafe fn data_value_and_gradient_avx2(&self, theta: &[f64], grad: &mut [f64]) -> f64 {
+        self.data_value_and_gradient_inline(theta, grad)
     }
 
     #[inline(always)]
-    fn value_and_gradient_inline(&self, theta: &[f64], grad: &mut [f64]) -> f64 {
+    fn data_value_and_gradient_inline(&self, theta: &[f64], grad: &mut [f64]) -> f64 {
         grad.fill(0.0);
         let dense = self.is_dense();
         let mut sum = 0.0;
@@ -389,7 +406,7 @@ impl<'a> EntityProblem<'a> {
                 }
             }
         }
-        sum + logs.total() + self.regularizer_value_and_gradient(theta, grad)
+        sum + logs.total()
     }
 
     /// `F(θ)` alone.
@@ -628,8 +645,8 @@ mod tests {
                 .map(|j| 0.3 - 0.2 * j as f64)
                 .collect();
             let (mut g, mut g_portable) = (vec![0.0; theta.len()], vec![0.0; theta.len()]);
-            let f = p.value_and_gradient(&theta, &mut g);
-            let f_portable = p.value_and_gradient_inline(&theta, &mut g_portable);
+            let f = p.data_value_and_gradient(&theta, &mut g);
+            let f_portable = p.data_value_and_gradient_inline(&theta, &mut g_portable);
             assert_eq!(f.to_bits(), f_portable.to_bits());
             assert_eq!(g, g_portable);
             assert_eq!(
