@@ -44,6 +44,10 @@ struct Args {
     /// Coordinate-descent passes (GDMix runs one).
     #[arg(long, default_value_t = 1)]
     passes: usize,
+    /// Fail (exit 1) unless the whole model's mean validation AUC after the last step is at
+    /// least this (CI checks GDMix's 0.7599).
+    #[arg(long)]
+    require_auc: Option<f64>,
     /// The glmix binary (default: the one built beside this example).
     #[arg(long)]
     glmix: Option<PathBuf>,
@@ -246,10 +250,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             median(seconds)
         );
     }
+    let (_, last) = rows.last().ok_or("no steps")?;
+    let final_auc = last.iter().sum::<f64>() / last.len() as f64;
     println!(
         "\nglmix wall time of one whole `glmix game train` process (read, train, validate, write), median over the splits: {:.2} s on {} threads. GDMix: about 2 minutes on 16 cores.",
         median(&mut walls),
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
+    if let Some(want) = a.require_auc {
+        if !(final_auc >= want) {
+            return Err(
+                format!("mean validation AUC {final_auc:.4} is below the required {want}").into(),
+            );
+        }
+    }
     Ok(())
 }

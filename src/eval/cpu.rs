@@ -21,7 +21,11 @@ pub const SPLIT_ROWS: usize = 8_192;
 
 /// The row pieces of a problem with `rows` rows: one piece when it is small.
 fn pieces(rows: usize) -> Vec<std::ops::Range<usize>> {
-    let size = if rows < 2 * SPLIT_ROWS { rows.max(1) } else { SPLIT_ROWS };
+    let size = if rows < 2 * SPLIT_ROWS {
+        rows.max(1)
+    } else {
+        SPLIT_ROWS
+    };
     (0..rows.max(1))
         .step_by(size)
         .map(|s| s..(s + size).min(rows))
