@@ -258,7 +258,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     if let Some(want) = a.require_auc {
-        if !(final_auc >= want) {
+        if final_auc.is_nan() || final_auc < want {
             return Err(
                 format!("mean validation AUC {final_auc:.4} is below the required {want}").into(),
             );
