@@ -12,7 +12,7 @@
 //! appearance within the part, records in file order). Memory holds one part, about
 //! `1/k` of the file.
 
-use super::{entity_of, parse_object, push_record, Dataset, EntityMode, ReadOptions};
+use super::{entity_of, parse_line, Dataset, EntityMode, ReadOptions};
 use crate::error::{Error, Result};
 use crate::io::{fnv1a, write_atomic, FNV1A_EMPTY};
 use serde_json::{Map, Value};
@@ -70,8 +70,8 @@ impl EntityChunks {
             if text.trim().is_empty() {
                 continue;
             }
-            let obj = parse_object(&self.path, self.line, &text)?;
-            let entity = entity_of(&self.path, self.line, &obj, &self.options.entity)?;
+            let record = parse_line(&self.path, self.line, &text, &self.options, &[])?;
+            let entity = record.entity(&self.path, self.line, &self.options)?;
             if self.current.as_deref() != Some(entity.as_str()) {
                 if self.finished.contains(&entity) {
                     let field = match &self.options.entity {
@@ -92,13 +92,13 @@ impl EntityChunks {
                 }
                 if data.entities.len() == self.entities {
                     let mut opening = Dataset::new();
-                    push_record(&self.path, self.line, &obj, &self.options, &mut opening)?;
+                    record.push(&self.path, self.line, &self.options, &mut opening)?;
                     self.pending = Some(opening);
                     data.sort_features();
                     return Ok(Some(data));
                 }
             }
-            push_record(&self.path, self.line, &obj, &self.options, &mut data)?;
+            record.push(&self.path, self.line, &self.options, &mut data)?;
         }
         data.sort_features();
         Ok((data.num_rows() > 0).then_some(data))
@@ -142,8 +142,7 @@ pub fn group_by_entity(
         if text.trim().is_empty() {
             continue;
         }
-        let obj = parse_object(input, line, &text)?;
-        let entity = entity_of(input, line, &obj, &options.entity)?;
+        let entity = parse_line(input, line, &text, options, &[])?.entity(input, line, options)?;
         let k = (fnv1a(FNV1A_EMPTY, entity.as_bytes()) % parts as u64) as usize;
         writeln!(writers[k], "{text}").map_err(|e| Error::io(part_path(k), e))?;
         records += 1;

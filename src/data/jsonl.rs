@@ -9,45 +9,131 @@
 //! defaults to 0; a feature's `term` defaults to `""`. The entity id is a string or an
 //! integer under the configured key. Blank lines are skipped.
 
-use super::{finite, Dataset, EntityMode, FeatureKey, ReadOptions};
+use super::{finite, parse_fast, Dataset, EntityMode, FastRecord, FeatureKey, ReadOptions};
 use crate::error::{Error, Result};
 use serde_json::{Map, Value};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 
+/// Lines parsed together by [`read_jsonl`], in parallel.
+const LINES_PER_CHUNK: usize = 8192;
+
+/// Read a whole file of records. Lines are parsed in parallel chunks by the fast path and
+/// appended in file order; a line it declines goes through the checked path at its turn,
+/// so the first bad line is the one reported.
 pub fn read_jsonl(path: &Path, options: &ReadOptions) -> Result<Dataset> {
+    use rayon::prelude::*;
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut data = Dataset::new();
-    let mut line = String::new();
     let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut lines: Vec<String> = vec![String::new(); LINES_PER_CHUNK];
     let mut number = 0;
     loop {
-        line.clear();
-        let n = reader
-            .read_line(&mut line)
-            .map_err(|e| Error::io(path, e))?;
-        if n == 0 {
+        let mut filled = 0;
+        while filled < LINES_PER_CHUNK {
+            let line = &mut lines[filled];
+            line.clear();
+            if reader.read_line(line).map_err(|e| Error::io(path, e))? == 0 {
+                break;
+            }
+            filled += 1;
+        }
+        if filled == 0 {
             break;
         }
-        number += 1;
-        if line.trim().is_empty() {
-            continue;
+        let fast: Vec<Option<FastRecord>> = lines[..filled]
+            .par_iter()
+            .map(|l| parse_fast(l, options, &[]))
+            .collect();
+        for (text, fast) in lines[..filled].iter().zip(fast) {
+            number += 1;
+            match fast {
+                Some(r) => data.push(
+                    &r.entity,
+                    r.label,
+                    r.weight,
+                    r.offset,
+                    r.timestamp,
+                    r.features,
+                ),
+                None if text.trim().is_empty() => {}
+                None => push_record(
+                    path,
+                    number,
+                    &parse_object(path, number, text)?,
+                    options,
+                    &mut data,
+                )?,
+            }
         }
-        parse_record(path, number, &line, options, &mut data)?;
     }
     Ok(data)
 }
 
-/// Parse one JSON record and append it to `data`.
-pub fn parse_record(
+/// One line of records, read by the fast path when it can be (see [`parse_fast`]), else
+/// as a JSON object for the checked path, which names the field of any error.
+pub enum ParsedLine {
+    Fast(FastRecord),
+    Checked(Map<String, Value>),
+}
+
+/// Parse line `line` of `path`; `id_keys` are extra id fields the caller will ask for.
+pub fn parse_line(
     path: &Path,
     line: usize,
     text: &str,
     options: &ReadOptions,
-    data: &mut Dataset,
-) -> Result<()> {
-    push_record(path, line, &parse_object(path, line, text)?, options, data)
+    id_keys: &[String],
+) -> Result<ParsedLine> {
+    match parse_fast(text, options, id_keys) {
+        Some(r) => Ok(ParsedLine::Fast(r)),
+        None => Ok(ParsedLine::Checked(parse_object(path, line, text)?)),
+    }
+}
+
+impl ParsedLine {
+    /// The record's entity id under `options`.
+    pub fn entity(&self, path: &Path, line: usize, options: &ReadOptions) -> Result<String> {
+        match self {
+            ParsedLine::Fast(r) => Ok(r.entity.clone()),
+            ParsedLine::Checked(obj) => entity_of(path, line, obj, &options.entity),
+        }
+    }
+
+    /// The value of id field `keys[k]`, where `keys` are the `id_keys` it was parsed with.
+    pub fn id(&self, path: &Path, line: usize, keys: &[String], k: usize) -> Result<String> {
+        match self {
+            ParsedLine::Fast(r) => Ok(r.ids[k].clone()),
+            ParsedLine::Checked(obj) => {
+                entity_of(path, line, obj, &EntityMode::Key(keys[k].clone()))
+            }
+        }
+    }
+
+    /// Check the record and append it to `data`; on an error `data` is left as it was.
+    pub fn push(
+        self,
+        path: &Path,
+        line: usize,
+        options: &ReadOptions,
+        data: &mut Dataset,
+    ) -> Result<()> {
+        match self {
+            ParsedLine::Fast(r) => {
+                data.push(
+                    &r.entity,
+                    r.label,
+                    r.weight,
+                    r.offset,
+                    r.timestamp,
+                    r.features,
+                );
+                Ok(())
+            }
+            ParsedLine::Checked(obj) => push_record(path, line, &obj, options, data),
+        }
+    }
 }
 
 /// Parse one line of JSON into a record object (not yet checked field by field).

@@ -6,14 +6,19 @@
 //! record are summed. The intercept is implicit: it is not a stored feature, and the key
 //! `("intercept", "intercept")` is reserved for it.
 
+mod fast_record;
 mod grouped;
 pub mod json_path;
 mod jsonl;
 mod offset_model;
 mod tsv;
 
+pub use fast_record::{parse_fast, FastRecord};
 pub use grouped::{group_by_entity, EntityChunks};
-pub use jsonl::{entity_of, number_field, parse_object, push_record, read_jsonl, write_jsonl};
+pub use jsonl::{
+    entity_of, number_field, parse_line, parse_object, push_record, read_jsonl, write_jsonl,
+    ParsedLine,
+};
 pub use offset_model::OffsetModel;
 pub use tsv::read_tsv;
 

@@ -9,9 +9,7 @@
 //! A coordinate sees every record through its feature set (features whose name is in the
 //! set) and its entity key (the fixed effect has one entity, named after the coordinate).
 
-use crate::data::{
-    entity_of, parse_object, push_record, Dataset, EntityMode, Interner, ReadOptions,
-};
+use crate::data::{parse_line, Dataset, EntityMode, Interner, ReadOptions};
 use crate::error::{Error, Result};
 use crate::io::{fnv1a, FNV1A_EMPTY};
 use rand::{Rng, SeedableRng};
@@ -57,7 +55,6 @@ impl GameData {
                 of_record: Vec::new(),
             })
             .collect();
-        let modes: Vec<EntityMode> = keys.iter().map(|k| EntityMode::Key(k.clone())).collect();
         let mut line = String::new();
         let mut number = 0;
         let mut ids = Vec::with_capacity(keys.len());
@@ -74,10 +71,10 @@ impl GameData {
             if line.trim().is_empty() {
                 continue;
             }
-            let obj = parse_object(path, number, &line)?;
+            let record = parse_line(path, number, &line, &options, keys)?;
             ids.clear();
-            for mode in &modes {
-                ids.push(entity_of(path, number, &obj, mode).map_err(|e| match e {
+            for k in 0..keys.len() {
+                ids.push(record.id(path, number, keys, k).map_err(|e| match e {
                     Error::Input {
                         path, line, field, ..
                     } => Error::input(
@@ -89,7 +86,7 @@ impl GameData {
                     e => e,
                 })?);
             }
-            push_record(path, number, &obj, &options, &mut records)?;
+            record.push(path, number, &options, &mut records)?;
             for (column, id) in id_columns.iter_mut().zip(&ids) {
                 let id = column.ids.id(id);
                 column.of_record.push(id);
