@@ -20,6 +20,9 @@
 //! The validation AUC after each coordinate is GDMix's table row by row. Prints a Markdown
 //! table beside GDMix's published figures, with glmix's wall time.
 
+#[path = "common/recbole.rs"]
+mod recbole;
+
 use clap::Parser;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -60,17 +63,6 @@ const GDMIX: [(&str, f64); 3] = [
     ("per-movie", 0.7599),
 ];
 
-/// The rows of a RecBole `.inter`/`.item`/`.user` file (tab-separated, typed header).
-fn table(path: &Path) -> Vec<Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e} (pass --data)", path.display()));
-    text.lines()
-        .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.split('\t').map(str::to_string).collect())
-        .collect()
-}
-
 fn feature(name: &str, term: &str, value: f64) -> Value {
     json!({"name": name, "term": term, "value": value})
 }
@@ -80,7 +72,7 @@ fn feature(name: &str, term: &str, value: f64) -> Value {
 fn run(a: &Args, seed: u64, out: &Path) -> Result<(Value, f64), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(out)?;
     let mut users: HashMap<String, Vec<Value>> = HashMap::new();
-    for r in table(&a.data.join("ml-100k.user")) {
+    for r in recbole::table(&a.data.join("ml-100k.user")) {
         let age: f64 = r[1].parse()?;
         users.insert(
             r[0].clone(),
@@ -92,7 +84,7 @@ fn run(a: &Args, seed: u64, out: &Path) -> Result<(Value, f64), Box<dyn std::err
         );
     }
     let mut movies: HashMap<String, Vec<Value>> = HashMap::new();
-    for r in table(&a.data.join("ml-100k.item")) {
+    for r in recbole::table(&a.data.join("ml-100k.item")) {
         let mut f: Vec<Value> = r
             .get(3)
             .map(|g| {
@@ -112,7 +104,7 @@ fn run(a: &Args, seed: u64, out: &Path) -> Result<(Value, f64), Box<dyn std::err
     let mut train = std::io::BufWriter::new(std::fs::File::create(&train_path)?);
     let mut valid = std::io::BufWriter::new(std::fs::File::create(&valid_path)?);
     let (mut n_train, mut n_valid) = (0, 0);
-    for r in table(&a.data.join("ml-100k.inter")) {
+    for r in recbole::table(&a.data.join("ml-100k.inter")) {
         let rating: f64 = r[2].parse()?;
         let mut features = users[&r[0]].clone();
         features.extend(movies[&r[1]].iter().cloned());

@@ -21,6 +21,9 @@
 //! Prints a Markdown table and a JSON summary, writes the stream, the stores, a metrics
 //! CSV per run and an SVG plot of the running AUC.
 
+#[path = "common/recbole.rs"]
+mod recbole;
+
 use clap::Parser;
 use glmix::data::{write_jsonl, Dataset, EntityMode, FeatureKey, ReadOptions};
 use glmix::model::ModelSet;
@@ -32,7 +35,7 @@ use glmix::stream::{run_stream, Batching, OnBadRecord, Source, StreamConfig, Upd
 use glmix::train::{fit, Backend, TrainConfig};
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 #[derive(Parser)]
@@ -64,17 +67,6 @@ struct Rating {
     timestamp: f64,
 }
 
-/// The rows of a RecBole `.inter`/`.item`/`.user` file (tab-separated, typed header).
-fn table(path: &Path) -> Vec<Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e} (pass --data)", path.display()));
-    text.lines()
-        .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.split('\t').map(str::to_string).collect())
-        .collect()
-}
-
 struct Run {
     name: String,
     auc: f64,
@@ -93,7 +85,7 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(a.out.join("stores"))?;
 
     // Ratings in time order (ties keep file order), movies and users.
-    let mut ratings: Vec<Rating> = table(&a.data.join("ml-100k.inter"))
+    let mut ratings: Vec<Rating> = recbole::table(&a.data.join("ml-100k.inter"))
         .into_iter()
         .map(|r| Rating {
             user: r[0].clone(),
@@ -103,39 +95,41 @@ fn main() -> anyhow::Result<()> {
         })
         .collect();
     ratings.sort_by(|x, y| x.timestamp.total_cmp(&y.timestamp));
-    let items: HashMap<String, (Vec<String>, String)> = table(&a.data.join("ml-100k.item"))
-        .into_iter()
-        .map(|r| {
-            let genres = r.get(3).map_or(vec![], |g| {
-                g.split_whitespace().map(str::to_string).collect()
-            });
-            let decade = r
-                .get(2)
-                .and_then(|y| y.parse::<u32>().ok())
-                .map_or("unknown".into(), |y| format!("{}0s", y / 10));
-            (r[0].clone(), (genres, decade))
-        })
-        .collect();
-    let users: HashMap<String, Vec<(String, String)>> = table(&a.data.join("ml-100k.user"))
-        .into_iter()
-        .map(|r| {
-            let age: u32 = r[1].parse().expect("age");
-            let band = match age {
-                0..=17 => "<18",
-                18..=24 => "18-24",
-                25..=34 => "25-34",
-                35..=44 => "35-44",
-                45..=54 => "45-54",
-                _ => "55+",
-            };
-            let f = vec![
-                ("gender".into(), r[2].clone()),
-                ("age".into(), band.into()),
-                ("occupation".into(), r[3].clone()),
-            ];
-            (r[0].clone(), f)
-        })
-        .collect();
+    let items: HashMap<String, (Vec<String>, String)> =
+        recbole::table(&a.data.join("ml-100k.item"))
+            .into_iter()
+            .map(|r| {
+                let genres = r.get(3).map_or(vec![], |g| {
+                    g.split_whitespace().map(str::to_string).collect()
+                });
+                let decade = r
+                    .get(2)
+                    .and_then(|y| y.parse::<u32>().ok())
+                    .map_or("unknown".into(), |y| format!("{}0s", y / 10));
+                (r[0].clone(), (genres, decade))
+            })
+            .collect();
+    let users: HashMap<String, Vec<(String, String)>> =
+        recbole::table(&a.data.join("ml-100k.user"))
+            .into_iter()
+            .map(|r| {
+                let age: u32 = r[1].parse().expect("age");
+                let band = match age {
+                    0..=17 => "<18",
+                    18..=24 => "18-24",
+                    25..=34 => "25-34",
+                    35..=44 => "35-44",
+                    45..=54 => "45-54",
+                    _ => "55+",
+                };
+                let f = vec![
+                    ("gender".into(), r[2].clone()),
+                    ("age".into(), band.into()),
+                    ("occupation".into(), r[3].clone()),
+                ];
+                (r[0].clone(), f)
+            })
+            .collect();
     let genres = |item: &str| items.get(item).map_or(&[][..], |(g, _)| &g[..]);
 
     // The global fixed effect on the earliest 20%, and every rating's offset.

@@ -25,6 +25,20 @@ pub struct FastRecord {
     pub ids: Vec<String>,
 }
 
+impl FastRecord {
+    /// Append the record to `data` (its id fields are the caller's business).
+    pub fn append_to(self, data: &mut super::Dataset) {
+        data.push(
+            &self.entity,
+            self.label,
+            self.weight,
+            self.offset,
+            self.timestamp,
+            self.features,
+        );
+    }
+}
+
 /// Parse `text` as a record under `options`, with the extra id fields `id_keys`; `None`
 /// when the record is not plainly valid.
 pub fn parse_fast(text: &str, options: &ReadOptions, id_keys: &[String]) -> Option<FastRecord> {

@@ -49,14 +49,7 @@ pub fn read_jsonl(path: &Path, options: &ReadOptions) -> Result<Dataset> {
         for (text, fast) in lines[..filled].iter().zip(fast) {
             number += 1;
             match fast {
-                Some(r) => data.push(
-                    &r.entity,
-                    r.label,
-                    r.weight,
-                    r.offset,
-                    r.timestamp,
-                    r.features,
-                ),
+                Some(r) => r.append_to(&mut data),
                 None if text.trim().is_empty() => {}
                 None => push_record(
                     path,
@@ -121,14 +114,7 @@ impl ParsedLine {
     ) -> Result<()> {
         match self {
             ParsedLine::Fast(r) => {
-                data.push(
-                    &r.entity,
-                    r.label,
-                    r.weight,
-                    r.offset,
-                    r.timestamp,
-                    r.features,
-                );
+                r.append_to(data);
                 Ok(())
             }
             ParsedLine::Checked(obj) => push_record(path, line, &obj, options, data),
