@@ -85,10 +85,8 @@ pub fn run(a: GameArgs) -> Result<()> {
 
 fn metrics_json(m: &Metrics) -> Value {
     let mut out = serde_json::Map::new();
-    for (k, v) in [("auc", m.auc), ("logloss", m.logloss), ("rmse", m.rmse)] {
-        if let Some(v) = v {
-            out.insert(k.into(), json!(v));
-        }
+    for (k, v) in m.defined() {
+        out.insert(k.into(), json!(v));
     }
     Value::Object(out)
 }
@@ -136,12 +134,7 @@ fn train(a: TrainArgs) -> Result<()> {
         compute.backend(),
         &mut |s| {
             let validation = s.validation.as_ref().map_or(String::new(), |m| {
-                let mut parts = Vec::new();
-                for (k, v) in [("auc", m.auc), ("logloss", m.logloss), ("rmse", m.rmse)] {
-                    if let Some(v) = v {
-                        parts.push(format!("{k} {v:.4}"));
-                    }
-                }
+                let parts: Vec<String> = m.defined().map(|(k, v)| format!("{k} {v:.4}")).collect();
                 format!(", validation {}", parts.join(" "))
             });
             eprintln!(

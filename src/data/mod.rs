@@ -186,10 +186,7 @@ impl Dataset {
         timestamp: Option<f64>,
         features: impl IntoIterator<Item = (FeatureKey, f64)>,
     ) {
-        let e = match self.entities.get_str(entity) {
-            Some(id) => id,
-            None => self.entities.id(&entity.to_string()),
-        };
+        let e = self.entities.id_str(entity);
         let mut row: Vec<(u32, f64)> = features
             .into_iter()
             .map(|(key, value)| (self.features.id(&key), value))
@@ -327,8 +324,12 @@ impl Default for Dataset {
 }
 
 impl Interner<String> {
-    fn get_str(&self, key: &str) -> Option<u32> {
-        self.ids.get(key).copied()
+    /// [`Interner::id`] of a borrowed string: no allocation when it is already known.
+    pub fn id_str(&mut self, key: &str) -> u32 {
+        match self.ids.get(key) {
+            Some(&id) => id,
+            None => self.id(&key.to_string()),
+        }
     }
 }
 

@@ -19,57 +19,62 @@ const ENTITIES_PER_TASK: usize = 64;
 /// than twice this many rows are evaluated whole.
 pub const SPLIT_ROWS: usize = 8_192;
 
-/// The row pieces of a problem with `rows` rows: one piece when it is small.
+/// Whether an entity of `rows` rows is split into pieces.
+fn is_split(rows: usize) -> bool {
+    rows >= 2 * SPLIT_ROWS
+}
+
+/// The row pieces of a problem with `rows` rows.
 fn pieces(rows: usize) -> Vec<std::ops::Range<usize>> {
-    let size = if rows < 2 * SPLIT_ROWS {
-        rows.max(1)
-    } else {
-        SPLIT_ROWS
-    };
-    (0..rows.max(1))
-        .step_by(size)
-        .map(|s| s..(s + size).min(rows))
+    (0..rows)
+        .step_by(SPLIT_ROWS)
+        .map(|s| s..(s + SPLIT_ROWS).min(rows))
         .collect()
+}
+
+/// `Σ_pieces piece(rows)`, a scalar and a vector of length `d` each, the pieces evaluated
+/// in parallel and summed in piece order.
+fn sum_over_pieces(
+    p: &EntityProblem,
+    d: usize,
+    piece: impl Fn(&EntityProblem, &mut [f64]) -> f64 + Sync,
+) -> (f64, Vec<f64>) {
+    let parts: Vec<(f64, Vec<f64>)> = pieces(p.num_rows())
+        .into_par_iter()
+        .map(|r| {
+            let mut v = vec![0.0; d];
+            let f = piece(&p.rows(r), &mut v);
+            (f, v)
+        })
+        .collect();
+    let (mut f, mut v) = (0.0, vec![0.0; d]);
+    for (fp, vp) in parts {
+        f += fp;
+        v.iter_mut().zip(&vp).for_each(|(v, x)| *v += x);
+    }
+    (f, v)
 }
 
 /// [`EntityProblem::value_and_gradient`], with a large entity's rows split across threads.
 pub fn value_and_gradient(p: &EntityProblem, theta: &[f64], grad: &mut [f64]) -> f64 {
-    let pieces = pieces(p.num_rows());
-    if pieces.len() == 1 {
+    if !is_split(p.num_rows()) {
         return p.value_and_gradient(theta, grad);
     }
-    let parts: Vec<(f64, Vec<f64>)> = pieces
-        .into_par_iter()
-        .map(|r| {
-            let mut g = vec![0.0; theta.len()];
-            let f = p.rows(r).data_value_and_gradient(theta, &mut g);
-            (f, g)
-        })
-        .collect();
-    grad.fill(0.0);
-    let mut f = 0.0;
-    for (fp, gp) in parts {
-        f += fp;
-        grad.iter_mut().zip(&gp).for_each(|(g, x)| *g += x);
-    }
+    let (f, g) = sum_over_pieces(p, theta.len(), |q, g| q.data_value_and_gradient(theta, g));
+    grad.copy_from_slice(&g);
     f + p.regularizer_value_and_gradient(theta, grad)
 }
 
 /// [`EntityProblem::data_hessian_diagonal`], with a large entity's rows split across threads.
 pub fn data_hessian_diagonal(p: &EntityProblem, theta: &[f64]) -> Vec<f64> {
-    let pieces = pieces(p.num_rows());
-    if pieces.len() == 1 {
+    if !is_split(p.num_rows()) {
         return p.data_hessian_diagonal(theta);
     }
-    let parts: Vec<Vec<f64>> = pieces
-        .into_par_iter()
-        .map(|r| p.rows(r).data_hessian_diagonal(theta))
-        .collect();
-    let mut h = vec![0.0; theta.len()];
-    for hp in parts {
-        h.iter_mut().zip(&hp).for_each(|(h, x)| *h += x);
-    }
-    h
+    sum_over_pieces(p, theta.len(), |q, h| {
+        h.copy_from_slice(&q.data_hessian_diagonal(theta));
+        0.0
+    })
+    .1
 }
 
 /// Evaluates a [`TrainingBatch`] in f64 on the CPU.

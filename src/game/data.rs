@@ -146,11 +146,11 @@ impl GameData {
     /// The records `rows` (ascending) as one coordinate sees them: features of the set
     /// `names`, entity `entity(record)`, offsets 0 (the caller sets them). Features are
     /// numbered in key order, as [`crate::data::read_records`] numbers them.
-    pub fn view(
-        &self,
+    pub fn view<'a>(
+        &'a self,
         names: &[String],
-        rows: &[usize],
-        entity: impl Fn(usize) -> String,
+        rows: impl ExactSizeIterator<Item = usize>,
+        entity: impl Fn(usize) -> &'a str,
     ) -> Dataset {
         let names: HashSet<&str> = names.iter().map(String::as_str).collect();
         let keep = self.in_set(&names);
@@ -158,12 +158,8 @@ impl GameData {
         let mut out = Dataset::new();
         out.reserve(rows.len(), 0);
         let mut row: Vec<(u32, f64)> = Vec::new();
-        for &i in rows {
-            let e = entity(i);
-            let e = match out.entities.get(&e) {
-                Some(id) => id,
-                None => out.entities.id(&e),
-            };
+        for i in rows {
+            let e = out.entities.id_str(entity(i));
             row.clear();
             let (ids, vals) = self.records.row_features(i);
             for (&f, &v) in ids.iter().zip(vals) {

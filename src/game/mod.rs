@@ -54,6 +54,19 @@ pub struct Metrics {
     pub rmse: Option<f64>,
 }
 
+impl Metrics {
+    /// The metrics that are defined, by name.
+    pub fn defined(&self) -> impl Iterator<Item = (&'static str, f64)> {
+        [
+            ("auc", self.auc),
+            ("logloss", self.logloss),
+            ("rmse", self.rmse),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?)))
+    }
+}
+
 /// What one coordinate's training step did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CoordinateStep {
@@ -93,13 +106,16 @@ struct CoordinateView {
     subset: Option<(Vec<usize>, Dataset)>,
 }
 
-fn entity_fn<'a>(data: &'a GameData, c: &'a Coordinate) -> Box<dyn Fn(usize) -> String + 'a> {
-    match &c.kind {
-        CoordinateKind::Fixed => Box::new(move |_| c.name.clone()),
-        CoordinateKind::Random { entity_key, .. } => {
-            let column = data.ids(entity_key);
-            Box::new(move |i| column.ids.key(column.of_record[i]).clone())
-        }
+/// The entity of record `i` under coordinate `c`: its id under `c`'s key, or the
+/// coordinate's name for the fixed effect.
+fn entity_fn<'a>(data: &'a GameData, c: &'a Coordinate) -> impl Fn(usize) -> &'a str {
+    let column = match &c.kind {
+        CoordinateKind::Fixed => None,
+        CoordinateKind::Random { entity_key, .. } => Some(data.ids(entity_key)),
+    };
+    move |i| match column {
+        Some(column) => column.ids.key(column.of_record[i]).as_str(),
+        None => c.name.as_str(),
     }
 }
 
@@ -136,8 +152,7 @@ pub fn train(
     let mut views = Vec::with_capacity(config.coordinates.len());
     for c in &config.coordinates {
         let entity = entity_fn(data, c);
-        let all_rows: Vec<usize> = (0..n).collect();
-        let all = data.view(names(config, c), &all_rows, &entity);
+        let all = data.view(names(config, c), 0..n, &entity);
         let subset = match &c.kind {
             CoordinateKind::Fixed => None,
             CoordinateKind::Random {
@@ -148,7 +163,7 @@ pub fn train(
             } => {
                 let active = active_rows(data.ids(entity_key), *min_rows, *max_rows, *seed);
                 let subset = (active.rows.len() < n).then(|| {
-                    let ds = data.view(names(config, c), &active.rows, &entity);
+                    let ds = data.view(names(config, c), active.rows.iter().copied(), &entity);
                     (active.rows.clone(), ds)
                 });
                 reports.push(DataReport {
@@ -164,10 +179,7 @@ pub fn train(
         config
             .coordinates
             .iter()
-            .map(|c| {
-                let rows: Vec<usize> = (0..v.num_records()).collect();
-                v.view(names(config, c), &rows, entity_fn(v, c))
-            })
+            .map(|c| v.view(names(config, c), 0..v.num_records(), entity_fn(v, c)))
             .collect()
     });
 
@@ -185,22 +197,14 @@ pub fn train(
         for (ci, c) in config.coordinates.iter().enumerate() {
             let clock = Instant::now();
             let view = &mut views[ci];
-            let partial = |i: usize| total[i] - scores[ci][i];
             let (train_set, rows): (&mut Dataset, Option<&[usize]>) = match &mut view.subset {
                 Some((rows, ds)) => (ds, Some(rows)),
                 None => (&mut view.all, None),
             };
-            match rows {
-                Some(rows) => {
-                    for (o, &i) in train_set.offset.iter_mut().zip(rows.iter()) {
-                        *o = partial(i);
-                    }
-                }
-                None => {
-                    for (i, o) in train_set.offset.iter_mut().enumerate() {
-                        *o = partial(i);
-                    }
-                }
+            // Training row k is record rows[k] (every record when all of them train it).
+            for (k, o) in train_set.offset.iter_mut().enumerate() {
+                let i = rows.map_or(k, |rows| rows[k]);
+                *o = total[i] - scores[ci][i];
             }
             let out = fit_on(backend, models[ci].as_ref(), train_set, &c.train, &|_| {})?;
             train_set.offset.fill(0.0);
@@ -322,14 +326,17 @@ impl GameModel {
     /// Margins of every record of `data`: `o_i + Σ_c x_{i,c}·θ_{c,e_c(i)}`, and each
     /// coordinate's term (coordinate order).
     pub fn score(&self, data: &GameData) -> Result<(Vec<f64>, Vec<Vec<f64>>)> {
-        let rows: Vec<usize> = (0..data.num_records()).collect();
         let per_coordinate = self
             .config
             .coordinates
             .iter()
             .zip(&self.coordinates)
             .map(|(c, m)| {
-                let view = data.view(names(&self.config, c), &rows, entity_fn(data, c));
+                let view = data.view(
+                    names(&self.config, c),
+                    0..data.num_records(),
+                    entity_fn(data, c),
+                );
                 coordinate_scores(&view, m)
             })
             .collect::<Result<Vec<_>>>()?;
