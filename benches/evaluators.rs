@@ -1,8 +1,9 @@
-//! Criterion benches of the evaluators and the solver, with throughput in entities.
+//! Criterion benches of the evaluators and the solver, with throughput in entities, and of
+//! scoring, with throughput in records.
 //!
 //! `cargo bench --bench evaluators`. Workloads are seeded synthetic GLMix batches
 //! (`glmix::synth`); device setup and packing happen outside the timed part. The GPU
-//! group runs only where an adapter exists.
+//! groups run only where an adapter exists.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use glmix::eval::{BatchEvaluator, CpuEvaluator, GpuContext, GpuEvaluator};
@@ -96,5 +97,32 @@ fn solver_end_to_end(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, evaluators, solver_end_to_end);
+/// Margins of every record (`glmix score`): the f64 CPU sum against the f32 GPU kernel,
+/// which includes uploading the part and reading the sums back. Throughput in records.
+fn scoring(c: &mut Criterion) {
+    use glmix::model::ModelSet;
+    use glmix::score::MarginPlan;
+    let gpu = GpuContext::new().ok();
+    let mut group = c.benchmark_group("score");
+    for (name, rows, features, density) in SHAPES {
+        let data = generate(&spec(rows, features, density)).data;
+        let config = TrainConfig::new(ObjectiveKind::BayesLogistic);
+        let models: ModelSet = fit(None, &data, &config, &|_| {})
+            .unwrap()
+            .models
+            .into_iter()
+            .collect();
+        let plan = MarginPlan::new(&data, &models);
+        group.throughput(Throughput::Elements(data.num_rows() as u64));
+        group.bench_function(BenchmarkId::new("cpu", name), |b| b.iter(|| plan.margins()));
+        if let Some(ctx) = &gpu {
+            group.bench_function(BenchmarkId::new("gpu", name), |b| {
+                b.iter(|| plan.margins_gpu(ctx).unwrap())
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, evaluators, solver_end_to_end, scoring);
 criterion_main!(benches);

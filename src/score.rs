@@ -10,8 +10,9 @@
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::eval::{EvalError, GpuContext};
 use crate::model::linalg::Cholesky;
-use crate::model::{ModelSet, Precision};
+use crate::model::{EntityModel, ModelSet, Precision};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -31,85 +32,184 @@ enum Sampler {
     Full(Cholesky),
 }
 
-struct EntityScorer<'m> {
-    theta: &'m [f64],
-    /// Dataset feature id → coefficient index.
-    coef_of: HashMap<u32, usize>,
-    intercept: Option<usize>,
-    sampler: Option<Sampler>,
+/// Where a model's coefficients lie in [`MarginPlan`]'s `theta`.
+struct ModelColumns {
+    intercept: Option<u32>,
+    /// Dataset feature id → coefficient.
+    coef_of: HashMap<u32, u32>,
 }
 
-/// Score every record of `data`; returns one margin per record.
+/// Score every record of `data` on the CPU in f64; returns one margin per record.
 pub fn score(data: &Dataset, models: &ModelSet, thompson: Option<Thompson>) -> Result<Vec<f64>> {
-    if let Some(t) = thompson {
+    let plan = MarginPlan::new(data, models);
+    match thompson {
+        None => Ok(plan.margins()),
+        Some(t) => plan.thompson_margins(t),
+    }
+}
+
+/// Which coefficient each feature of each record meets: a CSR matrix over `theta`, the
+/// means of every entity's model laid end to end (`theta_ptr[e]..theta_ptr[e+1]`, empty for
+/// an entity without a model). A model's intercept is an entry of value 1; a feature the
+/// model lacks, or a record whose entity has no model, has no entry.
+pub struct MarginPlan<'a> {
+    offset: &'a [f64],
+    entity: &'a [u32],
+    /// Entries `ptr[i]..ptr[i+1]` belong to record `i`.
+    ptr: Vec<usize>,
+    coef: Vec<u32>,
+    value: Vec<f64>,
+    theta: Vec<f64>,
+    theta_ptr: Vec<usize>,
+    /// The model of each entity of `data`.
+    models: Vec<Option<&'a EntityModel>>,
+}
+
+impl<'a> MarginPlan<'a> {
+    pub fn new(data: &'a Dataset, models: &'a ModelSet) -> Self {
+        let models: Vec<Option<&EntityModel>> =
+            data.entities.keys().iter().map(|e| models.get(e)).collect();
+        let mut theta = Vec::new();
+        let mut theta_ptr = vec![0];
+        let mut columns: Vec<Option<ModelColumns>> = Vec::with_capacity(models.len());
+        for m in &models {
+            columns.push(m.map(|m| {
+                let base = theta.len() as u32;
+                theta.extend_from_slice(&m.means);
+                let coef_of = (base..)
+                    .zip(&m.features)
+                    .filter_map(|(j, k)| data.features.get(k).map(|f| (f, j)))
+                    .collect();
+                let intercept = (base..).zip(&m.features).find(|(_, k)| k.is_intercept());
+                ModelColumns {
+                    intercept: intercept.map(|(j, _)| j),
+                    coef_of,
+                }
+            }));
+            theta_ptr.push(theta.len());
+        }
+        let mut ptr = Vec::with_capacity(data.num_rows() + 1);
+        ptr.push(0);
+        let (mut coef, mut value) = (Vec::new(), Vec::new());
+        for i in 0..data.num_rows() {
+            if let Some(ModelColumns { intercept, coef_of }) = &columns[data.entity[i] as usize] {
+                if let Some(j) = *intercept {
+                    coef.push(j);
+                    value.push(1.0);
+                }
+                let (ids, vals) = data.row_features(i);
+                for (f, &v) in ids.iter().zip(vals) {
+                    if let Some(&j) = coef_of.get(f) {
+                        coef.push(j);
+                        value.push(v);
+                    }
+                }
+            }
+            ptr.push(coef.len());
+        }
+        MarginPlan {
+            offset: &data.offset,
+            entity: &data.entity,
+            ptr,
+            coef,
+            value,
+            theta,
+            theta_ptr,
+            models,
+        }
+    }
+
+    /// `x_i·θ` of record `i`, with `theta[k]` holding coefficient `base + k`.
+    fn row_dot(&self, i: usize, theta: &[f64], base: usize) -> f64 {
+        let r = self.ptr[i]..self.ptr[i + 1];
+        self.coef[r.clone()]
+            .iter()
+            .zip(&self.value[r])
+            .map(|(&j, v)| v * theta[j as usize - base])
+            .sum()
+    }
+
+    /// The margin `o_i + x_i·θ` of every record, in f64.
+    pub fn margins(&self) -> Vec<f64> {
+        (0..self.offset.len())
+            .map(|i| self.offset[i] + self.row_dot(i, &self.theta, 0))
+            .collect()
+    }
+
+    /// The same margins with `x_i·θ` summed on the GPU in f32 (`shaders/row_dots.wgsl`) and
+    /// the offsets added in f64.
+    pub fn margins_gpu(&self, ctx: &GpuContext) -> std::result::Result<Vec<f64>, EvalError> {
+        let dots = ctx.row_dots(&self.ptr, &self.coef, &self.value, &self.theta)?;
+        Ok(self
+            .offset
+            .iter()
+            .zip(dots)
+            .map(|(o, d)| o + f64::from(d))
+            .collect())
+    }
+
+    /// Margins with every record scored by its own posterior draw `θ̃ ~ N(θ, t Σ)`, drawn in
+    /// record order from a ChaCha8 stream seeded by `t.seed`.
+    pub fn thompson_margins(&self, t: Thompson) -> Result<Vec<f64>> {
         if !(t.multiplier >= 0.0 && t.multiplier.is_finite()) {
             return Err(Error::Config(format!(
                 "the Thompson multiplier must be a finite number ≥ 0, got {}",
                 t.multiplier
             )));
         }
-    }
-    let scorers: Vec<Option<EntityScorer>> = data
-        .entities
-        .keys()
-        .iter()
-        .map(|e| models.get(e).map(|m| {
-            let coef_of = m.features.iter().enumerate().filter_map(|(j, k)| data.features.get(k).map(|f| (f, j))).collect();
-            let intercept = m.features.iter().position(|k| k.is_intercept());
-            let sampler = match thompson {
-                None => Ok(None),
-                Some(t) => match &m.precision {
-                    Precision::None => Err(Error::Config(format!("model of entity {:?} keeps no precision; Thompson sampling needs one", m.entity))),
-                    Precision::Diagonal(h) => Ok(Some(Sampler::Diagonal(h.iter().map(|h| (t.multiplier / h).sqrt()).collect()))),
-                    Precision::Full(h) => Cholesky::new(h, m.means.len())
-                        .map(|c| Some(Sampler::Full(c)))
-                        .ok_or_else(|| Error::Config(format!("model of entity {:?}: precision is not positive definite", m.entity))),
-                },
-            }?;
-            Ok(EntityScorer { theta: &m.means, coef_of, intercept, sampler })
-        }).transpose())
-        .collect::<Result<_>>()?;
-
-    let mut rng = ChaCha8Rng::seed_from_u64(thompson.map_or(0, |t| t.seed));
-    let sqrt_t = thompson.map_or(0.0, |t| t.multiplier.sqrt());
-    let mut draw: Vec<f64> = Vec::new();
-    let mut out = Vec::with_capacity(data.num_rows());
-    for i in 0..data.num_rows() {
-        let mut s = data.offset[i];
-        if let Some(sc) = &scorers[data.entity[i] as usize] {
-            let theta: &[f64] = match &sc.sampler {
-                None => sc.theta,
-                Some(sampler) => {
-                    draw.clear();
-                    draw.extend(
-                        (0..sc.theta.len()).map(|_| -> f64 { StandardNormal.sample(&mut rng) }),
-                    );
-                    match sampler {
-                        Sampler::Diagonal(sd) => {
-                            draw.iter_mut().zip(sd).for_each(|(z, sd)| *z *= sd)
-                        }
-                        Sampler::Full(chol) => {
-                            chol.solve_upper(&mut draw);
-                            draw.iter_mut().for_each(|z| *z *= sqrt_t);
-                        }
-                    }
-                    draw.iter_mut().zip(sc.theta).for_each(|(z, th)| *z += th);
-                    &draw
-                }
+        let samplers: Vec<Option<Sampler>> = self
+            .models
+            .iter()
+            .map(|m| m.map(|m| sampler(m, t.multiplier)).transpose())
+            .collect::<Result<_>>()?;
+        let mut rng = ChaCha8Rng::seed_from_u64(t.seed);
+        let sqrt_t = t.multiplier.sqrt();
+        let mut draw: Vec<f64> = Vec::new();
+        let mut out = Vec::with_capacity(self.offset.len());
+        for (i, &e) in self.entity.iter().enumerate() {
+            let e = e as usize;
+            let Some(sampler) = &samplers[e] else {
+                out.push(self.offset[i]);
+                continue;
             };
-            if let Some(j) = sc.intercept {
-                s += theta[j];
-            }
-            let (ids, vals) = data.row_features(i);
-            for (f, v) in ids.iter().zip(vals) {
-                if let Some(&j) = sc.coef_of.get(f) {
-                    s += v * theta[j];
+            let (base, end) = (self.theta_ptr[e], self.theta_ptr[e + 1]);
+            let theta = &self.theta[base..end];
+            draw.clear();
+            draw.extend((0..theta.len()).map(|_| -> f64 { StandardNormal.sample(&mut rng) }));
+            match sampler {
+                Sampler::Diagonal(sd) => draw.iter_mut().zip(sd).for_each(|(z, sd)| *z *= sd),
+                Sampler::Full(chol) => {
+                    chol.solve_upper(&mut draw);
+                    draw.iter_mut().for_each(|z| *z *= sqrt_t);
                 }
             }
+            draw.iter_mut().zip(theta).for_each(|(z, th)| *z += th);
+            out.push(self.offset[i] + self.row_dot(i, &draw, base));
         }
-        out.push(s);
+        Ok(out)
     }
-    Ok(out)
+}
+
+/// The draw of a model's coefficients: standard deviations `√(t/H_jj)` for a diagonal
+/// precision, the Cholesky factor of `H` for a full one.
+fn sampler(m: &EntityModel, multiplier: f64) -> Result<Sampler> {
+    match &m.precision {
+        Precision::None => Err(Error::Config(format!(
+            "model of entity {:?} keeps no precision; Thompson sampling needs one",
+            m.entity
+        ))),
+        Precision::Diagonal(h) => Ok(Sampler::Diagonal(
+            h.iter().map(|h| (multiplier / h).sqrt()).collect(),
+        )),
+        Precision::Full(h) => Cholesky::new(h, m.means.len())
+            .map(Sampler::Full)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "model of entity {:?}: precision is not positive definite",
+                    m.entity
+                ))
+            }),
+    }
 }
 
 #[cfg(test)]

@@ -452,6 +452,14 @@ fn without_a_gpu_auto_falls_back_to_the_cpu_and_gpu_fails_clearly() {
     assert!(stderr.contains("evaluating on the CPU"), "{stderr}");
     assert!(stderr.contains("\"device\":\"cpu\""), "{stderr}");
     assert_eq!(read_models(&dir.path("m.jsonl")).len(), 5);
+    let scores = dir.arg("s.jsonl");
+    let scored = without_gpu(&args(&[
+        "score", "--data", &data, "--model", &out, "--out", &scores,
+    ]));
+    let stderr = String::from_utf8_lossy(&scored.stderr);
+    assert!(scored.status.success(), "{stderr}");
+    assert!(stderr.contains("notice: no GPU adapter"), "{stderr}");
+    assert!(stderr.contains(" (cpu)"), "{stderr}");
 
     fs::remove_file(&out).unwrap();
     let gpu = train("gpu");
@@ -516,6 +524,46 @@ fn device_gpu_trains_like_the_cpu() {
             );
         }
     }
+}
+
+/// `glmix score --device gpu` writes the CPU's scores within f32 rounding; Thompson
+/// sampling there is refused with the reason, and nothing is written.
+#[test]
+fn device_gpu_scores_like_the_cpu() {
+    let dir = Dir::new();
+    let data = generated(&dir, "d.jsonl", 30, 12);
+    let models = dir.arg("m.jsonl");
+    run(&train_args(&data, &models, &["--objective", "logistic"]));
+    let score = |device: &str, out: &str, extra: &[&str]| {
+        let out = dir.arg(out);
+        let mut argv = vec![
+            "score", "--data", &data, "--model", &models, "--out", &out, "--device", device,
+        ];
+        argv.extend(extra);
+        glmix_output(&argv)
+    };
+    let gpu = score("gpu", "gpu.jsonl", &[]);
+    if !gpu_ran(&gpu, "GPU score test") {
+        return;
+    }
+    let stderr = String::from_utf8_lossy(&gpu.stderr);
+    assert!(stderr.contains("(gpu: "), "{stderr}");
+    assert!(score("cpu", "cpu.jsonl", &[]).status.success());
+    let (g, c) = (jsonl(&dir.path("gpu.jsonl")), jsonl(&dir.path("cpu.jsonl")));
+    assert_eq!(g.len(), c.len());
+    for (a, b) in g.iter().zip(&c) {
+        assert_eq!((&a["entity"], &a["row"]), (&b["entity"], &b["row"]));
+        let (a, b) = (a["score"].as_f64().unwrap(), b["score"].as_f64().unwrap());
+        assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{a} vs {b}");
+    }
+    let thompson = score("gpu", "t.jsonl", &["--thompson", "1"]);
+    assert!(!thompson.status.success());
+    let stderr = String::from_utf8_lossy(&thompson.stderr);
+    assert!(
+        stderr.contains("--thompson draws each record's coefficients on the CPU"),
+        "{stderr}"
+    );
+    assert!(!dir.path("t.jsonl").exists());
 }
 
 #[test]

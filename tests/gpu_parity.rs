@@ -331,3 +331,117 @@ fn gpu_posteriors_match_the_cpu_for_full_and_diagonal_precisions() {
         }
     }
 }
+
+/// `Σ |x_ij θ_j|` over the features of record `i` its model has (the intercept counting
+/// 1): the scale of f32 rounding in its margin.
+fn absolute_dot(data: &glmix::data::Dataset, models: &glmix::model::ModelSet, i: usize) -> f64 {
+    let Some(m) = models.get(data.entities.key(data.entity[i])) else {
+        return 0.0;
+    };
+    let (ids, vals) = data.row_features(i);
+    m.features
+        .iter()
+        .zip(&m.means)
+        .map(|(k, th)| {
+            let x = match data.features.get(k) {
+                _ if k.is_intercept() => 1.0,
+                Some(f) => ids.iter().position(|&g| g == f).map_or(0.0, |p| vals[p]),
+                None => 0.0,
+            };
+            (x * th).abs()
+        })
+        .sum()
+}
+
+#[test]
+fn scores_match_the_cpu_in_parts_and_any_record_order() {
+    use glmix::data::{Dataset, FeatureKey};
+    use glmix::score::MarginPlan;
+    use glmix::synth::{generate, SyntheticSpec};
+    use glmix::train::{fit, TrainConfig};
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    if gpu().is_none() {
+        return;
+    }
+    let spec = |seed| SyntheticSpec {
+        entities: 300,
+        rows_per_entity: 12,
+        features: 6,
+        ragged: true,
+        seed,
+        ..Default::default()
+    };
+    let trained = generate(&spec(1)).data;
+    let models = fit(
+        None,
+        &trained,
+        &TrainConfig::new(ObjectiveKind::Logistic),
+        &|_| {},
+    )
+    .unwrap()
+    .models
+    .into_iter()
+    .collect();
+    // New records of the same entities, shuffled so that no part is grouped by entity, and
+    // records the models know nothing of: an unknown entity, an unknown feature, no features.
+    let fresh = generate(&spec(2)).data;
+    let mut order: Vec<usize> = (0..fresh.num_rows()).collect();
+    order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(3));
+    let mut data = Dataset::new();
+    for i in order {
+        data.push_row_of(&fresh, i);
+    }
+    data.push(
+        "stranger",
+        1.0,
+        1.0,
+        0.25,
+        None,
+        [(FeatureKey::new("f", "0"), 2.0)],
+    );
+    data.push(
+        "e0",
+        0.0,
+        1.0,
+        -0.5,
+        None,
+        [(FeatureKey::new("new", ""), 3.0)],
+    );
+    data.push("e1", 0.0, 1.0, 1.5, None, []);
+
+    let plan = MarginPlan::new(&data, &models);
+    let cpu = plan.margins();
+    let whole = gpu().unwrap();
+    let mut small = GpuContext::new().unwrap();
+    // 1 KiB bindings: parts of at most 256 entries, hence dozens of parts; 2 workgroups per
+    // grid dimension.
+    small.limit_binding_bytes(1024);
+    small.limit_workgroups_per_dimension(2);
+    for ctx in [whole, &small] {
+        let on_gpu = plan.margins_gpu(ctx).unwrap();
+        assert_eq!(on_gpu.len(), data.num_rows());
+        for (i, (g, c)) in on_gpu.iter().zip(&cpu).enumerate() {
+            let (ids, _) = data.row_features(i);
+            let terms = ids.len() as f64 + 2.0;
+            let tol = 2.0 * terms * f64::from(f32::EPSILON) * absolute_dot(&data, &models, i);
+            assert!(
+                (g - c).abs() <= tol.max(1e-12),
+                "record {i}: gpu {g} cpu {c}, tolerance {tol}"
+            );
+        }
+    }
+    let n = data.num_rows();
+    assert_eq!(
+        cpu[n - 3],
+        0.25,
+        "an entity without a model scores its offset"
+    );
+    let e0 = models.get("e0").unwrap();
+    let intercept = e0.means[e0.features.iter().position(|k| k.is_intercept()).unwrap()];
+    assert_eq!(
+        cpu[n - 2],
+        -0.5 + intercept,
+        "an unknown feature adds nothing"
+    );
+}

@@ -33,5 +33,8 @@ fn every_shader_parses_and_validates() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 5, "expected the five kernels of the GPU evaluator");
+    assert_eq!(
+        checked, 6,
+        "expected the five kernels of the GPU evaluator and the scoring one"
+    );
 }

@@ -1,10 +1,11 @@
 //! `glmix score`.
 
+use super::train::{Compute, Device};
 use super::{models_for, DataArgs};
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::Args;
 use glmix::io::write_atomic;
-use glmix::score::{score, Thompson};
+use glmix::score::{MarginPlan, Thompson};
 use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;
@@ -23,6 +24,11 @@ pub struct ScoreArgs {
     /// Seed of the Thompson draws.
     #[arg(long, default_value_t = 0, requires = "thompson")]
     seed: u64,
+    /// Where to sum the margins: auto (a hardware GPU when one works, else the CPU), cpu
+    /// (f64) or gpu (f32 sums, about 7 significant digits; the offsets are added in f64).
+    /// Thompson sampling always runs on the CPU: every record draws its own coefficients.
+    #[arg(long, value_enum, default_value = "auto")]
+    device: Device,
     /// Output scores (JSON lines: entity, row — the 0-based record number — and score, the margin).
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
@@ -31,11 +37,32 @@ pub struct ScoreArgs {
 pub fn run(a: ScoreArgs) -> Result<()> {
     let data = a.data.read()?;
     let models = models_for(&data, &a.model)?;
-    let thompson = a.thompson.map(|multiplier| Thompson {
-        multiplier,
-        seed: a.seed,
-    });
-    let scores = score(&data, &models, thompson)?;
+    let plan = MarginPlan::new(&data, &models);
+    let (scores, device) = match a.thompson {
+        Some(multiplier) => {
+            if a.device == Device::Gpu {
+                bail!("--thompson draws each record's coefficients on the CPU; use --device cpu or auto");
+            }
+            let t = Thompson {
+                multiplier,
+                seed: a.seed,
+            };
+            (plan.thompson_margins(t)?, "cpu".to_string())
+        }
+        None => {
+            let compute = Compute::choose(a.device)?;
+            match compute.gpu() {
+                Some(ctx) => match plan.margins_gpu(ctx) {
+                    Ok(scores) => (scores, compute.name()),
+                    Err(e) => {
+                        eprintln!("glmix: notice: the GPU failed ({e}); scoring on the CPU");
+                        (plan.margins(), "cpu".to_string())
+                    }
+                },
+                None => (plan.margins(), compute.name()),
+            }
+        }
+    };
     write_atomic(&a.out, |f| {
         for (i, s) in scores.iter().enumerate() {
             writeln!(
@@ -47,7 +74,7 @@ pub fn run(a: ScoreArgs) -> Result<()> {
         Ok(())
     })?;
     eprintln!(
-        "scored {} records of {} entities into {}",
+        "scored {} records of {} entities into {} ({device})",
         scores.len(),
         data.entities.len(),
         a.out.display()

@@ -155,6 +155,11 @@ impl Compute {
         Ok(Compute { gpu })
     }
 
+    /// The GPU, when one was chosen.
+    pub fn gpu(&self) -> Option<&GpuContext> {
+        self.gpu.as_ref()
+    }
+
     pub fn backend(&self) -> Backend<'_> {
         self.gpu.as_ref().map_or(Backend::Cpu, Backend::Gpu)
     }

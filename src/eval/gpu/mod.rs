@@ -18,6 +18,7 @@
 //! [`EntityProblem::value_and_gradient`]: crate::objective::EntityProblem::value_and_gradient
 
 mod layout;
+mod row_dots;
 
 pub use layout::{GpuChunk, GpuCounts, GpuRow, PackedBatch, CHUNK};
 
@@ -72,6 +73,8 @@ pub struct GpuContext {
     limits: wgpu::Limits,
     squared: Kernels,
     logistic: Kernels,
+    /// `row_dots`: `x_i·θ` per record, for scoring.
+    row_dots: wgpu::ComputePipeline,
 }
 
 impl GpuContext {
@@ -145,6 +148,7 @@ impl GpuContext {
             reduce: pipeline(&device, "reduce", kernel_source!("reduce"), &[]),
         };
         let (squared, logistic) = (kernels(0.0), kernels(1.0));
+        let row_dots = pipeline(&device, "row_dots", kernel_source!("row_dots"), &[]);
         if let Some(e) = scope.pop().await {
             return Err(GpuError::Validation(e.to_string()));
         }
@@ -155,6 +159,7 @@ impl GpuContext {
             limits,
             squared,
             logistic,
+            row_dots,
         })
     }
 
