@@ -83,6 +83,23 @@ fn evaluators(c: &mut Criterion) {
     group.finish();
 }
 
+/// One entity's data loss and gradient on one thread: the hot loop of the CPU path, with
+/// no scheduling around it. Throughput in entity-evaluations.
+fn one_entity(c: &mut Criterion) {
+    let mut group = c.benchmark_group("entity");
+    group.throughput(Throughput::Elements(1));
+    for (name, rows, features, density) in SHAPES {
+        let batch = batch_of(&spec(rows, features, density));
+        let problem = batch.entity(0);
+        let theta = vec![0.01; problem.num_coefficients()];
+        let mut grad = vec![0.0; theta.len()];
+        group.bench_function(name, |b| {
+            b.iter(|| problem.data_value_and_gradient(black_box(&theta), &mut grad))
+        });
+    }
+    group.finish();
+}
+
 fn solver_end_to_end(c: &mut Criterion) {
     let mut group = c.benchmark_group("fit_cpu");
     group.throughput(Throughput::Elements(ENTITIES as u64));
@@ -124,5 +141,5 @@ fn scoring(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, evaluators, solver_end_to_end, scoring);
+criterion_group!(benches, one_entity, evaluators, solver_end_to_end, scoring);
 criterion_main!(benches);

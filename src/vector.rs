@@ -27,11 +27,89 @@ pub fn dot(a: &[f64], b: &[f64]) -> f64 {
     (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
+/// `x_q · b` for the four rows `x_q = x[q d..(q+1) d]` of a row-major 4×d block, each
+/// rounded exactly as [`dot`] rounds it. The four rows are summed together, so their
+/// sums overlap and `b` is read once for all four.
+#[inline(always)]
+pub fn dot4(x: &[f64], b: &[f64]) -> [f64; 4] {
+    let d = b.len();
+    let x = &x[..4 * d];
+    let full = d - d % 4;
+    let mut acc = [[0.0f64; 4]; 4];
+    for c in (0..full).step_by(4) {
+        for (q, acc) in acc.iter_mut().enumerate() {
+            let row = &x[q * d + c..q * d + c + 4];
+            acc[0] += row[0] * b[c];
+            acc[1] += row[1] * b[c + 1];
+            acc[2] += row[2] * b[c + 2];
+            acc[3] += row[3] * b[c + 3];
+        }
+    }
+    let mut out = [0.0; 4];
+    for (q, (out, acc)) in out.iter_mut().zip(&acc).enumerate() {
+        let tail: f64 = (full..d).map(|c| x[q * d + c] * b[c]).sum();
+        *out = (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail;
+    }
+    out
+}
+
+/// [`dot4`] with AVX2 intrinsics: the four rows' partial sums stay in four 4-lane
+/// registers and are reduced together (`hadd`, then the 128-bit halves swapped and
+/// added), which rounds exactly as [`dot4`]: `(s₀ + s₁) + (s₂ + s₃)`, then the tail.
+/// Left to itself the compiler vectorises [`dot4`] across rows instead, with shuffles.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+pub unsafe fn dot4_avx2(x: &[f64], b: &[f64]) -> [f64; 4] {
+    use std::arch::x86_64::*;
+    let d = b.len();
+    let x = &x[..4 * d];
+    let full = d - d % 4;
+    let mut acc = [_mm256_setzero_pd(); 4];
+    for c in (0..full).step_by(4) {
+        // SAFETY: c + 4 ≤ full ≤ d, and row q spans x[q d..(q+1) d].
+        let bv = unsafe { _mm256_loadu_pd(b.as_ptr().add(c)) };
+        for (q, acc) in acc.iter_mut().enumerate() {
+            let xv = unsafe { _mm256_loadu_pd(x.as_ptr().add(q * d + c)) };
+            *acc = _mm256_add_pd(*acc, _mm256_mul_pd(xv, bv));
+        }
+    }
+    let h01 = _mm256_hadd_pd(acc[0], acc[1]); // s0+s1 (rows 0, 1), s2+s3 (rows 0, 1)
+    let h23 = _mm256_hadd_pd(acc[2], acc[3]);
+    let low = _mm256_permute2f128_pd(h01, h23, 0x20);
+    let high = _mm256_permute2f128_pd(h01, h23, 0x31);
+    let mut out = [0.0; 4];
+    unsafe { _mm256_storeu_pd(out.as_mut_ptr(), _mm256_add_pd(low, high)) };
+    for (q, out) in out.iter_mut().enumerate() {
+        let tail: f64 = (full..d).map(|c| x[q * d + c] * b[c]).sum();
+        *out += tail;
+    }
+    out
+}
+
 /// `y ← y + a x`.
 #[inline(always)]
 pub fn axpy(a: f64, x: &[f64], y: &mut [f64]) {
     for (yi, xi) in y.iter_mut().zip(x) {
         *yi += a * xi;
+    }
+}
+
+/// `y ← y + a_0 x_0 + a_1 x_1 + a_2 x_2 + a_3 x_3` for the four rows `x_q = x[q d..(q+1) d]`
+/// of a row-major 4×d block, added in that order: the same bits as four [`axpy`]s, with `y`
+/// loaded and stored once.
+#[inline(always)]
+pub fn axpy4(a: [f64; 4], x: &[f64], y: &mut [f64]) {
+    let d = y.len();
+    let x = &x[..4 * d];
+    let (x0, rest) = x.split_at(d);
+    let (x1, rest) = rest.split_at(d);
+    let (x2, x3) = rest.split_at(d);
+    for c in 0..d {
+        y[c] = (((y[c] + a[0] * x0[c]) + a[1] * x1[c]) + a[2] * x2[c]) + a[3] * x3[c];
     }
 }
 
@@ -52,6 +130,47 @@ mod tests {
             let b: Vec<f64> = (0..n).map(|i| 2.0 - i as f64).collect();
             let plain: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
             assert_eq!(dot(&a, &b), plain, "n = {n}");
+        }
+    }
+
+    #[test]
+    fn dot4_rounds_each_row_as_dot() {
+        for d in 0..13 {
+            let x: Vec<f64> = (0..4 * d).map(|i| (i as f64 * 0.37).sin() * 1e3).collect();
+            let b: Vec<f64> = (0..d).map(|i| (i as f64 * 1.3).cos() / 7.0).collect();
+            let want: Vec<f64> = (0..4).map(|q| dot(&x[q * d..(q + 1) * d], &b)).collect();
+            assert_eq!(dot4(&x, &b).to_vec(), want, "d = {d}");
+        }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn dot4_avx2_rounds_as_dot4() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        for d in 0..21 {
+            let x: Vec<f64> = (0..4 * d).map(|i| (i as f64 * 0.37).sin() * 1e3).collect();
+            let b: Vec<f64> = (0..d).map(|i| (i as f64 * 1.3).cos() / 7.0).collect();
+            // SAFETY: AVX2 was detected above.
+            let got = unsafe { dot4_avx2(&x, &b) };
+            let want = dot4(&x, &b);
+            assert_eq!(got.map(f64::to_bits), want.map(f64::to_bits), "d = {d}");
+        }
+    }
+
+    #[test]
+    fn axpy4_adds_as_four_axpys() {
+        for d in 0..9 {
+            let x: Vec<f64> = (0..4 * d).map(|i| (i as f64 * 0.91).sin() * 1e2).collect();
+            let a = [0.3, -1.7, 2.9e-3, 11.0];
+            let mut want: Vec<f64> = (0..d).map(|i| i as f64 / 3.0).collect();
+            let mut got = want.clone();
+            for q in 0..4 {
+                axpy(a[q], &x[q * d..(q + 1) * d], &mut want);
+            }
+            axpy4(a, &x, &mut got);
+            assert_eq!(got, want, "d = {d}");
         }
     }
 
