@@ -45,12 +45,19 @@ pub fn dot4(x: &[f64], b: &[f64]) -> [f64; 4] {
             acc[3] += row[3] * b[c + 3];
         }
     }
-    let mut out = [0.0; 4];
-    for (q, (out, acc)) in out.iter_mut().zip(&acc).enumerate() {
-        let tail: f64 = (full..d).map(|c| x[q * d + c] * b[c]).sum();
-        *out = (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail;
+    let mut out = row_tails(x, b, full);
+    for (out, acc) in out.iter_mut().zip(&acc) {
+        *out += (acc[0] + acc[1]) + (acc[2] + acc[3]);
     }
     out
+}
+
+/// `Σ_{c ≥ full} x_qc b_c` of each row of a row-major 4×d block: the columns past the
+/// last full group of four, summed in order as [`dot`] sums its tail.
+#[inline(always)]
+fn row_tails(x: &[f64], b: &[f64], full: usize) -> [f64; 4] {
+    let d = b.len();
+    std::array::from_fn(|q| (full..d).map(|c| x[q * d + c] * b[c]).sum())
 }
 
 /// [`dot4`] with AVX2 intrinsics: the four rows' partial sums stay in four 4-lane
@@ -81,11 +88,11 @@ pub unsafe fn dot4_avx2(x: &[f64], b: &[f64]) -> [f64; 4] {
     let h23 = _mm256_hadd_pd(acc[2], acc[3]);
     let low = _mm256_permute2f128_pd(h01, h23, 0x20);
     let high = _mm256_permute2f128_pd(h01, h23, 0x31);
-    let mut out = [0.0; 4];
-    unsafe { _mm256_storeu_pd(out.as_mut_ptr(), _mm256_add_pd(low, high)) };
-    for (q, out) in out.iter_mut().enumerate() {
-        let tail: f64 = (full..d).map(|c| x[q * d + c] * b[c]).sum();
-        *out += tail;
+    let mut sums = [0.0; 4];
+    unsafe { _mm256_storeu_pd(sums.as_mut_ptr(), _mm256_add_pd(low, high)) };
+    let mut out = row_tails(x, b, full);
+    for (out, sum) in out.iter_mut().zip(sums) {
+        *out += sum;
     }
     out
 }

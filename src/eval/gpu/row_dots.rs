@@ -6,7 +6,7 @@
 //! first use), so the parts need not be grouped by entity and `θ` itself may be larger than
 //! one binding. Values and coefficients go up as f32; the sums come back as f32.
 
-use super::{bind_group, read_back, GpuContext};
+use super::{bind_group, non_empty, read_back, GpuContext};
 use crate::eval::EvalError;
 use wgpu::util::DeviceExt;
 
@@ -63,7 +63,7 @@ impl GpuContext {
                 .map(|&p| (p - ptr[start]) as u32)
                 .collect();
             let part_vals: Vec<f32> = vals[entries].iter().map(|&v| v as f32).collect();
-            out.extend(self.dispatch_row_dots(&part_ptr, &part_cols, &part_vals, &part_theta)?);
+            out.extend(self.dispatch_row_dots(&part_ptr, part_cols, part_vals, part_theta)?);
             start = end;
         }
         Ok(out)
@@ -73,9 +73,9 @@ impl GpuContext {
     fn dispatch_row_dots(
         &self,
         ptr: &[u32],
-        cols: &[u32],
-        vals: &[f32],
-        theta: &[f32],
+        cols: Vec<u32>,
+        vals: Vec<f32>,
+        theta: Vec<f32>,
     ) -> Result<Vec<f32>, EvalError> {
         let device = &self.device;
         let rows = ptr.len() - 1;
@@ -88,14 +88,17 @@ impl GpuContext {
             })
         };
         let storage = wgpu::BufferUsages::STORAGE;
-        // Bindings may not be empty: pad to one element (the kernel reads `ptr` only).
-        let pad_u32 = |v: &[u32]| if v.is_empty() { vec![0] } else { v.to_vec() };
-        let pad_f32 = |v: &[f32]| if v.is_empty() { vec![0.0] } else { v.to_vec() };
+        // Bindings may not be empty: the entries of a part of featureless records are
+        // padded to one (the kernel reads only as far as `ptr` says).
         let buffers = [
             init("dot_ptr", bytemuck::cast_slice(ptr), storage),
-            init("dot_cols", bytemuck::cast_slice(&pad_u32(cols)), storage),
-            init("dot_vals", bytemuck::cast_slice(&pad_f32(vals)), storage),
-            init("dot_theta", bytemuck::cast_slice(&pad_f32(theta)), storage),
+            init("dot_cols", bytemuck::cast_slice(&non_empty(cols)), storage),
+            init("dot_vals", bytemuck::cast_slice(&non_empty(vals)), storage),
+            init(
+                "dot_theta",
+                bytemuck::cast_slice(&non_empty(theta)),
+                storage,
+            ),
             init(
                 "dots",
                 bytemuck::cast_slice(&vec![0f32; rows]),
