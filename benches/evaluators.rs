@@ -36,8 +36,9 @@ fn batch_of(spec: &SyntheticSpec) -> glmix::objective::TrainingBatch {
     let data = generate(spec).data;
     let mut b = TrainingBatch::builder(Loss::Logistic, PrecisionShape::Diagonal);
     let d = spec.features + 1;
-    for rows in data.rows_by_entity() {
-        for i in rows {
+    let groups = data.rows_by_entity();
+    for e in 0..groups.num_entities() {
+        for &i in groups.of(e) {
             let (ids, vals) = data.row_features(i);
             // Synthetic feature j has id j and local column j + 1.
             b.push_row(

@@ -155,7 +155,7 @@ pub struct FitTimings {
 /// How one entity's coefficients map to data and prior.
 struct Plan<'p> {
     entity: u32,
-    rows: Vec<usize>,
+    rows: &'p [usize],
     /// Dataset feature ids of trained coefficients `1..free`, ascending (0 is the intercept).
     data_features: Vec<u32>,
     prior: Option<&'p EntityModel>,
@@ -209,33 +209,23 @@ pub fn fit_on(
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<FitOutput> {
     config.validate()?;
-    let mut groups = data.rows_by_entity();
-    let mut models = Vec::with_capacity(groups.len());
-    let mut reports = Vec::with_capacity(groups.len());
+    let groups = data.rows_by_entity();
+    let mut models = Vec::with_capacity(groups.num_entities());
+    let mut reports = Vec::with_capacity(groups.num_entities());
     let mut rounds = 0;
     let mut timings = FitTimings::default();
     let finished = AtomicUsize::new(0);
     let mut gpu_fallbacks = Vec::new();
     let mut verification: Option<Verification> = None;
     let mut start = 0;
-    while start < groups.len() {
-        let end = (start + config.batch_entities).min(groups.len());
+    while start < groups.num_entities() {
+        let end = (start + config.batch_entities).min(groups.num_entities());
         let clock = Instant::now();
-        let plans: Vec<Plan> = groups[start..end]
-            .par_iter_mut()
-            .enumerate()
+        let plans: Vec<Plan> = (start..end)
+            .into_par_iter()
             .map_init(
                 || vec![u32::MAX; data.features.len()],
-                |seen, (k, rows)| {
-                    plan_entity(
-                        data,
-                        (start + k) as u32,
-                        std::mem::take(rows),
-                        prior,
-                        config,
-                        seen,
-                    )
-                },
+                |seen, e| plan_entity(data, e as u32, groups.of(e), prior, config, seen),
             )
             .collect::<Vec<Result<Plan>>>()
             // The first error in entity order, whichever thread found one first.
@@ -539,13 +529,13 @@ const PART_ENTITIES: usize = 128;
 fn plan_entity<'p>(
     data: &Dataset,
     entity: u32,
-    rows: Vec<usize>,
+    rows: &'p [usize],
     prior: Option<&'p ModelSet>,
     config: &TrainConfig,
     seen: &mut [u32],
 ) -> Result<Plan<'p>> {
     let mut data_features = Vec::new();
-    for &i in &rows {
+    for &i in rows {
         for &f in data.row_features(i).0 {
             if std::mem::replace(&mut seen[f as usize], entity) != entity {
                 data_features.push(f);
@@ -631,7 +621,7 @@ fn build_batch(data: &Dataset, plans: &[Plan], config: &TrainConfig) -> Training
     let rows: usize = plans.iter().map(|p| p.rows.len()).sum();
     let nnz: usize = plans
         .iter()
-        .flat_map(|p| &p.rows)
+        .flat_map(|p| p.rows)
         .map(|&i| data.nz_ptr[i + 1] - data.nz_ptr[i] + 1)
         .sum();
     let coefs: usize = plans.iter().map(Plan::free).sum();
@@ -643,7 +633,7 @@ fn build_batch(data: &Dataset, plans: &[Plan], config: &TrainConfig) -> Training
         for (j, &f) in plan.data_features.iter().enumerate() {
             column[f as usize] = j as u32 + 1;
         }
-        for &i in &plan.rows {
+        for &i in plan.rows {
             // Dataset ids ascend within a row and `column` is monotone, so columns ascend.
             let (ids, vals) = data.row_features(i);
             b.push_row(

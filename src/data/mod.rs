@@ -33,6 +33,24 @@ pub struct FeatureKey {
     pub term: String,
 }
 
+/// The rows of every entity, grouped: see [`Dataset::rows_by_entity`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntityRows {
+    pub ptr: Vec<usize>,
+    pub rows: Vec<usize>,
+}
+
+impl EntityRows {
+    pub fn num_entities(&self) -> usize {
+        self.ptr.len() - 1
+    }
+
+    /// The rows of entity `e`, in file order.
+    pub fn of(&self, e: usize) -> &[usize] {
+        &self.rows[self.ptr[e]..self.ptr[e + 1]]
+    }
+}
+
 impl FeatureKey {
     pub fn new(name: impl Into<String>, term: impl Into<String>) -> Self {
         FeatureKey {
@@ -249,13 +267,24 @@ impl Dataset {
         self.nz_ptr.push(self.feature_ids.len());
     }
 
-    /// Rows of each entity, entities in order of first appearance, rows in file order.
-    pub fn rows_by_entity(&self) -> Vec<Vec<usize>> {
-        let mut groups = vec![Vec::new(); self.entities.len()];
-        for (i, &e) in self.entity.iter().enumerate() {
-            groups[e as usize].push(i);
+    /// Rows of each entity, entities in order of first appearance, rows in file order:
+    /// entity `e`'s rows are `rows[ptr[e]..ptr[e + 1]]`. A counting sort, two passes over
+    /// the entity column and no allocation per entity.
+    pub fn rows_by_entity(&self) -> EntityRows {
+        let mut ptr = vec![0usize; self.entities.len() + 1];
+        for &e in &self.entity {
+            ptr[e as usize + 1] += 1;
         }
-        groups
+        for e in 0..self.entities.len() {
+            ptr[e + 1] += ptr[e];
+        }
+        let mut next = ptr[..self.entities.len()].to_vec();
+        let mut rows = vec![0usize; self.entity.len()];
+        for (i, &e) in self.entity.iter().enumerate() {
+            rows[next[e as usize]] = i;
+            next[e as usize] += 1;
+        }
+        EntityRows { ptr, rows }
     }
 
     /// Renumber the features so that their ids ascend with their keys `(name, term)`.

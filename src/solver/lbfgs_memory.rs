@@ -6,27 +6,41 @@
 
 use crate::vector::{axpy, dot};
 
-/// A ring buffer of at most `m` correction pairs of dimension `d`.
-#[derive(Debug, Clone)]
-pub struct LbfgsMemory {
+/// A ring buffer of at most `m` correction pairs of dimension `d`, in storage the caller
+/// lends (so that a batch's solver keeps all its memories in one allocation).
+#[derive(Debug)]
+pub struct LbfgsMemory<'a> {
     d: usize,
     m: usize,
-    s: Vec<f64>,
-    y: Vec<f64>,
-    rho: Vec<f64>,
+    s: &'a mut [f64],
+    y: &'a mut [f64],
+    rho: &'a mut [f64],
     /// Index of the oldest pair.
     head: usize,
     len: usize,
 }
 
-impl LbfgsMemory {
-    pub fn new(d: usize, m: usize) -> Self {
+impl<'a> LbfgsMemory<'a> {
+    /// The length of the storage [`LbfgsMemory::new`] takes: `(2d + 1) m`.
+    pub fn storage_len(d: usize, m: usize) -> usize {
+        (2 * d + 1) * m
+    }
+
+    /// An empty memory in `storage`, of length [`LbfgsMemory::storage_len`]`(d, m)`.
+    pub fn new(d: usize, m: usize, storage: &'a mut [f64]) -> Self {
+        assert_eq!(
+            storage.len(),
+            Self::storage_len(d, m),
+            "L-BFGS storage length"
+        );
+        let (s, rest) = storage.split_at_mut(d * m);
+        let (y, rho) = rest.split_at_mut(d * m);
         LbfgsMemory {
             d,
             m,
-            s: vec![0.0; d * m],
-            y: vec![0.0; d * m],
-            rho: vec![0.0; m],
+            s,
+            y,
+            rho,
             head: 0,
             len: 0,
         }
@@ -99,7 +113,8 @@ mod tests {
     #[test]
     fn two_loop_recovers_inverse_of_a_diagonal_quadratic() {
         let a = [1.0, 4.0, 9.0];
-        let mut mem = LbfgsMemory::new(3, 5);
+        let mut storage = vec![0.0; LbfgsMemory::storage_len(3, 5)];
+        let mut mem = LbfgsMemory::new(3, 5, &mut storage);
         for k in 0..3 {
             let mut s = [0.0; 3];
             s[k] = 1.0;
@@ -116,14 +131,16 @@ mod tests {
 
     #[test]
     fn rejects_pairs_without_positive_curvature() {
-        let mut mem = LbfgsMemory::new(2, 3);
+        let mut storage = vec![0.0; LbfgsMemory::storage_len(2, 3)];
+        let mut mem = LbfgsMemory::new(2, 3, &mut storage);
         assert!(!mem.push(&[1.0, 0.0], &[-1.0, 0.0]));
         assert!(mem.is_empty());
     }
 
     #[test]
     fn keeps_only_the_newest_m_pairs() {
-        let mut mem = LbfgsMemory::new(1, 2);
+        let mut storage = vec![0.0; LbfgsMemory::storage_len(1, 2)];
+        let mut mem = LbfgsMemory::new(1, 2, &mut storage);
         for k in 1..=3 {
             mem.push(&[1.0], &[k as f64]);
         }

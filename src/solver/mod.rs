@@ -35,6 +35,10 @@ use std::time::Instant;
 /// which the entity stops (see [`minimize`]).
 const STEPS_WITHIN_NOISE: usize = 5;
 
+/// Entities per rayon task of the solver's per-entity work: below this a batch runs on
+/// the calling thread (a CPU part is already one task of a parallel loop).
+const ENTITIES_PER_TASK: usize = 256;
+
 /// L-BFGS settings, with scipy's defaults.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LbfgsOptions {
@@ -129,19 +133,20 @@ pub struct SolveResult {
     pub evaluate_seconds: f64,
 }
 
-/// Per-entity solver state.
-struct EntityState {
-    x: Vec<f64>,
+/// Per-entity solver state; its vectors are slices of one allocation per batch
+/// ([`EntityState::storage_len`] values per entity).
+struct EntityState<'a> {
+    x: &'a mut [f64],
     f: f64,
-    g: Vec<f64>,
-    p: Vec<f64>,
+    g: &'a mut [f64],
+    p: &'a mut [f64],
     /// Gradient at the line search's best point so far (for `Accept(lo)`).
-    g_lo: Vec<f64>,
+    g_lo: &'a mut [f64],
     /// Scratch: the step `s` and gradient change `y` of an accepted step; two-loop weights.
-    s: Vec<f64>,
-    y: Vec<f64>,
-    alpha: Vec<f64>,
-    memory: LbfgsMemory,
+    s: &'a mut [f64],
+    y: &'a mut [f64],
+    alpha: &'a mut [f64],
+    memory: LbfgsMemory<'a>,
     search: LineSearch,
     /// Whether the current search direction is steepest descent after a reset.
     steepest: bool,
@@ -182,9 +187,22 @@ pub fn minimize(
     evaluate(&active, &trial, &mut trial_loss, &mut trial_grad)?;
     let mut rounds = 1;
 
-    let mut states: Vec<EntityState> = (0..n)
+    // Every entity's vectors and L-BFGS memory in one allocation, cut into per-entity
+    // pieces.
+    let len = |e: usize| EntityState::storage_len(coef_ptr[e + 1] - coef_ptr[e], options.memory);
+    let mut storage = vec![0.0; (0..n).map(len).sum()];
+    let mut pieces = Vec::with_capacity(n);
+    let mut rest = storage.as_mut_slice();
+    for e in 0..n {
+        let (piece, tail) = rest.split_at_mut(len(e));
+        pieces.push(piece);
+        rest = tail;
+    }
+    let mut states: Vec<EntityState> = pieces
         .into_par_iter()
-        .map(|e| {
+        .with_min_len(ENTITIES_PER_TASK)
+        .enumerate()
+        .map(|(e, piece)| {
             let r = coef_ptr[e]..coef_ptr[e + 1];
             EntityState::start(
                 &start[r.clone()],
@@ -192,6 +210,7 @@ pub fn minimize(
                 &trial_grad[r],
                 options,
                 precision,
+                piece,
             )
         })
         .collect();
@@ -209,6 +228,7 @@ pub fn minimize(
             running
                 .par_iter_mut()
                 .zip(active.par_iter())
+                .with_min_len(ENTITIES_PER_TASK)
                 .for_each(|(s, &e)| {
                     let r = coef_ptr[e]..coef_ptr[e + 1];
                     s.observe(trial_loss[e], &trial_grad[r], options, precision);
@@ -221,7 +241,7 @@ pub fn minimize(
 
     let mut theta = vec![0.0; start.len()];
     for (e, s) in states.iter().enumerate() {
-        theta[coef_ptr[e]..coef_ptr[e + 1]].copy_from_slice(&s.x);
+        theta[coef_ptr[e]..coef_ptr[e + 1]].copy_from_slice(s.x);
     }
     Ok(SolveResult {
         theta,
@@ -242,31 +262,54 @@ fn write_trials(
     slices
         .into_par_iter()
         .zip(active.par_iter())
+        .with_min_len(ENTITIES_PER_TASK)
         .for_each(|(t, &e)| {
             let s = &states[e];
             if !s.done {
                 let alpha = s.pending_step();
-                for ((tj, xj), pj) in t.iter_mut().zip(&s.x).zip(&s.p) {
+                for ((tj, xj), pj) in t.iter_mut().zip(s.x.iter()).zip(s.p.iter()) {
                     *tj = xj + alpha * pj;
                 }
             }
         });
 }
 
-impl EntityState {
-    fn start(x0: &[f64], f0: f64, g0: &[f64], options: &LbfgsOptions, precision: f64) -> Self {
+impl<'a> EntityState<'a> {
+    /// Values of storage an entity of `d` coefficients takes with `m` correction pairs:
+    /// six vectors of `d`, `m` two-loop weights and the memory.
+    fn storage_len(d: usize, m: usize) -> usize {
+        6 * d + m + LbfgsMemory::storage_len(d, m)
+    }
+
+    fn start(
+        x0: &[f64],
+        f0: f64,
+        g0: &[f64],
+        options: &LbfgsOptions,
+        precision: f64,
+        storage: &'a mut [f64],
+    ) -> Self {
         let d = x0.len();
         let gnorm = inf_norm(g0);
+        let (x, rest) = storage.split_at_mut(d);
+        let (g, rest) = rest.split_at_mut(d);
+        let (p, rest) = rest.split_at_mut(d);
+        let (g_lo, rest) = rest.split_at_mut(d);
+        let (s, rest) = rest.split_at_mut(d);
+        let (y, rest) = rest.split_at_mut(d);
+        let (alpha, rest) = rest.split_at_mut(options.memory);
+        x.copy_from_slice(x0);
+        g.copy_from_slice(g0);
         let mut s = EntityState {
-            x: x0.to_vec(),
+            x,
             f: f0,
-            g: g0.to_vec(),
-            p: vec![0.0; d],
-            g_lo: vec![0.0; d],
-            s: vec![0.0; d],
-            y: vec![0.0; d],
-            alpha: vec![0.0; options.memory],
-            memory: LbfgsMemory::new(d, options.memory),
+            g,
+            p,
+            g_lo,
+            s,
+            y,
+            alpha,
+            memory: LbfgsMemory::new(d, options.memory, rest),
             search: LineSearch::new(f0, 0.0, 0.0, 1.0, 1),
             steepest: true,
             steps_within_noise: 0,
@@ -295,7 +338,7 @@ impl EntityState {
     fn finish(&mut self, reason: StopReason) {
         self.report.reason = reason;
         self.report.final_loss = self.f;
-        self.report.gradient_norm = inf_norm(&self.g);
+        self.report.gradient_norm = inf_norm(self.g);
         self.done = true;
     }
 
@@ -307,21 +350,21 @@ impl EntityState {
     /// Compute the next direction from the memory (steepest descent if empty or not a
     /// descent direction) and start its line search.
     fn begin_search(&mut self, options: &LbfgsOptions, precision: f64) {
-        self.memory.direction(&self.g, &mut self.p, &mut self.alpha);
-        let mut slope = dot(&self.g, &self.p);
+        self.memory.direction(self.g, self.p, self.alpha);
+        let mut slope = dot(self.g, self.p);
         self.steepest = self.memory.is_empty();
         // Not a descent direction (or NaN): fall back to steepest descent.
         if slope.is_nan() || slope >= 0.0 {
             self.memory.clear();
             self.steepest = true;
-            for (pj, gj) in self.p.iter_mut().zip(&self.g) {
+            for (pj, gj) in self.p.iter_mut().zip(self.g.iter()) {
                 *pj = -gj;
             }
-            slope = dot(&self.g, &self.p);
+            slope = dot(self.g, self.p);
         }
         // scipy's first step: 1/‖p‖₂ on steepest descent, 1 on a quasi-Newton direction.
         let first = if self.steepest {
-            (1.0 / dot(&self.p, &self.p).sqrt()).min(1.0)
+            (1.0 / dot(self.p, self.p).sqrt()).min(1.0)
         } else {
             1.0
         };
@@ -337,7 +380,7 @@ impl EntityState {
             alpha,
             value: f,
             slope: if f.is_finite() {
-                dot(g, &self.p)
+                dot(g, self.p)
             } else {
                 f64::NAN
             },
@@ -353,7 +396,7 @@ impl EntityState {
                 if p.alpha != alpha {
                     // An earlier point of the search: its gradient was kept in g_lo.
                     let g_lo = std::mem::take(&mut self.g_lo);
-                    self.accept(p, &g_lo, options, precision);
+                    self.accept(p, g_lo, options, precision);
                     self.g_lo = g_lo;
                 } else {
                     self.accept(p, g, options, precision);
@@ -384,7 +427,7 @@ impl EntityState {
             *y = g - g_old;
             *x += *s;
         }
-        self.memory.push(&self.s, &self.y);
+        self.memory.push(self.s, self.y);
         let f_old = self.f;
         self.f = p.value;
         self.g.copy_from_slice(g_new);
@@ -406,7 +449,7 @@ impl EntityState {
             };
             self.steps_within_noise >= STEPS_WITHIN_NOISE
         };
-        if inf_norm(&self.g) <= options.pgtol {
+        if inf_norm(self.g) <= options.pgtol {
             self.finish(StopReason::GradientTolerance);
         } else if reduction_stop {
             self.finish(StopReason::RelativeReduction);
