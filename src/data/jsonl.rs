@@ -272,7 +272,7 @@ fn parse_features(
                 })?,
             };
             let value = finite(path, line, &at("value"), value)?;
-            let key = FeatureKey { name, term };
+            let key = FeatureKey::new(name, term);
             if key.is_intercept() {
                 return Err(Error::input(
                     path,

@@ -23,14 +23,18 @@ pub use offset_model::OffsetModel;
 pub use tsv::read_tsv;
 
 use crate::error::{Error, Result};
+use compact_str::CompactString;
 use std::collections::HashMap;
 use std::path::Path;
 
 /// Name and term of a feature; the intercept is `("intercept", "intercept")`.
+///
+/// Both are [`CompactString`]s: up to 24 bytes are held inline, so the keys of a model
+/// (one per coefficient, cloned into every trained model) cost no allocation each.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FeatureKey {
-    pub name: String,
-    pub term: String,
+    pub name: CompactString,
+    pub term: CompactString,
 }
 
 /// The rows of every entity, grouped: see [`Dataset::rows_by_entity`].
@@ -52,7 +56,7 @@ impl EntityRows {
 }
 
 impl FeatureKey {
-    pub fn new(name: impl Into<String>, term: impl Into<String>) -> Self {
+    pub fn new(name: impl Into<CompactString>, term: impl Into<CompactString>) -> Self {
         FeatureKey {
             name: name.into(),
             term: term.into(),

@@ -4,6 +4,7 @@ use super::{EntityModel, HessianType, ModelSet, Precision};
 use crate::data::FeatureKey;
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -26,17 +27,17 @@ struct RawModel {
 
 #[derive(Deserialize, Serialize)]
 struct RawCoefficient {
-    name: String,
+    name: CompactString,
     #[serde(default)]
-    term: String,
+    term: CompactString,
     value: f64,
 }
 
 #[derive(Deserialize, Serialize)]
 struct RawKey {
-    name: String,
+    name: CompactString,
     #[serde(default)]
-    term: String,
+    term: CompactString,
 }
 
 #[derive(Deserialize, Serialize, Default)]

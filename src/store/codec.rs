@@ -15,6 +15,7 @@
 use crate::data::FeatureKey;
 use crate::model::{EntityModel, HessianType, Precision};
 use crate::objective::ObjectiveKind;
+use compact_str::CompactString;
 
 const VERSION: u8 = 1;
 
@@ -129,9 +130,11 @@ impl Reader<'_> {
         ))
     }
 
-    fn string(&mut self) -> Result<String, String> {
+    fn string(&mut self) -> Result<CompactString, String> {
         let n = self.u32()? as usize;
-        String::from_utf8(self.take(n)?.to_vec()).map_err(|e| e.to_string())
+        std::str::from_utf8(self.take(n)?)
+            .map(CompactString::from)
+            .map_err(|e| e.to_string())
     }
 
     fn floats(&mut self, n: usize) -> Result<Vec<f64>, String> {
