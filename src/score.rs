@@ -16,6 +16,7 @@ use crate::model::{EntityModel, ModelSet, Precision};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
 use std::collections::HashMap;
 
 /// Thompson-sampling settings.
@@ -48,19 +49,18 @@ pub fn score(data: &Dataset, models: &ModelSet, thompson: Option<Thompson>) -> R
     }
 }
 
-/// Which coefficient each feature of each record meets: a CSR matrix over `theta`, the
-/// means of every entity's model laid end to end (`theta_ptr[e]..theta_ptr[e+1]`, empty for
-/// an entity without a model). A model's intercept is an entry of value 1; a feature the
-/// model lacks, or a record whose entity has no model, has no entry.
+/// The models of a dataset's entities, ready to score its records: the means of every
+/// entity's model laid end to end in `theta` (`theta_ptr[e]..theta_ptr[e+1]`, empty for an
+/// entity without a model) and, per entity, which coefficient each dataset feature meets.
+/// A record's entries are its model's intercept (value 1) and then its features the model
+/// has, in row order; a feature the model lacks, or a record whose entity has no model,
+/// has none. The CPU margins are summed from the dataset directly (in parallel, with no
+/// copy of it); the GPU path packs the entries as a CSR matrix for its kernel.
 pub struct MarginPlan<'a> {
-    offset: &'a [f64],
-    entity: &'a [u32],
-    /// Entries `ptr[i]..ptr[i+1]` belong to record `i`.
-    ptr: Vec<usize>,
-    coef: Vec<u32>,
-    value: Vec<f64>,
+    data: &'a Dataset,
     theta: Vec<f64>,
     theta_ptr: Vec<usize>,
+    columns: Vec<Option<ModelColumns>>,
     /// The model of each entity of `data`.
     models: Vec<Option<&'a EntityModel>>,
 }
@@ -88,59 +88,62 @@ impl<'a> MarginPlan<'a> {
             }));
             theta_ptr.push(theta.len());
         }
-        let mut ptr = Vec::with_capacity(data.num_rows() + 1);
-        ptr.push(0);
-        let (mut coef, mut value) = (Vec::new(), Vec::new());
-        for i in 0..data.num_rows() {
-            if let Some(ModelColumns { intercept, coef_of }) = &columns[data.entity[i] as usize] {
-                if let Some(j) = *intercept {
-                    coef.push(j);
-                    value.push(1.0);
-                }
-                let (ids, vals) = data.row_features(i);
-                for (f, &v) in ids.iter().zip(vals) {
-                    if let Some(&j) = coef_of.get(f) {
-                        coef.push(j);
-                        value.push(v);
-                    }
-                }
-            }
-            ptr.push(coef.len());
-        }
         MarginPlan {
-            offset: &data.offset,
-            entity: &data.entity,
-            ptr,
-            coef,
-            value,
+            data,
             theta,
             theta_ptr,
+            columns,
             models,
         }
     }
 
+    /// The entries `(coefficient, value)` of record `i`.
+    fn entries(&self, i: usize) -> impl Iterator<Item = (u32, f64)> + '_ {
+        let columns = self.columns[self.data.entity[i] as usize].as_ref();
+        let intercept = columns.and_then(|c| c.intercept).map(|j| (j, 1.0));
+        let (ids, vals) = self.data.row_features(i);
+        let features = columns.into_iter().flat_map(move |c| {
+            ids.iter()
+                .zip(vals)
+                .filter_map(|(f, &v)| c.coef_of.get(f).map(|&j| (j, v)))
+        });
+        intercept.into_iter().chain(features)
+    }
+
     /// `x_i·θ` of record `i`, with `theta[k]` holding coefficient `base + k`.
     fn row_dot(&self, i: usize, theta: &[f64], base: usize) -> f64 {
-        let r = self.ptr[i]..self.ptr[i + 1];
-        self.coef[r.clone()]
-            .iter()
-            .zip(&self.value[r])
-            .map(|(&j, v)| v * theta[j as usize - base])
+        self.entries(i)
+            .map(|(j, v)| v * theta[j as usize - base])
             .sum()
     }
 
     /// The margin `o_i + x_i·θ` of every record, in f64.
     pub fn margins(&self) -> Vec<f64> {
-        (0..self.offset.len())
-            .map(|i| self.offset[i] + self.row_dot(i, &self.theta, 0))
+        let offset = &self.data.offset;
+        (0..offset.len())
+            .into_par_iter()
+            .with_min_len(4096)
+            .map(|i| offset[i] + self.row_dot(i, &self.theta, 0))
             .collect()
     }
 
     /// The same margins with `x_i·θ` summed on the GPU in f32 (`shaders/row_dots.wgsl`) and
     /// the offsets added in f64.
     pub fn margins_gpu(&self, ctx: &GpuContext) -> std::result::Result<Vec<f64>, EvalError> {
-        let dots = ctx.row_dots(&self.ptr, &self.coef, &self.value, &self.theta)?;
+        let rows = self.data.num_rows();
+        let mut ptr = Vec::with_capacity(rows + 1);
+        ptr.push(0);
+        let (mut coef, mut value) = (Vec::new(), Vec::new());
+        for i in 0..rows {
+            for (j, v) in self.entries(i) {
+                coef.push(j);
+                value.push(v);
+            }
+            ptr.push(coef.len());
+        }
+        let dots = ctx.row_dots(&ptr, &coef, &value, &self.theta)?;
         Ok(self
+            .data
             .offset
             .iter()
             .zip(dots)
@@ -165,11 +168,12 @@ impl<'a> MarginPlan<'a> {
         let mut rng = ChaCha8Rng::seed_from_u64(t.seed);
         let sqrt_t = t.multiplier.sqrt();
         let mut draw: Vec<f64> = Vec::new();
-        let mut out = Vec::with_capacity(self.offset.len());
-        for (i, &e) in self.entity.iter().enumerate() {
+        let offset = &self.data.offset;
+        let mut out = Vec::with_capacity(offset.len());
+        for (i, &e) in self.data.entity.iter().enumerate() {
             let e = e as usize;
             let Some(sampler) = &samplers[e] else {
-                out.push(self.offset[i]);
+                out.push(offset[i]);
                 continue;
             };
             let (base, end) = (self.theta_ptr[e], self.theta_ptr[e + 1]);
@@ -184,7 +188,7 @@ impl<'a> MarginPlan<'a> {
                 }
             }
             draw.iter_mut().zip(theta).for_each(|(z, th)| *z += th);
-            out.push(self.offset[i] + self.row_dot(i, &draw, base));
+            out.push(offset[i] + self.row_dot(i, &draw, base));
         }
         Ok(out)
     }
