@@ -13,7 +13,7 @@ use crate::objective::{EntityProblem, TrainingBatch};
 use rayon::prelude::*;
 
 /// Entities per rayon task; small problems are cheap, so tasks group several.
-const ENTITIES_PER_TASK: usize = 256;
+const ENTITIES_PER_TASK: usize = 64;
 
 /// Rows per piece when one entity's rows are split across threads; entities with fewer
 /// than twice this many rows are evaluated whole.
