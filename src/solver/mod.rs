@@ -188,16 +188,15 @@ pub fn minimize(
     let mut rounds = 1;
 
     // Every entity's vectors and L-BFGS memory in one allocation, cut into per-entity
-    // pieces.
-    let len = |e: usize| EntityState::storage_len(coef_ptr[e + 1] - coef_ptr[e], options.memory);
-    let mut storage = vec![0.0; (0..n).map(len).sum()];
-    let mut pieces = Vec::with_capacity(n);
-    let mut rest = storage.as_mut_slice();
+    // pieces (`active` still lists every entity).
+    let mut storage_ptr = Vec::with_capacity(n + 1);
+    storage_ptr.push(0);
     for e in 0..n {
-        let (piece, tail) = rest.split_at_mut(len(e));
-        pieces.push(piece);
-        rest = tail;
+        let d = coef_ptr[e + 1] - coef_ptr[e];
+        storage_ptr.push(storage_ptr[e] + EntityState::storage_len(d, options.memory));
     }
+    let mut storage = vec![0.0; storage_ptr[n]];
+    let pieces = entity_slices_mut(&storage_ptr, &active, &mut storage);
     let mut states: Vec<EntityState> = pieces
         .into_par_iter()
         .with_min_len(ENTITIES_PER_TASK)
