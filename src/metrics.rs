@@ -18,6 +18,22 @@ pub fn is_positive(label: f64) -> bool {
     label == 1.0
 }
 
+/// Whether a raw label is one a logistic model reads as meant: 1 (positive), 0 or −1
+/// (negative). Any other value also counts as a negative (Lambda Learner's convention),
+/// which is usually a mistake (ratings, counts), so the CLI reports such labels.
+pub fn is_binary_label(label: f64) -> bool {
+    label == 1.0 || label == 0.0 || label == -1.0
+}
+
+/// How many of `labels` are not binary ([`is_binary_label`]) and the index of the first.
+pub fn non_binary_labels(labels: &[f64]) -> (usize, Option<usize>) {
+    let first = labels.iter().position(|&y| !is_binary_label(y));
+    let count = first.map_or(0, |i| {
+        labels[i..].iter().filter(|&&y| !is_binary_label(y)).count()
+    });
+    (count, first)
+}
+
 /// AUC of `scores` against `positive`; `None` when one class is missing.
 pub fn auc(scores: &[f64], positive: &[bool]) -> Option<f64> {
     assert_eq!(scores.len(), positive.len());
@@ -146,6 +162,13 @@ impl Default for AucHistogram {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_binary_labels_are_counted_from_the_first() {
+        assert_eq!(non_binary_labels(&[1.0, 0.0, -1.0]), (0, None));
+        assert_eq!(non_binary_labels(&[1.0, 0.0, 4.0, 1.0, 0.5]), (2, Some(2)));
+        assert_eq!(non_binary_labels(&[]), (0, None));
+    }
 
     #[test]
     fn histogram_auc_is_within_its_bin_bound_of_the_exact_auc() {

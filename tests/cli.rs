@@ -338,6 +338,39 @@ fn bad_records_name_file_line_and_field_and_write_nothing() {
 }
 
 #[test]
+fn logistic_training_reports_labels_other_than_0_and_1() {
+    let dir = Dir::new();
+    let row = |entity: &str, label: &str| {
+        format!(
+            r#"{{"entity":"{entity}","label":{label},"features":[{{"name":"x","term":"","value":1}}]}}"#
+        )
+    };
+    let rows = [
+        row("a", "1"),
+        row("a", "0"),
+        row("b", "4"),
+        row("b", "-1"),
+        row("b", "5"),
+    ];
+    let data = dir.write("ratings.jsonl", &rows.join("\n"));
+    let out = dir.arg("models.jsonl");
+    let notice = "2 of 5 records have a label other than 0 or 1 (the first is record 3 of";
+    for chunks in [&[][..], &["--chunk-entities", "1"][..]] {
+        let mut options = vec!["--objective", "bayes-logistic"];
+        options.extend(chunks);
+        let o = run(&train_args(&data, &out, &options));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            stderr.contains(notice) && stderr.contains("label 4"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("\"non_binary_labels\":2"), "{stderr}");
+    }
+    let o = run(&train_args(&data, &out, &["--objective", "linear"]));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("non_binary"));
+}
+
+#[test]
 fn bad_tsv_names_line_and_column() {
     let dir = Dir::new();
     let data = dir.write("u.tsv", "1\t5\t0.5\t0.25\n2\t4\t0.5\n");

@@ -3,7 +3,7 @@
 use super::{models_for, DataArgs};
 use anyhow::{bail, Result};
 use clap::Args;
-use glmix::metrics::{auc, entity_auc, is_positive, logloss, rmse};
+use glmix::metrics::{auc, entity_auc, is_binary_label, is_positive, logloss, rmse};
 use glmix::score::score;
 use serde_json::{Map, Value};
 use std::path::PathBuf;
@@ -27,10 +27,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let models = models_for(&data, &a.model)?;
     let scores = score(&data, &models, None)?;
     let positive: Vec<bool> = data.label.iter().map(|&y| is_positive(y)).collect();
-    let binary = data
-        .label
-        .iter()
-        .all(|&y| y == 0.0 || y == 1.0 || y == -1.0);
+    let binary = data.label.iter().all(|&y| is_binary_label(y));
     let metrics: Vec<String> = match (a.metrics.is_empty(), binary) {
         (false, _) => a.metrics.clone(),
         (true, true) => vec!["auc".into(), "logloss".into(), "entity-auc".into()],

@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use glmix::game::{self, CoordinateKind, CoordinateStep, GameConfig, GameData, GameModel, Metrics};
 use glmix::io::write_atomic;
-use glmix::metrics::{entity_auc, is_positive};
+use glmix::metrics::{entity_auc, is_positive, non_binary_labels};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::PathBuf;
@@ -115,6 +115,17 @@ fn train(a: TrainArgs) -> Result<()> {
         .map(|v| GameData::read(v, &keys))
         .transpose()?;
     let read_seconds = clock.elapsed().as_secs_f64();
+    if config.objective().loss() == glmix::objective::Loss::Logistic {
+        if let (count, Some(first)) = non_binary_labels(&data.records.label) {
+            eprintln!(
+                "glmix: notice: {count} of {} records have a label other than 0 or 1 (the first is record {} of {}, label {}); a logistic model reads them as negatives",
+                data.num_records(),
+                first + 1,
+                a.data.display(),
+                data.records.label[first]
+            );
+        }
+    }
     eprintln!(
         "glmix: {} training records{}, {} coordinates, {} pass(es), device {}",
         data.num_records(),

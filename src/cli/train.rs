@@ -7,8 +7,9 @@ use glmix::data::{Dataset, EntityChunks};
 use glmix::eval::GpuContext;
 use glmix::io::write_atomic;
 use glmix::io::{AtomicFile, ReadAhead};
+use glmix::metrics::non_binary_labels;
 use glmix::model::{read_models, write_model_line, HessianType, ModelSet};
-use glmix::objective::{ObjectiveKind, Regularization};
+use glmix::objective::{Loss, ObjectiveKind, Regularization};
 use glmix::solver::LbfgsOptions;
 use glmix::store::ModelStore;
 use glmix::train::{fit_on, Backend, FitOutput, FitTimings, TrainConfig, Verification};
@@ -230,6 +231,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
         let Some(data) = chunks()? else { break };
         read_seconds += clock.elapsed().as_secs_f64();
 
+        if config.objective.loss() == Loss::Logistic {
+            totals.count_non_binary_labels(&data);
+        }
         let clock = Instant::now();
         let done = totals.entities as u64;
         bar.inc_length(data.entities.len() as u64);
@@ -310,6 +314,16 @@ pub fn run(a: TrainArgs) -> Result<()> {
         "models_written": entities + carried.len(),
         "out": a.out,
     });
+    if let Some((record, label)) = totals.first_non_binary {
+        summary["non_binary_labels"] = json!(totals.non_binary_labels);
+        eprintln!(
+            "glmix: notice: {} of {} records have a label other than 0 or 1 (the first is record {record} of {}, label {label}); --objective {} reads them as negatives, as Lambda Learner does",
+            totals.non_binary_labels,
+            totals.rows,
+            a.data.data.display(),
+            config.objective
+        );
+    }
     if let Some(v) = &totals.verification {
         summary["verify_worst_gradient_norm"] = json!(v.worst_gradient_norm);
         summary["verify_worst_loss_difference"] = json!(v.worst_loss_difference);
@@ -339,9 +353,22 @@ struct Totals {
     solve_seconds: f64,
     write_seconds: f64,
     verification: Option<Verification>,
+    /// Records whose label a logistic objective reads as a negative without being 0 or
+    /// −1, and the 1-based number of the first (over all chunks) with its label.
+    non_binary_labels: usize,
+    first_non_binary: Option<(usize, f64)>,
 }
 
 impl Totals {
+    /// Count the chunk's labels that are not 0, 1 or −1 (before [`Totals::add`]).
+    fn count_non_binary_labels(&mut self, data: &Dataset) {
+        let (count, first) = non_binary_labels(&data.label);
+        self.non_binary_labels += count;
+        if let (None, Some(i)) = (self.first_non_binary, first) {
+            self.first_non_binary = Some((self.rows + i + 1, data.label[i]));
+        }
+    }
+
     fn add(&mut self, data: &Dataset, out: &FitOutput) {
         self.chunks += 1;
         self.entities += out.reports.len();
