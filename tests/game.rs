@@ -478,3 +478,34 @@ fn game_train_on_the_gpu_matches_the_cpu() {
         "GPU validation RMSE {g}, CPU {c}"
     );
 }
+
+#[test]
+fn a_logistic_game_reports_labels_other_than_0_and_1() {
+    let dir = Dir::new();
+    // The linear workload's labels are continuous: a logistic model would read them as
+    // negatives, which `game train` must point out.
+    let (train, _) = write_small_game(&dir);
+    let c = json!({"name": "fixed", "type": "fixed", "feature_set": "all",
+        "objective": "logistic", "penalty": 1.0});
+    let config = dir.write(
+        "logistic.json",
+        &json!({"feature_sets": {"all": ["f0", "f1"]}, "coordinates": [c]}).to_string(),
+    );
+    let out = glmix(&[
+        "game",
+        "train",
+        "--device",
+        "cpu",
+        "--config",
+        &config,
+        "--data",
+        &train,
+        "--out",
+        &dir.arg("game"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("records have a label other than 0 or 1 (the first is record 1 of"),
+        "{stderr}"
+    );
+}
