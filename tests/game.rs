@@ -214,6 +214,16 @@ fn write_small_game(dir: &Dir) -> (String, String) {
     (dir.arg("train.jsonl"), dir.arg("valid.jsonl"))
 }
 
+/// `glmix game train --device cpu --config CONFIG --data DATA --out OUT` and `extra`,
+/// which must succeed.
+fn game_train(config: &str, data: &str, out: &str, extra: &[&str]) -> std::process::Output {
+    let mut argv = vec![
+        "game", "train", "--device", "cpu", "--config", config, "--data", data, "--out", out,
+    ];
+    argv.extend(extra);
+    glmix(&argv)
+}
+
 #[test]
 fn a_one_coordinate_config_is_plain_glmix_train() {
     let dir = Dir::new();
@@ -232,18 +242,7 @@ fn a_one_coordinate_config_is_plain_glmix_train() {
             "one.json",
             &json!({"feature_sets": {"all": all}, "coordinates": [c]}).to_string(),
         );
-        glmix(&[
-            "game",
-            "train",
-            "--device",
-            "cpu",
-            "--config",
-            &config,
-            "--data",
-            &train,
-            "--out",
-            &dir.arg("game"),
-        ]);
+        game_train(&config, &train, &dir.arg("game"), &[]);
         let mut argv = vec![
             "train",
             "--device",
@@ -276,20 +275,7 @@ fn game_train_score_and_eval_round_trip() {
     let (train, valid) = write_small_game(&dir);
     let config = dir.write("config.json", &config(2, 1.0));
     let model = dir.arg("model");
-    let out = glmix(&[
-        "game",
-        "train",
-        "--device",
-        "cpu",
-        "--config",
-        &config,
-        "--data",
-        &train,
-        "--validation",
-        &valid,
-        "--out",
-        &model,
-    ]);
+    let out = game_train(&config, &train, &model, &["--validation", &valid]);
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let steps = summary["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 6);
@@ -356,9 +342,7 @@ fn game_train_score_and_eval_round_trip() {
 
     // A second run replaces the model directory; a directory that is not a GAME model is
     // never replaced.
-    glmix(&[
-        "game", "train", "--device", "cpu", "--config", &config, "--data", &train, "--out", &model,
-    ]);
+    game_train(&config, &train, &model, &[]);
     fs::create_dir(dir.path("precious")).unwrap();
     fs::write(dir.path("precious/keep.txt"), "x").unwrap();
     let out = glmix_output(&[
@@ -491,18 +475,7 @@ fn a_logistic_game_reports_labels_other_than_0_and_1() {
         "logistic.json",
         &json!({"feature_sets": {"all": ["f0", "f1"]}, "coordinates": [c]}).to_string(),
     );
-    let out = glmix(&[
-        "game",
-        "train",
-        "--device",
-        "cpu",
-        "--config",
-        &config,
-        "--data",
-        &train,
-        "--out",
-        &dir.arg("game"),
-    ]);
+    let out = game_train(&config, &train, &dir.arg("game"), &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("records have a label other than 0 or 1 (the first is record 1 of"),
