@@ -1,6 +1,7 @@
 //! `glmix game train | score | eval`: GAME models (a fixed effect plus random effects of
 //! several types) trained by coordinate descent; see `glmix::game`.
 
+use super::notice_non_binary_labels;
 use super::train::{Compute, Device};
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
@@ -117,12 +118,13 @@ fn train(a: TrainArgs) -> Result<()> {
     let read_seconds = clock.elapsed().as_secs_f64();
     if config.objective().loss() == glmix::objective::Loss::Logistic {
         if let (count, Some(first)) = non_binary_labels(&data.records.label) {
-            eprintln!(
-                "glmix: notice: {count} of {} records have a label other than 0 or 1 (the first is record {} of {}, label {}); a logistic model reads them as negatives",
+            notice_non_binary_labels(
+                count,
                 data.num_records(),
                 first + 1,
-                a.data.display(),
-                data.records.label[first]
+                &a.data,
+                data.records.label[first],
+                "a logistic model reads them as negatives",
             );
         }
     }

@@ -189,6 +189,23 @@ fn progress_bar(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
+/// The notice for logistic training data with `count` of `records` labels other than 0, 1
+/// or −1: the first is record `first` (1-based) of `path`, with `label`; `consequence`
+/// says what becomes of them.
+fn notice_non_binary_labels(
+    count: usize,
+    records: usize,
+    first: usize,
+    path: &std::path::Path,
+    label: f64,
+    consequence: &str,
+) {
+    eprintln!(
+        "glmix: notice: {count} of {records} records have a label other than 0 or 1 (the first is record {first} of {}, label {label}); {consequence}",
+        path.display()
+    );
+}
+
 /// The models of `data`'s entities from a model file or store. Data none of whose
 /// entities has a model usually means a wrong `--entity-key`: that gets a warning.
 fn models_for(data: &Dataset, path: &std::path::Path) -> Result<glmix::model::ModelSet> {

@@ -1,6 +1,6 @@
 //! `glmix train`.
 
-use super::{progress_bar, DataArgs, FormatArg};
+use super::{notice_non_binary_labels, progress_bar, DataArgs, FormatArg};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use glmix::data::{Dataset, EntityChunks};
@@ -316,12 +316,16 @@ pub fn run(a: TrainArgs) -> Result<()> {
     });
     if let Some((record, label)) = totals.first_non_binary {
         summary["non_binary_labels"] = json!(totals.non_binary_labels);
-        eprintln!(
-            "glmix: notice: {} of {} records have a label other than 0 or 1 (the first is record {record} of {}, label {label}); --objective {} reads them as negatives, as Lambda Learner does",
+        notice_non_binary_labels(
             totals.non_binary_labels,
             totals.rows,
-            a.data.data.display(),
-            config.objective
+            record,
+            &a.data.data,
+            label,
+            &format!(
+                "--objective {} reads them as negatives, as Lambda Learner does",
+                config.objective
+            ),
         );
     }
     if let Some(v) = &totals.verification {
