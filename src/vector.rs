@@ -97,6 +97,30 @@ pub unsafe fn dot4_avx2(x: &[f64], b: &[f64]) -> [f64; 4] {
     out
 }
 
+/// `y ← c (y + a x)`, returning `z · y` of the new `y`: one pass where a two-loop
+/// recursion would take an [`axpy`] then a [`dot`], summed in [`dot`]'s four lanes.
+#[inline(always)]
+pub fn axpy_scale_dot(a: f64, x: &[f64], c: f64, y: &mut [f64], z: &[f64]) -> f64 {
+    let n = y.len();
+    let (x, z) = (&x[..n], &z[..n]);
+    let mut acc = [0.0f64; 4];
+    let full = n - n % 4;
+    for j in (0..full).step_by(4) {
+        for q in 0..4 {
+            let v = c * (y[j + q] + a * x[j + q]);
+            y[j + q] = v;
+            acc[q] += z[j + q] * v;
+        }
+    }
+    let mut tail = 0.0;
+    for j in full..n {
+        let v = c * (y[j] + a * x[j]);
+        y[j] = v;
+        tail += z[j] * v;
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
 /// `y ← y + a x`.
 #[inline(always)]
 pub fn axpy(a: f64, x: &[f64], y: &mut [f64]) {
@@ -178,6 +202,21 @@ mod tests {
             }
             axpy4(a, &x, &mut got);
             assert_eq!(got, want, "d = {d}");
+        }
+    }
+
+    #[test]
+    fn axpy_scale_dot_rounds_as_axpy_then_dot() {
+        for n in [0, 3, 4, 17] {
+            let x: Vec<f64> = (0..n).map(|j| (j as f64 * 0.7).sin()).collect();
+            let z: Vec<f64> = (0..n).map(|j| (j as f64 * 1.3).cos()).collect();
+            let mut y: Vec<f64> = (0..n).map(|j| 0.1 * j as f64 - 0.4).collect();
+            let mut expected = y.clone();
+            axpy(-0.37, &x, &mut expected);
+            expected.iter_mut().for_each(|v| *v *= 1.9);
+            let t = axpy_scale_dot(-0.37, &x, 1.9, &mut y, &z);
+            assert_eq!(y, expected);
+            assert_eq!(t.to_bits(), dot(&z, &expected).to_bits());
         }
     }
 

@@ -4,7 +4,7 @@
 //! direction `p = −H_k g` is computed by Nocedal & Wright, *Numerical Optimization*
 //! (2006), Algorithm 7.4, with `H⁰ = (sᵀy / yᵀy) I` from the newest pair.
 
-use crate::vector::{axpy, dot};
+use crate::vector::{axpy, axpy_scale_dot, dot};
 
 /// A ring buffer of at most `m` correction pairs of dimension `d`, in storage the caller
 /// lends (so that a batch's solver keeps all its memories in one allocation).
@@ -18,6 +18,8 @@ pub struct LbfgsMemory<'a> {
     /// Index of the oldest pair.
     head: usize,
     len: usize,
+    /// `γ = sᵀy / yᵀy` of the newest pair.
+    gamma: f64,
 }
 
 impl<'a> LbfgsMemory<'a> {
@@ -43,6 +45,7 @@ impl<'a> LbfgsMemory<'a> {
             rho,
             head: 0,
             len: 0,
+            gamma: 1.0,
         }
     }
 
@@ -71,35 +74,54 @@ impl<'a> LbfgsMemory<'a> {
         self.s[slot * self.d..(slot + 1) * self.d].copy_from_slice(s);
         self.y[slot * self.d..(slot + 1) * self.d].copy_from_slice(y);
         self.rho[slot] = 1.0 / sy;
+        self.gamma = sy / yy;
         true
     }
 
     fn pair(&self, k: usize) -> (&[f64], &[f64], f64) {
-        let slot = (self.head + k) % self.m;
+        // `head + k < 2m`: one comparison instead of a division.
+        let slot = match self.head + k {
+            s if s >= self.m => s - self.m,
+            s => s,
+        };
         let r = slot * self.d..(slot + 1) * self.d;
         (&self.s[r.clone()], &self.y[r], self.rho[slot])
     }
 
     /// Write `−H g` into `p`; `alpha` is scratch of length ≥ m.
+    ///
+    /// Each pass of the recursion updates `p` and takes the dot product the next step
+    /// needs from the new `p` ([`axpy_scale_dot`]), so a pair costs two passes over `d`
+    /// values instead of four; the values are rounded as in the textbook order.
     pub fn direction(&self, g: &[f64], p: &mut [f64], alpha: &mut [f64]) {
-        for (pj, gj) in p.iter_mut().zip(g) {
-            *pj = -gj;
+        let len = self.len;
+        if len == 0 {
+            for (pj, gj) in p.iter_mut().zip(g) {
+                *pj = -gj;
+            }
+            return;
         }
-        for k in (0..self.len).rev() {
-            let (s, y, rho) = self.pair(k);
-            let a = rho * dot(s, p);
+        p.fill(0.0);
+        // p = −g, and the first loop's first dot product s_{len−1}·p.
+        let mut t = axpy_scale_dot(-1.0, g, 1.0, p, self.pair(len - 1).0);
+        for k in (0..len).rev() {
+            let (_, y, rho) = self.pair(k);
+            let a = rho * t;
             alpha[k] = a;
-            axpy(-a, y, p);
+            // The last pass of the first loop also scales by H⁰ = γ I and starts the second.
+            t = match k {
+                0 => axpy_scale_dot(-a, y, self.gamma, p, self.pair(0).1),
+                _ => axpy_scale_dot(-a, y, 1.0, p, self.pair(k - 1).0),
+            };
         }
-        if self.len > 0 {
-            let (s, y, _) = self.pair(self.len - 1);
-            let gamma = dot(s, y) / dot(y, y);
-            p.iter_mut().for_each(|v| *v *= gamma);
-        }
-        for (k, &a) in alpha.iter().enumerate().take(self.len) {
-            let (s, y, rho) = self.pair(k);
-            let b = rho * dot(y, p);
-            axpy(a - b, s, p);
+        for (k, &a) in alpha.iter().enumerate().take(len) {
+            let (s, _, rho) = self.pair(k);
+            let b = rho * t;
+            if k + 1 < len {
+                t = axpy_scale_dot(a - b, s, 1.0, p, self.pair(k + 1).1);
+            } else {
+                axpy(a - b, s, p);
+            }
         }
     }
 }
