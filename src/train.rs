@@ -2,8 +2,9 @@
 //!
 //! For each entity of the data:
 //! 1. **Projection.** Its coefficient space is the intercept, then the features of its
-//!    rows in order of first appearance (Photon-ML's per-entity projection, the
-//!    reference's IndexMap). Features only its prior has are *kept*: their mean and
+//!    rows (Photon-ML's per-entity projection, the reference's IndexMap), in key order so
+//!    that a file trained whole or in chunks gives the same models. Features only its
+//!    prior has are *kept*: their mean and
 //!    precision pass to the new model unchanged, and they take no part in training
 //!    (their deviation from the prior mean stays zero, so their prior terms vanish).
 //! 2. **Prior.** `θ₀` is the prior's mean (0 for coefficients it lacks) and is the
@@ -17,17 +18,19 @@
 //! An entity whose line search failed before any progress keeps its prior model as it
 //! was (Lambda Learner's behaviour); its report says so.
 
-use crate::data::{Dataset, FeatureKey};
+use crate::data::{Dataset, EntityRows, FeatureKey};
 use crate::error::{Error, Result};
 use crate::eval::BatchEvaluator;
 use crate::eval::{CpuEvaluator, GpuContext, GpuEvaluator, GpuTimings};
 use crate::model::{EntityModel, HessianType, ModelSet, Precision};
 use crate::objective::{
     training_label, ObjectiveKind, PrecisionShape, Regularization, TrainingBatch,
+    TrainingBatchBuilder,
 };
 use crate::solver::{minimize, LbfgsOptions, SolveReport, SolveResult, StopReason};
 use crate::vector::inf_norm;
 use rayon::prelude::*;
+use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -220,41 +223,45 @@ pub fn fit_on(
     let mut start = 0;
     while start < groups.num_entities() {
         let end = (start + config.batch_entities).min(groups.num_entities());
-        let clock = Instant::now();
-        let plans: Vec<Plan> = (start..end)
-            .into_par_iter()
-            .map_init(
-                || vec![u32::MAX; data.features.len()],
-                |seen, e| plan_entity(data, e as u32, groups.of(e), prior, config, seen),
-            )
-            .collect::<Vec<Result<Plan>>>()
-            // The first error in entity order, whichever thread found one first.
-            .into_iter()
-            .collect::<Result<_>>()?;
-        let planning = clock.elapsed().as_secs_f64();
+        let entities = start..end;
         start = end;
 
-        // Each part is packed, solved by its own lockstep L-BFGS and turned into models on
-        // one thread, parts in parallel: no thread waits for another's stragglers, a part
-        // stays in one core's cache while it is used, and is dropped right after.
+        // Each part is planned, packed, solved by its own lockstep L-BFGS and turned into
+        // models on one thread, parts in parallel: no thread waits for another's
+        // stragglers, a part stays in one core's cache while it is used, and its buffers
+        // are refilled by the thread's next part.
         let clock = Instant::now();
-        let solve = |plans| solve_part(backend, data, plans, config, &finished, progress);
+        let solve = |scratch: &mut PartScratch, part| {
+            solve_part(
+                backend, data, &groups, part, prior, config, scratch, &finished, progress,
+            )
+        };
+        let new_scratch = || PartScratch::new(data.features.len());
         let parts: Vec<PartOutput> = match backend {
-            Backend::Cpu => plans
-                .par_chunks(PART_ENTITIES)
-                .map(solve)
-                .collect::<Result<_>>()?,
-            Backend::Gpu(ctx) => gpu_parts(&plans, data, ctx.max_binding_bytes(), config)
+            Backend::Cpu => entities
+                .step_by(PART_ENTITIES)
+                .map(|s| s..(s + PART_ENTITIES).min(end))
+                .collect::<Vec<_>>()
+                .into_par_iter()
+                .map_init(new_scratch, solve)
+                .collect::<Vec<Result<PartOutput>>>()
+                // The first error in entity order, whichever thread found one first.
                 .into_iter()
-                .map(solve)
                 .collect::<Result<_>>()?,
+            Backend::Gpu(ctx) => {
+                let mut scratch = new_scratch();
+                gpu_parts(&groups, entities, data, ctx.max_binding_bytes(), config)
+                    .into_iter()
+                    .map(|part| solve(&mut scratch, part))
+                    .collect::<Result<_>>()?
+            }
         };
         let wall = clock.elapsed().as_secs_f64();
 
         // Wall time split in proportion to the thread time of each phase.
         let thread = |f: fn(&PartOutput) -> f64| parts.iter().map(f).sum::<f64>();
         let total = thread(|p| p.build + p.solve + p.posterior).max(f64::MIN_POSITIVE);
-        timings.build += planning + wall * thread(|p| p.build) / total;
+        timings.build += wall * thread(|p| p.build) / total;
         timings.solve += wall * thread(|p| p.solve) / total;
         timings.evaluate += wall * thread(|p| p.evaluate) / total;
         timings.posterior += wall * thread(|p| p.posterior) / total;
@@ -293,18 +300,22 @@ struct PartOutput {
     gpu_timings: GpuTimings,
 }
 
-/// Pack, solve and finish the entities of `plans`; `finished` counts finished entities
-/// over all parts for `progress`.
+/// Plan, pack, solve and finish the entities `part` of `groups`; `finished` counts
+/// finished entities over all parts for `progress`.
+#[allow(clippy::too_many_arguments)]
 fn solve_part(
     backend: Backend,
     data: &Dataset,
-    plans: &[Plan],
+    groups: &EntityRows,
+    part: Range<usize>,
+    prior: Option<&ModelSet>,
     config: &TrainConfig,
+    scratch: &mut PartScratch,
     finished: &AtomicUsize,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<PartOutput> {
     let clock = Instant::now();
-    let batch = build_batch(data, plans, config);
+    let (plans, batch) = pack_part(data, groups, part, prior, config, scratch)?;
     let build = clock.elapsed().as_secs_f64();
 
     let clock = Instant::now();
@@ -414,6 +425,9 @@ fn solve_part(
             (model, report)
         })
         .unzip();
+    let posterior = clock.elapsed().as_secs_f64();
+    drop(gpu_evaluator);
+    scratch.spare = Some(batch);
     Ok(PartOutput {
         models,
         reports,
@@ -421,7 +435,7 @@ fn solve_part(
         build,
         solve,
         evaluate: solved.evaluate_seconds,
-        posterior: clock.elapsed().as_secs_f64(),
+        posterior,
         gpu_fallback,
         verification,
         gpu_timings,
@@ -485,44 +499,113 @@ fn verify(batch: &TrainingBatch, solved: &SolveResult) -> Result<Verification> {
     Ok(v)
 }
 
-/// Consecutive runs of plans whose packed buffers each fit one GPU binding of `limit`
-/// bytes (rows take 16 bytes, non-zeros 4 bytes per array), at most `batch_entities` long.
-/// A plan too large on its own gets a part of its own, which the GPU refuses and the CPU
-/// solves.
-fn gpu_parts<'a, 'p>(
-    plans: &'a [Plan<'p>],
+/// Consecutive runs of the entities `entities` whose packed buffers each fit one GPU
+/// binding of `limit` bytes (rows take 16 bytes, non-zeros 4 bytes per array), at most
+/// `batch_entities` long. An entity too large on its own gets a part of its own, which the
+/// GPU refuses and the CPU solves.
+fn gpu_parts(
+    groups: &EntityRows,
+    entities: Range<usize>,
     data: &Dataset,
     limit: u64,
     config: &TrainConfig,
-) -> Vec<&'a [Plan<'p>]> {
+) -> Vec<Range<usize>> {
     let mut parts = Vec::new();
-    let (mut start, mut rows, mut nnz) = (0, 0u64, 0u64);
-    for (k, plan) in plans.iter().enumerate() {
-        let plan_rows = plan.rows.len() as u64;
-        let plan_nnz: u64 = plan
-            .rows
-            .iter()
-            .map(|&i| (data.nz_ptr[i + 1] - data.nz_ptr[i] + 1) as u64)
-            .sum();
-        let full = k - start >= config.batch_entities
-            || 16 * (rows + plan_rows) > limit
-            || 4 * (nnz + plan_nnz) > limit;
-        if full && k > start {
-            parts.push(&plans[start..k]);
-            (start, rows, nnz) = (k, 0, 0);
+    let (mut start, mut rows, mut nnz) = (entities.start, 0u64, 0u64);
+    for e in entities.clone() {
+        let entity_rows = groups.of(e).len() as u64;
+        let entity_nnz = packed_nnz(data, groups.of(e)) as u64;
+        let full = e - start >= config.batch_entities
+            || 16 * (rows + entity_rows) > limit
+            || 4 * (nnz + entity_nnz) > limit;
+        if full && e > start {
+            parts.push(start..e);
+            (start, rows, nnz) = (e, 0, 0);
         }
-        rows += plan_rows;
-        nnz += plan_nnz;
+        rows += entity_rows;
+        nnz += entity_nnz;
     }
-    if start < plans.len() {
-        parts.push(&plans[start..]);
+    if start < entities.end {
+        parts.push(start..entities.end);
     }
     parts
+}
+
+/// Non-zeros of `rows` once packed: their features and the intercept.
+fn packed_nnz(data: &Dataset, rows: &[usize]) -> usize {
+    rows.iter()
+        .map(|&i| data.nz_ptr[i + 1] - data.nz_ptr[i] + 1)
+        .sum()
 }
 
 /// Entities per packed part: enough parts to keep every core busy, each small enough for
 /// its solver state to stay in cache. Parts are never copied into one large batch.
 const PART_ENTITIES: usize = 128;
+
+/// What one thread reuses from one part to the next.
+struct PartScratch {
+    /// `seen[f] == entity` marks features already found in the entity's rows.
+    seen: Vec<u32>,
+    /// Entity-local column of each dataset feature id, for the entity being packed.
+    column: Vec<u32>,
+    /// The packed buffers of the thread's last part, for the next to fill.
+    spare: Option<TrainingBatch>,
+    /// One entity's penalties, prior mean and prior precision, as packed.
+    penalty: Vec<f64>,
+    mean: Vec<f64>,
+    precision: Vec<f64>,
+}
+
+impl PartScratch {
+    fn new(features: usize) -> Self {
+        PartScratch {
+            seen: vec![u32::MAX; features],
+            column: vec![0; features],
+            spare: None,
+            penalty: Vec::new(),
+            mean: Vec::new(),
+            precision: Vec::new(),
+        }
+    }
+}
+
+/// Plan and pack the entities `part`, one at a time: an entity's rows are read to find its
+/// features and read again at once to pack them, while they are still in cache.
+fn pack_part<'p>(
+    data: &Dataset,
+    groups: &'p EntityRows,
+    part: Range<usize>,
+    prior: Option<&'p ModelSet>,
+    config: &TrainConfig,
+    scratch: &mut PartScratch,
+) -> Result<(Vec<Plan<'p>>, TrainingBatch)> {
+    let loss = config.objective.loss();
+    let shape = match (config.objective.is_bayesian(), config.hessian) {
+        (false, _) => PrecisionShape::None,
+        (true, HessianType::Full) => PrecisionShape::Full,
+        (true, _) => PrecisionShape::Diagonal,
+    };
+    let rows = &groups.rows[groups.ptr[part.start]..groups.ptr[part.end]];
+    let mut b = match scratch.spare.take() {
+        Some(spare) => spare.into_builder(loss, shape),
+        None => TrainingBatch::builder(loss, shape),
+    };
+    b.reserve(part.len(), rows.len(), packed_nnz(data, rows), 0);
+    let mut plans = Vec::with_capacity(part.len());
+    for e in part {
+        let plan = plan_entity(
+            data,
+            e as u32,
+            groups.of(e),
+            prior,
+            config,
+            &mut scratch.seen,
+        )?;
+        pack_entity(&mut b, data, &plan, config, scratch);
+        plans.push(plan);
+    }
+    Ok((plans, b.build()))
+}
 
 /// `seen[f] == entity` marks features already found in the entity's rows (scratch shared
 /// by the entities one thread plans).
@@ -609,67 +692,60 @@ fn check_prior_fits(
     }
 }
 
-fn build_batch(data: &Dataset, plans: &[Plan], config: &TrainConfig) -> TrainingBatch {
+fn pack_entity(
+    b: &mut TrainingBatchBuilder,
+    data: &Dataset,
+    plan: &Plan,
+    config: &TrainConfig,
+    scratch: &mut PartScratch,
+) {
     let objective = config.objective;
     let loss = objective.loss();
     let reg = &config.regularization;
-    let shape = match (objective.is_bayesian(), config.hessian) {
-        (false, _) => PrecisionShape::None,
-        (true, HessianType::Full) => PrecisionShape::Full,
-        (true, _) => PrecisionShape::Diagonal,
-    };
-    let rows: usize = plans.iter().map(|p| p.rows.len()).sum();
-    let nnz: usize = plans
-        .iter()
-        .flat_map(|p| p.rows)
-        .map(|&i| data.nz_ptr[i + 1] - data.nz_ptr[i] + 1)
-        .sum();
-    let coefs: usize = plans.iter().map(Plan::free).sum();
-    let mut b = TrainingBatch::builder(loss, shape);
-    b.reserve(plans.len(), rows, nnz, coefs);
-    // Local column of each dataset feature id, for the plan being packed.
-    let mut column = vec![0u32; data.features.len()];
-    for plan in plans {
-        for (j, &f) in plan.data_features.iter().enumerate() {
-            column[f as usize] = j as u32 + 1;
-        }
-        for &i in plan.rows {
-            // Dataset ids ascend within a row and `column` is monotone, so columns ascend.
-            let (ids, vals) = data.row_features(i);
-            b.push_row(
-                training_label(loss, data.label[i]),
-                data.weight[i],
-                data.offset[i],
-                ids.iter().map(|&f| column[f as usize]),
-                vals,
-            );
-        }
-        let d = plan.free();
-        let penalty: Vec<f64> = (0..d)
-            .map(|j| reg.coefficient_penalty(objective, j))
-            .collect();
-        let mean: Vec<f64> = (0..d)
-            .map(|j| match (plan.prior, plan.in_prior[j]) {
-                (Some(pm), Some(pj)) => pm.means[pj],
-                _ => 0.0,
-            })
-            .collect();
-        let h0 = |j: usize, k: usize| -> f64 {
-            match (plan.prior, plan.in_prior[j], plan.in_prior[k]) {
-                (Some(pm), Some(pj), Some(pk)) => pm.precision_at(pj, pk).unwrap_or(0.0),
-                _ if j == k => reg.cold_precision(j),
-                _ => 0.0,
-            }
-        };
-        let delta = reg.delta;
-        let q: Vec<f64> = match shape {
-            PrecisionShape::None => Vec::new(),
-            PrecisionShape::Diagonal => (0..d).map(|j| delta * h0(j, j)).collect(),
-            PrecisionShape::Full => (0..d * d).map(|jk| delta * h0(jk / d, jk % d)).collect(),
-        };
-        b.finish_entity(&penalty, &mean, &q);
+    let column = &mut scratch.column;
+    for (j, &f) in plan.data_features.iter().enumerate() {
+        column[f as usize] = j as u32 + 1;
     }
-    b.build()
+    for &i in plan.rows {
+        // Dataset ids ascend within a row and `column` is monotone, so columns ascend.
+        let (ids, vals) = data.row_features(i);
+        b.push_row(
+            training_label(loss, data.label[i]),
+            data.weight[i],
+            data.offset[i],
+            ids.iter().map(|&f| column[f as usize]),
+            vals,
+        );
+    }
+    let d = plan.free();
+    let h0 = |j: usize, k: usize| -> f64 {
+        match (plan.prior, plan.in_prior[j], plan.in_prior[k]) {
+            (Some(pm), Some(pj), Some(pk)) => pm.precision_at(pj, pk).unwrap_or(0.0),
+            _ if j == k => reg.cold_precision(j),
+            _ => 0.0,
+        }
+    };
+    let delta = reg.delta;
+    let PartScratch {
+        penalty,
+        mean,
+        precision,
+        ..
+    } = scratch;
+    penalty.clear();
+    penalty.extend((0..d).map(|j| reg.coefficient_penalty(objective, j)));
+    mean.clear();
+    mean.extend((0..d).map(|j| match (plan.prior, plan.in_prior[j]) {
+        (Some(pm), Some(pj)) => pm.means[pj],
+        _ => 0.0,
+    }));
+    precision.clear();
+    match b.precision_shape() {
+        PrecisionShape::None => {}
+        PrecisionShape::Diagonal => precision.extend((0..d).map(|j| delta * h0(j, j))),
+        PrecisionShape::Full => precision.extend((0..d * d).map(|jk| delta * h0(jk / d, jk % d))),
+    }
+    b.finish_entity(penalty, mean, precision);
 }
 
 /// The trained model of plan `k`: trained means and posterior precision, kept coefficients
@@ -780,4 +856,42 @@ pub fn untouched_priors<'a>(
         .models()
         .iter()
         .filter(move |m| data.entities.get(&m.entity).is_none())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::{generate, SyntheticSpec};
+
+    #[test]
+    fn of_several_unfit_priors_the_first_entity_is_named() {
+        let spec = SyntheticSpec {
+            entities: 3 * PART_ENTITIES,
+            rows_per_entity: 3,
+            features: 2,
+            ..SyntheticSpec::default()
+        };
+        let data = generate(&spec).data;
+        let mut prior = ModelSet::new();
+        // Entities in different parts; the later one is packed on whichever thread.
+        for e in [2 * PART_ENTITIES + 7, PART_ENTITIES + 5] {
+            prior.insert(EntityModel {
+                entity: data.entities.key(e as u32).clone(),
+                objective: None,
+                hessian: HessianType::None,
+                features: vec![FeatureKey::intercept()],
+                means: vec![0.0],
+                precision: Precision::None,
+            });
+        }
+        let config = TrainConfig::new(ObjectiveKind::BayesLogistic);
+        for _ in 0..5 {
+            match fit(Some(&prior), &data, &config, &|_| {}) {
+                Err(Error::PriorMismatch { entity, .. }) => {
+                    assert_eq!(entity, *data.entities.key(PART_ENTITIES as u32 + 5))
+                }
+                other => panic!("expected a prior mismatch, got {:?}", other.map(|_| ())),
+            }
+        }
+    }
 }

@@ -58,6 +58,12 @@ impl TrainingBatch {
         TrainingBatchBuilder::new(loss, precision)
     }
 
+    /// An empty builder that packs into this batch's buffers, so that a thread packing
+    /// one batch after another allocates only when a batch outgrows the last.
+    pub fn into_builder(self, loss: Loss, precision: PrecisionShape) -> TrainingBatchBuilder {
+        TrainingBatchBuilder::with_buffers(loss, precision, self)
+    }
+
     pub fn precision_shape(&self) -> PrecisionShape {
         match self.prior_precision {
             PriorPrecision::None => PrecisionShape::None,
@@ -120,10 +126,47 @@ pub struct TrainingBatchBuilder {
 
 impl TrainingBatchBuilder {
     fn new(loss: Loss, shape: PrecisionShape) -> Self {
-        let prior_precision = match shape {
-            PrecisionShape::None => PriorPrecision::None,
-            PrecisionShape::Diagonal => PriorPrecision::Diagonal(Vec::new()),
-            PrecisionShape::Full => PriorPrecision::Full {
+        let empty = TrainingBatch {
+            loss,
+            coef_ptr: Vec::new(),
+            row_ptr: Vec::new(),
+            nz_ptr: Vec::new(),
+            cols: Vec::new(),
+            vals: Vec::new(),
+            labels: Vec::new(),
+            weights: Vec::new(),
+            offsets: Vec::new(),
+            penalty: Vec::new(),
+            prior_mean: Vec::new(),
+            prior_precision: PriorPrecision::None,
+        };
+        Self::with_buffers(loss, shape, empty)
+    }
+
+    /// An empty builder that packs into the buffers of `spare`.
+    fn with_buffers(loss: Loss, shape: PrecisionShape, spare: TrainingBatch) -> Self {
+        fn emptied<T>(mut v: Vec<T>) -> Vec<T> {
+            v.clear();
+            v
+        }
+        fn starting_at_0(mut v: Vec<usize>) -> Vec<usize> {
+            v.clear();
+            v.push(0);
+            v
+        }
+        let prior_precision = match (shape, spare.prior_precision) {
+            (PrecisionShape::None, _) => PriorPrecision::None,
+            (PrecisionShape::Diagonal, PriorPrecision::Diagonal(q)) => {
+                PriorPrecision::Diagonal(emptied(q))
+            }
+            (PrecisionShape::Diagonal, _) => PriorPrecision::Diagonal(Vec::new()),
+            (PrecisionShape::Full, PriorPrecision::Full { block_ptr, values }) => {
+                PriorPrecision::Full {
+                    block_ptr: starting_at_0(block_ptr),
+                    values: emptied(values),
+                }
+            }
+            (PrecisionShape::Full, _) => PriorPrecision::Full {
                 block_ptr: vec![0],
                 values: Vec::new(),
             },
@@ -131,20 +174,25 @@ impl TrainingBatchBuilder {
         TrainingBatchBuilder {
             batch: TrainingBatch {
                 loss,
-                coef_ptr: vec![0],
-                row_ptr: vec![0],
-                nz_ptr: vec![0],
-                cols: Vec::new(),
-                vals: Vec::new(),
-                labels: Vec::new(),
-                weights: Vec::new(),
-                offsets: Vec::new(),
-                penalty: Vec::new(),
-                prior_mean: Vec::new(),
+                coef_ptr: starting_at_0(spare.coef_ptr),
+                row_ptr: starting_at_0(spare.row_ptr),
+                nz_ptr: starting_at_0(spare.nz_ptr),
+                cols: emptied(spare.cols),
+                vals: emptied(spare.vals),
+                labels: emptied(spare.labels),
+                weights: emptied(spare.weights),
+                offsets: emptied(spare.offsets),
+                penalty: emptied(spare.penalty),
+                prior_mean: emptied(spare.prior_mean),
                 prior_precision,
             },
             entity_rows_open: false,
         }
+    }
+
+    /// The prior-precision representation being built.
+    pub fn precision_shape(&self) -> PrecisionShape {
+        self.batch.precision_shape()
     }
 
     /// Reserve room for `entities`, `rows`, `nnz` non-zeros (intercepts included) and `coefs`.
@@ -183,8 +231,10 @@ impl TrainingBatchBuilder {
         b.vals.extend_from_slice(vals);
         let row = &b.cols[start..];
         assert_eq!(row.len(), vals.len() + 1, "one value per column");
+        // A fold with no early exit: one compare per column, no branch per column.
+        let ascending = row.windows(2).fold(true, |ok, w| ok & (w[0] < w[1]));
         assert!(
-            row.windows(2).all(|w| w[0] < w[1]),
+            ascending,
             "columns of a row must be strictly ascending and ≥ 1"
         );
         b.nz_ptr.push(b.cols.len());
@@ -668,6 +718,38 @@ mod tests {
                     "{loss:?}: {a} vs {b}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_builder_on_reused_buffers_packs_what_a_fresh_one_packs() {
+        for shape in [
+            PrecisionShape::None,
+            PrecisionShape::Diagonal,
+            PrecisionShape::Full,
+        ] {
+            let pack = |mut b: TrainingBatchBuilder, rows: usize| {
+                let shape = b.precision_shape();
+                for i in 0..rows {
+                    b.push_row(1.0, 1.0, 0.5, [1, 3], &[i as f64, 2.0]);
+                }
+                let d = 4;
+                let q = match shape {
+                    PrecisionShape::None => vec![],
+                    PrecisionShape::Diagonal => vec![2.0; d],
+                    PrecisionShape::Full => vec![2.0; d * d],
+                };
+                b.finish_entity(&[1.0; 4], &[0.1; 4], &q);
+                b.build()
+            };
+            let fresh = pack(TrainingBatch::builder(Loss::Logistic, shape), 3);
+            // The spare was packed bigger, and with another precision shape.
+            let spare = pack(
+                TrainingBatch::builder(Loss::Squared, PrecisionShape::Full),
+                9,
+            );
+            let reused = pack(spare.into_builder(Loss::Logistic, shape), 3);
+            assert_eq!(format!("{reused:?}"), format!("{fresh:?}"));
         }
     }
 
