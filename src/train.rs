@@ -618,12 +618,19 @@ fn plan_entity<'p>(
     seen: &mut [u32],
 ) -> Result<Plan<'p>> {
     let mut data_features = Vec::new();
+    let mut previous: &[u32] = &[];
     for &i in rows {
-        for &f in data.row_features(i).0 {
+        let ids = data.row_features(i).0;
+        // A row with the previous row's features (every row, in dense data) adds none.
+        if ids == previous {
+            continue;
+        }
+        for &f in ids {
             if std::mem::replace(&mut seen[f as usize], entity) != entity {
                 data_features.push(f);
             }
         }
+        previous = ids;
     }
     data_features.sort_unstable();
     let key = data.entities.key(entity);
