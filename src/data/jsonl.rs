@@ -21,15 +21,44 @@ const LINES_PER_CHUNK: usize = 8192;
 
 /// Read a whole file of records. Lines are parsed in parallel chunks by the fast path and
 /// appended in file order; a line it declines goes through the checked path at its turn,
-/// so the first bad line is the one reported.
+/// so the first bad line is the one reported. While one chunk is appended (on the calling
+/// thread: interning is sequential), the next is read and parsed on the others.
 pub fn read_jsonl(path: &Path, options: &ReadOptions) -> Result<Dataset> {
-    use rayon::prelude::*;
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut data = Dataset::new();
     let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut lines: Vec<String> = vec![String::new(); LINES_PER_CHUNK];
+    let mut data = Dataset::new();
     let mut number = 0;
-    loop {
+    let mut chunk = Chunk::read(&mut reader, path, options, Vec::new())?;
+    let mut spare = Vec::new();
+    while chunk.filled > 0 {
+        let (appended, next) = rayon::join(
+            || chunk.append(path, options, &mut number, &mut data),
+            || Chunk::read(&mut reader, path, options, std::mem::take(&mut spare)),
+        );
+        appended?;
+        spare = std::mem::replace(&mut chunk, next?).lines;
+    }
+    Ok(data)
+}
+
+/// Up to [`LINES_PER_CHUNK`] lines and what the fast path made of each.
+struct Chunk {
+    /// The lines, `filled` of them this time (the rest keep their buffers for reuse).
+    lines: Vec<String>,
+    filled: usize,
+    fast: Vec<Option<FastRecord>>,
+}
+
+impl Chunk {
+    /// Read the next lines of `reader` into the buffers `lines` and parse them.
+    fn read(
+        reader: &mut impl BufRead,
+        path: &Path,
+        options: &ReadOptions,
+        mut lines: Vec<String>,
+    ) -> Result<Chunk> {
+        use rayon::prelude::*;
+        lines.resize(LINES_PER_CHUNK, String::new());
         let mut filled = 0;
         while filled < LINES_PER_CHUNK {
             let line = &mut lines[filled];
@@ -39,29 +68,41 @@ pub fn read_jsonl(path: &Path, options: &ReadOptions) -> Result<Dataset> {
             }
             filled += 1;
         }
-        if filled == 0 {
-            break;
-        }
-        let fast: Vec<Option<FastRecord>> = lines[..filled]
+        let fast = lines[..filled]
             .par_iter()
             .map(|l| parse_fast(l, options, &[]))
             .collect();
-        for (text, fast) in lines[..filled].iter().zip(fast) {
-            number += 1;
+        Ok(Chunk {
+            lines,
+            filled,
+            fast,
+        })
+    }
+
+    /// Append the records to `data` in order; `number` counts lines over the file.
+    fn append(
+        &mut self,
+        path: &Path,
+        options: &ReadOptions,
+        number: &mut usize,
+        data: &mut Dataset,
+    ) -> Result<()> {
+        for (text, fast) in self.lines[..self.filled].iter().zip(self.fast.drain(..)) {
+            *number += 1;
             match fast {
-                Some(r) => r.append_to(&mut data),
+                Some(r) => r.append_to(data),
                 None if text.trim().is_empty() => {}
                 None => push_record(
                     path,
-                    number,
-                    &parse_object(path, number, text)?,
+                    *number,
+                    &parse_object(path, *number, text)?,
                     options,
-                    &mut data,
+                    data,
                 )?,
             }
         }
+        Ok(())
     }
-    Ok(data)
 }
 
 /// One line of records, read by the fast path when it can be (see [`parse_fast`]), else
