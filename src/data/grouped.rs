@@ -12,6 +12,7 @@
 //! appearance within the part, records in file order). Memory holds one part, about
 //! `1/k` of the file.
 
+use super::jsonl::{ParsedLine, LINES_PER_CHUNK};
 use super::{entity_of, parse_line, Dataset, EntityMode, ReadOptions};
 use crate::error::{Error, Result};
 use crate::io::{fnv1a, write_atomic, FNV1A_EMPTY};
@@ -33,6 +34,10 @@ pub struct EntityChunks {
     pending: Option<Dataset>,
     current: Option<String>,
     finished: HashSet<String>,
+    /// Lines read ahead and parsed in parallel, by line number, next first.
+    parsed: std::collections::VecDeque<(usize, Result<ParsedLine>)>,
+    /// Buffers for the lines read ahead.
+    lines: Vec<String>,
 }
 
 impl EntityChunks {
@@ -50,28 +55,53 @@ impl EntityChunks {
             pending: None,
             current: None,
             finished: HashSet::new(),
+            parsed: Default::default(),
+            lines: Vec::new(),
         })
+    }
+
+    /// The next non-blank line, parsed, with its line number; `None` at the end. Lines are
+    /// read [`LINES_PER_CHUNK`] at a time and parsed in parallel; a line's parse error is
+    /// returned when its turn comes, so the first bad line is the one reported.
+    fn next_line(&mut self) -> Result<Option<(usize, ParsedLine)>> {
+        use rayon::prelude::*;
+        if self.parsed.is_empty() {
+            self.lines.resize(LINES_PER_CHUNK, String::new());
+            let mut numbers = Vec::with_capacity(LINES_PER_CHUNK);
+            while numbers.len() < LINES_PER_CHUNK {
+                let text = &mut self.lines[numbers.len()];
+                text.clear();
+                let n = self
+                    .reader
+                    .read_line(text)
+                    .map_err(|e| Error::io(&self.path, e))?;
+                if n == 0 {
+                    break;
+                }
+                self.line += 1;
+                if !text.trim().is_empty() {
+                    numbers.push(self.line);
+                }
+            }
+            let (path, options) = (&self.path, &self.options);
+            let parsed: Vec<_> = self.lines[..numbers.len()]
+                .par_iter()
+                .zip(&numbers)
+                .map(|(text, &n)| (n, parse_line(path, n, text, options, &[])))
+                .collect();
+            self.parsed.extend(parsed);
+        }
+        match self.parsed.pop_front() {
+            Some((n, parsed)) => Ok(Some((n, parsed?))),
+            None => Ok(None),
+        }
     }
 
     /// The next chunk; `None` after the last.
     pub fn next_chunk(&mut self) -> Result<Option<Dataset>> {
         let mut data = self.pending.take().unwrap_or_default();
-        let mut text = String::new();
-        loop {
-            text.clear();
-            let n = self
-                .reader
-                .read_line(&mut text)
-                .map_err(|e| Error::io(&self.path, e))?;
-            if n == 0 {
-                break;
-            }
-            self.line += 1;
-            if text.trim().is_empty() {
-                continue;
-            }
-            let record = parse_line(&self.path, self.line, &text, &self.options, &[])?;
-            let entity = record.entity(&self.path, self.line, &self.options)?;
+        while let Some((line, record)) = self.next_line()? {
+            let entity = record.entity(&self.path, line, &self.options)?;
             if self.current.as_deref() != Some(entity.as_str()) {
                 if self.finished.contains(&entity) {
                     let field = match &self.options.entity {
@@ -80,7 +110,7 @@ impl EntityChunks {
                     };
                     return Err(Error::input(
                         &self.path,
-                        self.line,
+                        line,
                         field,
                         format!(
                             "entity {entity:?} comes back after other entities: the file is not grouped by entity (group it with `glmix group`, or train without --chunk-entities)"
@@ -92,13 +122,13 @@ impl EntityChunks {
                 }
                 if data.entities.len() == self.entities {
                     let mut opening = Dataset::new();
-                    record.push(&self.path, self.line, &self.options, &mut opening)?;
+                    record.push(&self.path, line, &self.options, &mut opening)?;
                     self.pending = Some(opening);
                     data.sort_features();
                     return Ok(Some(data));
                 }
             }
-            record.push(&self.path, self.line, &self.options, &mut data)?;
+            record.push(&self.path, line, &self.options, &mut data)?;
         }
         data.sort_features();
         Ok((data.num_rows() > 0).then_some(data))
@@ -177,4 +207,69 @@ pub fn group_by_entity(
         Ok(())
     })?;
     Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Entity `e{i / 100}` on line `i + 1` (grouped), a blank line every 1000th.
+    fn grouped_lines(n: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| match i % 1000 {
+                999 => String::new(),
+                _ => format!(
+                    r#"{{"entity":"e{}","label":1,"features":[{{"name":"f","value":{i}}}]}}"#,
+                    i / 100
+                ),
+            })
+            .collect()
+    }
+
+    fn chunks(lines: &[String], entities: usize) -> Result<Vec<Dataset>> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("grouped.jsonl");
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let options = ReadOptions {
+            entity: EntityMode::Key("entity".into()),
+            timestamp_field: None,
+        };
+        let mut reader = EntityChunks::open(&path, &options, entities)?;
+        let mut out = Vec::new();
+        while let Some(chunk) = reader.next_chunk()? {
+            out.push(chunk);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn chunks_hold_whole_entities_in_file_order_across_read_batches() {
+        let n = 2 * LINES_PER_CHUNK + 50;
+        let read = chunks(&grouped_lines(n), 7).unwrap();
+        let values: Vec<f64> = read
+            .iter()
+            .flat_map(|c| (0..c.num_rows()).map(|r| c.row_features(r).1[0]))
+            .collect();
+        let expected: Vec<f64> = (0..n)
+            .filter(|i| i % 1000 != 999)
+            .map(|i| i as f64)
+            .collect();
+        assert_eq!(values, expected);
+        assert!(read.iter().all(|c| c.entities.len() <= 7));
+        assert_eq!(read.len(), n.div_ceil(100).div_ceil(7));
+    }
+
+    #[test]
+    fn errors_name_their_line_past_the_first_read_batch() {
+        let mut lines = grouped_lines(2 * LINES_PER_CHUNK);
+        let bad = LINES_PER_CHUNK + 10;
+        lines[bad - 1] = r#"{"entity":"e0","label":1,"features":[]}"#.into();
+        match chunks(&lines, 3) {
+            Err(Error::Input { line, message, .. }) => {
+                assert_eq!(line, bad);
+                assert!(message.contains("not grouped"), "{message}");
+            }
+            other => panic!("expected an input error, got {:?}", other.map(|c| c.len())),
+        }
+    }
 }
