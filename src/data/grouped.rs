@@ -211,30 +211,12 @@ pub fn group_by_entity(
 
 #[cfg(test)]
 mod tests {
+    use super::super::jsonl::test_files::{options, records, write};
     use super::*;
 
-    /// Entity `e{i / 100}` on line `i + 1` (grouped), a blank line every 1000th.
-    fn grouped_lines(n: usize) -> Vec<String> {
-        (0..n)
-            .map(|i| match i % 1000 {
-                999 => String::new(),
-                _ => format!(
-                    r#"{{"entity":"e{}","label":1,"features":[{{"name":"f","value":{i}}}]}}"#,
-                    i / 100
-                ),
-            })
-            .collect()
-    }
-
     fn chunks(lines: &[String], entities: usize) -> Result<Vec<Dataset>> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("grouped.jsonl");
-        std::fs::write(&path, lines.join("\n")).unwrap();
-        let options = ReadOptions {
-            entity: EntityMode::Key("entity".into()),
-            timestamp_field: None,
-        };
-        let mut reader = EntityChunks::open(&path, &options, entities)?;
+        let (_dir, path) = write(lines);
+        let mut reader = EntityChunks::open(&path, &options(), entities)?;
         let mut out = Vec::new();
         while let Some(chunk) = reader.next_chunk()? {
             out.push(chunk);
@@ -245,7 +227,7 @@ mod tests {
     #[test]
     fn chunks_hold_whole_entities_in_file_order_across_read_batches() {
         let n = 2 * LINES_PER_CHUNK + 50;
-        let read = chunks(&grouped_lines(n), 7).unwrap();
+        let read = chunks(&records(n, |i| i / 100), 7).unwrap();
         let values: Vec<f64> = read
             .iter()
             .flat_map(|c| (0..c.num_rows()).map(|r| c.row_features(r).1[0]))
@@ -261,7 +243,7 @@ mod tests {
 
     #[test]
     fn errors_name_their_line_past_the_first_read_batch() {
-        let mut lines = grouped_lines(2 * LINES_PER_CHUNK);
+        let mut lines = records(2 * LINES_PER_CHUNK, |i| i / 100);
         let bad = LINES_PER_CHUNK + 10;
         lines[bad - 1] = r#"{"entity":"e0","label":1,"features":[]}"#.into();
         match chunks(&lines, 3) {

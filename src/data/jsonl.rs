@@ -365,52 +365,68 @@ pub fn write_jsonl(data: &Dataset, entity_key: &str, out: &mut dyn Write) -> std
     Ok(())
 }
 
+/// Records files for the readers' tests.
 #[cfg(test)]
-mod tests {
+pub(super) mod test_files {
     use super::*;
 
-    /// `lines` records (entity `e{i % 7}`, feature `f{i % 3}`), blank every 1000th line.
-    fn records(lines: usize) -> Vec<String> {
-        (0..lines)
+    /// `n` records: line `i + 1` is entity `e{entity(i)}`, label `i mod 2`, one feature
+    /// `f{i mod 3}` of value `i`; every 1000th line is blank.
+    pub fn records(n: usize, entity: fn(usize) -> usize) -> Vec<String> {
+        (0..n)
             .map(|i| match i % 1000 {
                 999 => String::new(),
                 _ => format!(
-                    r#"{{"entity":"e{}","label":{},"features":[{{"name":"f{}","value":{}}}]}}"#,
-                    i % 7,
+                    r#"{{"entity":"e{}","label":{},"features":[{{"name":"f{}","value":{i}}}]}}"#,
+                    entity(i),
                     i % 2,
                     i % 3,
-                    i as f64 * 0.5
                 ),
             })
             .collect()
     }
 
-    fn read(lines: &[String]) -> Result<Dataset> {
+    /// `lines` written to a file in a new temporary directory (kept while it lives).
+    pub fn write(lines: &[String]) -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("records.jsonl");
         std::fs::write(&path, lines.join("\n")).unwrap();
-        let options = ReadOptions {
+        (dir, path)
+    }
+
+    pub fn options() -> ReadOptions {
+        ReadOptions {
             entity: EntityMode::Key("entity".into()),
             timestamp_field: None,
-        };
-        read_jsonl(&path, &options)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_files::{options, records, write};
+    use super::*;
+
+    fn read(lines: &[String]) -> Result<Dataset> {
+        let (_dir, path) = write(lines);
+        read_jsonl(&path, &options())
     }
 
     #[test]
     fn records_over_several_chunks_are_read_in_file_order() {
-        let lines = records(3 * LINES_PER_CHUNK + 5);
+        let lines = records(3 * LINES_PER_CHUNK + 5, |i| i % 7);
         let data = read(&lines).unwrap();
         let kept: Vec<usize> = (0..lines.len()).filter(|i| i % 1000 != 999).collect();
         assert_eq!(data.num_rows(), kept.len());
         for (row, &i) in kept.iter().enumerate() {
             assert_eq!(data.entities.key(data.entity[row]), &format!("e{}", i % 7));
-            assert_eq!(data.row_features(row).1, &[i as f64 * 0.5]);
+            assert_eq!(data.row_features(row).1, &[i as f64]);
         }
     }
 
     #[test]
     fn the_first_bad_line_is_reported_though_a_later_chunk_is_bad_too() {
-        let mut lines = records(3 * LINES_PER_CHUNK);
+        let mut lines = records(3 * LINES_PER_CHUNK, |i| i % 7);
         let first = LINES_PER_CHUNK + 3;
         lines[first - 1] = r#"{"entity":"e1","label":"yes","features":[]}"#.into();
         lines[first + LINES_PER_CHUNK] = "{not json".into();
