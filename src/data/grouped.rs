@@ -15,7 +15,7 @@
 use super::jsonl::{ParsedLine, LINES_PER_CHUNK};
 use super::{entity_of, parse_line, Dataset, EntityMode, ReadOptions};
 use crate::error::{Error, Result};
-use crate::io::{fnv1a, write_atomic, FNV1A_EMPTY};
+use crate::io::{fnv1a, write_atomic, ReadAhead, FNV1A_EMPTY};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -24,21 +24,25 @@ use std::path::{Path, PathBuf};
 
 /// Chunks of at most `entities` whole entities from a file grouped by entity.
 pub struct EntityChunks {
-    reader: BufReader<File>,
     path: PathBuf,
     options: ReadOptions,
     entities: usize,
-    line: usize,
     /// The first record of the next chunk, read past the end of this one (already in a
     /// dataset of its own).
     pending: Option<Dataset>,
     current: Option<String>,
     finished: HashSet<String>,
-    /// Lines read ahead and parsed in parallel, by line number, next first.
-    parsed: std::collections::VecDeque<(usize, Result<ParsedLine>)>,
-    /// Buffers for the lines read ahead.
-    lines: Vec<String>,
+    /// Batches of parsed lines, read and parsed on their own thread ahead of their use.
+    batches: ReadAhead<ParsedBatch>,
+    /// The rest of the current batch, next first.
+    parsed: std::vec::IntoIter<(usize, Result<ParsedLine>)>,
+    /// Whether `batches` gave its last.
+    read_all: bool,
 }
+
+/// Up to [`LINES_PER_CHUNK`] non-blank lines, parsed, each with its line number; a line's
+/// parse error waits in its place, so that the first bad line is the one reported.
+type ParsedBatch = Vec<(usize, Result<ParsedLine>)>;
 
 impl EntityChunks {
     pub fn open(path: &Path, options: &ReadOptions, entities: usize) -> Result<Self> {
@@ -46,54 +50,46 @@ impl EntityChunks {
             return Err(Error::Config("a chunk needs at least 1 entity".into()));
         }
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut reader = BufReader::with_capacity(1 << 20, file);
+        let (read_path, read_options) = (path.to_path_buf(), options.clone());
+        let mut lines = vec![String::new(); LINES_PER_CHUNK];
+        let mut line = 0;
+        let batches = ReadAhead::spawn(move || {
+            next_batch(
+                &mut reader,
+                &read_path,
+                &read_options,
+                &mut lines,
+                &mut line,
+            )
+        });
         Ok(EntityChunks {
-            reader: BufReader::with_capacity(1 << 20, file),
             path: path.to_path_buf(),
             options: options.clone(),
             entities,
-            line: 0,
             pending: None,
             current: None,
             finished: HashSet::new(),
-            parsed: Default::default(),
-            lines: Vec::new(),
+            batches,
+            parsed: Vec::new().into_iter(),
+            read_all: false,
         })
     }
 
-    /// The next non-blank line, parsed, with its line number; `None` at the end. Lines are
-    /// read [`LINES_PER_CHUNK`] at a time and parsed in parallel; a line's parse error is
-    /// returned when its turn comes, so the first bad line is the one reported.
+    /// The next non-blank line, parsed, with its line number; `None` at the end.
     fn next_line(&mut self) -> Result<Option<(usize, ParsedLine)>> {
-        use rayon::prelude::*;
-        if self.parsed.is_empty() {
-            self.lines.resize(LINES_PER_CHUNK, String::new());
-            let mut numbers = Vec::with_capacity(LINES_PER_CHUNK);
-            while numbers.len() < LINES_PER_CHUNK {
-                let text = &mut self.lines[numbers.len()];
-                text.clear();
-                let n = self
-                    .reader
-                    .read_line(text)
-                    .map_err(|e| Error::io(&self.path, e))?;
-                if n == 0 {
-                    break;
-                }
-                self.line += 1;
-                if !text.trim().is_empty() {
-                    numbers.push(self.line);
-                }
+        loop {
+            if let Some((n, parsed)) = self.parsed.next() {
+                return Ok(Some((n, parsed?)));
             }
-            let (path, options) = (&self.path, &self.options);
-            let parsed: Vec<_> = self.lines[..numbers.len()]
-                .par_iter()
-                .zip(&numbers)
-                .map(|(text, &n)| (n, parse_line(path, n, text, options, &[])))
-                .collect();
-            self.parsed.extend(parsed);
-        }
-        match self.parsed.pop_front() {
-            Some((n, parsed)) => Ok(Some((n, parsed?))),
-            None => Ok(None),
+            if self.read_all {
+                return Ok(None);
+            }
+            // A batch of blank lines only is empty, and not the end.
+            match self.batches.next()? {
+                Some(batch) => self.parsed = batch.into_iter(),
+                None => self.read_all = true,
+            }
         }
     }
 
@@ -133,6 +129,42 @@ impl EntityChunks {
         data.sort_features();
         Ok((data.num_rows() > 0).then_some(data))
     }
+}
+
+/// Read the next [`LINES_PER_CHUNK`] lines of `reader` into the buffers `lines` and parse
+/// the non-blank ones in parallel; `line` counts the lines read so far. `None` at the end.
+fn next_batch(
+    reader: &mut impl BufRead,
+    path: &Path,
+    options: &ReadOptions,
+    lines: &mut [String],
+    line: &mut usize,
+) -> Result<Option<ParsedBatch>> {
+    use rayon::prelude::*;
+    let mut numbers = Vec::with_capacity(lines.len());
+    let mut eof = false;
+    while numbers.len() < lines.len() {
+        let text = &mut lines[numbers.len()];
+        text.clear();
+        if reader.read_line(text).map_err(|e| Error::io(path, e))? == 0 {
+            eof = true;
+            break;
+        }
+        *line += 1;
+        if !text.trim().is_empty() {
+            numbers.push(*line);
+        }
+    }
+    if eof && numbers.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        lines[..numbers.len()]
+            .par_iter()
+            .zip(&numbers)
+            .map(|(text, &n)| (n, parse_line(path, n, text, options, &[])))
+            .collect(),
+    ))
 }
 
 /// Write `input`'s records grouped by entity to `output` (atomically), through `parts`
@@ -239,6 +271,14 @@ mod tests {
         assert_eq!(values, expected);
         assert!(read.iter().all(|c| c.entities.len() <= 7));
         assert_eq!(read.len(), n.div_ceil(100).div_ceil(7));
+    }
+
+    #[test]
+    fn a_read_batch_of_blank_lines_only_is_not_the_end() {
+        let mut lines = records(300, |i| i / 100);
+        lines.splice(150..150, vec![String::new(); 2 * LINES_PER_CHUNK + 5]);
+        let read = chunks(&lines, 2).unwrap();
+        assert_eq!(read.iter().map(Dataset::num_rows).sum::<usize>(), 300);
     }
 
     #[test]
