@@ -4,9 +4,9 @@
 //! 1. **Projection.** Its coefficient space is the intercept, then the features of its
 //!    rows (Photon-ML's per-entity projection, the reference's IndexMap), in key order so
 //!    that a file trained whole or in chunks gives the same models. Features only its
-//!    prior has are *kept*: their mean and
-//!    precision pass to the new model unchanged, and they take no part in training
-//!    (their deviation from the prior mean stays zero, so their prior terms vanish).
+//!    prior has are *kept*: their mean and precision pass to the new model unchanged,
+//!    and they take no part in training (their deviation from the prior mean stays zero,
+//!    so their prior terms vanish).
 //! 2. **Prior.** `θ₀` is the prior's mean (0 for coefficients it lacks) and is the
 //!    solver's starting point for every objective. For `bayes-*`, `H₀` is the prior's
 //!    precision restricted to the trained coefficients; a coefficient the prior lacks
@@ -231,11 +231,16 @@ pub fn fit_on(
         // stragglers, a part stays in one core's cache while it is used, and its buffers
         // are refilled by the thread's next part.
         let clock = Instant::now();
-        let solve = |scratch: &mut PartScratch, part| {
-            solve_part(
-                backend, data, &groups, part, prior, config, scratch, &finished, progress,
-            )
+        let fit = Fit {
+            backend,
+            data,
+            groups: &groups,
+            prior,
+            config,
+            finished: &finished,
+            progress,
         };
+        let solve = |scratch: &mut PartScratch, part| solve_part(&fit, part, scratch);
         let new_scratch = || PartScratch::new(data.features.len());
         let parts: Vec<PartOutput> = match backend {
             Backend::Cpu => entities
@@ -300,20 +305,29 @@ struct PartOutput {
     gpu_timings: GpuTimings,
 }
 
-/// Plan, pack, solve and finish the entities `part` of `groups`; `finished` counts
-/// finished entities over all parts for `progress`.
-#[allow(clippy::too_many_arguments)]
-fn solve_part(
-    backend: Backend,
-    data: &Dataset,
-    groups: &EntityRows,
-    part: Range<usize>,
-    prior: Option<&ModelSet>,
-    config: &TrainConfig,
-    scratch: &mut PartScratch,
-    finished: &AtomicUsize,
-    progress: &(dyn Fn(usize) + Sync),
-) -> Result<PartOutput> {
+/// What every part of one [`fit_on`] shares.
+struct Fit<'a> {
+    backend: Backend<'a>,
+    data: &'a Dataset,
+    groups: &'a EntityRows,
+    prior: Option<&'a ModelSet>,
+    config: &'a TrainConfig,
+    /// Finished entities over all parts, for `progress`.
+    finished: &'a AtomicUsize,
+    progress: &'a (dyn Fn(usize) + Sync),
+}
+
+/// Plan, pack, solve and finish the entities `part` of the fit.
+fn solve_part(fit: &Fit, part: Range<usize>, scratch: &mut PartScratch) -> Result<PartOutput> {
+    let Fit {
+        backend,
+        data,
+        groups,
+        prior,
+        config,
+        finished,
+        progress,
+    } = *fit;
     let clock = Instant::now();
     let (plans, batch) = pack_part(data, groups, part, prior, config, scratch)?;
     let build = clock.elapsed().as_secs_f64();
