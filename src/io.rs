@@ -98,6 +98,8 @@ pub fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
 /// joined, as it may be waiting on stdin).
 pub struct ReadAhead<T> {
     receiver: std::sync::mpsc::Receiver<Result<Option<T>>>,
+    /// Whether the last item was given: later calls give `None` again.
+    ended: std::cell::Cell<bool>,
 }
 
 impl<T: Send + 'static> ReadAhead<T> {
@@ -111,14 +113,23 @@ impl<T: Send + 'static> ReadAhead<T> {
                 break;
             }
         });
-        ReadAhead { receiver }
+        ReadAhead {
+            receiver,
+            ended: std::cell::Cell::new(false),
+        }
     }
 
-    /// The next item; `None` after the last.
+    /// The next item; `None` after the last, however often asked.
     pub fn next(&self) -> Result<Option<T>> {
-        self.receiver
+        if self.ended.get() {
+            return Ok(None);
+        }
+        let item = self
+            .receiver
             .recv()
-            .map_err(|_| Error::Config("the input reader stopped".into()))?
+            .map_err(|_| Error::Config("the input reader stopped".into()))?;
+        self.ended.set(matches!(item, Ok(None)));
+        item
     }
 }
 
@@ -174,4 +185,21 @@ pub fn write_dir_atomic(
         std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_ahead_gives_its_items_in_order_then_none_however_often_asked() {
+        let mut left = 3;
+        let items = ReadAhead::spawn(move || {
+            left -= 1;
+            Ok((left >= 0).then_some(left))
+        });
+        for expected in [Some(2), Some(1), Some(0), None, None, None] {
+            assert_eq!(items.next().unwrap(), expected);
+        }
+    }
 }

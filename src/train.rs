@@ -322,14 +322,13 @@ fn solve_part(fit: &Fit, part: Range<usize>, scratch: &mut PartScratch) -> Resul
     let Fit {
         backend,
         data,
-        groups,
-        prior,
         config,
         finished,
         progress,
+        ..
     } = *fit;
     let clock = Instant::now();
-    let (plans, batch) = pack_part(data, groups, part, prior, config, scratch)?;
+    let (plans, batch) = pack_part(fit, part, scratch)?;
     let build = clock.elapsed().as_secs_f64();
 
     let clock = Instant::now();
@@ -586,13 +585,17 @@ impl PartScratch {
 /// Plan and pack the entities `part`, one at a time: an entity's rows are read to find its
 /// features and read again at once to pack them, while they are still in cache.
 fn pack_part<'p>(
-    data: &Dataset,
-    groups: &'p EntityRows,
+    fit: &Fit<'p>,
     part: Range<usize>,
-    prior: Option<&'p ModelSet>,
-    config: &TrainConfig,
     scratch: &mut PartScratch,
 ) -> Result<(Vec<Plan<'p>>, TrainingBatch)> {
+    let Fit {
+        data,
+        groups,
+        prior,
+        config,
+        ..
+    } = *fit;
     let loss = config.objective.loss();
     let shape = match (config.objective.is_bayesian(), config.hessian) {
         (false, _) => PrecisionShape::None,
@@ -604,7 +607,7 @@ fn pack_part<'p>(
         Some(spare) => spare.into_builder(loss, shape),
         None => TrainingBatch::builder(loss, shape),
     };
-    b.reserve(part.len(), rows.len(), packed_nnz(data, rows), 0);
+    b.reserve(part.len(), rows.len(), packed_nnz(data, rows));
     let mut plans = Vec::with_capacity(part.len());
     for e in part {
         let plan = plan_entity(
@@ -621,8 +624,8 @@ fn pack_part<'p>(
     Ok((plans, b.build()))
 }
 
-/// `seen[f] == entity` marks features already found in the entity's rows (scratch shared
-/// by the entities one thread plans).
+/// The plan of `entity`, whose records are `rows`: its features in id order and where its
+/// coefficients are in its prior. `seen` is the thread's [`PartScratch::seen`].
 fn plan_entity<'p>(
     data: &Dataset,
     entity: u32,

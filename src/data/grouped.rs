@@ -36,8 +36,6 @@ pub struct EntityChunks {
     batches: ReadAhead<ParsedBatch>,
     /// The rest of the current batch, next first.
     parsed: std::vec::IntoIter<(usize, Result<ParsedLine>)>,
-    /// Whether `batches` gave its last.
-    read_all: bool,
 }
 
 /// Up to [`LINES_PER_CHUNK`] non-blank lines, parsed, each with its line number; a line's
@@ -72,25 +70,21 @@ impl EntityChunks {
             finished: HashSet::new(),
             batches,
             parsed: Vec::new().into_iter(),
-            read_all: false,
         })
     }
 
     /// The next non-blank line, parsed, with its line number; `None` at the end.
     fn next_line(&mut self) -> Result<Option<(usize, ParsedLine)>> {
-        loop {
-            if let Some((n, parsed)) = self.parsed.next() {
-                return Ok(Some((n, parsed?)));
-            }
-            if self.read_all {
-                return Ok(None);
-            }
-            // A batch of blank lines only is empty, and not the end.
-            match self.batches.next()? {
-                Some(batch) => self.parsed = batch.into_iter(),
-                None => self.read_all = true,
+        if self.parsed.len() == 0 {
+            // Batches are never empty: only the end gives none.
+            if let Some(batch) = self.batches.next()? {
+                self.parsed = batch.into_iter();
             }
         }
+        self.parsed
+            .next()
+            .map(|(n, parsed)| Ok((n, parsed?)))
+            .transpose()
     }
 
     /// The next chunk; `None` after the last.
@@ -131,8 +125,9 @@ impl EntityChunks {
     }
 }
 
-/// Read the next [`LINES_PER_CHUNK`] lines of `reader` into the buffers `lines` and parse
-/// the non-blank ones in parallel; `line` counts the lines read so far. `None` at the end.
+/// Read the next [`LINES_PER_CHUNK`] non-blank lines of `reader` (fewer at the end) into
+/// the buffers `lines` and parse them in parallel; `line` counts the lines read so far.
+/// `None` at the end.
 fn next_batch(
     reader: &mut impl BufRead,
     path: &Path,
@@ -142,12 +137,10 @@ fn next_batch(
 ) -> Result<Option<ParsedBatch>> {
     use rayon::prelude::*;
     let mut numbers = Vec::with_capacity(lines.len());
-    let mut eof = false;
     while numbers.len() < lines.len() {
         let text = &mut lines[numbers.len()];
         text.clear();
         if reader.read_line(text).map_err(|e| Error::io(path, e))? == 0 {
-            eof = true;
             break;
         }
         *line += 1;
@@ -155,7 +148,8 @@ fn next_batch(
             numbers.push(*line);
         }
     }
-    if eof && numbers.is_empty() {
+    // Only the end leaves the batch short of one non-blank line.
+    if numbers.is_empty() {
         return Ok(None);
     }
     Ok(Some(

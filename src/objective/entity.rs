@@ -195,8 +195,8 @@ impl TrainingBatchBuilder {
         self.batch.precision_shape()
     }
 
-    /// Reserve room for `entities`, `rows`, `nnz` non-zeros (intercepts included) and `coefs`.
-    pub fn reserve(&mut self, entities: usize, rows: usize, nnz: usize, coefs: usize) {
+    /// Reserve room for `entities`, `rows` and `nnz` non-zeros (intercepts included).
+    pub fn reserve(&mut self, entities: usize, rows: usize, nnz: usize) {
         let b = &mut self.batch;
         b.coef_ptr.reserve(entities);
         b.row_ptr.reserve(entities);
@@ -206,11 +206,6 @@ impl TrainingBatchBuilder {
         b.offsets.reserve(rows);
         b.cols.reserve(nnz);
         b.vals.reserve(nnz);
-        b.penalty.reserve(coefs);
-        b.prior_mean.reserve(coefs);
-        if let PriorPrecision::Diagonal(q) = &mut b.prior_precision {
-            q.reserve(coefs);
-        }
     }
 
     /// Add one row to the entity being built: entity-local columns ≥ 1 in strictly ascending
