@@ -17,7 +17,7 @@
 //! evaluator treats it like any other feature. Columns are strictly ascending within a row
 //! (so each appears at most once, and a row with all `d` columns is `0, 1, …, d−1`).
 
-use super::{logistic_row_deferred, squared_row, LogSum, Loss};
+use super::{logistic_block, squared_block, LogSum, Loss};
 #[cfg(target_arch = "x86_64")]
 use crate::vector::dot4_avx2;
 use crate::vector::{axpy, axpy4, dot, dot4};
@@ -413,9 +413,10 @@ impl<'a> EntityProblem<'a> {
     /// (rows sorted by column, so `nnz = rows × d` means dense) is read as a row-major
     /// matrix with no column indices, four rows at a time (margins by `dot4`, with AVX2
     /// intrinsics where the CPU has them and the same rounding either way; gradient terms
-    /// by `axpy4`); the logistic logarithms of unit-weight rows are taken in bulk by
-    /// [`LogSum`], and the losses are summed in four lanes. All give the same value as the
-    /// plain per-row sum up to rounding.
+    /// by `axpy4`); the logistic terms of 32 rows at a time by `logistic_block` (AVX2
+    /// intrinsics there too, the same bits), whose logarithms of unit-weight rows are taken
+    /// in bulk by [`LogSum`], and the losses are summed in four lanes. All give the same
+    /// value as the plain per-row sum up to rounding.
     pub fn data_value_and_gradient(&self, theta: &[f64], grad: &mut [f64]) -> f64 {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
@@ -443,50 +444,22 @@ impl<'a> EntityProblem<'a> {
         grad.fill(0.0);
         let dense = self.is_dense();
         let mut logs = LogSum::default();
-        // Rows go in blocks: margins, then ℓ and ℓ' of the whole block in one loop with no
-        // calls in it (so it vectorises, `exp` included), then the block's gradient terms.
-        // Losses are summed in four lanes, rows k ≡ 0, 1, 2, 3 (mod 4), so the additions
-        // overlap; `one_plus` holds the factors of `LogSum` (1 where there is none).
+        // Rows go in blocks: margins, then ℓ and ℓ' of the whole block (vector code, `exp`
+        // included), then the block's gradient terms. Losses are summed in four lanes,
+        // rows k ≡ 0, 1, 2, 3 (mod 4), so the additions overlap.
         let mut sums = [0.0f64; 4];
         let mut margin = [0.0f64; ROW_BLOCK];
         let mut slope = [0.0f64; ROW_BLOCK];
-        let mut one_plus = [1.0f64; ROW_BLOCK];
-        let mut linear = [0.0f64; ROW_BLOCK];
         for start in (0..self.num_rows()).step_by(ROW_BLOCK) {
             let rows = start..(start + ROW_BLOCK).min(self.num_rows());
             let len = rows.len();
             let (labels, weights) = (&self.labels[rows.clone()], &self.weights[rows.clone()]);
             self.block_margins::<AVX2>(start, theta, dense, &mut margin[..len]);
             match self.loss {
-                Loss::Squared => {
-                    for k in 0..len {
-                        let r = squared_row(margin[k], labels[k], weights[k]);
-                        linear[k] = r.loss;
-                        slope[k] = r.d1;
-                    }
-                }
-                Loss::Logistic => {
-                    for k in 0..len {
-                        (linear[k], one_plus[k], slope[k]) =
-                            logistic_row_deferred(margin[k], labels[k], weights[k]);
-                    }
-                    // Weighted rows take their own logarithm.
-                    for k in 0..len {
-                        if weights[k] != 1.0 {
-                            linear[k] += weights[k] * one_plus[k].ln();
-                            one_plus[k] = 1.0;
-                        }
-                    }
-                }
-            }
-            let lanes = len.next_multiple_of(4);
-            linear[len..lanes].fill(0.0);
-            one_plus[len..lanes].fill(1.0);
-            for k in (0..lanes).step_by(4) {
-                for q in 0..4 {
-                    sums[q] += linear[k + q];
-                }
-                logs.add4(&one_plus[k..k + 4]);
+                Loss::Squared => squared_block(&margin, labels, weights, &mut sums, &mut slope),
+                Loss::Logistic => logistic_block::<AVX2, ROW_BLOCK>(
+                    &margin, labels, weights, &mut sums, &mut logs, &mut slope,
+                ),
             }
             let mut k = 0;
             if dense {

@@ -16,13 +16,13 @@
 //! 3e-308), so `2^k` is always a normal number; a NaN stays NaN. Measured against libm on
 //! 10⁶ points of `[−708, 0]`: within 2 ulp (a unit test keeps it so).
 
-const LOG2_E: f64 = std::f64::consts::LOG2_E;
+pub(super) const LOG2_E: f64 = std::f64::consts::LOG2_E;
 /// `ln 2` in two parts: the high part has 11 trailing zero bits, so `k · LN2_HI` is
 /// exact for `|k| < 2¹¹` (fdlibm's split).
-const LN2_HI: f64 = f64::from_bits(0x3FE6_2E42_FEE0_0000); // 6.93147180369123816490e-1
-const LN2_LO: f64 = f64::from_bits(0x3DEA_39EF_3579_3C76); // 1.90821492927058770002e-10
+pub(super) const LN2_HI: f64 = f64::from_bits(0x3FE6_2E42_FEE0_0000); // 6.93147180369123816490e-1
+pub(super) const LN2_LO: f64 = f64::from_bits(0x3DEA_39EF_3579_3C76); // 1.90821492927058770002e-10
 /// `1.5 · 2⁵²`: adding it rounds to an integer held in the low mantissa bits.
-const ROUNDER: f64 = 6_755_399_441_055_744.0;
+pub(super) const ROUNDER: f64 = 6_755_399_441_055_744.0;
 
 /// `e^x` for `x ≤ 0` (positive inputs are not supported: `2^k` would not be formed).
 #[inline(always)]

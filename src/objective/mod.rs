@@ -27,6 +27,8 @@
 //!
 //! Reference: Lambda Learner (Ramanath et al., 2020, arXiv:2010.05154), §3.
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 mod entity;
 mod exp;
 
@@ -215,6 +217,71 @@ pub fn logistic_row_deferred(margin: f64, label: f64, weight: f64) -> (f64, f64,
         one_plus,
         -weight * label * sig_neg_z,
     )
+}
+
+/// The logistic terms of a block of rows `margin[k]`, `labels[k]`, `weights[k]`
+/// (`k < labels.len() ≤ N`): `ℓ'` into `slope[k]`, and `ℓ` added to the four lane sums
+/// `sums` (row k in lane k mod 4) and to `logs`. A unit-weight row's logarithm is left to
+/// `logs`; a weighted row takes its own. With `AVX2`, four rows at a time in registers
+/// ([`avx2::logistic_block`], the same bits).
+#[inline(always)]
+pub(crate) fn logistic_block<const AVX2: bool, const N: usize>(
+    margin: &[f64; N],
+    labels: &[f64],
+    weights: &[f64],
+    sums: &mut [f64; 4],
+    logs: &mut LogSum,
+    slope: &mut [f64; N],
+) {
+    const { assert!(N.is_multiple_of(4)) };
+    #[cfg(target_arch = "x86_64")]
+    if AVX2 {
+        // SAFETY: `AVX2` is true only in the functions compiled for AVX2, which are called
+        // after checking that the CPU has it.
+        return unsafe { avx2::logistic_block(margin, labels, weights, sums, logs, slope) };
+    }
+    let len = labels.len();
+    // The factors of `logs`, 1 where there is none (past the last row too).
+    let (mut linear, mut one_plus) = ([0.0; N], [1.0; N]);
+    for k in 0..len {
+        (linear[k], one_plus[k], slope[k]) =
+            logistic_row_deferred(margin[k], labels[k], weights[k]);
+    }
+    for k in 0..len {
+        if weights[k] != 1.0 {
+            linear[k] += weights[k] * one_plus[k].ln();
+            one_plus[k] = 1.0;
+        }
+    }
+    for k in (0..len.next_multiple_of(4)).step_by(4) {
+        for q in 0..4 {
+            sums[q] += linear[k + q];
+        }
+        logs.add4(&one_plus[k..k + 4]);
+    }
+}
+
+/// The squared-loss terms of a block of rows, as [`logistic_block`] adds the logistic ones.
+#[inline(always)]
+pub(crate) fn squared_block<const N: usize>(
+    margin: &[f64; N],
+    labels: &[f64],
+    weights: &[f64],
+    sums: &mut [f64; 4],
+    slope: &mut [f64; N],
+) {
+    let len = labels.len();
+    let mut linear = [0.0; N];
+    for k in 0..len {
+        let r = squared_row(margin[k], labels[k], weights[k]);
+        linear[k] = r.loss;
+        slope[k] = r.d1;
+    }
+    for k in (0..len.next_multiple_of(4)).step_by(4) {
+        for q in 0..4 {
+            sums[q] += linear[k + q];
+        }
+    }
 }
 
 /// `Σ ln(a_k)` over factors `a_k ∈ [1, 2]`, as the logarithm of their running product:
