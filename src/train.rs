@@ -164,6 +164,8 @@ struct Plan<'p> {
     prior: Option<&'p EntityModel>,
     /// Index in the prior of each trained coefficient, then of each kept one.
     in_prior: Vec<Option<usize>>,
+    /// Whether every row has the features of the first (as in dense data).
+    uniform_rows: bool,
 }
 
 impl Plan<'_> {
@@ -636,12 +638,14 @@ fn plan_entity<'p>(
 ) -> Result<Plan<'p>> {
     let mut data_features = Vec::new();
     let mut previous: &[u32] = &[];
-    for &i in rows {
+    let mut uniform_rows = true;
+    for (r, &i) in rows.iter().enumerate() {
         let ids = data.row_features(i).0;
         // A row with the previous row's features (every row, in dense data) adds none.
         if ids == previous {
             continue;
         }
+        uniform_rows &= r == 0;
         for &f in ids {
             if std::mem::replace(&mut seen[f as usize], entity) != entity {
                 data_features.push(f);
@@ -659,6 +663,7 @@ fn plan_entity<'p>(
         in_prior: vec![None; data_features.len() + 1],
         data_features,
         prior,
+        uniform_rows,
     };
     if let Some(pm) = prior {
         check_prior_fits(pm, origin, config)?;
@@ -730,16 +735,20 @@ fn pack_entity(
     for (j, &f) in plan.data_features.iter().enumerate() {
         column[f as usize] = j as u32 + 1;
     }
-    for &i in plan.rows {
-        // Dataset ids ascend within a row and `column` is monotone, so columns ascend.
+    for (r, &i) in plan.rows.iter().enumerate() {
         let (ids, vals) = data.row_features(i);
-        b.push_row(
+        let (label, weight, offset) = (
             training_label(loss, data.label[i]),
             data.weight[i],
             data.offset[i],
-            ids.iter().map(|&f| column[f as usize]),
-            vals,
         );
+        if r > 0 && plan.uniform_rows {
+            b.push_row_with_previous_columns(label, weight, offset, vals);
+        } else {
+            // Dataset ids ascend within a row and `column` is monotone, so columns ascend.
+            let cols = ids.iter().map(|&f| column[f as usize]);
+            b.push_row(label, weight, offset, cols, vals);
+        }
     }
     let d = plan.free();
     let h0 = |j: usize, k: usize| -> f64 {
@@ -917,5 +926,45 @@ mod tests {
                 other => panic!("expected a prior mismatch, got {:?}", other.map(|_| ())),
             }
         }
+    }
+
+    #[test]
+    fn rows_are_uniform_when_each_has_the_features_of_the_first() {
+        let mut data = Dataset::new();
+        let key = |name: &str| FeatureKey::new(name, "");
+        let rows: [(&str, &[&str]); 7] = [
+            ("dense", &["a", "b"]),
+            ("dense", &["a", "b"]),
+            ("empty first", &[]),
+            ("empty first", &["a"]),
+            ("changes", &["a"]),
+            ("changes", &["b"]),
+            ("none", &[]),
+        ];
+        for (entity, features) in rows {
+            data.push(
+                entity,
+                1.0,
+                1.0,
+                0.0,
+                None,
+                features.iter().map(|&f| (key(f), 1.0)),
+            );
+        }
+        let groups = data.rows_by_entity();
+        let config = TrainConfig::new(ObjectiveKind::Logistic);
+        let mut seen = vec![u32::MAX; data.features.len()];
+        for (e, uniform) in [(0, true), (1, false), (2, false), (3, true)] {
+            let rows = groups.of(e);
+            let plan = plan_entity(&data, e as u32, rows, None, &config, &mut seen).unwrap();
+            assert_eq!(
+                plan.uniform_rows,
+                uniform,
+                "{}",
+                data.entities.key(e as u32)
+            );
+        }
+        // Packed either way, every entity trains.
+        assert_eq!(fit(None, &data, &config, &|_| {}).unwrap().models.len(), 4);
     }
 }

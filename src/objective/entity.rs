@@ -227,11 +227,36 @@ impl TrainingBatchBuilder {
         let row = &b.cols[start..];
         assert_eq!(row.len(), vals.len() + 1, "one value per column");
         // A fold with no early exit: one compare per column, no branch per column.
-        let ascending = row.windows(2).fold(true, |ok, w| ok & (w[0] < w[1]));
+        let ascending =
+            (row[..row.len() - 1].iter().zip(&row[1..])).fold(true, |ok, (a, b)| ok & (a < b));
         assert!(
             ascending,
             "columns of a row must be strictly ascending and ≥ 1"
         );
+        self.end_row(label, weight, offset);
+    }
+
+    /// [`Self::push_row`] with the columns of the row pushed just before, in this entity.
+    pub fn push_row_with_previous_columns(
+        &mut self,
+        label: f64,
+        weight: f64,
+        offset: f64,
+        vals: &[f64],
+    ) {
+        assert!(self.entity_rows_open, "no previous row in this entity");
+        let b = &mut self.batch;
+        let rows = b.nz_ptr.len();
+        let previous = b.nz_ptr[rows - 2]..b.nz_ptr[rows - 1];
+        assert_eq!(previous.len(), vals.len() + 1, "one value per column");
+        b.cols.extend_from_within(previous);
+        b.vals.push(1.0);
+        b.vals.extend_from_slice(vals);
+        self.end_row(label, weight, offset);
+    }
+
+    fn end_row(&mut self, label: f64, weight: f64, offset: f64) {
+        let b = &mut self.batch;
         b.nz_ptr.push(b.cols.len());
         b.labels.push(label);
         b.weights.push(weight);
@@ -667,6 +692,35 @@ mod tests {
             g[j] += p.penalty[j] * theta[j];
         }
         (f, g)
+    }
+
+    #[test]
+    fn a_row_with_the_previous_columns_packs_as_a_row_with_them_spelled_out() {
+        let mut spelled = TrainingBatch::builder(Loss::Logistic, PrecisionShape::None);
+        let mut reused = TrainingBatch::builder(Loss::Logistic, PrecisionShape::None);
+        for b in [&mut spelled, &mut reused] {
+            b.push_row(1.0, 1.0, 0.0, [2, 5], &[0.5, -1.0]);
+        }
+        spelled.push_row(-1.0, 2.0, 0.3, [2, 5], &[1.5, 4.0]);
+        reused.push_row_with_previous_columns(-1.0, 2.0, 0.3, &[1.5, 4.0]);
+        for b in [&mut spelled, &mut reused] {
+            b.finish_entity(&[1.0; 6], &[0.0; 6], &[]);
+        }
+        let (a, b) = (spelled.build(), reused.build());
+        assert_eq!((a.cols, a.vals, a.nz_ptr), (b.cols, b.vals, b.nz_ptr));
+        assert_eq!(
+            (a.labels, a.weights, a.offsets),
+            (b.labels, b.weights, b.offsets)
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "no previous row in this entity")]
+    fn an_entity_starts_with_its_columns_spelled_out() {
+        let mut b = TrainingBatch::builder(Loss::Logistic, PrecisionShape::None);
+        b.push_row(1.0, 1.0, 0.0, [1], &[0.5]);
+        b.finish_entity(&[1.0; 2], &[0.0; 2], &[]);
+        b.push_row_with_previous_columns(1.0, 1.0, 0.0, &[0.5]);
     }
 
     #[test]
