@@ -144,6 +144,22 @@ pub fn axpy4(a: [f64; 4], x: &[f64], y: &mut [f64]) {
     }
 }
 
+/// `y ← y + a_0 x_0² + a_1 x_1² + a_2 x_2² + a_3 x_3²` (squares taken elementwise, each term
+/// rounded as `(a_q x) x`) for the four rows of a row-major 4×d block, added in that order:
+/// the same bits as adding the rows one at a time, with `y` loaded and stored once.
+#[inline(always)]
+pub fn add_squares4(a: [f64; 4], x: &[f64], y: &mut [f64]) {
+    let d = y.len();
+    let x = &x[..4 * d];
+    let (x0, rest) = x.split_at(d);
+    let (x1, rest) = rest.split_at(d);
+    let (x2, x3) = rest.split_at(d);
+    for c in 0..d {
+        y[c] = (((y[c] + a[0] * x0[c] * x0[c]) + a[1] * x1[c] * x1[c]) + a[2] * x2[c] * x2[c])
+            + a[3] * x3[c] * x3[c];
+    }
+}
+
 /// `max_j |v_j|` (0 for an empty vector).
 #[inline]
 pub fn inf_norm(v: &[f64]) -> f64 {
@@ -201,6 +217,23 @@ mod tests {
                 axpy(a[q], &x[q * d..(q + 1) * d], &mut want);
             }
             axpy4(a, &x, &mut got);
+            assert_eq!(got, want, "d = {d}");
+        }
+    }
+
+    #[test]
+    fn add_squares4_adds_as_four_rows() {
+        for d in 0..9 {
+            let x: Vec<f64> = (0..4 * d).map(|i| (i as f64 * 0.91).sin() * 1e2).collect();
+            let a = [0.3, 1.7, 2.9e-3, 11.0];
+            let mut want: Vec<f64> = (0..d).map(|i| i as f64 / 3.0).collect();
+            let mut got = want.clone();
+            for q in 0..4 {
+                for c in 0..d {
+                    want[c] += a[q] * x[q * d + c] * x[q * d + c];
+                }
+            }
+            add_squares4(a, &x, &mut got);
             assert_eq!(got, want, "d = {d}");
         }
     }

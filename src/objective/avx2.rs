@@ -1,5 +1,7 @@
 //! The logistic rows of the CPU evaluator, four at a time in AVX2 registers.
 //!
+//! [`logistic_second_derivatives`] is [`super::Loss::second_derivative`] of a block, for the
+//! posterior's Hessian diagonal.
 //! [`logistic_block`] is [`super::logistic_block`] (each row's [`logistic_row_deferred`],
 //! the losses summed in four lanes and [`LogSum`]) and [`exp_nonpositive4`] is
 //! [`exp_nonpositive`] of four lanes: the same operations in the same order, with no FMA (every product and sum is rounded as the scalar code rounds
@@ -169,9 +171,44 @@ pub unsafe fn logistic_block<const N: usize>(
     unsafe { _mm256_storeu_pd(sums.as_mut_ptr(), lane_sums) };
 }
 
+/// [`super::Loss::second_derivative`] of the logistic loss, `w e^{−|m|} / (1 + e^{−|m|})²`,
+/// of the rows `margin[k]`, `weights[k]` (`k < weights.len()`), written over the margins,
+/// four rows at a time. What lies past the last row up to the next multiple of four is
+/// overwritten with unspecified values.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+#[inline]
+pub unsafe fn logistic_second_derivatives<const N: usize>(margin: &mut [f64; N], weights: &[f64]) {
+    const { assert!(N.is_multiple_of(4)) };
+    let len = weights.len();
+    assert!(len <= N);
+    let abs = _mm256_castsi256_pd(_mm256_set1_epi64x(i64::MAX));
+    let mut k = 0;
+    while k < len {
+        let weight = if k + 4 <= len {
+            // SAFETY: k + 4 ≤ len, the length of `weights`.
+            unsafe { _mm256_loadu_pd(weights.as_ptr().add(k)) }
+        } else {
+            let w = |q: usize| weights.get(k + q).copied().unwrap_or(1.0);
+            _mm256_set_pd(w(3), w(2), w(1), w(0))
+        };
+        // SAFETY: k < len ≤ N and N is a multiple of 4, so k + 4 ≤ N.
+        let m = unsafe { _mm256_loadu_pd(margin.as_ptr().add(k)) };
+        // −|m|: the sign bit cleared, then set.
+        let e = exp_nonpositive4(_mm256_or_pd(_mm256_and_pd(m, abs), _mm256_set1_pd(-0.0)));
+        let one_plus = _mm256_add_pd(_mm256_set1_pd(1.0), e);
+        let d2 = _mm256_div_pd(_mm256_mul_pd(weight, e), _mm256_mul_pd(one_plus, one_plus));
+        // SAFETY: as for the load.
+        unsafe { _mm256_storeu_pd(margin.as_mut_ptr().add(k), d2) };
+        k += 4;
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::exp_nonpositive;
+    use super::super::{exp_nonpositive, Loss};
     use super::*;
 
     /// Inputs over the whole range, near the reduction's boundaries, and special values.
@@ -282,6 +319,37 @@ mod tests {
         // The finite rows make finite sums, so the sums above compared real values.
         let (_, sums, logs) = blocks(&finite, true);
         assert!(sums.iter().all(|s| s.is_finite() && *s > 0.0) && logs.is_finite());
+    }
+
+    #[test]
+    fn second_derivatives_have_the_bits_of_the_scalar_ones() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        let margins: Vec<f64> = inputs()
+            .iter()
+            .flat_map(|&x| [x, -x, x / 37.0, -x / 37.0])
+            .chain([f64::INFINITY, 1e308, -1e308])
+            .collect();
+        for (b, block) in margins.chunks(32).enumerate() {
+            let len = block.len() - b % 5;
+            let weights: Vec<f64> = (0..len)
+                .map(|k| if (k + b) % 11 == 3 { 2.5 } else { 1.0 })
+                .collect();
+            let mut d2 = [0.0; 32];
+            d2[..len].copy_from_slice(&block[..len]);
+            // SAFETY: AVX2 was detected above.
+            unsafe { logistic_second_derivatives(&mut d2, &weights) };
+            for k in 0..len {
+                let want = Loss::Logistic.second_derivative(block[k], weights[k]);
+                assert!(
+                    same(d2[k], want),
+                    "ℓ''({}): {} against {want}",
+                    block[k],
+                    d2[k]
+                );
+            }
+        }
     }
 
     fn same(a: f64, b: f64) -> bool {

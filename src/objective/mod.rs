@@ -358,6 +358,26 @@ impl Loss {
         }
     }
 
+    /// [`Self::second_derivative`] of the rows `margin[k]`, `weights[k]`
+    /// (`k < weights.len() ≤ N`), written over the margins; with `AVX2`, four logistic rows
+    /// at a time ([`avx2::logistic_second_derivatives`], the same bits).
+    #[inline(always)]
+    pub(crate) fn second_derivatives<const AVX2: bool, const N: usize>(
+        self,
+        margin: &mut [f64; N],
+        weights: &[f64],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if AVX2 && self == Loss::Logistic {
+            // SAFETY: `AVX2` is true only in the functions compiled for AVX2, which are
+            // called after checking that the CPU has it.
+            return unsafe { avx2::logistic_second_derivatives(margin, weights) };
+        }
+        for (d2, &w) in margin.iter_mut().zip(weights) {
+            *d2 = self.second_derivative(*d2, w);
+        }
+    }
+
     #[inline]
     pub fn row(self, margin: f64, label: f64, weight: f64) -> RowDerivatives {
         match self {
