@@ -129,17 +129,20 @@ pub fn axpy(a: f64, x: &[f64], y: &mut [f64]) {
     }
 }
 
+/// The four rows of a row-major 4×d block, each of length `d`.
+#[inline(always)]
+fn rows4(x: &[f64], d: usize) -> [&[f64]; 4] {
+    let x = &x[..4 * d];
+    std::array::from_fn(|q| &x[q * d..(q + 1) * d])
+}
+
 /// `y ← y + a_0 x_0 + a_1 x_1 + a_2 x_2 + a_3 x_3` for the four rows `x_q = x[q d..(q+1) d]`
 /// of a row-major 4×d block, added in that order: the same bits as four [`axpy`]s, with `y`
 /// loaded and stored once.
 #[inline(always)]
 pub fn axpy4(a: [f64; 4], x: &[f64], y: &mut [f64]) {
-    let d = y.len();
-    let x = &x[..4 * d];
-    let (x0, rest) = x.split_at(d);
-    let (x1, rest) = rest.split_at(d);
-    let (x2, x3) = rest.split_at(d);
-    for c in 0..d {
+    let [x0, x1, x2, x3] = rows4(x, y.len());
+    for c in 0..y.len() {
         y[c] = (((y[c] + a[0] * x0[c]) + a[1] * x1[c]) + a[2] * x2[c]) + a[3] * x3[c];
     }
 }
@@ -149,12 +152,8 @@ pub fn axpy4(a: [f64; 4], x: &[f64], y: &mut [f64]) {
 /// the same bits as adding the rows one at a time, with `y` loaded and stored once.
 #[inline(always)]
 pub fn add_squares4(a: [f64; 4], x: &[f64], y: &mut [f64]) {
-    let d = y.len();
-    let x = &x[..4 * d];
-    let (x0, rest) = x.split_at(d);
-    let (x1, rest) = rest.split_at(d);
-    let (x2, x3) = rest.split_at(d);
-    for c in 0..d {
+    let [x0, x1, x2, x3] = rows4(x, y.len());
+    for c in 0..y.len() {
         y[c] = (((y[c] + a[0] * x0[c] * x0[c]) + a[1] * x1[c] * x1[c]) + a[2] * x2[c] * x2[c])
             + a[3] * x3[c] * x3[c];
     }
