@@ -42,7 +42,8 @@ pub struct TrainConfig {
     /// Posterior precision kept with each model (default `diagonal`).
     pub hessian: HessianType,
     pub solver: LbfgsOptions,
-    /// Entities solved together in one batch (default 65,536); bounds solver memory.
+    /// On the GPU, entities in flight at once (default 65,536), in one part per thread;
+    /// bounds the GPU's and the packed parts' memory. The CPU solves parts of 128.
     pub batch_entities: usize,
     /// f64 CPU L-BFGS iterations run after a GPU solve, from its optimum (default 0).
     pub polish_iterations: usize,
@@ -134,8 +135,9 @@ impl Verification {
 pub enum Backend<'a> {
     /// The f64 CPU evaluator, parts of [`PART_ENTITIES`] entities solved in parallel.
     Cpu,
-    /// The GPU evaluator, parts of `batch_entities` entities one after another; a part the
-    /// GPU fails on is solved on the CPU (reported in [`FitOutput::gpu_fallbacks`]).
+    /// The GPU evaluator, one part of `batch_entities / threads` entities per thread at a
+    /// time; a part the GPU fails on is solved on the CPU (reported in
+    /// [`FitOutput::gpu_fallbacks`]).
     Gpu(&'a GpuContext),
 }
 
@@ -148,8 +150,9 @@ pub struct FitTimings {
     pub solve: f64,
     /// The part of `solve` spent in the evaluator.
     pub evaluate: f64,
-    /// On the GPU: the evaluator's upload, kernel and read-back time (summed over parts,
-    /// which run one after another) and the bytes its kernels moved.
+    /// On the GPU: the evaluators' setup, upload, wait and read-back thread seconds
+    /// (summed over parts, which run on every thread at once), their kernels' own time
+    /// on the device, and the bytes the kernels moved.
     pub gpu: GpuTimings,
     /// Posterior precisions and model assembly.
     pub posterior: f64,
@@ -222,66 +225,71 @@ pub fn fit_on(
     let finished = AtomicUsize::new(0);
     let mut gpu_fallbacks = Vec::new();
     let mut verification: Option<Verification> = None;
-    let mut start = 0;
-    while start < groups.num_entities() {
-        let end = (start + config.batch_entities).min(groups.num_entities());
-        let entities = start..end;
-        start = end;
+    let entities = 0..groups.num_entities();
 
-        // Each part is planned, packed, solved by its own lockstep L-BFGS and turned into
-        // models on one thread, parts in parallel: no thread waits for another's
-        // stragglers, a part stays in one core's cache while it is used, and its buffers
-        // are refilled by the thread's next part.
-        let clock = Instant::now();
-        let fit = Fit {
-            backend,
-            data,
-            groups: &groups,
-            prior,
-            config,
-            finished: &finished,
-            progress,
-        };
-        let solve = |scratch: &mut PartScratch, part| solve_part(&fit, part, scratch);
-        let new_scratch = || PartScratch::new(data.features.len());
-        let parts: Vec<PartOutput> = match backend {
-            Backend::Cpu => entities
-                .step_by(PART_ENTITIES)
-                .map(|s| s..(s + PART_ENTITIES).min(end))
-                .collect::<Vec<_>>()
-                .into_par_iter()
-                .map_init(new_scratch, solve)
-                .collect::<Vec<Result<PartOutput>>>()
-                // The first error in entity order, whichever thread found one first.
-                .into_iter()
-                .collect::<Result<_>>()?,
-            Backend::Gpu(ctx) => {
-                let mut scratch = new_scratch();
-                gpu_parts(&groups, entities, data, ctx.max_binding_bytes(), config)
-                    .into_iter()
-                    .map(|part| solve(&mut scratch, part))
-                    .collect::<Result<_>>()?
-            }
-        };
-        let wall = clock.elapsed().as_secs_f64();
-
-        // Wall time split in proportion to the thread time of each phase.
-        let thread = |f: fn(&PartOutput) -> f64| parts.iter().map(f).sum::<f64>();
-        let total = thread(|p| p.build + p.solve + p.posterior).max(f64::MIN_POSITIVE);
-        timings.build += wall * thread(|p| p.build) / total;
-        timings.solve += wall * thread(|p| p.solve) / total;
-        timings.evaluate += wall * thread(|p| p.evaluate) / total;
-        timings.posterior += wall * thread(|p| p.posterior) / total;
-        for part in parts {
-            gpu_fallbacks.extend(part.gpu_fallback);
-            timings.gpu.add(&part.gpu_timings);
-            if let Some(v) = part.verification {
-                verification = Some(verification.unwrap_or_default().merge(v));
-            }
-            rounds += part.rounds;
-            models.extend(part.models);
-            reports.extend(part.reports);
+    // Each part is planned, packed, solved by its own lockstep L-BFGS and turned into
+    // models on one thread, parts in parallel: no thread waits for another's stragglers,
+    // and its buffers are refilled by the thread's next part. On the CPU a part is small
+    // enough to stay in one core's cache; on the GPU the threads' parts share the device,
+    // so that one part's kernels run while the others pack, step or finish.
+    let clock = Instant::now();
+    let fit = Fit {
+        backend,
+        data,
+        groups: &groups,
+        prior,
+        config,
+        finished: &finished,
+        progress,
+    };
+    let parts: Vec<Range<usize>> = match backend {
+        Backend::Cpu => entities
+            .clone()
+            .step_by(PART_ENTITIES)
+            .map(|s| s..(s + PART_ENTITIES).min(entities.end))
+            .collect(),
+        Backend::Gpu(ctx) => {
+            let part_entities = config
+                .batch_entities
+                .div_ceil(rayon::current_num_threads())
+                .max(1);
+            gpu_parts(
+                &groups,
+                entities,
+                data,
+                ctx.max_binding_bytes(),
+                part_entities,
+            )
         }
+    };
+    let parts: Vec<PartOutput> = parts
+        .into_par_iter()
+        .map_init(
+            || PartScratch::new(data.features.len()),
+            |scratch, part| solve_part(&fit, part, scratch),
+        )
+        .collect::<Vec<Result<PartOutput>>>()
+        // The first error in entity order, whichever thread found one first.
+        .into_iter()
+        .collect::<Result<_>>()?;
+    let wall = clock.elapsed().as_secs_f64();
+
+    // Wall time split in proportion to the thread time of each phase.
+    let thread = |f: fn(&PartOutput) -> f64| parts.iter().map(f).sum::<f64>();
+    let total = thread(|p| p.build + p.solve + p.posterior).max(f64::MIN_POSITIVE);
+    timings.build += wall * thread(|p| p.build) / total;
+    timings.solve += wall * thread(|p| p.solve) / total;
+    timings.evaluate += wall * thread(|p| p.evaluate) / total;
+    timings.posterior += wall * thread(|p| p.posterior) / total;
+    for part in parts {
+        gpu_fallbacks.extend(part.gpu_fallback);
+        timings.gpu.add(&part.gpu_timings);
+        if let Some(v) = part.verification {
+            verification = Some(verification.unwrap_or_default().merge(v));
+        }
+        rounds += part.rounds;
+        models.extend(part.models);
+        reports.extend(part.reports);
     }
     Ok(FitOutput {
         models,
@@ -516,21 +524,21 @@ fn verify(batch: &TrainingBatch, solved: &SolveResult) -> Result<Verification> {
 
 /// Consecutive runs of the entities `entities` whose packed buffers each fit one GPU
 /// binding of `limit` bytes (rows take 16 bytes, non-zeros 4 bytes per array), at most
-/// `batch_entities` long. An entity too large on its own gets a part of its own, which the
+/// `part_entities` long. An entity too large on its own gets a part of its own, which the
 /// GPU refuses and the CPU solves.
 fn gpu_parts(
     groups: &EntityRows,
     entities: Range<usize>,
     data: &Dataset,
     limit: u64,
-    config: &TrainConfig,
+    part_entities: usize,
 ) -> Vec<Range<usize>> {
     let mut parts = Vec::new();
     let (mut start, mut rows, mut nnz) = (entities.start, 0u64, 0u64);
     for e in entities.clone() {
         let entity_rows = groups.of(e).len() as u64;
         let entity_nnz = packed_nnz(data, groups.of(e)) as u64;
-        let full = e - start >= config.batch_entities
+        let full = e - start >= part_entities
             || 16 * (rows + entity_rows) > limit
             || 4 * (nnz + entity_nnz) > limit;
         if full && e > start {

@@ -240,6 +240,46 @@ fn fit_cuts_parts_to_the_binding_limit_and_solves_an_oversized_entity_on_the_cpu
 }
 
 #[test]
+fn gpu_models_do_not_depend_on_how_the_entities_are_cut_into_concurrent_parts() {
+    use glmix::synth::{generate, SyntheticSpec};
+    use glmix::train::{fit_on, Backend, TrainConfig};
+    let Some(ctx) = gpu() else { return };
+    let data = generate(&SyntheticSpec {
+        entities: 60,
+        rows_per_entity: 12,
+        features: 5,
+        ragged: true,
+        seed: 11,
+        ..Default::default()
+    })
+    .data;
+    let fit_in_parts_of = |batch_entities: usize| {
+        let mut config = TrainConfig::new(ObjectiveKind::BayesLogistic);
+        config.batch_entities = batch_entities;
+        // Several threads, each with its own parts on the one device.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap();
+        pool.install(|| fit_on(Backend::Gpu(ctx), None, &data, &config, &|_| {}).unwrap())
+    };
+    let one_part = fit_in_parts_of(1 << 20);
+    let parts_of_three = fit_in_parts_of(12);
+    assert!(one_part.gpu_fallbacks.is_empty() && parts_of_three.gpu_fallbacks.is_empty());
+    assert_eq!(one_part.models.len(), 60);
+    // Each entity's sums are its own, so the f32 arithmetic and the optimum are the same.
+    assert_eq!(one_part.models, parts_of_three.models);
+    assert!(
+        parts_of_three.rounds > one_part.rounds,
+        "more parts, more rounds"
+    );
+    if ctx.has_timestamps() {
+        let t = parts_of_three.timings.gpu;
+        assert!(t.device_kernels > 0.0 && t.kernel_bytes > 0.0, "{t:?}");
+    }
+}
+
+#[test]
 fn hessian_diagonals_match_the_cpu() {
     let Some(ctx) = gpu() else { return };
     for objective in ObjectiveKind::ALL {

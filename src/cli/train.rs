@@ -79,7 +79,7 @@ pub struct ModelArgs {
     /// Iteration limit per entity.
     #[arg(long, default_value_t = 15000)]
     pub max_iterations: usize,
-    /// Entities solved together in one batch (bounds the solver's memory).
+    /// On the GPU, entities in flight at once, one part per thread (bounds GPU memory).
     #[arg(long, default_value_t = 65_536)]
     pub batch_entities: usize,
     /// Where to evaluate: auto (a GPU when one works, else the CPU), cpu or gpu.

@@ -71,6 +71,8 @@ pub struct GpuContext {
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
+    /// Nanoseconds per timestamp tick, when the device has timestamp queries.
+    timestamp_period: Option<f32>,
     squared: Kernels,
     logistic: Kernels,
     /// `row_dots`: `x_i·θ` per record, for scoring.
@@ -106,9 +108,12 @@ impl GpuContext {
             .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
         let info = adapter.get_info();
         let limits = adapter.limits();
+        // Timestamp queries time the kernels on the device, where the adapter has them.
+        let timestamps = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("glmix"),
+                required_features: timestamps,
                 required_limits: limits.clone(),
                 ..Default::default()
             })
@@ -152,15 +157,22 @@ impl GpuContext {
         if let Some(e) = scope.pop().await {
             return Err(GpuError::Validation(e.to_string()));
         }
+        let timestamp_period = (!timestamps.is_empty()).then(|| queue.get_timestamp_period());
         Ok(GpuContext {
             device,
             queue,
+            timestamp_period,
             info,
             limits,
             squared,
             logistic,
             row_dots,
         })
+    }
+
+    /// Whether the kernels are timed on the device (the adapter has timestamp queries).
+    pub fn has_timestamps(&self) -> bool {
+        self.timestamp_period.is_some()
     }
 
     /// Whether the adapter is a software rasterizer on the CPU (llvmpipe/lavapipe).
@@ -276,10 +288,74 @@ pub struct GpuEvaluator<'a> {
     running_flags: Vec<u32>,
     /// Bytes the kernels read and write in one dispatch over the whole batch.
     bytes_per_dispatch: f64,
+    /// The share of the batch's rows whose entities run in the next dispatch.
+    running_rows_share: f64,
     /// Bindings 0–5 of `hessian_full`, and the entries of all its blocks.
     full_hessian_inputs: [wgpu::Buffer; 6],
     block_entries: u32,
+    timer: Option<KernelTimer>,
     timings: GpuTimings,
+}
+
+/// Two timestamps around an evaluation's kernels, resolved and copied out with its results.
+struct KernelTimer {
+    queries: wgpu::QuerySet,
+    resolved: wgpu::Buffer,
+    read: wgpu::Buffer,
+    /// Nanoseconds per tick.
+    period: f32,
+}
+
+impl KernelTimer {
+    fn new(device: &wgpu::Device, period: f32) -> Self {
+        let bytes = 2 * std::mem::size_of::<u64>() as u64;
+        let buffer = |label, usage| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: bytes,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        KernelTimer {
+            queries: device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("kernel_timer"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            }),
+            resolved: buffer(
+                "kernel_timer_resolved",
+                wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            ),
+            read: buffer(
+                "kernel_timer_read",
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            ),
+            period,
+        }
+    }
+
+    /// The writes of pass `k` of `passes`: the start before the first, the end after the
+    /// last.
+    fn writes(&self, k: usize, passes: usize) -> Option<wgpu::ComputePassTimestampWrites<'_>> {
+        let (first, last) = (k == 0, k + 1 == passes);
+        (first || last).then(|| wgpu::ComputePassTimestampWrites {
+            query_set: &self.queries,
+            beginning_of_pass_write_index: first.then_some(0),
+            end_of_pass_write_index: last.then_some(1),
+        })
+    }
+
+    /// Queue the resolve of both timestamps and their copy to the readable buffer.
+    fn resolve(&self, encoder: &mut wgpu::CommandEncoder) {
+        encoder.resolve_query_set(&self.queries, 0..2, &self.resolved, 0);
+        encoder.copy_buffer_to_buffer(&self.resolved, 0, &self.read, 0, self.read.size());
+    }
+
+    /// Seconds between the two timestamps of `ticks`.
+    fn seconds(&self, ticks: &[u64]) -> f64 {
+        ticks[1].saturating_sub(ticks[0]) as f64 * f64::from(self.period) * 1e-9
+    }
 }
 
 /// Where a GPU evaluator's time went, measured on the host.
@@ -287,24 +363,32 @@ pub struct GpuEvaluator<'a> {
 pub struct GpuTimings {
     /// Packing the batch, creating and filling its buffers and bind groups.
     pub setup: f64,
+    /// The packing alone (the GPU layout of the batch, on the host).
+    pub pack: f64,
     /// Writing θ and the running flags, encoding and submitting.
     pub upload: f64,
-    /// From submission until the device is idle (the five kernels and two copies).
+    /// From submission until the results could be read, on the host (the kernels, the
+    /// copies, and other threads' work queued before them).
     pub kernels: f64,
+    /// The kernels alone, timed on the device by timestamp queries (0 where the adapter
+    /// has none).
+    pub device_kernels: f64,
     /// Mapping and copying out the losses and gradients.
     pub readback: f64,
     /// Evaluations dispatched.
     pub dispatches: usize,
-    /// Bytes the kernels move, counted as every dispatch covering the whole batch: an
-    /// upper bound when only some entities are running.
+    /// Bytes the kernels move: each dispatch's share of the batch's, by the rows of the
+    /// entities it runs.
     pub kernel_bytes: f64,
 }
 
 impl GpuTimings {
     pub fn add(&mut self, other: &GpuTimings) {
         self.setup += other.setup;
+        self.pack += other.pack;
         self.upload += other.upload;
         self.kernels += other.kernels;
+        self.device_kernels += other.device_kernels;
         self.readback += other.readback;
         self.dispatches += other.dispatches;
         self.kernel_bytes += other.kernel_bytes;
@@ -316,6 +400,7 @@ impl<'a> GpuEvaluator<'a> {
     pub fn new(ctx: &'a GpuContext, batch: &'a TrainingBatch) -> Result<Self, GpuError> {
         let clock = Instant::now();
         let packed = PackedBatch::new(batch);
+        let pack = clock.elapsed().as_secs_f64();
         let bytes_per_dispatch = packed.bytes_per_dispatch();
         let device = &ctx.device;
         let limit = ctx.max_binding_bytes();
@@ -520,10 +605,13 @@ impl<'a> GpuEvaluator<'a> {
             theta_f32: vec![0.0; c],
             running_flags: vec![0; e],
             bytes_per_dispatch,
+            running_rows_share: 1.0,
             full_hessian_inputs: [block_ptr, coef_ptr, csc_ptr, csc_rows, csc_vals, row_d2],
             block_entries: *packed.block_ptr.last().expect("E + 1 pointers"),
+            timer: ctx.timestamp_period.map(|p| KernelTimer::new(device, p)),
             timings: GpuTimings {
                 setup: clock.elapsed().as_secs_f64(),
+                pack,
                 ..GpuTimings::default()
             },
         })
@@ -604,7 +692,7 @@ impl<'a> GpuEvaluator<'a> {
         }
         encoder.copy_buffer_to_buffer(&blocks, 0, &read, 0, bytes);
         ctx.queue.submit([encoder.finish()]);
-        let out = read_back(device, &read)?;
+        let out: Vec<f32> = read_back(device, &read)?;
         if let Some(err) = pollster::block_on(scope.pop()) {
             return Err(EvalError::Backend(format!("GPU validation error: {err}")));
         }
@@ -634,14 +722,21 @@ impl<'a> GpuEvaluator<'a> {
     /// submission.
     fn upload(&mut self, theta: &[f64], active: Option<&[usize]>) {
         let clock = Instant::now();
+        let row_ptr = &self.batch.row_ptr;
         match active {
             Some(active) => {
                 self.running_flags.fill(0);
+                let mut running_rows = 0;
                 for &e in active {
                     self.running_flags[e] = 1;
+                    running_rows += row_ptr[e + 1] - row_ptr[e];
                 }
+                self.running_rows_share = running_rows as f64 / self.batch.num_rows().max(1) as f64;
             }
-            None => self.running_flags.fill(1),
+            None => {
+                self.running_flags.fill(1);
+                self.running_rows_share = 1.0;
+            }
         }
         for (t, &v) in self.theta_f32.iter_mut().zip(theta) {
             *t = v as f32;
@@ -659,8 +754,11 @@ impl<'a> GpuEvaluator<'a> {
         encoder: &mut wgpu::CommandEncoder,
         passes: &[(&wgpu::ComputePipeline, usize, u32)],
     ) {
-        for &(pipeline, bind, n) in passes {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
+        for (k, &(pipeline, bind, n)) in passes.iter().enumerate() {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: self.timer.as_ref().and_then(|t| t.writes(k, passes.len())),
+            });
             pass.set_pipeline(pipeline);
             pass.set_bind_group(0, &self.bind[bind], &[]);
             let (x, y) = self.ctx.grid(n);
@@ -681,22 +779,30 @@ impl<'a> GpuEvaluator<'a> {
         self.encode(&mut encoder, passes);
         encoder.copy_buffer_to_buffer(&self.loss, 0, &self.loss_read, 0, self.loss_read.size());
         encoder.copy_buffer_to_buffer(&self.grad, 0, &self.grad_read, 0, self.grad_read.size());
-        ctx.queue.submit([encoder.finish()]);
+        if let Some(timer) = &self.timer {
+            timer.resolve(&mut encoder);
+        }
+        let submission = ctx.queue.submit([encoder.finish()]);
+        let loss_mapped = map_for_reading(&self.loss_read);
+        let grad_mapped = map_for_reading(&self.grad_read);
+        let timer_mapped = self.timer.as_ref().map(|t| map_for_reading(&t.read));
         self.timings.upload += clock.elapsed().as_secs_f64();
         let clock = Instant::now();
-        ctx.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| EvalError::Backend(format!("GPU poll failed: {e}")))?;
+        wait_for(&ctx.device, Some(submission))?;
         self.timings.kernels += clock.elapsed().as_secs_f64();
         let clock = Instant::now();
-        let loss = read_back(&ctx.device, &self.loss_read)?;
-        let grad = read_back(&ctx.device, &self.grad_read)?;
+        let loss = copy_mapped(&ctx.device, &self.loss_read, loss_mapped)?;
+        let grad = copy_mapped(&ctx.device, &self.grad_read, grad_mapped)?;
+        if let (Some(timer), Some(mapped)) = (&self.timer, timer_mapped) {
+            let ticks: Vec<u64> = copy_mapped(&ctx.device, &timer.read, mapped)?;
+            self.timings.device_kernels += timer.seconds(&ticks);
+        }
         if let Some(err) = pollster::block_on(scope.pop()) {
             return Err(EvalError::Backend(format!("GPU validation error: {err}")));
         }
         self.timings.readback += clock.elapsed().as_secs_f64();
         self.timings.dispatches += 1;
-        self.timings.kernel_bytes += self.bytes_per_dispatch;
+        self.timings.kernel_bytes += self.bytes_per_dispatch * self.running_rows_share;
         Ok((loss, grad))
     }
 }
@@ -721,23 +827,65 @@ fn bind_group(
     })
 }
 
-/// Map a staging buffer, copy it out as f32 and unmap it.
-fn read_back(device: &wgpu::Device, buffer: &wgpu::Buffer) -> Result<Vec<f32>, EvalError> {
+/// Map a staging buffer, copy it out and unmap it.
+fn read_back<T: bytemuck::Pod>(
+    device: &wgpu::Device,
+    buffer: &wgpu::Buffer,
+) -> Result<Vec<T>, EvalError> {
+    let mapped = map_for_reading(buffer);
+    wait_for(device, None)?;
+    copy_mapped(device, buffer, mapped)
+}
+
+/// Ask for `buffer` to be mapped once the work submitted so far is done; the receiver
+/// gets the outcome when a poll of the device sees it.
+fn map_for_reading(
+    buffer: &wgpu::Buffer,
+) -> std::sync::mpsc::Receiver<Result<(), wgpu::BufferAsyncError>> {
     let (tx, rx) = std::sync::mpsc::channel();
     buffer.map_async(wgpu::MapMode::Read, .., move |r| {
         let _ = tx.send(r);
     });
+    rx
+}
+
+/// Block until `submission` (or the latest submission of any thread) has run and its
+/// map callbacks have been called.
+fn wait_for(
+    device: &wgpu::Device,
+    submission: Option<wgpu::SubmissionIndex>,
+) -> Result<(), EvalError> {
     device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| EvalError::Backend(format!("GPU poll failed: {e}")))?;
-    rx.recv()
-        .map_err(|_| EvalError::Backend("GPU read-back was dropped".into()))?
-        .map_err(|e| EvalError::Backend(format!("GPU read-back failed: {e}")))?;
+        .poll(wgpu::PollType::Wait {
+            submission_index: submission,
+            timeout: None,
+        })
+        .map(|_| ())
+        .map_err(|e| EvalError::Backend(format!("GPU poll failed: {e}")))
+}
+
+/// Copy out a buffer that [`map_for_reading`] mapped and unmap it (polling again until
+/// the map is done, in case another thread's poll came first).
+fn copy_mapped<T: bytemuck::Pod>(
+    device: &wgpu::Device,
+    buffer: &wgpu::Buffer,
+    mapped: std::sync::mpsc::Receiver<Result<(), wgpu::BufferAsyncError>>,
+) -> Result<Vec<T>, EvalError> {
+    let outcome = loop {
+        match mapped.try_recv() {
+            Ok(outcome) => break outcome,
+            Err(std::sync::mpsc::TryRecvError::Empty) => wait_for(device, None)?,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                return Err(EvalError::Backend("GPU read-back was dropped".into()))
+            }
+        }
+    };
+    outcome.map_err(|e| EvalError::Backend(format!("GPU read-back failed: {e}")))?;
     let out = {
         let view = buffer
             .get_mapped_range(..)
             .map_err(|e| EvalError::Backend(format!("GPU read-back failed: {e}")))?;
-        bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        bytemuck::cast_slice::<u8, T>(&view).to_vec()
     };
     buffer.unmap();
     Ok(out)
