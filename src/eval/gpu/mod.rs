@@ -358,7 +358,7 @@ impl KernelTimer {
     }
 }
 
-/// Where a GPU evaluator's time went, measured on the host.
+/// Where a GPU evaluator's time went: measured on the host, but for `device_kernels`.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct GpuTimings {
     /// Packing the batch, creating and filling its buffers and bind groups.
@@ -691,8 +691,8 @@ impl<'a> GpuEvaluator<'a> {
             pass.dispatch_workgroups(x, y, 1);
         }
         encoder.copy_buffer_to_buffer(&blocks, 0, &read, 0, bytes);
-        ctx.queue.submit([encoder.finish()]);
-        let out: Vec<f32> = read_back(device, &read)?;
+        let submission = ctx.queue.submit([encoder.finish()]);
+        let out: Vec<f32> = read_back(device, &read, submission)?;
         if let Some(err) = pollster::block_on(scope.pop()) {
             return Err(EvalError::Backend(format!("GPU validation error: {err}")));
         }
@@ -827,13 +827,14 @@ fn bind_group(
     })
 }
 
-/// Map a staging buffer, copy it out and unmap it.
+/// Map a staging buffer once `submission` (which fills it) has run, copy it out and unmap it.
 fn read_back<T: bytemuck::Pod>(
     device: &wgpu::Device,
     buffer: &wgpu::Buffer,
+    submission: wgpu::SubmissionIndex,
 ) -> Result<Vec<T>, EvalError> {
     let mapped = map_for_reading(buffer);
-    wait_for(device, None)?;
+    wait_for(device, Some(submission))?;
     copy_mapped(device, buffer, mapped)
 }
 

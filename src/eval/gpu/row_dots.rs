@@ -127,8 +127,8 @@ impl GpuContext {
             pass.dispatch_workgroups(x, y, 1);
         }
         encoder.copy_buffer_to_buffer(&buffers[4], 0, &read, 0, read.size());
-        self.queue.submit([encoder.finish()]);
-        let dots = read_back(device, &read)?;
+        let submission = self.queue.submit([encoder.finish()]);
+        let dots = read_back(device, &read, submission)?;
         if let Some(err) = pollster::block_on(scope.pop()) {
             return Err(EvalError::Backend(format!("GPU validation error: {err}")));
         }
