@@ -33,8 +33,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
     let e = lo;
     let d = coef_ptr[e + 1u] - coef_ptr[e];
     let local = t - block_ptr[e];
-    let j = coef_ptr[e] + local / d;
-    let k = coef_ptr[e] + local % d;
+    // Entries (j, k) and (k, j) merge the same two columns in the same roles, so that
+    // their f32 roundings agree and the block is exactly symmetric.
+    let j = coef_ptr[e] + min(local / d, local % d);
+    let k = coef_ptr[e] + max(local / d, local % d);
     var a = csc_ptr[j];
     var b = csc_ptr[k];
     let a_end = csc_ptr[j + 1u];

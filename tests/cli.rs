@@ -507,6 +507,41 @@ fn without_a_gpu_auto_falls_back_to_the_cpu_and_gpu_fails_clearly() {
     assert!(stdout.contains("gpu: none (no GPU adapter"), "{stdout}");
 }
 
+/// A model file whose full precisions came from the GPU reads back: as the prior of the
+/// next update and for scoring (the reader refuses a precision that is not symmetric).
+#[test]
+fn gpu_full_precisions_read_back_as_a_prior_and_for_scoring() {
+    let dir = Dir::new();
+    let data = generated(&dir, "d.jsonl", 20, 4);
+    let full = [
+        "--objective",
+        "bayes-logistic",
+        "--hessian",
+        "full",
+        "--device",
+        "gpu",
+    ];
+    let first = dir.arg("first.jsonl");
+    let trained = glmix_output(
+        &train_args(&data, &first, &full)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    if !gpu_ran(&trained, "GPU full-precision CLI test") {
+        return;
+    }
+    let mut update = train_args(&data, &dir.arg("second.jsonl"), &full);
+    update.extend(args(&["--prior", &first]));
+    run(&update);
+    let scores = dir.arg("scores.jsonl");
+    run(&args(&[
+        "score", "--data", &data, "--model", &first, "--out", &scores,
+    ]));
+    let records = fs::read_to_string(&data).unwrap().lines().count();
+    assert_eq!(jsonl(&dir.path("scores.jsonl")).len(), records);
+}
+
 /// With a GPU (Mesa's software driver in CI, where `GLMIX_REQUIRE_GPU=1`), `--device gpu`
 /// trains the same models as the CPU within f32-level differences.
 #[test]

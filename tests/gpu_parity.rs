@@ -315,7 +315,7 @@ fn full_hessians_match_the_cpu() {
         let mut at = 0;
         for e in 0..batch.num_entities() {
             let r = batch.coef_ptr[e]..batch.coef_ptr[e + 1];
-            let on_cpu = batch.entity(e).data_hessian_full(&theta[r]);
+            let on_cpu = batch.entity(e).data_hessian_full(&theta[r.clone()]);
             let on_gpu = &blocks[at..at + on_cpu.len()];
             at += on_cpu.len();
             for (a, b) in on_gpu.iter().zip(&on_cpu) {
@@ -323,6 +323,17 @@ fn full_hessians_match_the_cpu() {
                     (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
                     "{objective} entity {e}: gpu {a} cpu {b}"
                 );
+            }
+            // Exactly symmetric, as a model file's precision must be.
+            let d = r.len();
+            for j in 0..d {
+                for k in 0..j {
+                    assert_eq!(
+                        on_gpu[j * d + k],
+                        on_gpu[k * d + j],
+                        "{objective} entity {e}"
+                    );
+                }
             }
         }
         assert_eq!(at, blocks.len());
