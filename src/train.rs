@@ -537,7 +537,8 @@ fn gpu_parts(
     let (mut start, mut rows, mut nnz) = (entities.start, 0u64, 0u64);
     for e in entities.clone() {
         let entity_rows = groups.of(e).len() as u64;
-        let entity_nnz = packed_nnz(data, groups.of(e)) as u64;
+        // The GPU layout stores the intercept of every row explicitly.
+        let entity_nnz = (feature_nnz(data, groups.of(e)) + groups.of(e).len()) as u64;
         let full = e - start >= part_entities
             || 16 * (rows + entity_rows) > limit
             || 4 * (nnz + entity_nnz) > limit;
@@ -554,10 +555,10 @@ fn gpu_parts(
     parts
 }
 
-/// Non-zeros of `rows` once packed: their features and the intercept.
-fn packed_nnz(data: &Dataset, rows: &[usize]) -> usize {
+/// Feature non-zeros of `rows` (the intercept not counted).
+fn feature_nnz(data: &Dataset, rows: &[usize]) -> usize {
     rows.iter()
-        .map(|&i| data.nz_ptr[i + 1] - data.nz_ptr[i] + 1)
+        .map(|&i| data.nz_ptr[i + 1] - data.nz_ptr[i])
         .sum()
 }
 
@@ -617,7 +618,7 @@ fn pack_part<'p>(
         Some(spare) => spare.into_builder(loss, shape),
         None => TrainingBatch::builder(loss, shape),
     };
-    b.reserve(part.len(), rows.len(), packed_nnz(data, rows));
+    b.reserve(part.len(), rows.len(), feature_nnz(data, rows));
     let mut plans = Vec::with_capacity(part.len());
     for e in part {
         let plan = plan_entity(
@@ -650,7 +651,10 @@ fn plan_entity<'p>(
     for (r, &i) in rows.iter().enumerate() {
         let ids = data.row_features(i).0;
         // A row with the previous row's features (every row, in dense data) adds none.
-        if ids == previous {
+        // Ids ascend strictly within a row, so two rows with every feature of the dataset
+        // hold the same ids: they need not be read (in dense data, nowhere else in a fit).
+        let every_feature = |ids: &[u32]| ids.len() == data.features.len();
+        if r > 0 && ((every_feature(ids) && every_feature(previous)) || ids == previous) {
             continue;
         }
         uniform_rows &= r == 0;
@@ -940,7 +944,7 @@ mod tests {
     fn rows_are_uniform_when_each_has_the_features_of_the_first() {
         let mut data = Dataset::new();
         let key = |name: &str| FeatureKey::new(name, "");
-        let rows: [(&str, &[&str]); 7] = [
+        let rows: [(&str, &[&str]); 10] = [
             ("dense", &["a", "b"]),
             ("dense", &["a", "b"]),
             ("empty first", &[]),
@@ -948,6 +952,9 @@ mod tests {
             ("changes", &["a"]),
             ("changes", &["b"]),
             ("none", &[]),
+            ("fills up", &["b"]),
+            ("fills up", &["a", "b"]),
+            ("fills up", &["a", "b"]),
         ];
         for (entity, features) in rows {
             data.push(
@@ -962,17 +969,21 @@ mod tests {
         let groups = data.rows_by_entity();
         let config = TrainConfig::new(ObjectiveKind::Logistic);
         let mut seen = vec![u32::MAX; data.features.len()];
-        for (e, uniform) in [(0, true), (1, false), (2, false), (3, true)] {
+        // (entity, uniform rows, features found)
+        for (e, uniform, features) in [
+            (0, true, 2),
+            (1, false, 1),
+            (2, false, 2),
+            (3, true, 0),
+            (4, false, 2),
+        ] {
             let rows = groups.of(e);
             let plan = plan_entity(&data, e as u32, rows, None, &config, &mut seen).unwrap();
-            assert_eq!(
-                plan.uniform_rows,
-                uniform,
-                "{}",
-                data.entities.key(e as u32)
-            );
+            let name = data.entities.key(e as u32);
+            assert_eq!(plan.uniform_rows, uniform, "{name}");
+            assert_eq!(plan.data_features.len(), features, "{name}");
         }
         // Packed either way, every entity trains.
-        assert_eq!(fit(None, &data, &config, &|_| {}).unwrap().models.len(), 4);
+        assert_eq!(fit(None, &data, &config, &|_| {}).unwrap().models.len(), 5);
     }
 }

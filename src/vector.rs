@@ -27,6 +27,21 @@ pub fn dot(a: &[f64], b: &[f64]) -> f64 {
     (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
+/// `Σ a_i`, in [`dot`]'s four lanes.
+#[inline(always)]
+pub fn sum4(a: &[f64]) -> f64 {
+    let chunks = a.chunks_exact(4);
+    let tail: f64 = chunks.remainder().iter().sum();
+    let mut acc = [0.0f64; 4];
+    for x in chunks {
+        acc[0] += x[0];
+        acc[1] += x[1];
+        acc[2] += x[2];
+        acc[3] += x[3];
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
 /// `x_q · b` for the four rows `x_q = x[q d..(q+1) d]` of a row-major 4×d block, each
 /// rounded exactly as [`dot`] rounds it. The four rows are summed together, so their
 /// sums overlap and `b` is read once for all four.
@@ -176,6 +191,14 @@ mod tests {
             let b: Vec<f64> = (0..n).map(|i| 2.0 - i as f64).collect();
             let plain: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
             assert_eq!(dot(&a, &b), plain, "n = {n}");
+        }
+    }
+
+    #[test]
+    fn sum4_rounds_as_dot_with_ones() {
+        for n in 0..13 {
+            let a: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin() * 1e3).collect();
+            assert_eq!(sum4(&a), dot(&a, &vec![1.0; n]), "n = {n}");
         }
     }
 

@@ -7,20 +7,28 @@
 //! | `coef_ptr`      | E + 1  | entity e owns coefficients `coef_ptr[e]..coef_ptr[e+1]`   |
 //! | `row_ptr`       | E + 1  | entity e owns rows `row_ptr[e]..row_ptr[e+1]`             |
 //! | `nz_ptr`        | R + 1  | row i owns non-zeros `nz_ptr[i]..nz_ptr[i+1]` (CSR)       |
-//! | `cols`, `vals`  | nnz    | entity-local column (0 = intercept) and value             |
+//! | `cols`, `vals`  | nnz    | entity-local feature column (≥ 1) and value               |
 //! | `labels` …      | R      | label (±1 for logistic), weight, offset                   |
 //! | `penalty`       | C      | `p_j` of the module formula                               |
 //! | `prior_mean`    | C      | `θ₀`, also the starting point of the solver               |
 //! | prior precision | C or Σd² | `Q = δ H₀`: none, diagonal, or one dense d×d block per entity |
 //!
-//! The intercept column is stored explicitly (value 1 in every row) so that every
-//! evaluator treats it like any other feature. Columns are strictly ascending within a row
-//! (so each appears at most once, and a row with all `d` columns is `0, 1, …, d−1`).
+//! Coefficient 0 is the intercept, whose column is 1 in every row. It is implicit: the
+//! stored non-zeros of a row are its features, so `x_i = (1, z_i)` and
+//!
+//! ```text
+//! m_i = (o_i + θ_0) + z_i · θ_{1..d}
+//! ```
+//!
+//! A dense row is then `d − 1` values with no padding (16 features read as four 4-lane
+//! vectors, where an explicit intercept would leave one column over), and the packing copies
+//! the record's values alone. Feature columns are strictly ascending within a row (so each
+//! appears at most once, and a row with all of them is `1, 2, …, d−1`).
 
 use super::{logistic_block, squared_block, LogSum, Loss};
 #[cfg(target_arch = "x86_64")]
 use crate::vector::dot4_avx2;
-use crate::vector::{add_squares4, axpy, axpy4, dot, dot4};
+use crate::vector::{add_squares4, axpy, axpy4, dot, dot4, sum4};
 
 /// `Q = δ H₀`, the weighted precision of the prior.
 #[derive(Debug, Clone, PartialEq)]
@@ -195,7 +203,7 @@ impl TrainingBatchBuilder {
         self.batch.precision_shape()
     }
 
-    /// Reserve room for `entities`, `rows` and `nnz` non-zeros (intercepts included).
+    /// Reserve room for `entities`, `rows` and `nnz` feature non-zeros.
     pub fn reserve(&mut self, entities: usize, rows: usize, nnz: usize) {
         let b = &mut self.batch;
         b.coef_ptr.reserve(entities);
@@ -209,7 +217,7 @@ impl TrainingBatchBuilder {
     }
 
     /// Add one row to the entity being built: entity-local columns ≥ 1 in strictly ascending
-    /// order (readers sum duplicates) and their values; the intercept is added here.
+    /// order and their values; the intercept is implicit.
     pub fn push_row(
         &mut self,
         label: f64,
@@ -220,15 +228,14 @@ impl TrainingBatchBuilder {
     ) {
         let b = &mut self.batch;
         let start = b.cols.len();
-        b.cols.push(0); // the intercept
         b.cols.extend(cols);
-        b.vals.push(1.0);
         b.vals.extend_from_slice(vals);
         let row = &b.cols[start..];
-        assert_eq!(row.len(), vals.len() + 1, "one value per column");
-        // A fold with no early exit: one compare per column, no branch per column.
-        let ascending =
-            (row[..row.len() - 1].iter().zip(&row[1..])).fold(true, |ok, (a, b)| ok & (a < b));
+        assert_eq!(row.len(), vals.len(), "one value per column");
+        // A fold with no early exit: one compare per column, no branch per column (the
+        // intercept's 0 goes first, so the first column must be ≥ 1).
+        let previous = std::iter::once(&0).chain(row);
+        let ascending = previous.zip(row).fold(true, |ok, (a, b)| ok & (a < b));
         assert!(
             ascending,
             "columns of a row must be strictly ascending and ≥ 1"
@@ -248,9 +255,8 @@ impl TrainingBatchBuilder {
         let b = &mut self.batch;
         let rows = b.nz_ptr.len();
         let previous = b.nz_ptr[rows - 2]..b.nz_ptr[rows - 1];
-        assert_eq!(previous.len(), vals.len() + 1, "one value per column");
+        assert_eq!(previous.len(), vals.len(), "one value per column");
         b.cols.extend_from_within(previous);
-        b.vals.push(1.0);
         b.vals.extend_from_slice(vals);
         self.end_row(label, weight, offset);
     }
@@ -345,30 +351,32 @@ impl<'a> EntityProblem<'a> {
         (&self.cols[r.clone()], &self.vals[r])
     }
 
-    /// `m_i = o_i + x_i·θ`.
+    /// `m_i = (o_i + θ_0) + z_i·θ`, summed in the order of the row's features.
     #[inline]
     pub fn margin(&self, i: usize, theta: &[f64]) -> f64 {
         let (cols, vals) = self.row(i);
-        let mut m = self.offsets[i];
+        let mut m = self.offsets[i] + theta[0];
         for (&c, &v) in cols.iter().zip(vals) {
             m += v * theta[c as usize];
         }
         m
     }
 
-    /// Whether every row holds every column: with columns ascending within a row, that is
-    /// `nnz = rows × d`, and row `i` is then `vals[nz_ptr[i]..][..d]` in column order.
+    /// Whether every row holds every feature column: with columns ascending within a row,
+    /// that is `nnz = rows × (d − 1)`, and row `i` is then `vals[nz_ptr[i]..][..d − 1]`,
+    /// the values of columns `1..d` in order.
     #[inline]
     fn is_dense(&self) -> bool {
-        self.nz_ptr[self.num_rows()] - self.nz_ptr[0] == self.num_rows() * self.num_coefficients()
+        let features = self.num_coefficients() - 1;
+        self.nz_ptr[self.num_rows()] - self.nz_ptr[0] == self.num_rows() * features
     }
 
-    /// `x_i·θ`, reading a dense row without its column indices.
+    /// `z_i·θ` (the intercept left out), reading a dense row without its column indices.
     #[inline(always)]
-    fn x_theta(&self, i: usize, theta: &[f64], dense: bool) -> f64 {
+    fn z_theta(&self, i: usize, theta: &[f64], dense: bool) -> f64 {
         let (cols, vals) = self.row(i);
         if dense {
-            dot(vals, theta)
+            dot(vals, &theta[1..])
         } else {
             cols.iter()
                 .zip(vals)
@@ -377,7 +385,7 @@ impl<'a> EntityProblem<'a> {
         }
     }
 
-    /// Margins `m_i = o_i + x_i·θ` of the rows `start..start + out.len()`, into `out`.
+    /// Margins `m_i = (o_i + θ_0) + z_i·θ` of the rows `start..start + out.len()`, into `out`.
     #[inline(always)]
     fn block_margins<const AVX2: bool>(
         &self,
@@ -387,9 +395,10 @@ impl<'a> EntityProblem<'a> {
         out: &mut [f64],
     ) {
         let mut done = 0;
+        let (intercept, features) = (theta[0], &theta[1..]);
         if dense {
             // Four rows at a time, each rounded as `dot` rounds it alone.
-            let d = theta.len();
+            let d = features.len();
             while done + 4 <= out.len() {
                 let i = start + done;
                 let base = self.nz_ptr[i];
@@ -398,20 +407,20 @@ impl<'a> EntityProblem<'a> {
                 // SAFETY: `AVX2` is true only in the functions compiled for AVX2, which are
                 // called after checking that the CPU has it.
                 let dots = if AVX2 {
-                    unsafe { dot4_avx2(block, theta) }
+                    unsafe { dot4_avx2(block, features) }
                 } else {
-                    dot4(block, theta)
+                    dot4(block, features)
                 };
                 #[cfg(not(target_arch = "x86_64"))]
-                let dots = dot4(block, theta);
+                let dots = dot4(block, features);
                 for (q, dot) in dots.into_iter().enumerate() {
-                    out[done + q] = self.offsets[i + q] + dot;
+                    out[done + q] = (self.offsets[i + q] + intercept) + dot;
                 }
                 done += 4;
             }
         }
         for (k, m) in out.iter_mut().enumerate().skip(done) {
-            *m = self.offsets[start + k] + self.x_theta(start + k, theta, dense);
+            *m = (self.offsets[start + k] + intercept) + self.z_theta(start + k, theta, dense);
         }
     }
 
@@ -486,20 +495,23 @@ impl<'a> EntityProblem<'a> {
                     &margin, labels, weights, &mut sums, &mut logs, &mut slope,
                 ),
             }
+            // The intercept's column is 1: its gradient is the sum of the slopes.
+            grad[0] += sum4(&slope[..len]);
             let mut k = 0;
             if dense {
-                let d = grad.len();
+                let features = &mut grad[1..];
+                let d = features.len();
                 while k + 4 <= len {
                     let base = self.nz_ptr[start + k];
                     let a = [slope[k], slope[k + 1], slope[k + 2], slope[k + 3]];
-                    axpy4(a, &self.vals[base..base + 4 * d], grad);
+                    axpy4(a, &self.vals[base..base + 4 * d], features);
                     k += 4;
                 }
             }
             for (k, &d1) in slope[..len].iter().enumerate().skip(k) {
                 let (cols, vals) = self.row(start + k);
                 if dense {
-                    axpy(d1, vals, grad);
+                    axpy(d1, vals, &mut grad[1..]);
                 } else {
                     for (&c, &v) in cols.iter().zip(vals) {
                         grad[c as usize] += d1 * v;
@@ -575,20 +587,25 @@ impl<'a> EntityProblem<'a> {
             let weights = &self.weights[start..start + len];
             self.loss
                 .second_derivatives::<AVX2, ROW_BLOCK>(&mut d2, weights);
+            h[0] += sum4(&d2[..len]);
             let mut k = 0;
             if dense {
                 // Four rows at a time, in the order of the row loop below.
+                let features = &mut h[1..];
                 while k + 4 <= len {
                     let base = self.nz_ptr[start + k];
                     let a = [d2[k], d2[k + 1], d2[k + 2], d2[k + 3]];
-                    add_squares4(a, &self.vals[base..base + 4 * h.len()], &mut h);
+                    add_squares4(a, &self.vals[base..base + 4 * features.len()], features);
                     k += 4;
                 }
             }
             for (k, &d2) in d2[..len].iter().enumerate().skip(k) {
                 let (cols, vals) = self.row(start + k);
                 if dense {
-                    h.iter_mut().zip(vals).for_each(|(h, v)| *h += d2 * v * v);
+                    h[1..]
+                        .iter_mut()
+                        .zip(vals)
+                        .for_each(|(h, v)| *h += d2 * v * v);
                 } else {
                     for (&c, &v) in cols.iter().zip(vals) {
                         h[c as usize] += d2 * v * v;
@@ -605,12 +622,17 @@ impl<'a> EntityProblem<'a> {
         let mut h = vec![0.0; d * d];
         let dense = self.is_dense();
         for i in 0..self.num_rows() {
-            let margin = self.offsets[i] + self.x_theta(i, theta, dense);
+            let margin = (self.offsets[i] + theta[0]) + self.z_theta(i, theta, dense);
             let d2 = self.loss.second_derivative(margin, self.weights[i]);
             let (cols, vals) = self.row(i);
+            // The intercept's row and column: its value 1 makes each entry d2 · v.
+            h[0] += d2;
             for (&a, &va) in cols.iter().zip(vals) {
+                let a = a as usize;
+                h[a] += d2 * va;
+                h[a * d] += d2 * va;
                 for (&b, &vb) in cols.iter().zip(vals) {
-                    h[a as usize * d + b as usize] += d2 * va * vb;
+                    h[a * d + b as usize] += d2 * va * vb;
                 }
             }
         }
@@ -691,6 +713,7 @@ mod tests {
         for i in 0..p.num_rows() {
             let r = p.loss.row(p.margin(i, theta), p.labels[i], p.weights[i]);
             f += r.loss;
+            g[0] += r.d1;
             let (cols, vals) = p.row(i);
             for (&c, &v) in cols.iter().zip(vals) {
                 g[c as usize] += r.d1 * v;

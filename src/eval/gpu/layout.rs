@@ -5,7 +5,7 @@
 //! |---------------|---------------|----------|--------------------------------------------------|
 //! | `rows`        | [`GpuRow`]    | R        | label, weight, offset (f32) and entity (u32)     |
 //! | `nz_ptr`      | u32           | R + 1    | CSR row pointers into `cols`/`vals`              |
-//! | `cols`,`vals` | u32, f32      | nnz      | entity-local column and value                    |
+//! | `cols`,`vals` | u32, f32      | nnz      | entity-local column and value, intercept included |
 //! | `coef_ptr`    | u32           | E + 1    | first coefficient of each entity                 |
 //! | `csc_ptr`     | u32           | C + 1    | entries of each coefficient                      |
 //! | `csc_rows`,`csc_vals` | u32, f32 | nnz   | batch row and value of each entry (CSC copy)     |
@@ -139,7 +139,9 @@ impl PackedBatch {
     }
 
     /// Packing runs in parallel over entities: each entity's CSC entries form one
-    /// contiguous region, filled by a counting sort of its own rows.
+    /// contiguous region, filled by a counting sort of its own rows. The batch's implicit
+    /// intercept becomes an explicit column 0 of value 1 first in every row, so that the
+    /// kernels treat it as any other column.
     pub fn new(batch: &TrainingBatch) -> Self {
         let (n_rows, n_coefs, n_entities) = (
             batch.num_rows(),
@@ -147,7 +149,12 @@ impl PackedBatch {
             batch.num_entities(),
         );
         let base = batch.nz_ptr[0];
-        let nnz = batch.nz_ptr[n_rows] - base;
+        // The batch's features, then one intercept per row.
+        let nnz = batch.nz_ptr[n_rows] - base + n_rows;
+        let features = |i: usize| {
+            let r = batch.nz_ptr[i]..batch.nz_ptr[i + 1];
+            (&batch.cols[r.clone()], &batch.vals[r])
+        };
         let coefs = |e: usize| batch.coef_ptr[e]..batch.coef_ptr[e + 1];
         let entity_rows = |e: usize| batch.row_ptr[e]..batch.row_ptr[e + 1];
         let rows: Vec<GpuRow> = (0..n_entities)
@@ -170,8 +177,9 @@ impl PackedBatch {
             .into_par_iter()
             .map(|e| {
                 let mut count = vec![0u32; coefs(e).len()];
+                count[0] = u32_of(entity_rows(e).len());
                 for i in entity_rows(e) {
-                    for &c in &batch.cols[batch.nz_ptr[i]..batch.nz_ptr[i + 1]] {
+                    for &c in features(i).0 {
                         count[c as usize] += 1;
                     }
                 }
@@ -201,8 +209,9 @@ impl PackedBatch {
                 let start = csc_ptr[c0];
                 let mut fill: Vec<u32> = coefs(e).map(|c| csc_ptr[c] - start).collect();
                 for i in entity_rows(e) {
-                    let r = batch.nz_ptr[i]..batch.nz_ptr[i + 1];
-                    for (&c, &v) in batch.cols[r.clone()].iter().zip(&batch.vals[r]) {
+                    let (cols, vals) = features(i);
+                    let intercept = std::iter::once((&0, &1.0));
+                    for (&c, &v) in intercept.chain(cols.iter().zip(vals)) {
                         let slot = &mut fill[c as usize];
                         region_rows[*slot as usize] = u32_of(i);
                         region_vals[*slot as usize] = v as f32;
@@ -215,11 +224,20 @@ impl PackedBatch {
         let (loss_chunks, loss_part_ptr) = chunks(&row_ptr, u32_of);
         PackedBatch {
             rows,
-            nz_ptr: batch.nz_ptr.par_iter().map(|&p| u32_of(p - base)).collect(),
-            cols: batch.cols[base..base + nnz].to_vec(),
-            vals: batch.vals[base..base + nnz]
-                .par_iter()
-                .map(|&v| v as f32)
+            nz_ptr: (0..=n_rows)
+                .into_par_iter()
+                .map(|i| u32_of(batch.nz_ptr[i] - base + i))
+                .collect(),
+            cols: (0..n_rows)
+                .into_par_iter()
+                .flat_map_iter(|i| std::iter::once(0).chain(features(i).0.iter().copied()))
+                .collect(),
+            vals: (0..n_rows)
+                .into_par_iter()
+                .flat_map_iter(|i| {
+                    let values = features(i).1.iter().map(|&v| v as f32);
+                    std::iter::once(1.0).chain(values)
+                })
                 .collect(),
             coef_ptr: batch.coef_ptr.iter().map(|&p| u32_of(p)).collect(),
             csc_ptr,
@@ -263,6 +281,10 @@ mod tests {
         b.push_row(1.0, 0.5, 0.25, [1], &[-1.0]);
         b.finish_entity(&[1.0; 2], &[0.0; 2], &[]);
         let p = PackedBatch::new(&b.build());
+        // The intercept is explicit on the GPU: column 0, value 1, first in every row.
+        assert_eq!(p.nz_ptr, vec![0, 2, 4, 6]);
+        assert_eq!(p.cols, vec![0, 1, 0, 2, 0, 1]);
+        assert_eq!(p.vals, vec![1.0, 2.0, 1.0, 3.0, 1.0, -1.0]);
         // Coefficients: e0 (intercept, 1, 2), e1 (intercept, 1).
         assert_eq!(p.csc_ptr, vec![0, 2, 3, 4, 5, 6]);
         assert_eq!(p.csc_rows, vec![0, 1, 0, 1, 2, 2]);
