@@ -747,20 +747,27 @@ fn pack_entity(
     for (j, &f) in plan.data_features.iter().enumerate() {
         column[f as usize] = j as u32 + 1;
     }
-    for (r, &i) in plan.rows.iter().enumerate() {
+    let spelled_out = if plan.uniform_rows { 1 } else { plan.rows.len() };
+    let (spelled, uniform) = plan.rows.split_at(spelled_out.min(plan.rows.len()));
+    for &i in spelled {
         let (ids, vals) = data.row_features(i);
-        let (label, weight, offset) = (
-            training_label(loss, data.label[i]),
-            data.weight[i],
-            data.offset[i],
+        // Dataset ids ascend within a row and `column` is monotone, so columns ascend.
+        let cols = ids.iter().map(|&f| column[f as usize]);
+        let label = training_label(loss, data.label[i]);
+        b.push_row(label, data.weight[i], data.offset[i], cols, vals);
+    }
+    // Rows with the first row's columns, copied a run of consecutive records at a time (a
+    // file grouped by entity holds one run per entity).
+    for run in uniform.chunk_by(|&i, &j| j == i + 1) {
+        let rows = run[0]..run[run.len() - 1] + 1;
+        b.push_rows_with_previous_columns(
+            data.label[rows.clone()]
+                .iter()
+                .map(|&y| training_label(loss, y)),
+            &data.weight[rows.clone()],
+            &data.offset[rows.clone()],
+            &data.values[data.nz_ptr[rows.start]..data.nz_ptr[rows.end]],
         );
-        if r > 0 && plan.uniform_rows {
-            b.push_row_with_previous_columns(label, weight, offset, vals);
-        } else {
-            // Dataset ids ascend within a row and `column` is monotone, so columns ascend.
-            let cols = ids.iter().map(|&f| column[f as usize]);
-            b.push_row(label, weight, offset, cols, vals);
-        }
     }
     let d = plan.free();
     let h0 = |j: usize, k: usize| -> f64 {

@@ -243,22 +243,34 @@ impl TrainingBatchBuilder {
         self.end_row(label, weight, offset);
     }
 
-    /// [`Self::push_row`] with the columns of the row pushed just before, in this entity.
-    pub fn push_row_with_previous_columns(
+    /// [`Self::push_row`] of `weights.len()` rows, each with the columns of the row pushed
+    /// just before, in this entity: `vals` holds their values one row after another. One
+    /// copy per array for a run of dense rows, as a grouped file stores them.
+    pub fn push_rows_with_previous_columns(
         &mut self,
-        label: f64,
-        weight: f64,
-        offset: f64,
+        labels: impl IntoIterator<Item = f64>,
+        weights: &[f64],
+        offsets: &[f64],
         vals: &[f64],
     ) {
         assert!(self.entity_rows_open, "no previous row in this entity");
         let b = &mut self.batch;
         let rows = b.nz_ptr.len();
         let previous = b.nz_ptr[rows - 2]..b.nz_ptr[rows - 1];
-        assert_eq!(previous.len(), vals.len(), "one value per column");
-        b.cols.extend_from_within(previous);
+        let (n, width) = (weights.len(), previous.len());
+        assert_eq!(vals.len(), n * width, "one value per column");
+        assert_eq!(offsets.len(), n, "one offset per row");
+        b.cols.reserve(n * width);
+        for _ in 0..n {
+            b.cols.extend_from_within(previous.clone());
+        }
         b.vals.extend_from_slice(vals);
-        self.end_row(label, weight, offset);
+        let end = b.nz_ptr[rows - 1];
+        b.nz_ptr.extend((1..=n).map(|k| end + k * width));
+        b.labels.extend(labels);
+        assert_eq!(b.labels.len(), rows - 1 + n, "one label per row");
+        b.weights.extend_from_slice(weights);
+        b.offsets.extend_from_slice(offsets);
     }
 
     fn end_row(&mut self, label: f64, weight: f64, offset: f64) {
@@ -727,14 +739,16 @@ mod tests {
     }
 
     #[test]
-    fn a_row_with_the_previous_columns_packs_as_a_row_with_them_spelled_out() {
+    fn rows_with_the_previous_columns_pack_as_rows_with_them_spelled_out() {
         let mut spelled = TrainingBatch::builder(Loss::Logistic, PrecisionShape::None);
         let mut reused = TrainingBatch::builder(Loss::Logistic, PrecisionShape::None);
         for b in [&mut spelled, &mut reused] {
             b.push_row(1.0, 1.0, 0.0, [2, 5], &[0.5, -1.0]);
         }
         spelled.push_row(-1.0, 2.0, 0.3, [2, 5], &[1.5, 4.0]);
-        reused.push_row_with_previous_columns(-1.0, 2.0, 0.3, &[1.5, 4.0]);
+        spelled.push_row(1.0, 1.0, -0.1, [2, 5], &[2.5, 0.0]);
+        let vals = [1.5, 4.0, 2.5, 0.0];
+        reused.push_rows_with_previous_columns([-1.0, 1.0], &[2.0, 1.0], &[0.3, -0.1], &vals);
         for b in [&mut spelled, &mut reused] {
             b.finish_entity(&[1.0; 6], &[0.0; 6], &[]);
         }
@@ -752,7 +766,7 @@ mod tests {
         let mut b = TrainingBatch::builder(Loss::Logistic, PrecisionShape::None);
         b.push_row(1.0, 1.0, 0.0, [1], &[0.5]);
         b.finish_entity(&[1.0; 2], &[0.0; 2], &[]);
-        b.push_row_with_previous_columns(1.0, 1.0, 0.0, &[0.5]);
+        b.push_rows_with_previous_columns([1.0], &[1.0], &[0.0], &[0.5]);
     }
 
     #[test]
