@@ -12,8 +12,8 @@ use super::{entity_slices_mut, BatchEvaluator, EvalError};
 use crate::objective::{EntityProblem, TrainingBatch};
 use rayon::prelude::*;
 
-/// Entities per rayon task; small problems are cheap, so tasks group several. As many as
-/// a CPU training part holds (`train`'s 128), so that a part, already one task of a
+/// Entities per rayon task; small problems are cheap, so tasks group several. At least as
+/// many as a CPU training part holds (`train`'s 32), so that a part, already one task of a
 /// parallel loop, is evaluated on its own thread without splitting.
 const ENTITIES_PER_TASK: usize = 128;
 
