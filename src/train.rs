@@ -43,7 +43,7 @@ pub struct TrainConfig {
     pub hessian: HessianType,
     pub solver: LbfgsOptions,
     /// On the GPU, entities in flight at once (default 65,536), in one part per thread;
-    /// bounds the GPU's and the packed parts' memory. The CPU solves parts of 128.
+    /// bounds the GPU's and the packed parts' memory. The CPU solves parts of 32.
     pub batch_entities: usize,
     /// f64 CPU L-BFGS iterations run after a GPU solve, from its optimum (default 0).
     pub polish_iterations: usize,
