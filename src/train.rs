@@ -749,7 +749,11 @@ fn pack_entity(
     for (j, &f) in plan.data_features.iter().enumerate() {
         column[f as usize] = j as u32 + 1;
     }
-    let spelled_out = if plan.uniform_rows { 1 } else { plan.rows.len() };
+    let spelled_out = if plan.uniform_rows {
+        1
+    } else {
+        plan.rows.len()
+    };
     let (spelled, uniform) = plan.rows.split_at(spelled_out.min(plan.rows.len()));
     for &i in spelled {
         let (ids, vals) = data.row_features(i);
