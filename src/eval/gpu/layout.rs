@@ -110,6 +110,17 @@ pub struct PackedBatch {
     pub counts: GpuCounts,
 }
 
+/// `buf` cut into `n` consecutive pieces, piece `k` of length `len(k)`.
+fn split_by<T>(mut buf: &mut [T], n: usize, len: impl Fn(usize) -> usize) -> Vec<&mut [T]> {
+    let mut pieces = Vec::with_capacity(n);
+    for k in 0..n {
+        let (piece, rest) = std::mem::take(&mut buf).split_at_mut(len(k));
+        pieces.push(piece);
+        buf = rest;
+    }
+    pieces
+}
+
 fn u32_of(v: usize) -> u32 {
     u32::try_from(v).expect("batch cut to fit u32 indices")
 }
@@ -138,8 +149,9 @@ impl PackedBatch {
             + f64::from(c.entities) * (4.0 + 4.0 + 4.0)
     }
 
-    /// Packing runs in parallel over entities: each entity's CSC entries form one
-    /// contiguous region, filled by a counting sort of its own rows. The batch's implicit
+    /// Packing runs in parallel over entities: every array is allocated once at its final
+    /// size and each entity fills its own region of it (its rows, its non-zeros, its CSC
+    /// entries, the last by a counting sort of its own rows). The batch's implicit
     /// intercept becomes an explicit column 0 of value 1 first in every row, so that the
     /// kernels treat it as any other column.
     pub fn new(batch: &TrainingBatch) -> Self {
@@ -149,96 +161,98 @@ impl PackedBatch {
             batch.num_entities(),
         );
         let base = batch.nz_ptr[0];
-        // The batch's features, then one intercept per row.
-        let nnz = batch.nz_ptr[n_rows] - base + n_rows;
+        // Non-zeros on the GPU: the batch's features, then one intercept per row.
+        let gpu_nz = |i: usize| batch.nz_ptr[i] - base + i;
+        let nnz = gpu_nz(n_rows);
         let features = |i: usize| {
             let r = batch.nz_ptr[i]..batch.nz_ptr[i + 1];
             (&batch.cols[r.clone()], &batch.vals[r])
         };
         let coefs = |e: usize| batch.coef_ptr[e]..batch.coef_ptr[e + 1];
         let entity_rows = |e: usize| batch.row_ptr[e]..batch.row_ptr[e + 1];
-        let rows: Vec<GpuRow> = (0..n_entities)
+        let entity_nz = |e: usize| gpu_nz(batch.row_ptr[e])..gpu_nz(batch.row_ptr[e + 1]);
+
+        let mut rows = vec![GpuRow::zeroed(); n_rows];
+        let (mut cols, mut vals) = (vec![0u32; nnz], vec![0f32; nnz]);
+        // Entries per coefficient: the intercept's are the entity's rows.
+        let mut count = vec![0u32; n_coefs];
+        let regions = split_by(&mut rows, n_entities, |e| entity_rows(e).len())
+            .into_iter()
+            .zip(split_by(&mut cols, n_entities, |e| entity_nz(e).len()))
+            .zip(split_by(&mut vals, n_entities, |e| entity_nz(e).len()))
+            .zip(split_by(&mut count, n_entities, |e| coefs(e).len()));
+        regions
+            .enumerate()
+            .collect::<Vec<_>>()
             .into_par_iter()
-            .flat_map_iter(|e| {
-                entity_rows(e).map(move |i| GpuRow {
-                    label: batch.labels[i] as f32,
-                    weight: batch.weights[i] as f32,
-                    offset: batch.offsets[i] as f32,
-                    entity: u32_of(e),
-                })
-            })
-            .collect();
-        let coef_entity: Vec<u32> = (0..n_entities)
-            .into_par_iter()
-            .flat_map_iter(|e| std::iter::repeat_n(u32_of(e), coefs(e).len()))
-            .collect();
-        // Entries per coefficient, then CSC pointers.
-        let counts: Vec<Vec<u32>> = (0..n_entities)
-            .into_par_iter()
-            .map(|e| {
-                let mut count = vec![0u32; coefs(e).len()];
-                count[0] = u32_of(entity_rows(e).len());
-                for i in entity_rows(e) {
-                    for &c in features(i).0 {
+            .for_each(|(e, (((rows, cols), vals), count))| {
+                let mut k = 0;
+                for (row, i) in rows.iter_mut().zip(entity_rows(e)) {
+                    *row = GpuRow {
+                        label: batch.labels[i] as f32,
+                        weight: batch.weights[i] as f32,
+                        offset: batch.offsets[i] as f32,
+                        entity: u32_of(e),
+                    };
+                    let (c, v) = features(i);
+                    (cols[k], vals[k]) = (0, 1.0);
+                    cols[k + 1..k + 1 + c.len()].copy_from_slice(c);
+                    for (out, &v) in vals[k + 1..k + 1 + v.len()].iter_mut().zip(v) {
+                        *out = v as f32;
+                    }
+                    for &c in c {
                         count[c as usize] += 1;
                     }
-                }
-                count
-            })
-            .collect();
-        let mut csc_ptr = Vec::with_capacity(n_coefs + 1);
-        csc_ptr.push(0u32);
-        for &n in counts.iter().flatten() {
-            csc_ptr.push(csc_ptr.last().expect("starts with 0") + n);
-        }
-        // Each entity's region of the CSC arrays, filled in parallel.
-        let (mut csc_rows, mut csc_vals) = (vec![0u32; nnz], vec![0f32; nnz]);
-        let mut regions = Vec::with_capacity(n_entities);
-        let (mut rest_rows, mut rest_vals) = (csc_rows.as_mut_slice(), csc_vals.as_mut_slice());
-        for e in 0..n_entities {
-            let len = (csc_ptr[batch.coef_ptr[e + 1]] - csc_ptr[batch.coef_ptr[e]]) as usize;
-            let (r, tail_rows) = std::mem::take(&mut rest_rows).split_at_mut(len);
-            let (v, tail_vals) = std::mem::take(&mut rest_vals).split_at_mut(len);
-            regions.push((e, r, v));
-            (rest_rows, rest_vals) = (tail_rows, tail_vals);
-        }
-        regions
-            .into_par_iter()
-            .for_each(|(e, region_rows, region_vals)| {
-                let c0 = batch.coef_ptr[e];
-                let start = csc_ptr[c0];
-                let mut fill: Vec<u32> = coefs(e).map(|c| csc_ptr[c] - start).collect();
-                for i in entity_rows(e) {
-                    let (cols, vals) = features(i);
-                    let intercept = std::iter::once((&0, &1.0));
-                    for (&c, &v) in intercept.chain(cols.iter().zip(vals)) {
-                        let slot = &mut fill[c as usize];
-                        region_rows[*slot as usize] = u32_of(i);
-                        region_vals[*slot as usize] = v as f32;
-                        *slot += 1;
-                    }
+                    count[0] += 1;
+                    k += 1 + c.len();
                 }
             });
+        let mut csc_ptr = Vec::with_capacity(n_coefs + 1);
+        csc_ptr.push(0u32);
+        for &n in &count {
+            csc_ptr.push(csc_ptr.last().expect("starts with 0") + n);
+        }
+        // Each entity's region of the CSC arrays, filled in parallel; `count` becomes the
+        // next free slot of each coefficient within its entity's region.
+        let (mut csc_rows, mut csc_vals) = (vec![0u32; nnz], vec![0f32; nnz]);
+        let csc_len = |e: usize| (csc_ptr[coefs(e).end] - csc_ptr[coefs(e).start]) as usize;
+        let regions = split_by(&mut csc_rows, n_entities, csc_len)
+            .into_iter()
+            .zip(split_by(&mut csc_vals, n_entities, csc_len))
+            .zip(split_by(&mut count, n_entities, |e| coefs(e).len()));
+        regions
+            .enumerate()
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .for_each(|(e, ((region_rows, region_vals), fill))| {
+                let start = csc_ptr[coefs(e).start];
+                for (slot, c) in fill.iter_mut().zip(coefs(e)) {
+                    *slot = csc_ptr[c] - start;
+                }
+                let (e_cols, e_vals) = (&cols[entity_nz(e)], &vals[entity_nz(e)]);
+                let mut k = 0;
+                for i in entity_rows(e) {
+                    let width = 1 + features(i).0.len();
+                    for (&c, &v) in e_cols[k..k + width].iter().zip(&e_vals[k..k + width]) {
+                        let slot = &mut fill[c as usize];
+                        region_rows[*slot as usize] = u32_of(i);
+                        region_vals[*slot as usize] = v;
+                        *slot += 1;
+                    }
+                    k += width;
+                }
+            });
+        let coef_entity: Vec<u32> = (0..n_entities)
+            .flat_map(|e| std::iter::repeat_n(u32_of(e), coefs(e).len()))
+            .collect();
         let row_ptr: Vec<u32> = batch.row_ptr.iter().map(|&p| u32_of(p)).collect();
         let (grad_chunks, grad_part_ptr) = chunks(&csc_ptr, |j| coef_entity[j]);
         let (loss_chunks, loss_part_ptr) = chunks(&row_ptr, u32_of);
         PackedBatch {
             rows,
-            nz_ptr: (0..=n_rows)
-                .into_par_iter()
-                .map(|i| u32_of(batch.nz_ptr[i] - base + i))
-                .collect(),
-            cols: (0..n_rows)
-                .into_par_iter()
-                .flat_map_iter(|i| std::iter::once(0).chain(features(i).0.iter().copied()))
-                .collect(),
-            vals: (0..n_rows)
-                .into_par_iter()
-                .flat_map_iter(|i| {
-                    let values = features(i).1.iter().map(|&v| v as f32);
-                    std::iter::once(1.0).chain(values)
-                })
-                .collect(),
+            nz_ptr: (0..=n_rows).map(|i| u32_of(gpu_nz(i))).collect(),
+            cols,
+            vals,
             coef_ptr: batch.coef_ptr.iter().map(|&p| u32_of(p)).collect(),
             csc_ptr,
             csc_rows,
