@@ -1,5 +1,6 @@
-//! A fast path for reading one NTV record: a typed serde visitor that takes the fields it
-//! needs straight from the text (no `serde_json::Value` tree, no map per object).
+//! A fast path for reading one NTV record: the byte scanner of [`super::scan`] for plain
+//! records, else a typed serde visitor that takes the fields it needs straight from the
+//! text (no `serde_json::Value` tree, no map per object).
 //!
 //! It accepts only records the checked path ([`super::jsonl::push_record`]) accepts with the
 //! same result, and answers `None` for anything else — a missing or mistyped field, a
@@ -7,6 +8,7 @@
 //! the checked path, which then accepts the record or names the file, line and field of
 //! its error. Errors therefore read the same whichever path met the record first.
 
+use super::scan::{scan_record, ScannedRecord};
 use super::{EntityMode, FeatureKey, ReadOptions};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
@@ -42,10 +44,15 @@ impl FastRecord {
 /// Parse `text` as a record under `options`, with the extra id fields `id_keys`; `None`
 /// when the record is not plainly valid.
 pub fn parse_fast(text: &str, options: &ReadOptions, id_keys: &[String]) -> Option<FastRecord> {
-    let seed = RecordSeed { options, id_keys };
-    let mut de = serde_json::Deserializer::from_str(text);
-    let raw = seed.deserialize(&mut de).ok()?;
-    de.end().ok()?;
+    // The byte scanner first (plain records, no extra id fields), then the serde visitor.
+    let scanned = id_keys
+        .is_empty()
+        .then(|| scan_record(text, options))
+        .flatten();
+    let raw = match scanned {
+        Some(r) => RawRecord::from(r),
+        None => serde_record(text, options, id_keys)?,
+    };
     let finite = |x: f64| x.is_finite().then_some(x);
     let entity = match &options.entity {
         EntityMode::Single(id) => id.clone(),
@@ -74,7 +81,31 @@ pub fn parse_fast(text: &str, options: &ReadOptions, id_keys: &[String]) -> Opti
     })
 }
 
+/// The fields of `text` read by the serde visitor.
+fn serde_record(text: &str, options: &ReadOptions, id_keys: &[String]) -> Option<RawRecord> {
+    let seed = RecordSeed { options, id_keys };
+    let mut de = serde_json::Deserializer::from_str(text);
+    let raw = seed.deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(raw)
+}
+
+impl From<ScannedRecord> for RawRecord {
+    fn from(r: ScannedRecord) -> Self {
+        RawRecord {
+            entity: r.entity,
+            label: r.label,
+            weight: r.weight,
+            offset: r.offset,
+            timestamp: r.timestamp,
+            features: r.features,
+            ids: Vec::new(),
+        }
+    }
+}
+
 /// Fields as read, before the checks of [`parse_fast`].
+#[derive(Debug, PartialEq)]
 struct RawRecord {
     entity: Option<String>,
     label: Option<f64>,
@@ -301,6 +332,59 @@ mod tests {
             let slow = checked(line, &options);
             assert_eq!(fast, slow, "line {k}: {line}");
             assert_eq!(fast.is_some(), k < 3, "line {k}: {line}");
+        }
+    }
+
+    /// A number as a file might spell it: shortest, exponent forms, many digits, an integer.
+    fn spelled(x: f64, form: u8) -> String {
+        match form % 5 {
+            0 => format!("{x}"),
+            1 => format!("{x:e}"),
+            2 => format!("{x:.17e}").replace('e', "E+").replace("E+-", "E-"),
+            3 => format!("{x:.25}"),
+            _ => format!("{}", x.trunc() as i64),
+        }
+    }
+
+    proptest::proptest! {
+        /// On plain records the scanner reads every field with the serde visitor's bits.
+        #[test]
+        fn the_scanner_reads_plain_records_as_the_serde_visitor(
+            entity in "[a-zA-Z0-9 _é-]{0,12}",
+            label in proptest::num::f64::NORMAL | proptest::num::f64::SUBNORMAL | proptest::num::f64::ZERO,
+            weight in 0.0f64..1e6,
+            features in proptest::collection::vec(
+                ("[a-z]{1,6}", proptest::option::of("[a-z0-9]{0,4}"), -1e300f64..1e300, 0u8..5),
+                0..6,
+            ),
+            forms in proptest::collection::vec(0u8..5, 3),
+            space in proptest::sample::select(vec!["", " ", "\t", "  \n"]),
+        ) {
+            let options = ReadOptions {
+                entity: EntityMode::Key("uid".into()),
+                timestamp_field: None,
+            };
+            let feature = |(name, term, value, form): &(String, Option<String>, f64, u8)| {
+                let term = term.as_ref().map(|t| format!(r#","term":"{t}""#)).unwrap_or_default();
+                format!(r#"{{"name":"{name}"{term},{space}"value":{}}}"#, spelled(*value, *form))
+            };
+            let list: Vec<String> = features.iter().map(feature).collect();
+            let text = format!(
+                r#"{{"uid":"{entity}",{space}"label":{},"weight":{}, "features":[{}],"offset":{}}}{space}"#,
+                spelled(label, forms[0]),
+                spelled(weight, forms[1]),
+                list.join(&format!(",{space}")),
+                spelled(-label / 3.0, forms[2]),
+            );
+            let scanned = scan_record(&text, &options).map(RawRecord::from);
+            proptest::prop_assert!(scanned.is_some(), "declined: {}", text);
+            let by_serde = serde_record(&text, &options, &[]);
+            let bits = |r: &RawRecord| {
+                let v = [r.label, r.weight, r.offset].map(|x| x.map(f64::to_bits));
+                let f: Vec<_> = r.features.iter().flatten().map(|(k, v)| (k.clone(), v.to_bits())).collect();
+                (r.entity.clone(), v, f)
+            };
+            proptest::prop_assert_eq!(scanned.as_ref().map(bits), by_serde.as_ref().map(bits), "{}", text);
         }
     }
 

@@ -11,6 +11,7 @@ mod grouped;
 pub mod json_path;
 mod jsonl;
 mod offset_model;
+mod scan;
 mod tsv;
 
 pub use fast_record::{parse_fast, FastRecord};
