@@ -34,6 +34,7 @@ pub(super) fn scan_record(text: &str, options: &ReadOptions) -> Option<ScannedRe
     };
     let timestamp_key = options.timestamp_field.as_deref();
     let mut s = Scanner {
+        text,
         bytes: text.as_bytes(),
         at: 0,
     };
@@ -85,6 +86,7 @@ fn once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
 }
 
 struct Scanner<'t> {
+    text: &'t str,
     bytes: &'t [u8],
     at: usize,
 }
@@ -118,8 +120,8 @@ impl<'t> Scanner<'t> {
             return None;
         }
         self.at = start + len + 1;
-        // The text is a `str` and the cut falls on ASCII quotes, so this is valid UTF-8.
-        std::str::from_utf8(raw).ok()
+        // Cut at ASCII quotes: character boundaries, so no UTF-8 to validate again.
+        self.text.get(start..start + len)
     }
 
     /// Skip the value of a key the record does not use: a string, a number, `true`,
@@ -173,8 +175,7 @@ impl<'t> Scanner<'t> {
                 return None;
             }
         }
-        let text = std::str::from_utf8(&self.bytes[start..self.at]).ok()?;
-        text.parse().ok()
+        self.text.get(start..self.at)?.parse().ok()
     }
 
     /// `[{"name": …, "term": …, "value": …}, …]`, each key once (`term` may be left out).
