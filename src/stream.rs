@@ -29,7 +29,7 @@
 //! every batch before is committed, the one in progress is not) or are skipped and
 //! counted per batch ([`OnBadRecord::Skip`]).
 
-use crate::data::{number_field, parse_object, push_record, Dataset, OffsetModel, ReadOptions};
+use crate::data::{number_field, parse_line, Dataset, OffsetModel, ParsedLine, ReadOptions};
 use crate::error::{Error, Result};
 use crate::io::{fnv1a, ReadAhead, FNV1A_EMPTY};
 use crate::metrics::{auc, entity_auc, is_positive, logloss, rmse, AucHistogram};
@@ -39,7 +39,7 @@ use crate::score::score;
 use crate::store::{Commit, ModelStore};
 use crate::train::{fit_on, Backend, TrainConfig};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -463,8 +463,8 @@ impl BatchReader {
                 continue;
             }
             let line = before.lines + 1;
-            let obj = match parse_object(&name, line as usize, text) {
-                Ok(obj) => obj,
+            let record = match parse_line(&name, line as usize, text, &config.read, &[]) {
+                Ok(record) => record,
                 Err(e) => {
                     bad(e, &mut report)?;
                     continue;
@@ -472,7 +472,7 @@ impl BatchReader {
             };
             let mut late = false;
             if let Batching::Window(_) = config.batching {
-                let w = match window_of(config, &name, line, &obj) {
+                let w = match window_of(config, &name, line, &record) {
                     Ok(w) => w,
                     Err(e) => {
                         bad(e, &mut report)?;
@@ -484,7 +484,7 @@ impl BatchReader {
                         // Read it now, so that the next batch does not start on a bad record.
                         let mut opening = Dataset::new();
                         if let Err(e) =
-                            push_record(&name, line as usize, &obj, &config.read, &mut opening)
+                            record.push(&name, line as usize, &config.read, &mut opening)
                         {
                             bad(e, &mut report)?;
                             continue;
@@ -498,7 +498,7 @@ impl BatchReader {
                     _ => window = Some(w),
                 }
             }
-            match push_record(&name, line as usize, &obj, &config.read, &mut data) {
+            match record.push(&name, line as usize, &config.read, &mut data) {
                 Ok(()) => report.late += usize::from(late),
                 Err(e) => bad(e, &mut report)?,
             }
@@ -660,16 +660,15 @@ pub fn run_stream(
     Ok(summary)
 }
 
-fn window_of(
-    config: &StreamConfig,
-    name: &Path,
-    line: u64,
-    obj: &Map<String, Value>,
-) -> Result<i64> {
+fn window_of(config: &StreamConfig, name: &Path, line: u64, record: &ParsedLine) -> Result<i64> {
     let (Batching::Window(w), Some(field)) = (config.batching, &config.read.timestamp_field) else {
         return Ok(0);
     };
-    let t = number_field(name, line as usize, obj, field)?;
+    let t = match record {
+        // The fast path reads a record only with its timestamp, finite.
+        ParsedLine::Fast(r) => r.timestamp.expect("the timestamp field is read"),
+        ParsedLine::Checked(obj) => number_field(name, line as usize, obj, field)?,
+    };
     Ok((t / w).floor() as i64)
 }
 
