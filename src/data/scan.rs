@@ -114,14 +114,17 @@ impl<'t> Scanner<'t> {
     fn string(&mut self) -> Option<&'t str> {
         self.expect(b'"')?;
         let start = self.at;
-        let len = self.bytes[start..].iter().position(|&b| b == b'"')?;
-        let raw = &self.bytes[start..start + len];
-        if raw.iter().any(|&b| b == b'\\' || b < 0x20) {
-            return None;
+        let mut end = start;
+        loop {
+            match *self.bytes.get(end)? {
+                b'"' => break,
+                b'\\' | 0..=0x1f => return None,
+                _ => end += 1,
+            }
         }
-        self.at = start + len + 1;
+        self.at = end + 1;
         // Cut at ASCII quotes: character boundaries, so no UTF-8 to validate again.
-        self.text.get(start..start + len)
+        self.text.get(start..end)
     }
 
     /// Skip the value of a key the record does not use: a string, a number, `true`,
