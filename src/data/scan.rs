@@ -6,8 +6,9 @@
 //! objects with string name and term; other keys hold a string, a number, `true`, `false`
 //! or `null`, and are skipped. Strings hold no escapes and no control characters.
 //! [`scan_record`] reads exactly that shape in one pass over the bytes, with no tokenizer
-//! underneath, and answers `None` for anything else — another key, a `null`, an escape, an
-//! integer entity id, a malformed number — so that the caller falls back to the serde
+//! underneath, and answers `None` for anything else — a repeated key, a `null` where a
+//! field is read, an object or array under another key, an escape, an integer entity id, a
+//! malformed number — so that the caller falls back to the serde
 //! visitor of [`super::fast_record`], which accepts more and declines in turn to the checked
 //! path. Numbers follow JSON's grammar and are converted by `f64::from_str`, correctly
 //! rounded as serde_json's `float_roundtrip` conversion is, so every path gives the same
