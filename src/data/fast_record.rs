@@ -8,7 +8,7 @@
 //! the checked path, which then accepts the record or names the file, line and field of
 //! its error. Errors therefore read the same whichever path met the record first.
 
-use super::scan::{scan_record, ScannedRecord};
+use super::scan::scan_record;
 use super::{EntityMode, FeatureKey, ReadOptions};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
@@ -50,7 +50,7 @@ pub fn parse_fast(text: &str, options: &ReadOptions, id_keys: &[String]) -> Opti
         .then(|| scan_record(text, options))
         .flatten();
     let raw = match scanned {
-        Some(r) => RawRecord::from(r),
+        Some(r) => r,
         None => serde_record(text, options, id_keys)?,
     };
     let finite = |x: f64| x.is_finite().then_some(x);
@@ -90,30 +90,32 @@ fn serde_record(text: &str, options: &ReadOptions, id_keys: &[String]) -> Option
     Some(raw)
 }
 
-impl From<ScannedRecord> for RawRecord {
-    fn from(r: ScannedRecord) -> Self {
-        RawRecord {
-            entity: r.entity,
-            label: r.label,
-            weight: r.weight,
-            offset: r.offset,
-            timestamp: r.timestamp,
-            features: r.features,
-            ids: Vec::new(),
-        }
-    }
+/// Fields as read (by the scanner or the serde visitor), before the checks of
+/// [`parse_fast`].
+#[derive(Debug, PartialEq)]
+pub(super) struct RawRecord {
+    pub entity: Option<String>,
+    pub label: Option<f64>,
+    pub weight: Option<f64>,
+    pub offset: Option<f64>,
+    pub timestamp: Option<f64>,
+    pub features: Option<Vec<(FeatureKey, f64)>>,
+    pub ids: Vec<Option<String>>,
 }
 
-/// Fields as read, before the checks of [`parse_fast`].
-#[derive(Debug, PartialEq)]
-struct RawRecord {
-    entity: Option<String>,
-    label: Option<f64>,
-    weight: Option<f64>,
-    offset: Option<f64>,
-    timestamp: Option<f64>,
-    features: Option<Vec<(FeatureKey, f64)>>,
-    ids: Vec<Option<String>>,
+impl RawRecord {
+    /// No field read yet, with room for `ids` extra id fields.
+    pub(super) fn empty(ids: usize) -> Self {
+        RawRecord {
+            entity: None,
+            label: None,
+            weight: None,
+            offset: None,
+            timestamp: None,
+            features: None,
+            ids: vec![None; ids],
+        }
+    }
 }
 
 struct RecordSeed<'a> {
@@ -148,19 +150,8 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawRecord, A::Error> {
-        let mut r = RawRecord {
-            entity: None,
-            label: None,
-            weight: None,
-            offset: None,
-            timestamp: None,
-            features: None,
-            ids: vec![None; self.id_keys.len()],
-        };
-        let entity_key = match &self.options.entity {
-            EntityMode::Key(k) => Some(k.as_str()),
-            EntityMode::Single(_) => None,
-        };
+        let mut r = RawRecord::empty(self.id_keys.len());
+        let entity_key = self.options.entity_key();
         let timestamp = self.options.timestamp_field.as_deref();
         let keys = KeySeed {
             entity_key,
@@ -376,7 +367,7 @@ mod tests {
                 list.join(&format!(",{space}")),
                 spelled(-label / 3.0, forms[2]),
             );
-            let scanned = scan_record(&text, &options).map(RawRecord::from);
+            let scanned = scan_record(&text, &options);
             proptest::prop_assert!(scanned.is_some(), "declined: {}", text);
             let by_serde = serde_record(&text, &options, &[]);
             let bits = |r: &RawRecord| {

@@ -377,6 +377,16 @@ pub struct ReadOptions {
     pub timestamp_field: Option<String>,
 }
 
+impl ReadOptions {
+    /// The field naming each record's entity, unless every record has one entity.
+    pub fn entity_key(&self) -> Option<&str> {
+        match &self.entity {
+            EntityMode::Key(k) => Some(k.as_str()),
+            EntityMode::Single(_) => None,
+        }
+    }
+}
+
 /// Read a records file in `format`; an empty file is an error.
 pub fn read_records(path: &Path, format: Format, options: &ReadOptions) -> Result<Dataset> {
     let data = match format {

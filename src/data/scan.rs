@@ -14,39 +14,20 @@
 //! rounded as serde_json's `float_roundtrip` conversion is, so every path gives the same
 //! bits (the tests compare them).
 
-use super::{EntityMode, FeatureKey, ReadOptions};
+use super::fast_record::RawRecord;
+use super::{FeatureKey, ReadOptions};
 
-/// The fields of one record as scanned, before [`super::parse_fast`]'s checks.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct ScannedRecord {
-    pub entity: Option<String>,
-    pub label: Option<f64>,
-    pub weight: Option<f64>,
-    pub offset: Option<f64>,
-    pub timestamp: Option<f64>,
-    pub features: Option<Vec<(FeatureKey, f64)>>,
-}
-
-/// Scan `text` as a plain record under `options`; `None` when it is not one.
-pub(super) fn scan_record(text: &str, options: &ReadOptions) -> Option<ScannedRecord> {
-    let entity_key = match &options.entity {
-        EntityMode::Key(k) => Some(k.as_str()),
-        EntityMode::Single(_) => None,
-    };
+/// Scan `text` as a plain record under `options` (no extra id fields); `None` when it is
+/// not one.
+pub(super) fn scan_record(text: &str, options: &ReadOptions) -> Option<RawRecord> {
+    let entity_key = options.entity_key();
     let timestamp_key = options.timestamp_field.as_deref();
     let mut s = Scanner {
         text,
         bytes: text.as_bytes(),
         at: 0,
     };
-    let mut r = ScannedRecord {
-        entity: None,
-        label: None,
-        weight: None,
-        offset: None,
-        timestamp: None,
-        features: None,
-    };
+    let mut r = RawRecord::empty(0);
     s.expect(b'{')?;
     if !s.eat(b'}') {
         loop {
@@ -218,6 +199,7 @@ impl<'t> Scanner<'t> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::EntityMode;
     use super::*;
 
     fn options() -> ReadOptions {
