@@ -565,7 +565,7 @@ fn feature_nnz(data: &Dataset, rows: &[usize]) -> usize {
 /// Entities per packed part: enough parts to keep every core busy, each small enough for
 /// its packed rows and solver state to stay in the core's L2 cache between rounds (32
 /// entities of 50 × 16 take about 0.4 MB; 128 took 1.7 MB, and a fit of 10⁴ such entities
-/// 3–6% longer). Parts are never copied into one large batch.
+/// 4–7% longer). Parts are never copied into one large batch.
 const PART_ENTITIES: usize = 32;
 
 /// What one thread reuses from one part to the next.
