@@ -455,14 +455,15 @@ impl<'a> EntityProblem<'a> {
 
     /// The data term `Σ w_i ℓ(m_i, y_i)` and its gradient `Xᵀ ℓ'` (written into `grad`).
     ///
-    /// This is the hot loop of the CPU path. An entity whose every row holds every column
-    /// (rows sorted by column, so `nnz = rows × d` means dense) is read as a row-major
+    /// This is the hot loop of the CPU path. An entity whose every row holds every feature
+    /// (columns ascending, so `nnz = rows × (d − 1)` means dense) is read as a row-major
     /// matrix with no column indices, four rows at a time (margins by `dot4`, with AVX2
     /// intrinsics where the CPU has them and the same rounding either way; gradient terms
     /// by `axpy4`); the logistic terms of 32 rows at a time by `logistic_block` (AVX2
     /// intrinsics there too, the same bits), whose logarithms of unit-weight rows are taken
-    /// in bulk by [`LogSum`], and the losses are summed in four lanes. All give the same
-    /// value as the plain per-row sum up to rounding.
+    /// in bulk by [`LogSum`], and the losses are summed in four lanes. The intercept's
+    /// gradient is the sum of each block's slopes. All give the same value as the plain
+    /// per-row sum up to rounding.
     pub fn data_value_and_gradient(&self, theta: &[f64], grad: &mut [f64]) -> f64 {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
