@@ -650,12 +650,12 @@ fn plan_entity<'p>(
     let mut data_features = Vec::new();
     let mut previous: &[u32] = &[];
     let mut uniform_rows = true;
+    // Ids ascend strictly within a row, so two rows with every feature of the dataset hold
+    // the same ids: they need not be read (in dense data, nowhere else in a fit).
+    let every_feature = |ids: &[u32]| ids.len() == data.features.len();
     for (r, &i) in rows.iter().enumerate() {
         let ids = data.row_features(i).0;
         // A row with the previous row's features (every row, in dense data) adds none.
-        // Ids ascend strictly within a row, so two rows with every feature of the dataset
-        // hold the same ids: they need not be read (in dense data, nowhere else in a fit).
-        let every_feature = |ids: &[u32]| ids.len() == data.features.len();
         if r > 0 && ((every_feature(ids) && every_feature(previous)) || ids == previous) {
             continue;
         }
@@ -749,12 +749,11 @@ fn pack_entity(
     for (j, &f) in plan.data_features.iter().enumerate() {
         column[f as usize] = j as u32 + 1;
     }
-    let spelled_out = if plan.uniform_rows {
-        1
-    } else {
-        plan.rows.len()
+    // Uniform rows: the first spells its columns out, the others reuse them.
+    let (spelled, uniform) = match plan.uniform_rows {
+        true => plan.rows.split_at(plan.rows.len().min(1)),
+        false => (plan.rows, &[][..]),
     };
-    let (spelled, uniform) = plan.rows.split_at(spelled_out.min(plan.rows.len()));
     for &i in spelled {
         let (ids, vals) = data.row_features(i);
         // Dataset ids ascend within a row and `column` is monotone, so columns ascend.

@@ -383,6 +383,12 @@ impl<'a> EntityProblem<'a> {
         self.nz_ptr[self.num_rows()] - self.nz_ptr[0] == self.num_rows() * features
     }
 
+    /// `m_i = (o_i + θ_0) + z_i·θ`, reading a dense row without its column indices.
+    #[inline(always)]
+    fn row_margin(&self, i: usize, theta: &[f64], dense: bool) -> f64 {
+        (self.offsets[i] + theta[0]) + self.z_theta(i, theta, dense)
+    }
+
     /// `z_i·θ` (the intercept left out), reading a dense row without its column indices.
     #[inline(always)]
     fn z_theta(&self, i: usize, theta: &[f64], dense: bool) -> f64 {
@@ -432,7 +438,7 @@ impl<'a> EntityProblem<'a> {
             }
         }
         for (k, m) in out.iter_mut().enumerate().skip(done) {
-            *m = (self.offsets[start + k] + intercept) + self.z_theta(start + k, theta, dense);
+            *m = self.row_margin(start + k, theta, dense);
         }
     }
 
@@ -635,7 +641,7 @@ impl<'a> EntityProblem<'a> {
         let mut h = vec![0.0; d * d];
         let dense = self.is_dense();
         for i in 0..self.num_rows() {
-            let margin = (self.offsets[i] + theta[0]) + self.z_theta(i, theta, dense);
+            let margin = self.row_margin(i, theta, dense);
             let d2 = self.loss.second_derivative(margin, self.weights[i]);
             let (cols, vals) = self.row(i);
             // The intercept's row and column: its value 1 makes each entry d2 · v.
