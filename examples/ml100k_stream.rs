@@ -172,7 +172,7 @@ fn main() -> anyhow::Result<()> {
         stream.push(&r.user, label, 1.0, o, Some(r.timestamp), f);
     }
     let stream_path = a.out.join("stream.jsonl");
-    glmix::io::write_atomic(&stream_path, |f| write_jsonl(&stream, "user", f))?;
+    glmix::io::write_output(&stream_path, |f| write_jsonl(&stream, "user", f))?;
     eprintln!(
         "{} ratings; fixed effect on the first {split} ({:.2} s); streaming {} ratings of {} users from {}",
         ratings.len(),

@@ -85,7 +85,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         results.push(row);
     }
-    glmix::io::write_atomic(&out.join("scaling.csv"), |f| {
+    glmix::io::write_output(&out.join("scaling.csv"), |f| {
         std::io::Write::write_all(f, csv.as_bytes())
     })?;
 

@@ -132,7 +132,7 @@ pub fn line_chart_scaled(
             .map_err(|e| draw(&e))?;
         root.present().map_err(|e| draw(&e))?;
     }
-    crate::io::write_atomic(path, |f| f.write_all(svg.as_bytes()))
+    crate::io::write_output(path, |f| f.write_all(svg.as_bytes()))
 }
 
 /// An axis label: whole numbers without decimals, others with up to four; large ones

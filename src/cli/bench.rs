@@ -6,7 +6,7 @@ use super::WorkloadArgs;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 use glmix::data::Dataset;
-use glmix::io::write_atomic;
+use glmix::io::{check_paths, write_output, PathRole};
 use glmix::model::HessianType;
 use glmix::objective::{ObjectiveKind, Regularization};
 use glmix::synth::generate;
@@ -158,6 +158,9 @@ fn measure(
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
+    if let Some(json) = &a.json {
+        check_paths(&[PathRole::output("--json", json)])?;
+    }
     let computes = match a.device {
         BenchDevice::Auto => vec![Compute::choose(Device::Auto)?],
         BenchDevice::Cpu => vec![Compute::choose(Device::Cpu)?],
@@ -263,7 +266,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         for (name, v) in memory {
             summary[name] = json!(v);
         }
-        write_atomic(path, |f| writeln!(f, "{summary}"))?;
+        write_output(path, |f| writeln!(f, "{summary}"))?;
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ use super::train::{Compute, Device};
 use anyhow::Result;
 use clap::Args;
 use glmix::data::{write_jsonl, EntityMode, ReadOptions};
-use glmix::io::write_atomic;
+use glmix::io::write_output;
 use glmix::objective::{Loss, ObjectiveKind};
 use glmix::stream::{Batching, OnBadRecord, Source, StreamConfig, Update};
 use glmix::synth::{generate, time_slice, SyntheticSpec};
@@ -66,7 +66,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     // Timestamps are uniform on [0, 1): in time order they form the stream.
     let stream = time_slice(&generate(&spec).data, 0.0, 1.0);
     let stream_path = a.out_dir.join("stream.jsonl");
-    write_atomic(&stream_path, |f| write_jsonl(&stream, "entity", f))?;
+    write_output(&stream_path, |f| write_jsonl(&stream, "entity", f))?;
     println!(
         "wrote {} records to {}\n",
         stream.num_rows(),

@@ -6,7 +6,7 @@ use super::train::{Compute, Device};
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use glmix::game::{self, CoordinateKind, CoordinateStep, GameConfig, GameData, GameModel, Metrics};
-use glmix::io::write_atomic;
+use glmix::io::{check_paths, write_output, PathRole};
 use glmix::metrics::{entity_auc, is_positive, non_binary_labels};
 use serde_json::{json, Value};
 use std::io::Write;
@@ -105,6 +105,17 @@ fn step_json(s: &CoordinateStep) -> Value {
 }
 
 fn train(a: TrainArgs) -> Result<()> {
+    let mut paths = vec![
+        PathRole::input("--config", &a.config),
+        PathRole::input("--data", &a.data),
+        PathRole::output_dir("--out", &a.out),
+    ];
+    paths.extend(
+        a.validation
+            .as_deref()
+            .map(|p| PathRole::input("--validation", p)),
+    );
+    check_paths(&paths)?;
     let clock = Instant::now();
     let config = GameConfig::read(&a.config)?;
     let compute = Compute::choose(a.device)?;
@@ -192,6 +203,11 @@ fn train(a: TrainArgs) -> Result<()> {
 }
 
 fn score(a: ScoreArgs) -> Result<()> {
+    check_paths(&[
+        PathRole::input("--model", &a.model),
+        PathRole::input("--data", &a.data),
+        PathRole::output("--out", &a.out),
+    ])?;
     let model = GameModel::read(&a.model)?;
     let data = GameData::read(&a.data, &model.config.entity_keys())?;
     let (scores, terms) = model.score(&data)?;
@@ -201,7 +217,7 @@ fn score(a: ScoreArgs) -> Result<()> {
         .iter()
         .map(|c| c.name.as_str())
         .collect();
-    write_atomic(&a.out, |f| {
+    write_output(&a.out, |f| {
         for (i, s) in scores.iter().enumerate() {
             let t: serde_json::Map<String, Value> = names
                 .iter()

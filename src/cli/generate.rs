@@ -5,7 +5,7 @@ use super::WorkloadArgs;
 use anyhow::{ensure, Result};
 use clap::{Args, ValueEnum};
 use glmix::data::write_jsonl;
-use glmix::io::write_atomic;
+use glmix::io::{check_paths, write_output, PathRole};
 use glmix::objective::Loss;
 use glmix::synth::{generate, time_slice};
 use std::path::PathBuf;
@@ -42,11 +42,12 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         Labels::Logistic => Loss::Logistic,
         Labels::Linear => Loss::Squared,
     };
+    check_paths(&[PathRole::output("--out", &a.out)])?;
     let mut synthetic = generate(&a.workload.spec(loss));
     if a.time_ordered {
         synthetic.data = time_slice(&synthetic.data, 0.0, 1.0);
     }
-    write_atomic(&a.out, |f| write_jsonl(&synthetic.data, "entity", f))?;
+    write_output(&a.out, |f| write_jsonl(&synthetic.data, "entity", f))?;
     eprintln!(
         "glmix: wrote {} records of {} entities to {}",
         synthetic.data.num_rows(),

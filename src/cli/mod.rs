@@ -14,6 +14,7 @@ mod train;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use glmix::data::{read_records, Dataset, EntityMode, Format, OffsetModel, ReadOptions};
+use glmix::io::{check_paths, PathRole};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 
@@ -103,6 +104,15 @@ struct DataArgs {
 }
 
 impl DataArgs {
+    /// The files read: `--data` and `--offset-model`.
+    fn inputs(&self) -> Vec<PathRole<'_>> {
+        let mut roles = vec![PathRole::input("--data", &self.data)];
+        if let Some(m) = &self.offset_model {
+            roles.push(PathRole::input("--offset-model", m));
+        }
+        roles
+    }
+
     fn options(&self) -> ReadOptions {
         let entity = match &self.single_entity {
             Some(id) => EntityMode::Single(id.clone()),
@@ -240,6 +250,10 @@ struct GroupArgs {
 
 /// `glmix group`.
 fn group(a: GroupArgs) -> Result<()> {
+    check_paths(&[
+        PathRole::input("--data", &a.data),
+        PathRole::output("--out", &a.out),
+    ])?;
     let options = ReadOptions {
         entity: EntityMode::Key(a.entity_key),
         timestamp_field: None,

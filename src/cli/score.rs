@@ -4,7 +4,7 @@ use super::train::{Compute, Device};
 use super::{models_for, DataArgs};
 use anyhow::{bail, Result};
 use clap::Args;
-use glmix::io::write_atomic;
+use glmix::io::{check_paths, write_output, PathRole};
 use glmix::score::{MarginPlan, Thompson};
 use serde_json::json;
 use std::io::Write;
@@ -35,6 +35,10 @@ pub struct ScoreArgs {
 }
 
 pub fn run(a: ScoreArgs) -> Result<()> {
+    let mut paths = a.data.inputs();
+    paths.push(PathRole::input("--model", &a.model));
+    paths.push(PathRole::output("--out", &a.out));
+    check_paths(&paths)?;
     let data = a.data.read()?;
     let models = models_for(&data, &a.model)?;
     let plan = MarginPlan::new(&data, &models);
@@ -63,7 +67,7 @@ pub fn run(a: ScoreArgs) -> Result<()> {
             }
         }
     };
-    write_atomic(&a.out, |f| {
+    write_output(&a.out, |f| {
         for (i, s) in scores.iter().enumerate() {
             writeln!(
                 f,

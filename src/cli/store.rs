@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
+use glmix::io::{check_paths, PathRole};
 use glmix::model::{read_models, write_models};
 use glmix::store::{Commit, ModelStore};
 use serde_json::json;
@@ -65,6 +66,10 @@ pub fn run(a: StoreArgs) -> Result<()> {
             );
         }
         StoreCommand::Export { store, out } => {
+            check_paths(&[
+                PathRole::input("--store", &store),
+                PathRole::output("--out", &out),
+            ])?;
             let models = ModelStore::open_read_only(&store)?.all_models()?;
             write_models(&out, models.models())?;
             eprintln!("exported {} models to {}", models.len(), out.display());
@@ -74,6 +79,10 @@ pub fn run(a: StoreArgs) -> Result<()> {
             models,
             missing_precision,
         } => {
+            check_paths(&[
+                PathRole::store("--store", &store),
+                PathRole::input("--models", &models),
+            ])?;
             let set = read_models(&models, missing_precision)?;
             let s = ModelStore::open(&store)?;
             s.commit(Commit {

@@ -6,7 +6,7 @@ use super::{progress_bar, FormatArg};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use glmix::data::{EntityMode, OffsetModel, ReadOptions};
-use glmix::io::write_atomic;
+use glmix::io::{check_paths, write_output, PathRole};
 use glmix::plot::{line_chart, Series};
 use glmix::store::ModelStore;
 use glmix::stream::{run_stream, BatchReport, Batching, OnBadRecord, Source, StreamConfig, Update};
@@ -77,6 +77,22 @@ enum UpdateArg {
 const DEFAULT_BATCH_RECORDS: usize = 10_000;
 
 pub fn run(a: StreamArgs) -> Result<()> {
+    let mut paths = vec![
+        PathRole::input("--data", &a.data),
+        PathRole::store("--store", &a.store),
+    ];
+    paths.extend(
+        a.offset_model
+            .as_deref()
+            .map(|p| PathRole::input("--offset-model", p)),
+    );
+    paths.extend(
+        a.metrics
+            .as_deref()
+            .map(|p| PathRole::output("--metrics", p)),
+    );
+    paths.extend(a.plot.as_deref().map(|p| PathRole::output("--plot", p)));
+    check_paths(&paths)?;
     if a.format != FormatArg::Jsonl {
         bail!("glmix stream reads NTV JSON lines only (--format jsonl)");
     }
@@ -258,7 +274,7 @@ fn fmt(v: Option<f64>) -> String {
 /// The --metrics file: CSV or JSON lines, one row per committed batch.
 struct MetricsFile {
     path: PathBuf,
-    file: std::fs::File,
+    file: Box<dyn Write>,
     csv: bool,
 }
 
@@ -268,7 +284,7 @@ impl MetricsFile {
     fn start(path: &Path, store: &ModelStore) -> Result<Self> {
         let csv = path.extension().and_then(|e| e.to_str()) == Some("csv");
         let rows = store.batches()?;
-        write_atomic(path, |f| {
+        write_output(path, |f| {
             if csv {
                 writeln!(f, "{}", BatchReport::COLUMNS.join(","))?;
             }
@@ -283,10 +299,16 @@ impl MetricsFile {
             }
             Ok(())
         })?;
-        let file = OpenOptions::new()
-            .append(true)
-            .open(path)
-            .with_context(|| path.display().to_string())?;
+        // Later batches are appended: to the file, or to standard output for `-`.
+        let file: Box<dyn Write> = match path == Path::new("-") {
+            true => Box::new(std::io::stdout()),
+            false => Box::new(
+                OpenOptions::new()
+                    .append(true)
+                    .open(path)
+                    .with_context(|| path.display().to_string())?,
+            ),
+        };
         Ok(MetricsFile {
             path: path.to_path_buf(),
             file,

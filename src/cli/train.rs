@@ -5,8 +5,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use glmix::data::{Dataset, EntityChunks};
 use glmix::eval::GpuContext;
-use glmix::io::write_atomic;
-use glmix::io::{AtomicFile, ReadAhead};
+use glmix::io::write_output;
+use glmix::io::{check_paths, OutputFile, PathRole, ReadAhead};
 use glmix::metrics::non_binary_labels;
 use glmix::model::{read_models, write_model_line, HessianType, ModelSet};
 use glmix::objective::{Loss, ObjectiveKind, Regularization};
@@ -181,6 +181,16 @@ impl Compute {
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
+    let mut paths = a.data.inputs();
+    paths.extend(a.prior.as_deref().map(|p| PathRole::input("--prior", p)));
+    paths.push(PathRole::output("--out", &a.out));
+    paths.extend(a.report.as_deref().map(|p| PathRole::output("--report", p)));
+    paths.extend(
+        a.summary
+            .as_deref()
+            .map(|p| PathRole::output("--summary", p)),
+    );
+    check_paths(&paths)?;
     let compute = Compute::choose(a.model.device)?;
     let device = compute.name();
     let config = a.model.config();
@@ -222,8 +232,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
     };
     let mut chunks = chunks;
 
-    let mut models = AtomicFile::create(&a.out)?;
-    let mut report = a.report.as_deref().map(AtomicFile::create).transpose()?;
+    let mut models = OutputFile::create(&a.out)?;
+    let mut report = a.report.as_deref().map(OutputFile::create).transpose()?;
     let mut totals = Totals::default();
     let bar = progress_bar(0, "training");
     loop {
@@ -338,7 +348,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
     eprintln!("{summary}");
     if let Some(path) = &a.summary {
-        write_atomic(path, |f| writeln!(f, "{summary}"))?;
+        write_output(path, |f| writeln!(f, "{summary}"))?;
     }
     Ok(())
 }

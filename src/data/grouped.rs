@@ -15,7 +15,7 @@
 use super::jsonl::{ParsedLine, LINES_PER_CHUNK};
 use super::{entity_of, parse_line, Dataset, EntityMode, ReadOptions};
 use crate::error::{Error, Result};
-use crate::io::{fnv1a, write_atomic, ReadAhead, FNV1A_EMPTY};
+use crate::io::{fnv1a, scratch_dir, write_output, ReadAhead, FNV1A_EMPTY};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -172,14 +172,7 @@ pub fn group_by_entity(
     if parts == 0 {
         return Err(Error::Config("grouping needs at least 1 part".into()));
     }
-    let dir = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let scratch = tempfile::Builder::new()
-        .prefix(".glmix-group.")
-        .tempdir_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
+    let scratch = scratch_dir(output, "group")?;
     let part_path = |k: usize| scratch.path().join(format!("part-{k}.jsonl"));
 
     // Pass 1: spread the lines over the parts by entity.
@@ -211,7 +204,7 @@ pub fn group_by_entity(
     }
 
     // Pass 2: one part at a time, entity by entity.
-    write_atomic(output, |out| {
+    write_output(output, |out| {
         for k in 0..parts {
             let text = std::fs::read_to_string(part_path(k))?;
             let mut index: HashMap<String, usize> = HashMap::new();

@@ -8,7 +8,7 @@
 
 use super::{GameConfig, GameModel};
 use crate::error::{Error, Result};
-use crate::io::{write_atomic, write_dir_atomic};
+use crate::io::{write_dir, write_output};
 use crate::model::{read_models, write_models, ModelSet};
 use std::io::Write;
 use std::path::Path;
@@ -20,15 +20,15 @@ impl GameModel {
     /// Write the model and its training `summary` into `dir`, replacing a previous GAME
     /// model there; on an error `dir` is left as it was.
     pub fn write(&self, dir: &Path, summary: &serde_json::Value) -> Result<()> {
-        write_dir_atomic(dir, SUMMARY_FILE, |tmp| {
+        write_dir(dir, SUMMARY_FILE, |tmp| {
             let text = serde_json::to_string_pretty(&self.config.to_json())
                 .expect("a JSON value serialises");
-            write_atomic(&tmp.join("config.json"), |f| writeln!(f, "{text}"))?;
+            write_output(&tmp.join("config.json"), |f| writeln!(f, "{text}"))?;
             for (c, models) in self.config.coordinates.iter().zip(&self.coordinates) {
                 write_models(&tmp.join(format!("{}.jsonl", c.name)), models.models())?;
             }
             let text = serde_json::to_string_pretty(summary).expect("a JSON value serialises");
-            write_atomic(&tmp.join(SUMMARY_FILE), |f| writeln!(f, "{text}"))
+            write_output(&tmp.join(SUMMARY_FILE), |f| writeln!(f, "{text}"))
         })
     }
 

@@ -3,7 +3,7 @@
 use super::{EntityModel, HessianType, ModelSet, Precision};
 use crate::data::FeatureKey;
 use crate::error::{Error, Result};
-use crate::io::write_atomic;
+use crate::io::write_output;
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -375,7 +375,7 @@ pub fn write_models<'a>(
     path: &Path,
     models: impl IntoIterator<Item = &'a EntityModel>,
 ) -> Result<()> {
-    write_atomic(path, |f| {
+    write_output(path, |f| {
         for m in models {
             write_model_line(m, f)?;
         }
