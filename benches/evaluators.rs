@@ -6,7 +6,7 @@
 //! groups run only where an adapter exists.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use glmix::eval::{BatchEvaluator, CpuEvaluator, GpuContext, GpuEvaluator};
+use glmix::eval::{BatchEvaluator, CpuEvaluator, GpuContext, GpuEvaluator, GpuWorkspace};
 use glmix::objective::ObjectiveKind;
 use glmix::synth::{generate, SyntheticSpec};
 use glmix::train::{fit, TrainConfig};
@@ -71,7 +71,8 @@ fn evaluators(c: &mut Criterion) {
             })
         });
         if let Some(ctx) = &gpu {
-            let mut on_gpu = GpuEvaluator::new(ctx, &batch).unwrap();
+            let mut workspace = GpuWorkspace::new(ctx);
+            let mut on_gpu = GpuEvaluator::new(&mut workspace, &batch).unwrap();
             group.bench_function(BenchmarkId::new("gpu", name), |b| {
                 b.iter(|| {
                     on_gpu

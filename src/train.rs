@@ -20,8 +20,9 @@
 
 use crate::data::{Dataset, EntityRows, FeatureKey};
 use crate::error::{Error, Result};
+use crate::eval::gpu::MAX_GPU_FEATURES;
 use crate::eval::BatchEvaluator;
-use crate::eval::{CpuEvaluator, GpuContext, GpuEvaluator, GpuTimings};
+use crate::eval::{CpuEvaluator, GpuContext, GpuEvaluator, GpuTimings, GpuWorkspace};
 use crate::model::{EntityModel, HessianType, ModelSet, Precision};
 use crate::objective::{
     training_label, ObjectiveKind, PrecisionShape, Regularization, TrainingBatch,
@@ -328,7 +329,11 @@ struct Fit<'a> {
 }
 
 /// Plan, pack, solve and finish the entities `part` of the fit.
-fn solve_part(fit: &Fit, part: Range<usize>, scratch: &mut PartScratch) -> Result<PartOutput> {
+fn solve_part<'a>(
+    fit: &Fit<'a>,
+    part: Range<usize>,
+    scratch: &mut PartScratch<'a>,
+) -> Result<PartOutput> {
     let Fit {
         backend,
         data,
@@ -364,22 +369,24 @@ fn solve_part(fit: &Fit, part: Range<usize>, scratch: &mut PartScratch) -> Resul
     let (mut solved, mut gpu_fallback) = match backend {
         Backend::Cpu => (on_cpu(&mut report_progress)?, None),
         Backend::Gpu(ctx) => {
-            // A driver that panics (device loss, say) ends in the CPU fallback too.
-            let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                GpuEvaluator::new(ctx, &batch)
-                    .map_err(|e| e.to_string())
-                    .and_then(|mut gpu| {
-                        let solved = minimize(
-                            &mut gpu,
-                            &batch.prior_mean,
-                            &config.solver,
-                            &mut report_progress,
-                        )
-                        .map_err(|e| e.to_string())?;
-                        Ok((solved, gpu))
-                    })
-            }));
-            let on_gpu = attempt.unwrap_or_else(|_| Err("the GPU driver panicked".to_string()));
+            let workspace = scratch.gpu.get_or_insert_with(|| GpuWorkspace::new(ctx));
+            let on_gpu = GpuEvaluator::new(workspace, &batch)
+                .map_err(|e| e.to_string())
+                .and_then(|mut gpu| {
+                    let solved = minimize(
+                        &mut gpu,
+                        &batch.prior_mean,
+                        &config.solver,
+                        &mut report_progress,
+                    );
+                    match solved {
+                        Ok(solved) => Ok((solved, gpu)),
+                        Err(e) => {
+                            gpu_timings = gpu.timings();
+                            Err(e.to_string())
+                        }
+                    }
+                });
             match on_gpu {
                 Ok((solved, gpu)) => {
                     gpu_evaluator = Some(gpu);
@@ -397,30 +404,27 @@ fn solve_part(fit: &Fit, part: Range<usize>, scratch: &mut PartScratch) -> Resul
     let solve = clock.elapsed().as_secs_f64();
 
     let clock = Instant::now();
-    // The data Hessian diagonal of the posterior, on the GPU when it solved the part.
-    // The data Hessians (diagonals, or d×d blocks one after another) and where each
-    // entity's starts.
+    // The data Hessians of the posterior (diagonals, or d×d blocks one after another) and
+    // where each entity's starts, on the GPU when it solved the part.
     let mut data_hessian: Option<(Vec<f64>, Vec<usize>)> = None;
     if let Some(gpu) = &mut gpu_evaluator {
-        let attempt =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match config.hessian {
-                HessianType::Diagonal => gpu
-                    .data_hessian_diagonal(&solved.theta)
-                    .map(|h| Some((h, batch.coef_ptr.clone()))),
-                HessianType::Full => gpu.data_hessian_full(&solved.theta).map(|h| {
-                    let mut starts = vec![0];
-                    for e in 0..batch.num_entities() {
-                        let d = batch.coef_ptr[e + 1] - batch.coef_ptr[e];
-                        starts.push(starts[e] + d * d);
-                    }
-                    Some((h, starts))
-                }),
-                HessianType::Identity | HessianType::None => Ok(None),
-            }));
-        match attempt {
-            Ok(Ok(h)) => data_hessian = h,
-            Ok(Err(e)) => gpu_fallback = Some(format!("Hessian on the CPU instead: {e}")),
-            Err(_) => gpu_fallback = Some("Hessian: the GPU driver panicked".into()),
+        let on_gpu = match config.hessian {
+            HessianType::Diagonal => gpu
+                .data_hessian_diagonal(&solved.theta)
+                .map(|h| Some((h, batch.coef_ptr.clone()))),
+            HessianType::Full => gpu.data_hessian_full(&solved.theta).map(|h| {
+                let mut starts = vec![0];
+                for e in 0..batch.num_entities() {
+                    let d = batch.coef_ptr[e + 1] - batch.coef_ptr[e];
+                    starts.push(starts[e] + d * d);
+                }
+                Some((h, starts))
+            }),
+            HessianType::Identity | HessianType::None => Ok(None),
+        };
+        match on_gpu {
+            Ok(h) => data_hessian = h,
+            Err(e) => gpu_fallback = Some(format!("Hessian on the CPU instead: {e}")),
         }
         gpu_timings = gpu.timings();
     }
@@ -449,7 +453,6 @@ fn solve_part(fit: &Fit, part: Range<usize>, scratch: &mut PartScratch) -> Resul
         })
         .unzip();
     let posterior = clock.elapsed().as_secs_f64();
-    drop(gpu_evaluator);
     scratch.spare = Some(batch);
     Ok(PartOutput {
         models,
@@ -522,10 +525,10 @@ fn verify(batch: &TrainingBatch, solved: &SolveResult) -> Result<Verification> {
     Ok(v)
 }
 
-/// Consecutive runs of the entities `entities` whose packed buffers each fit one GPU
-/// binding of `limit` bytes (rows take 16 bytes, non-zeros 4 bytes per array), at most
-/// `part_entities` long. An entity too large on its own gets a part of its own, which the
-/// GPU refuses and the CPU solves.
+/// Consecutive runs of the entities `entities` whose dense GPU arrays each fit one binding
+/// of `limit` bytes (an entity's rows take 16 bytes per 4 of its features, and 16 for the
+/// label, weight and offset), at most `part_entities` long. An entity too large or too wide
+/// on its own gets a part of its own, which the GPU refuses and the CPU solves.
 fn gpu_parts(
     groups: &EntityRows,
     entities: Range<usize>,
@@ -534,20 +537,36 @@ fn gpu_parts(
     part_entities: usize,
 ) -> Vec<Range<usize>> {
     let mut parts = Vec::new();
-    let (mut start, mut rows, mut nnz) = (entities.start, 0u64, 0u64);
+    let (mut start, mut rows, mut x) = (entities.start, 0u64, 0u64);
+    // `seen[f] == e + 1` once entity e's rows showed feature f.
+    let mut seen = vec![0usize; data.features.len()];
     for e in entities.clone() {
+        let mut d = 0u64;
+        for &i in groups.of(e) {
+            for &f in data.row_features(i).0 {
+                if seen[f as usize] != e + 1 {
+                    seen[f as usize] = e + 1;
+                    d += 1;
+                }
+            }
+        }
         let entity_rows = groups.of(e).len() as u64;
-        // The GPU layout stores the intercept of every row explicitly.
-        let entity_nnz = (feature_nnz(data, groups.of(e)) + groups.of(e).len()) as u64;
+        let entity_x = 16 * entity_rows * d.div_ceil(4);
+        let alone = d as usize > MAX_GPU_FEATURES;
         let full = e - start >= part_entities
             || 16 * (rows + entity_rows) > limit
-            || 4 * (nnz + entity_nnz) > limit;
+            || x + entity_x > limit
+            || alone;
         if full && e > start {
             parts.push(start..e);
-            (start, rows, nnz) = (e, 0, 0);
+            (start, rows, x) = (e, 0, 0);
         }
         rows += entity_rows;
-        nnz += entity_nnz;
+        x += entity_x;
+        if alone {
+            parts.push(start..e + 1);
+            (start, rows, x) = (e + 1, 0, 0);
+        }
     }
     if start < entities.end {
         parts.push(start..entities.end);
@@ -569,25 +588,28 @@ fn feature_nnz(data: &Dataset, rows: &[usize]) -> usize {
 const PART_ENTITIES: usize = 32;
 
 /// What one thread reuses from one part to the next.
-struct PartScratch {
+struct PartScratch<'c> {
     /// `seen[f] == entity` marks features already found in the entity's rows.
     seen: Vec<u32>,
     /// Entity-local column of each dataset feature id, for the entity being packed.
     column: Vec<u32>,
     /// The packed buffers of the thread's last part, for the next to fill.
     spare: Option<TrainingBatch>,
+    /// The thread's GPU buffers, made at its first GPU part.
+    gpu: Option<GpuWorkspace<'c>>,
     /// One entity's penalties, prior mean and prior precision, as packed.
     penalty: Vec<f64>,
     mean: Vec<f64>,
     precision: Vec<f64>,
 }
 
-impl PartScratch {
+impl PartScratch<'_> {
     fn new(features: usize) -> Self {
         PartScratch {
             seen: vec![u32::MAX; features],
             column: vec![0; features],
             spare: None,
+            gpu: None,
             penalty: Vec::new(),
             mean: Vec::new(),
             precision: Vec::new(),

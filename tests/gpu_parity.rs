@@ -9,7 +9,7 @@
 mod common;
 
 use common::{random_batch, random_point};
-use glmix::eval::{BatchEvaluator, CpuEvaluator, GpuContext, GpuEvaluator};
+use glmix::eval::{BatchEvaluator, CpuEvaluator, GpuContext, GpuEvaluator, GpuWorkspace};
 use glmix::objective::{Loss, ObjectiveKind, PrecisionShape, TrainingBatch};
 use glmix::solver::{minimize, LbfgsOptions};
 use std::sync::OnceLock;
@@ -49,7 +49,7 @@ fn compare_on(ctx: &GpuContext, batch: &TrainingBatch, active: &[usize], theta: 
     CpuEvaluator::new(batch)
         .evaluate(active, theta, &mut lc, &mut gc)
         .unwrap();
-    GpuEvaluator::new(ctx, batch)
+    GpuEvaluator::new(&mut GpuWorkspace::new(ctx), batch)
         .unwrap()
         .evaluate(active, theta, &mut lg, &mut gg)
         .unwrap();
@@ -152,7 +152,8 @@ fn trained_optima_match_the_cpu_within_1e_4() {
         let batch = random_batch(7, 40, 60, 6, objective, PrecisionShape::Diagonal);
         let mut cpu_evaluator = CpuEvaluator::new(&batch);
         let cpu = minimize(&mut cpu_evaluator, &batch.prior_mean, &options, |_| {}).unwrap();
-        let mut gpu_evaluator = GpuEvaluator::new(ctx, &batch).unwrap();
+        let mut workspace = GpuWorkspace::new(ctx);
+        let mut gpu_evaluator = GpuEvaluator::new(&mut workspace, &batch).unwrap();
         let gpu = minimize(&mut gpu_evaluator, &batch.prior_mean, &options, |_| {}).unwrap();
         let mut worst = 0.0f64;
         for (a, b) in gpu.theta.iter().zip(&cpu.theta) {
@@ -285,7 +286,7 @@ fn hessian_diagonals_match_the_cpu() {
     for objective in ObjectiveKind::ALL {
         let batch = random_batch(31, 50, 40, 8, objective, PrecisionShape::Diagonal);
         let theta = random_point(32, &batch, 1.0);
-        let on_gpu = GpuEvaluator::new(ctx, &batch)
+        let on_gpu = GpuEvaluator::new(&mut GpuWorkspace::new(ctx), &batch)
             .unwrap()
             .data_hessian_diagonal(&theta)
             .unwrap();
@@ -308,7 +309,7 @@ fn full_hessians_match_the_cpu() {
     for objective in ObjectiveKind::ALL {
         let batch = random_batch(41, 40, 40, 7, objective, PrecisionShape::Full);
         let theta = random_point(42, &batch, 1.0);
-        let blocks = GpuEvaluator::new(ctx, &batch)
+        let blocks = GpuEvaluator::new(&mut GpuWorkspace::new(ctx), &batch)
             .unwrap()
             .data_hessian_full(&theta)
             .unwrap();
@@ -495,4 +496,132 @@ fn scores_match_the_cpu_in_parts_and_any_record_order() {
         -0.5 + intercept,
         "an unknown feature adds nothing"
     );
+}
+
+/// Entities of 300 and 17 features in one batch: rows of 75 vec4s take the wide kernels
+/// (several vec4s per lane), and the narrow entity rides along.
+fn wide_batch(loss: Loss) -> TrainingBatch {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+    let mut b = TrainingBatch::builder(loss, PrecisionShape::Diagonal);
+    for (d, n) in [(300usize, 40usize), (17, 70), (300, 3)] {
+        for _ in 0..n {
+            let cols: Vec<u32> = (1..=d as u32).filter(|_| rng.gen_bool(0.7)).collect();
+            let vals: Vec<f64> = cols.iter().map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let label = match loss {
+                Loss::Logistic => [1.0, -1.0][usize::from(rng.gen_bool(0.5))],
+                Loss::Squared => rng.gen_range(-2.0..2.0),
+            };
+            b.push_row(
+                label,
+                rng.gen_range(0.5..1.5),
+                rng.gen_range(-0.5..0.5),
+                cols,
+                &vals,
+            );
+        }
+        b.finish_entity(&vec![1.0; d + 1], &vec![0.0; d + 1], &vec![0.5; d + 1]);
+    }
+    b.build()
+}
+
+#[test]
+fn wide_entities_match_the_cpu() {
+    let Some(ctx) = gpu() else { return };
+    for loss in [Loss::Logistic, Loss::Squared] {
+        let batch = wide_batch(loss);
+        let theta = random_point(5, &batch, 0.1);
+        compare(&batch, &[0, 1, 2], &theta);
+        compare(&batch, &[1], &theta);
+        let mut workspace = GpuWorkspace::new(ctx);
+        let mut evaluator = GpuEvaluator::new(&mut workspace, &batch).unwrap();
+        let diagonal = evaluator.data_hessian_diagonal(&theta).unwrap();
+        let blocks = evaluator.data_hessian_full(&theta).unwrap();
+        let mut at = 0;
+        for e in 0..batch.num_entities() {
+            let r = batch.coef_ptr[e]..batch.coef_ptr[e + 1];
+            let on_cpu = batch.entity(e).data_hessian_diagonal(&theta[r.clone()]);
+            for (a, b) in diagonal[r.clone()].iter().zip(&on_cpu) {
+                assert!(
+                    (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                    "{loss:?} {e}: {a} {b}"
+                );
+            }
+            let full = batch.entity(e).data_hessian_full(&theta[r.clone()]);
+            for (a, b) in blocks[at..at + full.len()].iter().zip(&full) {
+                assert!(
+                    (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                    "{loss:?} {e}: {a} {b}"
+                );
+            }
+            at += full.len();
+        }
+    }
+}
+
+#[test]
+fn a_thread_reuses_its_buffers_and_names_under_9_6_kb_per_entity_evaluation() {
+    use glmix::synth::{generate, SyntheticSpec};
+    use glmix::train::{fit_on, Backend, TrainConfig};
+    let Some(ctx) = gpu() else { return };
+    // 64 rows of 32 features, the benchmark's shape; parts of 50 entities on one thread.
+    let data = generate(&SyntheticSpec {
+        entities: 200,
+        rows_per_entity: 64,
+        features: 32,
+        seed: 8,
+        ..Default::default()
+    })
+    .data;
+    let mut config = TrainConfig::new(ObjectiveKind::BayesLogistic);
+    config.batch_entities = 50;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let out = pool.install(|| fit_on(Backend::Gpu(ctx), None, &data, &config, &|_| {}).unwrap());
+    assert!(out.gpu_fallbacks.is_empty(), "{:?}", out.gpu_fallbacks);
+    let g = out.timings.gpu;
+    assert_eq!(g.buffers_created_after_first_part, 0, "{g:?}");
+    // One submission per round of each of the 4 parts, and one for each part's Hessian.
+    assert_eq!(g.submissions, out.rounds + 4, "{g:?}");
+    assert_eq!(g.blocking_waits, g.submissions);
+    assert_eq!(g.slot_to_active_ratio(), 1.0);
+    let named = g.bytes_per_entity_evaluation();
+    assert!(named <= 9_600.0, "{named} bytes per entity-evaluation");
+    // Only running entities are evaluated: fewer than every entity in every round.
+    assert!(g.entity_evaluations < 50 * out.rounds + 200, "{g:?}");
+}
+
+#[test]
+fn a_device_failure_in_the_middle_of_a_run_ends_on_the_cpu_with_the_cpus_models() {
+    use glmix::synth::{generate, SyntheticSpec};
+    use glmix::train::{fit, fit_on, Backend, TrainConfig};
+    if gpu().is_none() {
+        return;
+    }
+    let data = generate(&SyntheticSpec {
+        entities: 30,
+        rows_per_entity: 20,
+        features: 4,
+        seed: 4,
+        ..Default::default()
+    })
+    .data;
+    let config = TrainConfig::new(ObjectiveKind::BayesLogistic);
+    let ctx = GpuContext::new().unwrap();
+    // The fourth evaluation of the only part is rejected by the device's validation.
+    ctx.fail_evaluation(3);
+    let on_gpu = fit_on(Backend::Gpu(&ctx), None, &data, &config, &|_| {}).unwrap();
+    assert_eq!(on_gpu.gpu_fallbacks.len(), 1, "{:?}", on_gpu.gpu_fallbacks);
+    assert!(
+        on_gpu.gpu_fallbacks[0].contains("GPU error"),
+        "{:?}",
+        on_gpu.gpu_fallbacks
+    );
+    let on_cpu = fit(None, &data, &config, &|_| {}).unwrap();
+    assert_eq!(on_gpu.models, on_cpu.models);
+    // The device goes on working for the next run.
+    let again = fit_on(Backend::Gpu(&ctx), None, &data, &config, &|_| {}).unwrap();
+    assert!(again.gpu_fallbacks.is_empty(), "{:?}", again.gpu_fallbacks);
 }

@@ -69,6 +69,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// The medians of one device's repetitions, as table rows.
 struct Column {
     device: String,
+    /// The last run's GPU counts (`bytes_per_entity_evaluation`, …), when it used a GPU.
+    gpu: Option<serde_json::Value>,
     rows: Vec<(&'static str, f64)>,
     converged: usize,
 }
@@ -146,8 +148,41 @@ fn measure(
             ]);
         }
     }
+    let gpu = (last.timings.gpu.dispatches > 0).then(|| {
+        let g = &last.timings.gpu;
+        let rounds = last.rounds.max(1) as f64;
+        json!({
+            "bytes_per_entity_evaluation": g.bytes_per_entity_evaluation(),
+            "buffers_created": g.buffers_created,
+            "buffers_created_after_warmup": g.buffers_created_after_first_part,
+            "buffer_bytes_created": g.buffer_bytes_created,
+            "submissions": g.submissions,
+            "submissions_per_round": g.submissions as f64 / rounds,
+            "worker_blocking_waits_per_round": g.blocking_waits as f64 / rounds,
+            "writes_per_round": g.writes as f64 / rounds,
+            "slot_to_active_ratio": g.slot_to_active_ratio(),
+            "bytes_up": g.bytes_up,
+            "bytes_down": g.bytes_down,
+            "device_kernel_seconds": g.device_kernels,
+        })
+    });
+    if let Some(g) = &gpu {
+        for (name, key) in [
+            ("gpu bytes/entity-eval", "bytes_per_entity_evaluation"),
+            ("gpu buffers after warm-up", "buffers_created_after_warmup"),
+            ("gpu submissions/round", "submissions_per_round"),
+            (
+                "gpu blocking waits/round",
+                "worker_blocking_waits_per_round",
+            ),
+            ("gpu slots/active entity", "slot_to_active_ratio"),
+        ] {
+            rows.push((name, g[key].as_f64().unwrap_or(f64::NAN)));
+        }
+    }
     Ok(Column {
         device: compute.name(),
+        gpu,
         rows,
         converged: last
             .reports
@@ -252,6 +287,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
                     .collect();
                 m.insert("device".into(), json!(c.device));
                 m.insert("converged entities".into(), json!(c.converged));
+                if let Some(g) = &c.gpu {
+                    m.insert("gpu".into(), g.clone());
+                }
                 m
             })
             .collect();

@@ -13,7 +13,7 @@ pub mod cpu;
 pub mod gpu;
 
 pub use cpu::CpuEvaluator;
-pub use gpu::{GpuContext, GpuError, GpuEvaluator, GpuTimings};
+pub use gpu::{GpuContext, GpuError, GpuEvaluator, GpuTimings, GpuWorkspace};
 
 /// An error raised by an evaluator itself (device loss, a validation error…).
 /// A non-converging entity is never an error; it is a report of the solver.

@@ -6,7 +6,8 @@
 //! first use), so the parts need not be grouped by entity and `θ` itself may be larger than
 //! one binding. Values and coefficients go up as f32; the sums come back as f32.
 
-use super::{bind_group, non_empty, read_back, GpuContext};
+use super::readback::read_back;
+use super::GpuContext;
 use crate::eval::EvalError;
 use wgpu::util::DeviceExt;
 
@@ -123,15 +124,43 @@ impl GpuContext {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             pass.set_pipeline(&self.row_dots);
             pass.set_bind_group(0, &bind, &[]);
-            let (x, y) = self.grid(rows as u32);
+            let (x, y) = self.row_grid(rows as u32);
             pass.dispatch_workgroups(x, y, 1);
         }
         encoder.copy_buffer_to_buffer(&buffers[4], 0, &read, 0, read.size());
         let submission = self.queue.submit([encoder.finish()]);
-        let dots = read_back(device, &read, submission)?;
+        let dots = read_back(device, &read, read.size(), submission)?;
         if let Some(err) = pollster::block_on(scope.pop()) {
             return Err(EvalError::Backend(format!("GPU validation error: {err}")));
         }
         Ok(dots)
     }
+}
+
+/// A bind group for `pipeline`'s group 0 with each buffer at its binding.
+fn bind_group(
+    device: &wgpu::Device,
+    pipeline: &wgpu::ComputePipeline,
+    buffers: &[(u32, &wgpu::Buffer)],
+) -> wgpu::BindGroup {
+    let entries: Vec<wgpu::BindGroupEntry> = buffers
+        .iter()
+        .map(|&(binding, buffer)| wgpu::BindGroupEntry {
+            binding,
+            resource: buffer.as_entire_binding(),
+        })
+        .collect();
+    device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &entries,
+    })
+}
+
+/// Pad an empty array with one zero element.
+fn non_empty<T: bytemuck::Pod>(mut v: Vec<T>) -> Vec<T> {
+    if v.is_empty() {
+        v.push(T::zeroed());
+    }
+    v
 }
