@@ -28,7 +28,9 @@ use crate::objective::{
     training_label, ObjectiveKind, PrecisionShape, Regularization, TrainingBatch,
     TrainingBatchBuilder,
 };
-use crate::solver::{minimize, LbfgsOptions, SolveReport, SolveResult, StopReason};
+use crate::solver::{
+    minimize, minimize_with_finish, LbfgsOptions, SolveReport, SolveResult, StopReason,
+};
 use crate::vector::inf_norm;
 use rayon::prelude::*;
 use std::ops::Range;
@@ -46,6 +48,9 @@ pub struct TrainConfig {
     /// On the GPU, entities in flight at once (default 65,536), in one part per thread;
     /// bounds the GPU's and the packed parts' memory. The CPU solves parts of 32.
     pub batch_entities: usize,
+    /// After a GPU solve, finish every entity in f64 on the CPU: its last L-BFGS steps,
+    /// until the f64 stopping rule holds, and its posterior precision (default on).
+    pub f64_finish: bool,
     /// f64 CPU L-BFGS iterations run after a GPU solve, from its optimum (default 0).
     pub polish_iterations: usize,
     /// Recompute every trained entity's loss and gradient with the f64 CPU evaluator and
@@ -61,6 +66,7 @@ impl TrainConfig {
             hessian: HessianType::Diagonal,
             solver: LbfgsOptions::default(),
             batch_entities: 65_536,
+            f64_finish: true,
             polish_iterations: 0,
             verify: false,
         }
@@ -151,6 +157,8 @@ pub struct FitTimings {
     pub solve: f64,
     /// The part of `solve` spent in the evaluator.
     pub evaluate: f64,
+    /// The part of `evaluate` spent finishing GPU-solved entities in f64 on the CPU.
+    pub finish: f64,
     /// On the GPU: the evaluators' setup, upload, wait and read-back thread seconds
     /// (summed over parts, which run on every thread at once), their kernels' own time
     /// on the device, and the bytes the kernels moved.
@@ -281,6 +289,7 @@ pub fn fit_on(
     timings.build += wall * thread(|p| p.build) / total;
     timings.solve += wall * thread(|p| p.solve) / total;
     timings.evaluate += wall * thread(|p| p.evaluate) / total;
+    timings.finish += wall * thread(|p| p.finish) / total;
     timings.posterior += wall * thread(|p| p.posterior) / total;
     for part in parts {
         gpu_fallbacks.extend(part.gpu_fallback);
@@ -310,6 +319,7 @@ struct PartOutput {
     build: f64,
     solve: f64,
     evaluate: f64,
+    finish: f64,
     posterior: f64,
     gpu_fallback: Option<String>,
     verification: Option<Verification>,
@@ -373,8 +383,14 @@ fn solve_part<'a>(
             let on_gpu = GpuEvaluator::new(workspace, &batch)
                 .map_err(|e| e.to_string())
                 .and_then(|mut gpu| {
-                    let solved = minimize(
+                    // Entities the f32 run stops go on in f64, from where they are.
+                    let mut cpu = CpuEvaluator::new(&batch);
+                    let finish = config
+                        .f64_finish
+                        .then_some(&mut cpu as &mut dyn BatchEvaluator);
+                    let solved = minimize_with_finish(
                         &mut gpu,
+                        finish,
                         &batch.prior_mean,
                         &config.solver,
                         &mut report_progress,
@@ -406,9 +422,11 @@ fn solve_part<'a>(
     let clock = Instant::now();
     // The data Hessians of the posterior (diagonals, or d×d blocks one after another) and
     // where each entity's starts, on the GPU when it solved the part.
+    // With the f64 finish the posterior is part of it, in f64 on the CPU.
     let mut data_hessian: Option<(Vec<f64>, Vec<usize>)> = None;
     if let Some(gpu) = &mut gpu_evaluator {
         let on_gpu = match config.hessian {
+            _ if config.f64_finish => Ok(None),
             HessianType::Diagonal => gpu
                 .data_hessian_diagonal(&solved.theta)
                 .map(|h| Some((h, batch.coef_ptr.clone()))),
@@ -461,6 +479,7 @@ fn solve_part<'a>(
         build,
         solve,
         evaluate: solved.evaluate_seconds,
+        finish: solved.finish_seconds,
         posterior,
         gpu_fallback,
         verification,
@@ -499,6 +518,7 @@ fn polish(batch: &TrainingBatch, solved: &mut SolveResult, config: &TrainConfig)
             iterations: old.iterations + new.iterations,
             evaluations: old.evaluations + new.evaluations,
             gradient_norm: new.gradient_norm,
+            finished_precisely: old.finished_precisely,
             reason: match new.reason {
                 StopReason::LineSearchFailedKeptPrior => old.reason,
                 reason => reason,

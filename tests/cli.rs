@@ -520,6 +520,9 @@ fn gpu_full_precisions_read_back_as_a_prior_and_for_scoring() {
         "full",
         "--device",
         "gpu",
+        // The full Hessians from the GPU kernel, not from the f64 finish.
+        "--finish",
+        "none",
     ];
     let first = dir.arg("first.jsonl");
     let trained = glmix_output(

@@ -1,7 +1,7 @@
 //! `glmix bench`: throughput of `fit` on a seeded synthetic workload, on the CPU, the GPU
 //! or both side by side in one run.
 
-use super::train::{Compute, Device};
+use super::train::{Compute, Device, Finish};
 use super::WorkloadArgs;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
@@ -37,6 +37,10 @@ pub struct BenchArgs {
     /// Evaluator: auto, cpu, gpu, or both side by side.
     #[arg(long, value_enum, default_value = "auto")]
     device: BenchDevice,
+    /// On the GPU, how each entity ends: f64 (its last steps and posterior in f64 on the
+    /// CPU) or none (all in f32 on the GPU).
+    #[arg(long, value_enum, default_value = "f64")]
+    finish: Finish,
     /// On the GPU, entities in flight at once, one part per thread.
     #[arg(long, default_value_t = 65_536)]
     batch_entities: usize,
@@ -218,6 +222,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     };
     config.hessian = a.hessian;
     config.batch_entities = a.batch_entities;
+    config.f64_finish = a.finish == Finish::F64;
     let columns: Vec<Column> = computes
         .iter()
         .map(|c| measure(c, &data, &config, a.repeat))

@@ -85,6 +85,11 @@ pub struct ModelArgs {
     /// Where to evaluate: auto (a GPU when one works, else the CPU), cpu or gpu.
     #[arg(long, value_enum, default_value = "auto")]
     pub device: Device,
+    /// On the GPU, how each entity ends: f64 (its last L-BFGS steps and its posterior
+    /// precision in f64 on the CPU, so that it meets the CPU's stopping rule) or none (all
+    /// in f32 on the GPU: faster, about 6 significant digits).
+    #[arg(long, value_enum, default_value = "f64")]
+    pub finish: Finish,
     /// After a GPU solve, run this many f64 CPU L-BFGS iterations from its optimum.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub polish: usize,
@@ -112,10 +117,17 @@ impl ModelArgs {
                 ..LbfgsOptions::default()
             },
             batch_entities: self.batch_entities,
+            f64_finish: self.finish == Finish::F64,
             polish_iterations: self.polish,
             verify: self.verify,
         }
     }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finish {
+    F64,
+    None,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -319,6 +331,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         "entities_per_second": entities as f64 / totals.solve_seconds,
         "evaluations": totals.evaluations,
         "rounds": totals.rounds,
+        "f64_finish_entities": totals.finished_in_f64,
+        "f64_finish_seconds": totals.timings.finish,
         "reasons": totals.reasons,
         "carried_over": carried.len(),
         "models_written": entities + carried.len(),
@@ -361,6 +375,8 @@ struct Totals {
     rows: usize,
     evaluations: usize,
     rounds: usize,
+    /// Entities a GPU solve handed to the f64 CPU evaluator to finish.
+    finished_in_f64: usize,
     reasons: BTreeMap<&'static str, usize>,
     trained: HashSet<String>,
     timings: FitTimings,
@@ -390,12 +406,14 @@ impl Totals {
         self.rounds += out.rounds;
         for r in &out.reports {
             self.evaluations += r.solve.evaluations;
+            self.finished_in_f64 += usize::from(r.solve.finished_precisely);
             *self.reasons.entry(r.solve.reason.name()).or_default() += 1;
             self.trained.insert(r.entity.clone());
         }
         self.timings.build += out.timings.build;
         self.timings.solve += out.timings.solve;
         self.timings.posterior += out.timings.posterior;
+        self.timings.finish += out.timings.finish;
         if let Some(v) = out.verification {
             self.verification = Some(self.verification.map_or(v, |w| w.merge(v)));
         }

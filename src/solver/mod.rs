@@ -18,6 +18,12 @@
 //! When a line search fails, the memory is dropped and steepest descent is tried once;
 //! if that fails too the entity stops at its best point, which is its starting point (the
 //! prior) when no step was ever accepted.
+//!
+//! **The f64 finish** ([`minimize_with_finish`]). Given a more precise evaluator, an entity
+//! that would stop for any reason but its iteration limit is evaluated by it at its current
+//! point instead and goes on from there, its L-BFGS memory kept, under that evaluator's
+//! precision, until it stops by the same rules as a run on the precise evaluator alone. So
+//! an f32 GPU run ends with every entity meeting the f64 stopping rule.
 
 mod lbfgs_memory;
 mod line_search;
@@ -34,6 +40,10 @@ use std::time::Instant;
 /// Accepted steps in a row with a loss change within an imprecise evaluator's noise after
 /// which the entity stops (see [`minimize`]).
 const STEPS_WITHIN_NOISE: usize = 5;
+
+/// Correction pairs an entity handed to the precise evaluator gathers before a small
+/// relative reduction may stop it (see [`minimize_with_finish`]).
+const FRESH_PAIRS: usize = 2;
 
 /// Entities per rayon task of the solver's per-entity work: below this a batch runs on
 /// the calling thread (a CPU part is already one task of a parallel loop).
@@ -119,6 +129,8 @@ pub struct SolveReport {
     pub evaluations: usize,
     pub gradient_norm: f64,
     pub reason: StopReason,
+    /// Whether the entity was finished by the precise evaluator of [`minimize_with_finish`].
+    pub finished_precisely: bool,
 }
 
 /// Optimum and reports of a batch.
@@ -129,8 +141,10 @@ pub struct SolveResult {
     pub reports: Vec<SolveReport>,
     /// Batched evaluation rounds.
     pub rounds: usize,
-    /// Wall-clock seconds spent inside the evaluator (the rest of a solve is L-BFGS work).
+    /// Wall-clock seconds spent inside the evaluators (the rest of a solve is L-BFGS work).
     pub evaluate_seconds: f64,
+    /// Wall-clock seconds spent inside the precise evaluator of [`minimize_with_finish`].
+    pub finish_seconds: f64,
 }
 
 /// Per-entity solver state; its vectors are slices of one allocation per batch
@@ -152,6 +166,12 @@ struct EntityState<'a> {
     steepest: bool,
     /// Accepted steps in a row whose loss change was within the evaluator's noise.
     steps_within_noise: usize,
+    /// Relative precision of the losses of the evaluator the entity is on.
+    precision: f64,
+    /// Whether a stop is to hand the entity to the precise evaluator (not done yet).
+    can_finish: bool,
+    /// Whether it stopped and waits for the precise evaluator's value at `x`.
+    wants_finish: bool,
     report: SolveReport,
     done: bool,
 }
@@ -160,6 +180,19 @@ struct EntityState<'a> {
 /// `progress` is called after each round with the number of entities finished so far.
 pub fn minimize(
     evaluator: &mut dyn BatchEvaluator,
+    start: &[f64],
+    options: &LbfgsOptions,
+    progress: impl FnMut(usize),
+) -> Result<SolveResult, EvalError> {
+    minimize_with_finish(evaluator, None, start, options, progress)
+}
+
+/// [`minimize`] on `evaluator`, with entities finished on `finish` (of the same batch and
+/// layout, more precise) as the module doc says. Without `finish`, or when `evaluator` is
+/// at least as precise, this is [`minimize`].
+pub fn minimize_with_finish(
+    evaluator: &mut dyn BatchEvaluator,
+    mut finish: Option<&mut dyn BatchEvaluator>,
     start: &[f64],
     options: &LbfgsOptions,
     mut progress: impl FnMut(usize),
@@ -172,19 +205,22 @@ pub fn minimize(
         "start point does not match the coefficient layout"
     );
     let precision = evaluator.loss_precision();
+    if finish
+        .as_ref()
+        .is_some_and(|f| f.loss_precision() >= precision)
+    {
+        finish = None;
+    }
+    let finish_precision = finish.as_ref().map_or(precision, |f| f.loss_precision());
 
     let mut trial = start.to_vec();
     let mut trial_loss = vec![0.0; n];
     let mut trial_grad = vec![0.0; start.len()];
     let mut active: Vec<usize> = (0..n).collect();
-    let mut evaluate_seconds = 0.0;
-    let mut evaluate = |active: &[usize], trial: &[f64], loss: &mut [f64], grad: &mut [f64]| {
-        let clock = Instant::now();
-        let r = evaluator.evaluate(active, trial, loss, grad);
-        evaluate_seconds += clock.elapsed().as_secs_f64();
-        r
-    };
-    evaluate(&active, &trial, &mut trial_loss, &mut trial_grad)?;
+    let (mut evaluate_seconds, mut finish_seconds) = (0.0, 0.0);
+    let clock = Instant::now();
+    evaluator.evaluate(&active, &trial, &mut trial_loss, &mut trial_grad)?;
+    evaluate_seconds += clock.elapsed().as_secs_f64();
     let mut rounds = 1;
 
     // Every entity's vectors and L-BFGS memory in one allocation, cut into per-entity
@@ -197,6 +233,7 @@ pub fn minimize(
     }
     let mut storage = vec![0.0; storage_ptr[n]];
     let pieces = entity_slices_mut(&storage_ptr, &active, &mut storage);
+    let can_finish = finish.is_some();
     let mut states: Vec<EntityState> = pieces
         .into_par_iter()
         .with_min_len(ENTITIES_PER_TASK)
@@ -209,16 +246,52 @@ pub fn minimize(
                 &trial_grad[r],
                 options,
                 precision,
+                can_finish,
                 piece,
             )
         })
         .collect();
+    let mut precise: Vec<usize> = Vec::new();
+    if let Some(finish) = finish.as_deref_mut() {
+        let clock = Instant::now();
+        hand_over(
+            finish,
+            &mut states,
+            &coef_ptr,
+            &active,
+            &mut precise,
+            options,
+            finish_precision,
+        )?;
+        finish_seconds += clock.elapsed().as_secs_f64();
+    }
     write_trials(&mut states, &coef_ptr, &active, &mut trial);
     active.retain(|&e| !states[e].done);
     progress(n - active.len());
 
     while !active.is_empty() {
-        evaluate(&active, &trial, &mut trial_loss, &mut trial_grad)?;
+        // Entities on the precise evaluator are evaluated by it; the rest by `evaluator`.
+        let clock = Instant::now();
+        match finish.as_deref_mut() {
+            Some(finish) if !precise.is_empty() => {
+                precise.retain(|&e| !states[e].done);
+                let coarse: Vec<usize> = active
+                    .iter()
+                    .copied()
+                    .filter(|&e| !states[e].precise())
+                    .collect();
+                if !coarse.is_empty() {
+                    evaluator.evaluate(&coarse, &trial, &mut trial_loss, &mut trial_grad)?;
+                }
+                let fine = Instant::now();
+                if !precise.is_empty() {
+                    finish.evaluate(&precise, &trial, &mut trial_loss, &mut trial_grad)?;
+                }
+                finish_seconds += fine.elapsed().as_secs_f64();
+            }
+            _ => evaluator.evaluate(&active, &trial, &mut trial_loss, &mut trial_grad)?,
+        }
+        evaluate_seconds += clock.elapsed().as_secs_f64();
         rounds += 1;
         {
             let mut running: Vec<&mut EntityState> =
@@ -230,8 +303,23 @@ pub fn minimize(
                 .with_min_len(ENTITIES_PER_TASK)
                 .for_each(|(s, &e)| {
                     let r = coef_ptr[e]..coef_ptr[e + 1];
-                    s.observe(trial_loss[e], &trial_grad[r], options, precision);
+                    s.observe(trial_loss[e], &trial_grad[r], options);
                 });
+        }
+        if let Some(finish) = finish.as_deref_mut() {
+            let clock = Instant::now();
+            hand_over(
+                finish,
+                &mut states,
+                &coef_ptr,
+                &active,
+                &mut precise,
+                options,
+                finish_precision,
+            )?;
+            let spent = clock.elapsed().as_secs_f64();
+            finish_seconds += spent;
+            evaluate_seconds += spent;
         }
         write_trials(&mut states, &coef_ptr, &active, &mut trial);
         active.retain(|&e| !states[e].done);
@@ -247,7 +335,46 @@ pub fn minimize(
         reports: states.iter().map(|s| s.report).collect(),
         rounds,
         evaluate_seconds,
+        finish_seconds,
     })
+}
+
+/// Evaluate the entities of `active` that stopped and asked for the precise evaluator at
+/// their current point, and let each go on from there on it (added to `precise`).
+fn hand_over(
+    finish: &mut dyn BatchEvaluator,
+    states: &mut [EntityState],
+    coef_ptr: &[usize],
+    active: &[usize],
+    precise: &mut Vec<usize>,
+    options: &LbfgsOptions,
+    finish_precision: f64,
+) -> Result<(), EvalError> {
+    let asking: Vec<usize> = active
+        .iter()
+        .copied()
+        .filter(|&e| states[e].wants_finish)
+        .collect();
+    if asking.is_empty() {
+        return Ok(());
+    }
+    let mut x = vec![0.0; coef_ptr[coef_ptr.len() - 1]];
+    let (mut loss, mut grad) = (vec![0.0; states.len()], vec![0.0; x.len()]);
+    for &e in &asking {
+        x[coef_ptr[e]..coef_ptr[e + 1]].copy_from_slice(states[e].x);
+    }
+    finish.evaluate(&asking, &x, &mut loss, &mut grad)?;
+    for &e in &asking {
+        states[e].take_precise(
+            loss[e],
+            &grad[coef_ptr[e]..coef_ptr[e + 1]],
+            options,
+            finish_precision,
+        );
+    }
+    precise.extend(&asking);
+    precise.sort_unstable();
+    Ok(())
 }
 
 /// Write `x + α p` of every running entity in `active` into the flat trial buffer.
@@ -286,6 +413,7 @@ impl<'a> EntityState<'a> {
         g0: &[f64],
         options: &LbfgsOptions,
         precision: f64,
+        can_finish: bool,
         storage: &'a mut [f64],
     ) -> Self {
         let d = x0.len();
@@ -312,6 +440,9 @@ impl<'a> EntityState<'a> {
             search: LineSearch::new(f0, 0.0, 0.0, 1.0, 1),
             steepest: true,
             steps_within_noise: 0,
+            precision,
+            can_finish,
+            wants_finish: false,
             report: SolveReport {
                 initial_loss: f0,
                 final_loss: f0,
@@ -319,19 +450,59 @@ impl<'a> EntityState<'a> {
                 evaluations: 1,
                 gradient_norm: gnorm,
                 reason: StopReason::GradientTolerance,
+                finished_precisely: false,
             },
             done: false,
         };
-        if !f0.is_finite() || !g0.iter().all(|v| v.is_finite()) {
-            s.finish(StopReason::NonFiniteStart);
-        } else if gnorm <= options.pgtol {
-            s.finish(StopReason::GradientTolerance);
-        } else if options.max_iterations == 0 {
-            s.finish(StopReason::MaxIterations);
-        } else {
-            s.begin_search(options, precision);
-        }
+        s.go_on(options);
         s
+    }
+
+    /// Stop by the rules for a point just evaluated (the start, or a hand-over), or begin
+    /// the next line search.
+    fn go_on(&mut self, options: &LbfgsOptions) {
+        if !self.f.is_finite() || !self.g.iter().all(|v| v.is_finite()) {
+            self.stop(match self.report.iterations {
+                0 => StopReason::NonFiniteStart,
+                _ => StopReason::LineSearchFailed,
+            });
+        } else if inf_norm(self.g) <= options.pgtol {
+            self.stop(StopReason::GradientTolerance);
+        } else if self.report.iterations >= options.max_iterations {
+            self.finish(StopReason::MaxIterations);
+        } else {
+            self.begin_search(options);
+        }
+    }
+
+    /// Whether the entity is evaluated by the precise evaluator.
+    fn precise(&self) -> bool {
+        self.report.finished_precisely
+    }
+
+    /// Stop for `reason`, or, while a precise evaluator can take the entity, ask for it.
+    fn stop(&mut self, reason: StopReason) {
+        if self.can_finish {
+            self.can_finish = false;
+            self.wants_finish = true;
+        } else {
+            self.finish(reason);
+        }
+    }
+
+    /// Go on from the precise evaluator's loss and gradient at `x`, the memory kept.
+    fn take_precise(&mut self, f: f64, g: &[f64], options: &LbfgsOptions, precision: f64) {
+        self.f = f;
+        self.g.copy_from_slice(g);
+        self.precision = precision;
+        self.wants_finish = false;
+        self.steps_within_noise = 0;
+        self.report.evaluations += 1;
+        self.report.finished_precisely = true;
+        // Near the optimum the pairs' gradient changes are mostly the coarse evaluator's
+        // rounding: they would point the first precise steps astray.
+        self.memory.clear();
+        self.go_on(options);
     }
 
     fn finish(&mut self, reason: StopReason) {
@@ -348,7 +519,7 @@ impl<'a> EntityState<'a> {
 
     /// Compute the next direction from the memory (steepest descent if empty or not a
     /// descent direction) and start its line search.
-    fn begin_search(&mut self, options: &LbfgsOptions, precision: f64) {
+    fn begin_search(&mut self, options: &LbfgsOptions) {
         self.memory.direction(self.g, self.p, self.alpha);
         let mut slope = dot(self.g, self.p);
         self.steepest = self.memory.is_empty();
@@ -367,12 +538,12 @@ impl<'a> EntityState<'a> {
         } else {
             1.0
         };
-        let noise = 10.0 * precision * self.f.abs().max(1.0);
+        let noise = 10.0 * self.precision * self.f.abs().max(1.0);
         self.search = LineSearch::new(self.f, slope, noise, first, options.max_line_search);
     }
 
     /// Take the evaluation of the pending trial point.
-    fn observe(&mut self, f: f64, g: &[f64], options: &LbfgsOptions, precision: f64) {
+    fn observe(&mut self, f: f64, g: &[f64], options: &LbfgsOptions) {
         self.report.evaluations += 1;
         let alpha = self.search.pending();
         let point = LinePoint {
@@ -395,27 +566,27 @@ impl<'a> EntityState<'a> {
                 if p.alpha != alpha {
                     // An earlier point of the search: its gradient was kept in g_lo.
                     let g_lo = std::mem::take(&mut self.g_lo);
-                    self.accept(p, g_lo, options, precision);
+                    self.accept(p, g_lo, options);
                     self.g_lo = g_lo;
                 } else {
-                    self.accept(p, g, options, precision);
+                    self.accept(p, g, options);
                 }
             }
             LineDecision::Fail => {
                 if !self.steepest {
                     // Drop the memory and retry along steepest descent (as L-BFGS-B does).
                     self.memory.clear();
-                    self.begin_search(options, precision);
+                    self.begin_search(options);
                 } else if self.report.iterations == 0 {
-                    self.finish(StopReason::LineSearchFailedKeptPrior);
+                    self.stop(StopReason::LineSearchFailedKeptPrior);
                 } else {
-                    self.finish(StopReason::LineSearchFailed);
+                    self.stop(StopReason::LineSearchFailed);
                 }
             }
         }
     }
 
-    fn accept(&mut self, p: LinePoint, g_new: &[f64], options: &LbfgsOptions, precision: f64) {
+    fn accept(&mut self, p: LinePoint, g_new: &[f64], options: &LbfgsOptions) {
         let pairs = self.s.iter_mut().zip(self.y.iter_mut());
         let state = self
             .x
@@ -433,9 +604,14 @@ impl<'a> EntityState<'a> {
         self.report.iterations += 1;
 
         let rel = (f_old - self.f) / f_old.abs().max(self.f.abs()).max(1.0);
+        // The first steps after a hand-over start a fresh memory along steepest descent:
+        // their small reductions say nothing of convergence.
+        let fresh = self.report.finished_precisely && self.memory.len() < FRESH_PAIRS;
         // The relative loss change the evaluator can resolve (the line search's noise).
-        let resolution = 10.0 * precision;
-        let reduction_stop = if options.factr * f64::EPSILON >= resolution {
+        let resolution = 10.0 * self.precision;
+        let reduction_stop = if fresh {
+            false
+        } else if options.factr * f64::EPSILON >= resolution {
             // scipy's test, when the evaluator resolves the reduction asked for.
             rel <= options.factr * f64::EPSILON
         } else {
@@ -449,13 +625,13 @@ impl<'a> EntityState<'a> {
             self.steps_within_noise >= STEPS_WITHIN_NOISE
         };
         if inf_norm(self.g) <= options.pgtol {
-            self.finish(StopReason::GradientTolerance);
+            self.stop(StopReason::GradientTolerance);
         } else if reduction_stop {
-            self.finish(StopReason::RelativeReduction);
+            self.stop(StopReason::RelativeReduction);
         } else if self.report.iterations >= options.max_iterations {
             self.finish(StopReason::MaxIterations);
         } else {
-            self.begin_search(options, precision);
+            self.begin_search(options);
         }
     }
 }
