@@ -694,8 +694,8 @@ fn gpu_fits_end_at_the_cpus_optimum_after_the_f64_finish() {
     use glmix::train::{fit, fit_on, Backend, TrainConfig};
     let Some(ctx) = gpu() else { return };
     // The tolerance of the tight stops: on the ill-conditioned set both runs stop by
-    // relative reduction, f64's resolution, with a poorly determined coefficient (the
-    // small-scale one) known to about 1e-6 either way.
+    // relative reduction, at f64's resolution, where a poorly determined coefficient is
+    // known to about 1e-6 either way.
     let sets = [
         ("ill-conditioned", 2e-6, ill_conditioned()),
         (

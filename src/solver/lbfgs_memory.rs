@@ -53,11 +53,6 @@ impl<'a> LbfgsMemory<'a> {
         self.len == 0
     }
 
-    /// Pairs held.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
     pub fn clear(&mut self) {
         self.len = 0;
         self.head = 0;

@@ -22,8 +22,9 @@
 //! **The f64 finish** ([`minimize_with_finish`]). Given a more precise evaluator, an entity
 //! that would stop for any reason but its iteration limit is evaluated by it at its current
 //! point instead and goes on from there, its L-BFGS memory kept, under that evaluator's
-//! precision, until it stops by the same rules as a run on the precise evaluator alone. So
-//! an f32 GPU run ends with every entity meeting the f64 stopping rule.
+//! precision, until it stops by the same rules as a run on the precise evaluator alone
+//! (but that the relative-reduction test waits for the second step). So an f32 GPU run
+//! ends with every entity meeting the f64 stopping rule.
 
 mod lbfgs_memory;
 mod line_search;
@@ -41,8 +42,8 @@ use std::time::Instant;
 /// which the entity stops (see [`minimize`]).
 const STEPS_WITHIN_NOISE: usize = 5;
 
-/// Correction pairs an entity handed to the precise evaluator gathers before a small
-/// relative reduction may stop it (see [`minimize_with_finish`]).
+/// Steps an entity handed to the precise evaluator takes before a small relative
+/// reduction may stop it (see [`minimize_with_finish`]).
 const FRESH_PAIRS: usize = 2;
 
 /// Entities per rayon task of the solver's per-entity work: below this a batch runs on
@@ -172,6 +173,8 @@ struct EntityState<'a> {
     can_finish: bool,
     /// Whether it stopped and waits for the precise evaluator's value at `x`.
     wants_finish: bool,
+    /// Steps accepted since the hand-over to the precise evaluator.
+    steps_since_hand_over: usize,
     report: SolveReport,
     done: bool,
 }
@@ -443,6 +446,7 @@ impl<'a> EntityState<'a> {
             precision,
             can_finish,
             wants_finish: false,
+            steps_since_hand_over: 0,
             report: SolveReport {
                 initial_loss: f0,
                 final_loss: f0,
@@ -499,9 +503,7 @@ impl<'a> EntityState<'a> {
         self.steps_within_noise = 0;
         self.report.evaluations += 1;
         self.report.finished_precisely = true;
-        // Near the optimum the pairs' gradient changes are mostly the coarse evaluator's
-        // rounding: they would point the first precise steps astray.
-        self.memory.clear();
+        self.steps_since_hand_over = 0;
         self.go_on(options);
     }
 
@@ -604,9 +606,11 @@ impl<'a> EntityState<'a> {
         self.report.iterations += 1;
 
         let rel = (f_old - self.f) / f_old.abs().max(self.f.abs()).max(1.0);
-        // The first steps after a hand-over start a fresh memory along steepest descent:
-        // their small reductions say nothing of convergence.
-        let fresh = self.report.finished_precisely && self.memory.len() < FRESH_PAIRS;
+        // The first step after a hand-over follows pairs whose gradient changes were
+        // partly the coarse evaluator's rounding: its small reduction says nothing of
+        // convergence.
+        self.steps_since_hand_over += 1;
+        let fresh = self.report.finished_precisely && self.steps_since_hand_over < FRESH_PAIRS;
         // The relative loss change the evaluator can resolve (the line search's noise).
         let resolution = 10.0 * self.precision;
         let reduction_stop = if fresh {
