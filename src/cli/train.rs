@@ -150,20 +150,9 @@ impl Compute {
         let gpu = match device {
             Device::Cpu => None,
             Device::Gpu => Some(GpuContext::new().context("--device gpu")?),
-            Device::Auto => match GpuContext::new() {
-                Ok(ctx) if !ctx.is_software() => Some(ctx),
-                Ok(ctx) => {
-                    eprintln!(
-                        "glmix: notice: the only GPU is a software one ({}); evaluating on the CPU (--device gpu forces it)",
-                        ctx.describe()
-                    );
-                    None
-                }
-                Err(e) => {
-                    eprintln!("glmix: notice: {e}; evaluating on the CPU");
-                    None
-                }
-            },
+            // Unasked, the GPU is used only when it is real hardware, and silently
+            // skipped otherwise (the summary's `device` says which ran).
+            Device::Auto => GpuContext::new().ok().filter(|ctx| !ctx.is_software()),
         };
         Ok(Compute { gpu })
     }
