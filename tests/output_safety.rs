@@ -124,36 +124,22 @@ fn an_output_naming_an_input_the_store_or_another_output_is_refused_before_any_w
         &["store", "export", "--store", &store, "--out", &store],
         ["--store", "--out"],
     );
-    refused(
-        &dir,
-        &[
+    let stream = |metrics: &str| -> Vec<String> {
+        let argv = [
             "stream",
             "--data",
             &data,
             "--store",
             &store,
-            "--objective",
-            "bayes-logistic",
             "--metrics",
-            &store,
-        ],
-        ["--store", "--metrics"],
-    );
-    refused(
-        &dir,
-        &[
-            "stream",
-            "--data",
-            &data,
-            "--store",
-            &store,
-            "--objective",
-            "bayes-logistic",
-            "--metrics",
-            &data,
-        ],
-        ["--data", "--metrics"],
-    );
+            metrics,
+        ];
+        let mut argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        argv.extend(["--objective".into(), "bayes-logistic".into()]);
+        argv
+    };
+    refused(&dir, &as_strs(&stream(&store)), ["--store", "--metrics"]);
+    refused(&dir, &as_strs(&stream(&data)), ["--data", "--metrics"]);
     refused(
         &dir,
         &["group", "--data", &data, "--out", &link],

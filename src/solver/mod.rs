@@ -254,29 +254,22 @@ pub fn minimize_with_finish(
             )
         })
         .collect();
-    let mut precise: Vec<usize> = Vec::new();
-    if let Some(finish) = finish.as_deref_mut() {
-        let clock = Instant::now();
-        hand_over(
-            finish,
-            &mut states,
-            &coef_ptr,
-            &active,
-            &mut precise,
-            options,
-            finish_precision,
-        )?;
-        finish_seconds += clock.elapsed().as_secs_f64();
-    }
-    write_trials(&mut states, &coef_ptr, &active, &mut trial);
-    active.retain(|&e| !states[e].done);
+    let mut round = Round {
+        coef_ptr: &coef_ptr,
+        options,
+        finish_precision,
+        precise: Vec::new(),
+    };
+    let spent = round.end(finish.as_deref_mut(), &mut states, &mut active, &mut trial)?;
+    (finish_seconds, evaluate_seconds) = (finish_seconds + spent, evaluate_seconds + spent);
     progress(n - active.len());
 
     while !active.is_empty() {
         // Entities on the precise evaluator are evaluated by it; the rest by `evaluator`.
         let clock = Instant::now();
         match finish.as_deref_mut() {
-            Some(finish) if !precise.is_empty() => {
+            Some(finish) if !round.precise.is_empty() => {
+                let precise = &mut round.precise;
                 precise.retain(|&e| !states[e].done);
                 let coarse: Vec<usize> = active
                     .iter()
@@ -288,7 +281,7 @@ pub fn minimize_with_finish(
                 }
                 let fine = Instant::now();
                 if !precise.is_empty() {
-                    finish.evaluate(&precise, &trial, &mut trial_loss, &mut trial_grad)?;
+                    finish.evaluate(precise, &trial, &mut trial_loss, &mut trial_grad)?;
                 }
                 finish_seconds += fine.elapsed().as_secs_f64();
             }
@@ -309,23 +302,8 @@ pub fn minimize_with_finish(
                     s.observe(trial_loss[e], &trial_grad[r], options);
                 });
         }
-        if let Some(finish) = finish.as_deref_mut() {
-            let clock = Instant::now();
-            hand_over(
-                finish,
-                &mut states,
-                &coef_ptr,
-                &active,
-                &mut precise,
-                options,
-                finish_precision,
-            )?;
-            let spent = clock.elapsed().as_secs_f64();
-            finish_seconds += spent;
-            evaluate_seconds += spent;
-        }
-        write_trials(&mut states, &coef_ptr, &active, &mut trial);
-        active.retain(|&e| !states[e].done);
+        let spent = round.end(finish.as_deref_mut(), &mut states, &mut active, &mut trial)?;
+        (finish_seconds, evaluate_seconds) = (finish_seconds + spent, evaluate_seconds + spent);
         progress(n - active.len());
     }
 
@@ -342,42 +320,67 @@ pub fn minimize_with_finish(
     })
 }
 
-/// Evaluate the entities of `active` that stopped and asked for the precise evaluator at
-/// their current point, and let each go on from there on it (added to `precise`).
-fn hand_over(
-    finish: &mut dyn BatchEvaluator,
-    states: &mut [EntityState],
-    coef_ptr: &[usize],
-    active: &[usize],
-    precise: &mut Vec<usize>,
-    options: &LbfgsOptions,
+/// What the end of every round needs: the layout, the settings, and which entities are
+/// on the precise evaluator (ascending).
+struct Round<'a> {
+    coef_ptr: &'a [usize],
+    options: &'a LbfgsOptions,
     finish_precision: f64,
-) -> Result<(), EvalError> {
-    let asking: Vec<usize> = active
-        .iter()
-        .copied()
-        .filter(|&e| states[e].wants_finish)
-        .collect();
-    if asking.is_empty() {
-        return Ok(());
+    precise: Vec<usize>,
+}
+
+impl Round<'_> {
+    /// Hand the entities that stopped and asked for it to the precise evaluator, write the
+    /// next trial points and drop the finished entities from `active`. Returns the seconds
+    /// spent in the precise evaluator.
+    fn end(
+        &mut self,
+        finish: Option<&mut (dyn BatchEvaluator + '_)>,
+        states: &mut [EntityState],
+        active: &mut Vec<usize>,
+        trial: &mut [f64],
+    ) -> Result<f64, EvalError> {
+        let clock = Instant::now();
+        if let Some(finish) = finish {
+            self.hand_over(finish, states, active)?;
+        }
+        let spent = clock.elapsed().as_secs_f64();
+        write_trials(states, self.coef_ptr, active, trial);
+        active.retain(|&e| !states[e].done);
+        Ok(spent)
     }
-    let mut x = vec![0.0; coef_ptr[coef_ptr.len() - 1]];
-    let (mut loss, mut grad) = (vec![0.0; states.len()], vec![0.0; x.len()]);
-    for &e in &asking {
-        x[coef_ptr[e]..coef_ptr[e + 1]].copy_from_slice(states[e].x);
+
+    /// Evaluate the entities of `active` that asked for the precise evaluator at their
+    /// current point, and let each go on from there on it.
+    fn hand_over(
+        &mut self,
+        finish: &mut (dyn BatchEvaluator + '_),
+        states: &mut [EntityState],
+        active: &[usize],
+    ) -> Result<(), EvalError> {
+        let coef_ptr = self.coef_ptr;
+        let asking: Vec<usize> = active
+            .iter()
+            .copied()
+            .filter(|&e| states[e].wants_finish)
+            .collect();
+        if asking.is_empty() {
+            return Ok(());
+        }
+        let mut x = vec![0.0; coef_ptr[coef_ptr.len() - 1]];
+        let (mut loss, mut grad) = (vec![0.0; states.len()], vec![0.0; x.len()]);
+        for &e in &asking {
+            x[coef_ptr[e]..coef_ptr[e + 1]].copy_from_slice(states[e].x);
+        }
+        finish.evaluate(&asking, &x, &mut loss, &mut grad)?;
+        for &e in &asking {
+            let g = &grad[coef_ptr[e]..coef_ptr[e + 1]];
+            states[e].take_precise(loss[e], g, self.options, self.finish_precision);
+        }
+        self.precise.extend(&asking);
+        self.precise.sort_unstable();
+        Ok(())
     }
-    finish.evaluate(&asking, &x, &mut loss, &mut grad)?;
-    for &e in &asking {
-        states[e].take_precise(
-            loss[e],
-            &grad[coef_ptr[e]..coef_ptr[e + 1]],
-            options,
-            finish_precision,
-        );
-    }
-    precise.extend(&asking);
-    precise.sort_unstable();
-    Ok(())
 }
 
 /// Write `x + α p` of every running entity in `active` into the flat trial buffer.
