@@ -752,3 +752,27 @@ fn gpu_fits_end_at_the_cpus_optimum_after_the_f64_finish() {
         }
     }
 }
+
+#[test]
+fn the_probe_measures_every_stage_on_a_small_resident_batch() {
+    use glmix::eval::gpu::ProbeOptions;
+    let Some(ctx) = gpu() else { return };
+    let report = ctx
+        .probe(&ProbeOptions {
+            read_bytes: 1 << 24,
+            transfer_bytes: 1 << 22,
+            round_trips: 5,
+            entities: 300,
+            rows: 64,
+            features: 32,
+            repeat: 2,
+        })
+        .unwrap();
+    let positive = |v: Option<f64>| v.is_some_and(|v| v.is_finite() && v > 0.0);
+    assert!(positive(report.read_gb_per_s), "{report:?}");
+    assert!(positive(report.upload_gb_per_s) && positive(report.readback_gb_per_s));
+    assert!(positive(report.round_trip_us_median));
+    let kernel = report.kernel.unwrap();
+    assert_eq!(kernel.bytes_per_entity_evaluation, 9_548);
+    assert!(kernel.entity_evaluations_per_s > 0.0 && kernel.share_of_read_bandwidth.is_some());
+}

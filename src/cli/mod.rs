@@ -6,6 +6,7 @@ mod demo;
 mod eval;
 mod game;
 mod generate;
+mod probe;
 mod score;
 mod store;
 mod stream;
@@ -49,6 +50,9 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Print the GPU adapter glmix would use and the limits it works within.
     Info,
+    /// Measure the GPU: read bandwidth, upload and readback rates, the submit-to-readback
+    /// round trip, and the fused kernel alone on resident data.
+    GpuProbe(probe::ProbeArgs),
     /// Measure training throughput on a seeded synthetic workload.
     Bench(bench::BenchArgs),
     /// Run the main job end to end on a built-in synthetic workload: incremental training
@@ -67,6 +71,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Generate(a) => generate::run(a),
         Command::Group(a) => group(a),
         Command::Info => info(),
+        Command::GpuProbe(a) => probe::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Demo(a) => demo::run(a),
     }

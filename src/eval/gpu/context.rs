@@ -5,12 +5,14 @@ use crate::eval::EvalError;
 use crate::objective::Loss;
 use std::sync::{Arc, Mutex};
 
-/// Kernels of the dense layout, one WGSL file each in `shaders/`, and the scoring kernel.
-pub const KERNELS: [&str; 4] = [
+/// Kernels of the dense layout, one WGSL file each in `shaders/`, the scoring kernel, and
+/// `glmix gpu-probe`'s read kernel.
+pub const KERNELS: [&str; 5] = [
     "entity_value_gradient",
     "entity_hessian_diagonal",
     "hessian_full",
     "row_dots",
+    "probe_read",
 ];
 
 /// vec4s of a row each lane of the wide variant of the entity kernels reads: rows of up to
@@ -39,6 +41,12 @@ pub fn kernel_source(kernel: &str, cols_per_lane: u32) -> String {
         }
         "hessian_full" => include_str!("../../../shaders/hessian_full.wgsl"),
         "row_dots" => return format!("{common}{}", include_str!("../../../shaders/row_dots.wgsl")),
+        "probe_read" => {
+            return format!(
+                "{common}{}",
+                include_str!("../../../shaders/probe_read.wgsl")
+            )
+        }
         other => panic!("no kernel {other}"),
     };
     format!("{common}const COLS_PER_LANE: u32 = {cols_per_lane}u;\n{entity}{own}")

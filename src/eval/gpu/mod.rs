@@ -26,14 +26,17 @@
 mod context;
 mod evaluator;
 pub mod layout;
+mod probe;
 mod readback;
 mod row_dots;
+mod timer;
 mod timings;
 mod workspace;
 
 pub use context::{kernel_source, GpuContext, KERNELS, MAX_GPU_FEATURES, WIDE_COLS_PER_LANE};
 pub use evaluator::GpuEvaluator;
 pub use layout::{GpuEntity, GpuTask};
+pub use probe::{KernelProbe, ProbeOptions, ProbeReport};
 pub use timings::GpuTimings;
 pub use workspace::GpuWorkspace;
 
