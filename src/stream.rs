@@ -509,7 +509,7 @@ impl BatchReader {
         }
         data.sort_features();
         if let Some(model) = &config.offset_model {
-            data.add_offsets(model);
+            data.add_offsets(model)?;
         }
         self.cut = cut.unwrap_or(self.lines.at);
         self.batch += 1;

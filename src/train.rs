@@ -86,6 +86,19 @@ impl TrainConfig {
                 r.delta
             )));
         }
+        let o = &self.solver;
+        if !(1..=1000).contains(&o.memory) {
+            return Err(Error::Config(format!(
+                "memory (L-BFGS correction pairs) must lie in 1..=1000, got {}",
+                o.memory
+            )));
+        }
+        if !(o.factr >= 0.0 && o.factr.is_finite() && o.pgtol >= 0.0 && o.pgtol.is_finite()) {
+            return Err(Error::Config(format!(
+                "factr and pgtol must be finite numbers ≥ 0, got {} and {}",
+                o.factr, o.pgtol
+            )));
+        }
         if self.batch_entities == 0 {
             return Err(Error::Config("batch_entities must be at least 1".into()));
         }
@@ -101,6 +114,30 @@ pub struct EntityReport {
     /// Trained coefficients, intercept included.
     pub features: usize,
     pub solve: SolveReport,
+    /// What the posterior had to give up, when it could not be kept as configured.
+    pub precision_note: Option<PrecisionNote>,
+}
+
+/// Why an entity's posterior precision is not the one configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrecisionNote {
+    /// Entries beyond f64's range (features of about 1e154 or more) were clamped to the
+    /// largest finite f64.
+    Clamped,
+    /// The full precision was not positive definite (a singular entity): its diagonal
+    /// is kept instead.
+    DiagonalOfSingularFull,
+}
+
+impl PrecisionNote {
+    pub fn name(self) -> &'static str {
+        match self {
+            PrecisionNote::Clamped => "precision clamped to the largest finite f64",
+            PrecisionNote::DiagonalOfSingularFull => {
+                "full precision not positive definite; its diagonal is kept"
+            }
+        }
+    }
 }
 
 /// What [`fit`] returns.
@@ -452,11 +489,12 @@ fn solve_part<'a>(
         .enumerate()
         .map(|(k, plan)| {
             let theta = &solved.theta[batch.coef_ptr[k]..batch.coef_ptr[k + 1]];
-            let report = EntityReport {
+            let mut report = EntityReport {
                 entity: data.entities.key(plan.entity).clone(),
                 rows: plan.rows.len(),
                 features: plan.free(),
                 solve: solved.reports[k],
+                precision_note: None,
             };
             let data_hessian = data_hessian
                 .as_ref()
@@ -466,7 +504,8 @@ fn solve_part<'a>(
                 data_hessian,
                 report: &report.solve,
             };
-            let model = posterior_model(data, &batch, k, plan, &solution, config);
+            let (model, note) = posterior_model(data, &batch, k, plan, &solution, config);
+            report.precision_note = note;
             (model, report)
         })
         .unzip();
@@ -866,7 +905,7 @@ fn posterior_model(
     plan: &Plan,
     solution: &Solution,
     config: &TrainConfig,
-) -> EntityModel {
+) -> (EntityModel, Option<PrecisionNote>) {
     let Solution {
         theta,
         data_hessian,
@@ -876,7 +915,7 @@ fn posterior_model(
         || report.reason == StopReason::NonFiniteStart
     {
         if let Some(pm) = plan.prior {
-            return pm.clone();
+            return (pm.clone(), None);
         }
     }
     let problem = batch.entity(k);
@@ -935,13 +974,60 @@ fn posterior_model(
                 .map(|pj| pm.means[pj.expect("kept coefficients are in the prior")]),
         );
     }
-    EntityModel {
+    let (precision, note) = repaired(precision, n);
+    let hessian = match (&precision, config.hessian) {
+        (Precision::Diagonal(_), HessianType::Full) => HessianType::Diagonal,
+        (_, configured) => configured,
+    };
+    let model = EntityModel {
         entity: data.entities.key(plan.entity).clone(),
         objective: Some(config.objective),
-        hessian: config.hessian,
+        hessian,
         features: plan.keys(data),
         means,
         precision,
+    };
+    (model, note)
+}
+
+/// `precision` as a model file can hold it: entries past f64's range clamped to its
+/// largest value, and a full precision that is not positive definite replaced by its
+/// diagonal; with the note saying which.
+fn repaired(precision: Precision, n: usize) -> (Precision, Option<PrecisionNote>) {
+    let clamp = |h: &mut [f64]| {
+        let mut clamped = false;
+        for v in h.iter_mut() {
+            if !v.is_finite() {
+                *v = if v.is_nan() || *v > 0.0 {
+                    f64::MAX
+                } else {
+                    -f64::MAX
+                };
+                clamped = true;
+            }
+        }
+        clamped
+    };
+    match precision {
+        Precision::None => (Precision::None, None),
+        Precision::Diagonal(mut h) => {
+            let note = clamp(&mut h).then_some(PrecisionNote::Clamped);
+            (Precision::Diagonal(h), note)
+        }
+        Precision::Full(mut h) => {
+            let clamped = clamp(&mut h);
+            if crate::model::linalg::Cholesky::new(&h, n).is_some() {
+                let note = clamped.then_some(PrecisionNote::Clamped);
+                return (Precision::Full(h), note);
+            }
+            let diagonal = (0..n)
+                .map(|j| h[j * n + j].max(f64::MIN_POSITIVE))
+                .collect();
+            (
+                Precision::Diagonal(diagonal),
+                Some(PrecisionNote::DiagonalOfSingularFull),
+            )
+        }
     }
 }
 

@@ -444,3 +444,18 @@ fn a_gpu_stream_ends_with_the_cpu_models() {
         1e-4,
     );
 }
+
+#[test]
+fn a_stream_with_a_multi_coefficient_offset_model_resumes() {
+    let dir = Dir::new();
+    let data = stream_file(&dir, "s.jsonl", 30, 10);
+    let store = dir.arg("m.redb");
+    let model = dir.write("fixed.txt", "0.1\n0.2\n-0.3\n0.4\n0.5\n");
+    let argv = stream_args(&data, &store, 100, &["--offset-model", &model]);
+    run(&argv);
+    // Every resume (each a new process, each with its own hash seeds) takes the same
+    // settings; several, so that an order that differed per process would show.
+    for _ in 0..4 {
+        run(&argv);
+    }
+}

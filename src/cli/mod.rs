@@ -12,7 +12,7 @@ mod store;
 mod stream;
 mod train;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use glmix::data::{read_records, Dataset, EntityMode, Format, OffsetModel, ReadOptions};
 use glmix::io::{check_paths, PathRole};
@@ -144,7 +144,12 @@ impl DataArgs {
         };
         let mut data = read_records(&self.data, format, &self.options())?;
         if let Some(model) = self.offset_model()? {
-            data.add_offsets(&model);
+            data.add_offsets(&model).with_context(|| {
+                format!(
+                    "--offset-model {}",
+                    self.offset_model.as_ref().expect("read").display()
+                )
+            })?;
         }
         Ok(data)
     }

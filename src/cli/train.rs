@@ -55,10 +55,10 @@ pub struct ModelArgs {
     #[arg(long, value_parser = clap::value_parser!(ObjectiveKind))]
     pub objective: ObjectiveKind,
     /// L2 penalty λ.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
     pub penalty: f64,
     /// Forgetting factor δ ∈ [0, 1] of the bayes-* objectives: the prior's weight.
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = 0.8, allow_hyphen_values = true)]
     pub delta: f64,
     /// Posterior precision kept with each model: full, diagonal, identity or none.
     #[arg(long, default_value = "diagonal", value_parser = clap::value_parser!(HessianType))]
@@ -71,10 +71,10 @@ pub struct ModelArgs {
     #[arg(long, default_value_t = 10)]
     pub memory: usize,
     /// Stop when the relative loss reduction is below factr × machine epsilon (scipy's meaning).
-    #[arg(long, default_value_t = 1e7)]
+    #[arg(long, default_value_t = 1e7, allow_hyphen_values = true)]
     pub factr: f64,
     /// Stop when the gradient's infinity norm is at most this.
-    #[arg(long, default_value_t = 1e-5)]
+    #[arg(long, default_value_t = 1e-5, allow_hyphen_values = true)]
     pub pgtol: f64,
     /// Iteration limit per entity.
     #[arg(long, default_value_t = 15000)]
@@ -224,7 +224,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             let chunks = ReadAhead::spawn(move || {
                 let mut next = reader.next_chunk();
                 if let (Ok(Some(chunk)), Some(model)) = (&mut next, &offsets) {
-                    chunk.add_offsets(model);
+                    chunk.add_offsets(model)?;
                 }
                 next
             });
@@ -267,12 +267,15 @@ pub fn run(a: TrainArgs) -> Result<()> {
         if let Some(f) = report.as_mut() {
             for r in &out.reports {
                 let s = &r.solve;
-                let line = json!({
+                let mut line = json!({
                     "entity": r.entity, "rows": r.rows, "features": r.features,
                     "initial_loss": s.initial_loss, "final_loss": s.final_loss,
                     "iterations": s.iterations, "evaluations": s.evaluations,
                     "gradient_norm": s.gradient_norm, "reason": s.reason.name(),
                 });
+                if let Some(note) = r.precision_note {
+                    line["precision_note"] = json!(note.name());
+                }
                 writeln!(f, "{line}")?;
             }
         }
@@ -327,6 +330,13 @@ pub fn run(a: TrainArgs) -> Result<()> {
         "models_written": entities + carried.len(),
         "out": a.out,
     });
+    if let Some((entity, note)) = &totals.first_precision_note {
+        summary["precision_notes"] = json!(totals.precision_notes);
+        eprintln!(
+            "glmix: notice: {} entities' precision differs from --hessian (the first, {entity:?}: {note}; see --report)",
+            totals.precision_notes
+        );
+    }
     if let Some((record, label)) = totals.first_non_binary {
         summary["non_binary_labels"] = json!(totals.non_binary_labels);
         notice_non_binary_labels(
@@ -366,6 +376,9 @@ struct Totals {
     rounds: usize,
     /// Entities a GPU solve handed to the f64 CPU evaluator to finish.
     finished_in_f64: usize,
+    /// Entities whose precision is not the configured one, and the first with its note.
+    precision_notes: usize,
+    first_precision_note: Option<(String, &'static str)>,
     reasons: BTreeMap<&'static str, usize>,
     trained: HashSet<String>,
     timings: FitTimings,
@@ -396,6 +409,12 @@ impl Totals {
         for r in &out.reports {
             self.evaluations += r.solve.evaluations;
             self.finished_in_f64 += usize::from(r.solve.finished_precisely);
+            if let Some(note) = r.precision_note {
+                self.precision_notes += 1;
+                if self.first_precision_note.is_none() {
+                    self.first_precision_note = Some((r.entity.clone(), note.name()));
+                }
+            }
             *self.reasons.entry(r.solve.reason.name()).or_default() += 1;
             self.trained.insert(r.entity.clone());
         }

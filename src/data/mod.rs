@@ -333,7 +333,20 @@ impl Dataset {
     }
 
     /// Add `offset_model`'s score `β₀ + x·β` to every record's offset.
-    pub fn add_offsets(&mut self, model: &OffsetModel) {
+    /// Add `model`'s score `β₀ + x·β` to every record's offset. A dense-text model must
+    /// cover every dense column of the records (`"1"`, `"2"`, … with term `""`).
+    pub fn add_offsets(&mut self, model: &OffsetModel) -> Result<()> {
+        if let Some(columns) = model.dense_columns {
+            let past = self.features.keys().iter().find_map(|k| {
+                let j: usize = k.term.is_empty().then(|| k.name.parse().ok())??;
+                (j > columns).then_some(j)
+            });
+            if let Some(j) = past {
+                return Err(Error::Config(format!(
+                    "the offset model has {columns} feature coefficients (one per line after the intercept), but the records have column {j}"
+                )));
+            }
+        }
         let beta: Vec<f64> = self
             .features
             .keys()
@@ -349,6 +362,7 @@ impl Dataset {
                 .sum();
             self.offset[i] += model.intercept + s;
         }
+        Ok(())
     }
 }
 

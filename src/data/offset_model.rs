@@ -9,13 +9,18 @@ use super::tsv::dense_feature;
 use super::FeatureKey;
 use crate::error::{Error, Result};
 use crate::model::read_models;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::Path;
 
+/// The coefficients are kept in key order, so that the model's description (a stream's
+/// settings hold it) is the same in every process.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct OffsetModel {
     pub intercept: f64,
-    pub coefficients: HashMap<FeatureKey, f64>,
+    pub coefficients: BTreeMap<FeatureKey, f64>,
+    /// For dense text, the number of feature coefficients: the records may have no dense
+    /// column past it.
+    pub dense_columns: Option<usize>,
 }
 
 impl OffsetModel {
@@ -74,6 +79,7 @@ impl OffsetModel {
                 }
                 Ok(OffsetModel {
                     intercept: values[0],
+                    dense_columns: Some(values.len() - 1),
                     coefficients: values[1..]
                         .iter()
                         .enumerate()
