@@ -31,7 +31,7 @@
 
 use crate::data::{number_field, parse_line, Dataset, OffsetModel, ParsedLine, ReadOptions};
 use crate::error::{Error, Result};
-use crate::io::{fnv1a, ReadAhead, FNV1A_EMPTY};
+use crate::io::{fnv1a, LineReader, ReadAhead, FNV1A_EMPTY};
 use crate::metrics::{auc, entity_auc, is_positive, logloss, rmse, AucHistogram};
 use crate::model::ModelSet;
 use crate::objective::{softplus, Loss};
@@ -179,7 +179,7 @@ pub fn committed_position(store: &ModelStore) -> Result<Option<Position>> {
 
 /// Lines of the input, numbered from 1, with the position after each.
 struct Lines {
-    reader: Box<dyn BufRead + Send>,
+    reader: LineReader<Box<dyn BufRead + Send>>,
     name: PathBuf,
     buffer: String,
     at: Position,
@@ -188,7 +188,7 @@ struct Lines {
 impl Lines {
     fn new(source: &Source) -> Result<Self> {
         Ok(Lines {
-            reader: source.open()?,
+            reader: LineReader::new(source.open()?, &source.name()),
             name: source.name(),
             buffer: String::new(),
             at: Position {
@@ -198,23 +198,17 @@ impl Lines {
         })
     }
 
-    /// The next line (newline included) and the position before it; `None` at the end.
-    fn next(&mut self) -> Result<Option<(&str, Position)>> {
+    /// The next line (newline included), or why it is not text, and the position before
+    /// it; `None` at the end. Positions count the bytes as read and hash the text.
+    fn next(&mut self) -> Result<Option<(Result<&str>, Position)>> {
         let before = self.at;
-        self.buffer.clear();
-        let n = self.reader.read_line(&mut self.buffer).map_err(|e| {
-            Error::io(
-                &self.name,
-                std::io::Error::new(e.kind(), format!("line {}: {e}", before.lines + 1)),
-            )
-        })?;
-        if n == 0 {
+        let Some(text) = self.reader.read(&mut self.buffer)? else {
             return Ok(None);
-        }
+        };
         self.at.lines += 1;
-        self.at.bytes += n as u64;
+        self.at.bytes += self.reader.consumed() as u64;
         self.at.hash = fnv1a(self.at.hash, self.buffer.as_bytes());
-        Ok(Some((&self.buffer, before)))
+        Ok(Some((text.map(|()| self.buffer.as_str()), before)))
     }
 }
 
@@ -458,6 +452,13 @@ impl BatchReader {
             }
             let Some((text, before)) = self.lines.next()? else {
                 break;
+            };
+            let text = match text {
+                Ok(text) => text,
+                Err(e) => {
+                    bad(e, &mut report)?;
+                    continue;
+                }
             };
             if text.trim().is_empty() {
                 continue;

@@ -15,7 +15,7 @@
 use super::jsonl::{ParsedLine, LINES_PER_CHUNK};
 use super::{entity_of, parse_line, Dataset, EntityMode, ReadOptions};
 use crate::error::{Error, Result};
-use crate::io::{fnv1a, scratch_dir, write_output, ReadAhead, FNV1A_EMPTY};
+use crate::io::{fnv1a, scratch_dir, write_output, LineReader, ReadAhead, FNV1A_EMPTY};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -48,18 +48,11 @@ impl EntityChunks {
             return Err(Error::Config("a chunk needs at least 1 entity".into()));
         }
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let mut reader = BufReader::with_capacity(1 << 20, file);
+        let mut reader = LineReader::new(BufReader::with_capacity(1 << 20, file), path);
         let (read_path, read_options) = (path.to_path_buf(), options.clone());
         let mut lines = vec![String::new(); LINES_PER_CHUNK];
-        let mut line = 0;
         let batches = ReadAhead::spawn(move || {
-            next_batch(
-                &mut reader,
-                &read_path,
-                &read_options,
-                &mut lines,
-                &mut line,
-            )
+            next_batch(&mut reader, &read_path, &read_options, &mut lines)
         });
         Ok(EntityChunks {
             path: path.to_path_buf(),
@@ -129,23 +122,20 @@ impl EntityChunks {
 /// the buffers `lines` and parse them in parallel; `line` counts the lines read so far.
 /// `None` at the end.
 fn next_batch(
-    reader: &mut impl BufRead,
+    reader: &mut LineReader<impl BufRead>,
     path: &Path,
     options: &ReadOptions,
     lines: &mut [String],
-    line: &mut usize,
 ) -> Result<Option<ParsedBatch>> {
     use rayon::prelude::*;
     let mut numbers = Vec::with_capacity(lines.len());
     while numbers.len() < lines.len() {
         let text = &mut lines[numbers.len()];
-        text.clear();
-        if reader.read_line(text).map_err(|e| Error::io(path, e))? == 0 {
+        if !reader.read_line(text)? {
             break;
         }
-        *line += 1;
         if !text.trim().is_empty() {
-            numbers.push(*line);
+            numbers.push(reader.number());
         }
     }
     // Only the end leaves the batch short of one non-blank line.
@@ -184,14 +174,16 @@ pub fn group_by_entity(
         })
         .collect::<Result<Vec<_>>>()?;
     let file = File::open(input).map_err(|e| Error::io(input, e))?;
-    let (mut line, mut records) = (0, 0);
-    for text in BufReader::with_capacity(1 << 20, file).lines() {
-        line += 1;
-        let text = text.map_err(|e| Error::io(input, e))?;
+    let mut records = 0;
+    let mut reader = LineReader::new(BufReader::with_capacity(1 << 20, file), input);
+    let mut text = String::new();
+    while reader.read_line(&mut text)? {
         if text.trim().is_empty() {
             continue;
         }
-        let entity = parse_line(input, line, &text, options, &[])?.entity(input, line, options)?;
+        let text = text.trim_end_matches(['\n', '\r']);
+        let line = reader.number();
+        let entity = parse_line(input, line, text, options, &[])?.entity(input, line, options)?;
         let k = (fnv1a(FNV1A_EMPTY, entity.as_bytes()) % parts as u64) as usize;
         writeln!(writers[k], "{text}").map_err(|e| Error::io(part_path(k), e))?;
         records += 1;

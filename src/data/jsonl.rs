@@ -11,6 +11,7 @@
 
 use super::{finite, parse_fast, Dataset, EntityMode, FastRecord, FeatureKey, ReadOptions};
 use crate::error::{Error, Result};
+use crate::io::LineReader;
 use serde_json::{Map, Value};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -26,10 +27,10 @@ pub(super) const LINES_PER_CHUNK: usize = 8192;
 pub fn read_jsonl(path: &Path, options: &ReadOptions) -> Result<Dataset> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let file_bytes = file.metadata().map_or(0, |m| m.len());
-    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut reader = LineReader::new(BufReader::with_capacity(1 << 20, file), path);
     let mut data = Dataset::new();
     let mut number = 0;
-    let mut chunk = Chunk::read(&mut reader, path, options, Vec::new())?;
+    let mut chunk = Chunk::read(&mut reader, options, Vec::new())?;
     // Room for the whole file, judged by the first chunk: the columns then grow by no
     // copies (each would touch as much fresh memory again). Room not used is never touched.
     let (rows, nnz) = chunk.estimate_file(file_bytes);
@@ -38,7 +39,7 @@ pub fn read_jsonl(path: &Path, options: &ReadOptions) -> Result<Dataset> {
     while chunk.filled > 0 {
         let (appended, next) = rayon::join(
             || chunk.append(path, options, &mut number, &mut data),
-            || Chunk::read(&mut reader, path, options, std::mem::take(&mut spare)),
+            || Chunk::read(&mut reader, options, std::mem::take(&mut spare)),
         );
         appended?;
         spare = std::mem::replace(&mut chunk, next?).lines;
@@ -57,8 +58,7 @@ struct Chunk {
 impl Chunk {
     /// Read the next lines of `reader` into the buffers `lines` and parse them.
     fn read(
-        reader: &mut impl BufRead,
-        path: &Path,
+        reader: &mut LineReader<impl BufRead>,
         options: &ReadOptions,
         mut lines: Vec<String>,
     ) -> Result<Chunk> {
@@ -68,7 +68,7 @@ impl Chunk {
         while filled < LINES_PER_CHUNK {
             let line = &mut lines[filled];
             line.clear();
-            if reader.read_line(line).map_err(|e| Error::io(path, e))? == 0 {
+            if !reader.read_line(line)? {
                 break;
             }
             filled += 1;

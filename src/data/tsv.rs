@@ -5,8 +5,9 @@
 
 use super::{finite, Dataset, FeatureKey};
 use crate::error::{Error, Result};
+use crate::io::LineReader;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::path::Path;
 
 /// The key of dense feature column `k` (1-based).
@@ -19,9 +20,10 @@ pub fn read_tsv(path: &Path, entity: &str) -> Result<Dataset> {
     let mut data = Dataset::new();
     let mut width: Option<usize> = None;
     let mut keys: Vec<FeatureKey> = Vec::new();
-    for (n, line) in BufReader::new(file).lines().enumerate() {
-        let number = n + 1;
-        let line = line.map_err(|e| Error::io(path, e))?;
+    let mut reader = LineReader::new(BufReader::new(file), path);
+    let mut line = String::new();
+    while reader.read_line(&mut line)? {
+        let number = reader.number();
         if line.trim().is_empty() {
             continue;
         }

@@ -11,12 +11,12 @@
 
 use crate::data::{parse_line, Dataset, EntityMode, Interner, ReadOptions};
 use crate::error::{Error, Result};
-use crate::io::{fnv1a, FNV1A_EMPTY};
+use crate::io::{fnv1a, LineReader, FNV1A_EMPTY};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 /// The entity ids of one key, one per record.
@@ -41,7 +41,7 @@ impl GameData {
     /// each of them. An empty file is an error.
     pub fn read(path: &Path, keys: &[String]) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let mut reader = BufReader::with_capacity(1 << 20, file);
+        let reader = BufReader::with_capacity(1 << 20, file);
         let options = ReadOptions {
             entity: EntityMode::Single("all".into()),
             timestamp_field: None,
@@ -56,18 +56,10 @@ impl GameData {
             })
             .collect();
         let mut line = String::new();
-        let mut number = 0;
         let mut ids = Vec::with_capacity(keys.len());
-        loop {
-            line.clear();
-            if reader
-                .read_line(&mut line)
-                .map_err(|e| Error::io(path, e))?
-                == 0
-            {
-                break;
-            }
-            number += 1;
+        let mut reader = LineReader::new(reader, path);
+        while reader.read_line(&mut line)? {
+            let number = reader.number();
             if line.trim().is_empty() {
                 continue;
             }

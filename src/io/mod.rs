@@ -2,11 +2,15 @@
 //!
 //! - [`output`]: output files and directories, checked against the inputs before any work
 //!   starts and written so that a crash or an error never leaves a half-written file.
+//! - [`LineReader`]: numbered lines of text input; a byte-order mark dropped, bad UTF-8
+//!   an error naming the line.
 //! - [`ReadAhead`]: input read on its own thread, one item ahead of its consumer.
 //! - [`fnv1a`]: a stable 64-bit hash of bytes (for stream positions and partitions).
 
+mod lines;
 mod output;
 
+pub use lines::LineReader;
 pub use output::{
     check_paths, scratch_dir, write_dir, write_output, OutputFile, PathKind, PathRole, ScratchDir,
 };

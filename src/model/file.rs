@@ -3,12 +3,12 @@
 use super::{EntityModel, HessianType, ModelSet, Precision};
 use crate::data::FeatureKey;
 use crate::error::{Error, Result};
-use crate::io::write_output;
+use crate::io::{write_output, LineReader};
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::path::Path;
 
 #[derive(Deserialize)]
@@ -58,9 +58,10 @@ pub fn read_models(path: &Path, missing_precision: Option<f64>) -> Result<ModelS
     let mut set = ModelSet::new();
     let mut seen_lines: HashMap<String, usize> = HashMap::new();
     let mut lines = Vec::new();
-    for (n, line) in BufReader::with_capacity(1 << 20, file).lines().enumerate() {
-        let number = n + 1;
-        let line = line.map_err(|e| Error::io(path, e))?;
+    let mut reader = LineReader::new(BufReader::with_capacity(1 << 20, file), path);
+    let mut line = String::new();
+    while reader.read_line(&mut line)? {
+        let number = reader.number();
         if line.trim().is_empty() {
             continue;
         }
