@@ -346,3 +346,98 @@ fn ml100k_incremental_updates_beat_the_baselines_and_match_a_retrain() {
     );
     assert!(incremental >= retrain - 0.01, "{stdout}");
 }
+
+/// Issue 20's exactness check on the fixtures: with the f64 finish, GPU-trained models
+/// under tight stops equal the CPU's within 1e-6 relative (means and variances).
+#[test]
+#[ignore = "needs ../shared/data"]
+fn gpu_fits_of_the_fixtures_match_the_cpu_within_1e_6() {
+    use common::{glmix_output, gpu_ran};
+    let dir = shared_dir("lambda-learner");
+    let tmp = tempfile::tempdir().unwrap();
+    let fixed = dir.join("movie-lense-initital-fixed-effect-model");
+    let problems: [(&str, PathBuf, Vec<&str>); 3] = [
+        (
+            "mock logistic",
+            dir.join("mock-ntv-data-1k.json"),
+            vec![
+                "--entity-key",
+                "uid",
+                "--objective",
+                "logistic",
+                "--penalty",
+                "10",
+            ],
+        ),
+        (
+            "mock bayes-logistic, diagonal",
+            dir.join("mock-ntv-data-1k.json"),
+            vec![
+                "--entity-key",
+                "uid",
+                "--objective",
+                "bayes-logistic",
+                "--penalty",
+                "10",
+            ],
+        ),
+        (
+            "u359 linear",
+            dir.join("movie-lense-training-data-u359"),
+            vec![
+                "--format",
+                "tsv",
+                "--offset-model",
+                fixed.to_str().unwrap(),
+                "--objective",
+                "linear",
+                "--penalty",
+                "10",
+            ],
+        ),
+    ];
+    for (k, (name, data, options)) in problems.iter().enumerate() {
+        let fit = |device: &str| {
+            let out = tmp.path().join(format!("{k}-{device}.jsonl"));
+            let mut args = vec![
+                "train",
+                "--data",
+                data.to_str().unwrap(),
+                "--device",
+                device,
+            ];
+            args.extend(options.iter().copied());
+            args.extend_from_slice(&TIGHT);
+            args.extend(["--out", out.to_str().unwrap()]);
+            (glmix_output(&args), out)
+        };
+        let (cpu, cpu_out) = fit("cpu");
+        assert!(
+            cpu.status.success(),
+            "{}",
+            String::from_utf8_lossy(&cpu.stderr)
+        );
+        let (gpu, gpu_out) = fit("gpu");
+        if !gpu_ran(&gpu, "GPU fixture fits") {
+            return;
+        }
+        let (want, got) = (read_models(&cpu_out), read_models(&gpu_out));
+        assert_eq!(want.len(), got.len());
+        for (g, c) in got.iter().zip(&want) {
+            let pairs = g
+                .means
+                .iter()
+                .zip(&c.means)
+                .chain(g.variances.iter().zip(&c.variances));
+            for (a, b) in pairs {
+                assert_eq!((&a.name, &a.term), (&b.name, &b.term));
+                assert_close(
+                    &format!("{name}: {}/{}", a.name, a.term),
+                    a.value,
+                    b.value,
+                    1e-6,
+                );
+            }
+        }
+    }
+}
