@@ -143,5 +143,26 @@ fn scoring(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, one_entity, evaluators, solver_end_to_end, scoring);
+/// Packing a batch into the GPU's dense layout, on the host (no device needed).
+/// Throughput in entities.
+fn gpu_packing(c: &mut Criterion) {
+    use glmix::eval::gpu::layout::DenseLayout;
+    let mut group = c.benchmark_group("gpu_pack");
+    group.throughput(Throughput::Elements(ENTITIES as u64));
+    for (name, rows, features, density) in SHAPES {
+        let batch = batch_of(&spec(rows, features, density));
+        let mut layout = DenseLayout::default();
+        group.bench_function(name, |b| b.iter(|| layout.pack(black_box(&batch))));
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    one_entity,
+    evaluators,
+    solver_end_to_end,
+    scoring,
+    gpu_packing
+);
 criterion_main!(benches);

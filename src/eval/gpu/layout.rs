@@ -150,14 +150,21 @@ impl DenseLayout {
             rest = tail;
         }
         regions.into_par_iter().with_min_len(16).for_each(|(g, x)| {
-            let d4 = g.d4 as usize;
+            let (d, d4) = (g.d as usize, g.d4 as usize);
             for r in 0..g.rows as usize {
                 let i = g.row_at as usize + r;
                 let k = batch.nz_ptr[i]..batch.nz_ptr[i + 1];
-                let row = &mut x[r * d4..(r + 1) * d4];
-                for (&c, &v) in batch.cols[k.clone()].iter().zip(&batch.vals[k]) {
-                    let j = c as usize - 1;
-                    row[j / 4][j % 4] = v as f32;
+                let (cols, vals) = (&batch.cols[k.clone()], &batch.vals[k]);
+                let row: &mut [f32] = bytemuck::cast_slice_mut(&mut x[r * d4..(r + 1) * d4]);
+                // Columns ascend strictly from 1, so a row with d of them has them all.
+                if cols.len() == d {
+                    for (out, &v) in row.iter_mut().zip(vals) {
+                        *out = v as f32;
+                    }
+                } else {
+                    for (&c, &v) in cols.iter().zip(vals) {
+                        row[c as usize - 1] = v as f32;
+                    }
                 }
             }
         });
