@@ -140,7 +140,7 @@ fn train_mock(dir: &std::path::Path, data: &std::path::Path, out: &str, extra: &
 }
 
 #[test]
-#[ignore = "needs ../shared/data"]
+#[ignore = "reads ../shared/data: run with --include-ignored, as .ci/run does"]
 fn logistic_on_the_mock_data_matches_newton() {
     let data = shared_dir("lambda-learner").join("mock-ntv-data-1k.json");
     let tmp = tempfile::tempdir().unwrap();
@@ -156,7 +156,7 @@ fn logistic_on_the_mock_data_matches_newton() {
 }
 
 #[test]
-#[ignore = "needs ../shared/data"]
+#[ignore = "reads ../shared/data: run with --include-ignored, as .ci/run does"]
 fn bayes_logistic_update_on_the_mock_data_matches_newton() {
     let data =
         fs::read_to_string(shared_dir("lambda-learner").join("mock-ntv-data-1k.json")).unwrap();
@@ -211,7 +211,7 @@ const MOVIELENS_RMSE_OFFSETS_ONLY: f64 = 0.7053640387878384;
 const MOVIELENS_RMSE: f64 = 0.699849270160256;
 
 #[test]
-#[ignore = "needs ../shared/data"]
+#[ignore = "reads ../shared/data: run with --include-ignored, as .ci/run does"]
 fn linear_on_movielens_user_359_matches_the_closed_form() {
     let dir = shared_dir("lambda-learner");
     let train = dir.join("movie-lense-training-data-u359");
@@ -294,7 +294,7 @@ fn linear_on_movielens_user_359_matches_the_closed_form() {
 /// offsets alone, each mini-batch alone and a warm-started plain logistic model, and come
 /// within 0.01 AUC of retraining from scratch at every mini-batch.
 #[test]
-#[ignore = "needs ../shared/data (run by .ci/run)"]
+#[ignore = "reads ../shared/data: run with --include-ignored, as .ci/run does"]
 fn ml100k_incremental_updates_beat_the_baselines_and_match_a_retrain() {
     let example = std::env::current_exe()
         .unwrap()
@@ -350,7 +350,7 @@ fn ml100k_incremental_updates_beat_the_baselines_and_match_a_retrain() {
 /// Issue 20's exactness check on the fixtures: with the f64 finish, GPU-trained models
 /// under tight stops equal the CPU's within 1e-6 relative (means and variances).
 #[test]
-#[ignore = "needs ../shared/data"]
+#[ignore = "reads ../shared/data: run with --include-ignored, as .ci/run does"]
 fn gpu_fits_of_the_fixtures_match_the_cpu_within_1e_6() {
     use common::{glmix_output, gpu_ran};
     let dir = shared_dir("lambda-learner");
