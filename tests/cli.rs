@@ -308,7 +308,7 @@ fn assert_fails(dir: &Dir, argv: &[String], out: &str, expected: &[&str]) {
 fn bad_records_name_file_line_and_field_and_write_nothing() {
     let dir = Dir::new();
     let good = r#"{"entity":"a","label":1,"features":[{"name":"x","term":"","value":1}]}"#;
-    let cases: [(&str, String, &str); 6] = [
+    let cases: [(&str, String, &str); 9] = [
         ("malformed.jsonl", format!("{good}\n{good}\n{{\"entity\":\"a\",\"label\":"), ":3:"),
         ("no-label.jsonl", format!("{good}\n{{\"entity\":\"a\",\"features\":[]}}\n"), ":2: label"),
         ("no-entity.jsonl", format!("{{\"label\":0,\"features\":[]}}\n{good}\n"), ":1: entity"),
@@ -323,6 +323,22 @@ fn bad_records_name_file_line_and_field_and_write_nothing() {
             ":3: offset",
         ),
         ("empty.jsonl", String::new(), "empty.jsonl"),
+        // A repeated key, read or not, at the top or in a feature, is an error.
+        (
+            "twice.jsonl",
+            format!("{good}\n{{\"entity\":\"a\",\"label\":1,\"label\":0,\"features\":[]}}\n"),
+            ":2: label: key \"label\" appears twice",
+        ),
+        (
+            "typo-twice.jsonl",
+            format!("{{\"entity\":\"a\",\"ofset\":1,\"label\":0,\"ofset\":2,\"features\":[]}}\n"),
+            ":1: ofset: key \"ofset\" appears twice",
+        ),
+        (
+            "feature-twice.jsonl",
+            format!("{{\"entity\":\"a\",\"label\":0,\"features\":[{{\"name\":\"x\",\"value\":1,\"value\":2}}]}}\n"),
+            ":1: features[0].value: key \"value\" appears twice",
+        ),
     ];
     let out = dir.arg("models.jsonl");
     for (name, text, expected) in cases {

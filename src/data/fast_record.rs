@@ -139,7 +139,24 @@ enum Field {
     Timestamp,
     Features,
     Id(usize),
-    Other,
+    /// A key no field reads, by a hash of its name.
+    Other(u64),
+}
+
+impl Field {
+    /// A bit per known field, to see repeats; `None` for the others.
+    fn bit(&self) -> Option<u32> {
+        Some(match self {
+            Field::Entity => 1,
+            Field::Label => 2,
+            Field::Weight => 4,
+            Field::Offset => 8,
+            Field::Timestamp => 16,
+            Field::Features => 32,
+            Field::Id(k) => 64u32.checked_shl(*k as u32).filter(|&b| b != 0)?,
+            Field::Other(_) => return None,
+        })
+    }
 }
 
 impl<'de> Visitor<'de> for RecordSeed<'_> {
@@ -158,7 +175,26 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
             timestamp,
             id_keys: self.id_keys,
         };
+        let (mut seen, mut others) = (0u32, Vec::new());
         while let Some((field, id)) = map.next_key_seed(keys)? {
+            // A repeated key declines the record: the checked path names it.
+            let repeated = match (&field, field.bit()) {
+                (_, Some(bit)) => {
+                    let before = seen;
+                    seen |= bit;
+                    before & bit != 0
+                }
+                (Field::Other(hash), None) => {
+                    others.contains(hash) || {
+                        others.push(*hash);
+                        false
+                    }
+                }
+                _ => false,
+            };
+            if repeated {
+                return Err(de::Error::custom("a repeated key"));
+            }
             match field {
                 Field::Entity => {
                     let v = map.next_value::<Option<Id>>()?.map(|i| i.0);
@@ -179,7 +215,7 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
                             .collect()
                     })
                 }
-                Field::Other => {
+                Field::Other(_) => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
@@ -220,7 +256,10 @@ impl Visitor<'_> for KeySeed<'_> {
                 "offset" => Field::Offset,
                 "features" => Field::Features,
                 _ if Some(key) == self.timestamp => Field::Timestamp,
-                _ => id.map_or(Field::Other, Field::Id),
+                _ => id.map_or_else(
+                    || Field::Other(crate::io::fnv1a(crate::io::FNV1A_EMPTY, key.as_bytes())),
+                    Field::Id,
+                ),
             }
         };
         Ok((field, id))

@@ -183,15 +183,86 @@ impl ParsedLine {
     }
 }
 
-/// Parse one line of JSON into a record object (not yet checked field by field).
+/// Parse one line of JSON into a record object (not yet checked field by field). A key
+/// repeated in an object is an error (JSON parsers disagree on which value wins).
 pub fn parse_object(path: &Path, line: usize, text: &str) -> Result<Map<String, Value>> {
-    let value: Value = serde_json::from_str(text).map_err(|e| {
+    let value = serde_json::from_str::<UniqueKeys>(text).map_err(|e| {
         let (field, message) = super::json_path::error_field(text, &e);
-        Error::input(path, line, field, format!("malformed JSON: {message}"))
+        match message.strip_prefix(REPEATED) {
+            Some(key) => Error::input(path, line, field, format!("key {key} appears twice")),
+            None => Error::input(path, line, field, format!("malformed JSON: {message}")),
+        }
     })?;
+    let value = value.0;
     match value {
         Value::Object(obj) => Ok(obj),
         _ => Err(Error::input(path, line, "record", "expected a JSON object")),
+    }
+}
+
+const REPEATED: &str = "repeated key ";
+
+/// A JSON value whose objects have no repeated keys.
+struct UniqueKeys(Value);
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::{self, MapAccess, SeqAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Value;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_bool<E>(self, v: bool) -> std::result::Result<Value, E> {
+                Ok(Value::Bool(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> std::result::Result<Value, E> {
+                Ok(Value::from(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> std::result::Result<Value, E> {
+                Ok(Value::from(v))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> std::result::Result<Value, E> {
+                serde_json::Number::from_f64(v)
+                    .map(Value::Number)
+                    .ok_or_else(|| E::custom("number out of range (not a finite double)"))
+            }
+            fn visit_str<E>(self, v: &str) -> std::result::Result<Value, E> {
+                Ok(Value::String(v.to_string()))
+            }
+            fn visit_string<E>(self, v: String) -> std::result::Result<Value, E> {
+                Ok(Value::String(v))
+            }
+            fn visit_unit<E>(self) -> std::result::Result<Value, E> {
+                Ok(Value::Null)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(UniqueKeys(v)) = seq.next_element()? {
+                    out.push(v);
+                }
+                Ok(Value::Array(out))
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Value, A::Error> {
+                let mut out = Map::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let UniqueKeys(v) = map.next_value()?;
+                    if out.contains_key(&key) {
+                        return Err(de::Error::custom(format!("{REPEATED}{key:?}")));
+                    }
+                    out.insert(key, v);
+                }
+                Ok(Value::Object(out))
+            }
+        }
+        d.deserialize_any(V).map(UniqueKeys)
     }
 }
 

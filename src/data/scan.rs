@@ -28,6 +28,9 @@ pub(super) fn scan_record(text: &str, options: &ReadOptions) -> Option<RawRecord
         at: 0,
     };
     let mut r = RawRecord::empty(0);
+    // Keys the record has that no field reads: a repeated one declines the record too.
+    let mut others: [&str; 8] = [""; 8];
+    let mut other_count = 0;
     s.expect(b'{')?;
     if !s.eat(b'}') {
         loop {
@@ -43,7 +46,14 @@ pub(super) fn scan_record(text: &str, options: &ReadOptions) -> Option<RawRecord
                     "weight" => once(&mut r.weight, s.number()?)?,
                     "offset" => once(&mut r.offset, s.number()?)?,
                     "features" => once(&mut r.features, s.features()?)?,
-                    _ => s.skip_scalar()?,
+                    _ => {
+                        if other_count == others.len() || others[..other_count].contains(&key) {
+                            return None;
+                        }
+                        others[other_count] = key;
+                        other_count += 1;
+                        s.skip_scalar()?
+                    }
                 }
             }
             if !s.eat(b',') {
