@@ -331,12 +331,13 @@ fn bad_records_name_file_line_and_field_and_write_nothing() {
         ),
         (
             "typo-twice.jsonl",
-            format!("{{\"entity\":\"a\",\"ofset\":1,\"label\":0,\"ofset\":2,\"features\":[]}}\n"),
+            r#"{"entity":"a","ofset":1,"label":0,"ofset":2,"features":[]}"#.to_string() + "\n",
             ":1: ofset: key \"ofset\" appears twice",
         ),
         (
             "feature-twice.jsonl",
-            format!("{{\"entity\":\"a\",\"label\":0,\"features\":[{{\"name\":\"x\",\"value\":1,\"value\":2}}]}}\n"),
+            r#"{"entity":"a","label":0,"features":[{"name":"x","value":1,"value":2}]}"#.to_string()
+                + "\n",
             ":1: features[0].value: key \"value\" appears twice",
         ),
     ];
