@@ -106,6 +106,10 @@ struct DataArgs {
     /// JSON-lines file with one model.
     #[arg(long, value_name = "MODEL")]
     offset_model: Option<PathBuf>,
+    /// Refuse records with keys that no field reads (a typo like `ofset`, or the entity id
+    /// under another key); by default one notice names them.
+    #[arg(long)]
+    strict: bool,
 }
 
 impl DataArgs {
@@ -143,6 +147,7 @@ impl DataArgs {
             FormatArg::Tsv => Format::Tsv,
         };
         let mut data = read_records(&self.data, format, &self.options())?;
+        unread_keys(&data, &self.data, self.strict)?;
         if let Some(model) = self.offset_model()? {
             data.add_offsets(&model).with_context(|| {
                 format!(
@@ -153,6 +158,37 @@ impl DataArgs {
         }
         Ok(data)
     }
+}
+
+/// One notice naming the keys of `data`'s records (read from `path`) that no field reads,
+/// or with `strict` an error naming the first.
+fn unread_keys(data: &Dataset, path: &std::path::Path, strict: bool) -> Result<()> {
+    let Some((key, first)) = data.unread_keys.iter().min_by_key(|(_, u)| u.first_line) else {
+        return Ok(());
+    };
+    if strict {
+        anyhow::bail!(
+            "{}:{}: {key}: no field reads this key (--strict)",
+            path.display(),
+            first.first_line
+        );
+    }
+    let keys: Vec<String> = data
+        .unread_keys
+        .iter()
+        .map(|(k, u)| {
+            format!(
+                "{k:?} ({} records, the first on line {})",
+                u.records, u.first_line
+            )
+        })
+        .collect();
+    eprintln!(
+        "glmix: notice: {}: keys no field reads: {}; check --entity-key and the field names (--strict makes this an error)",
+        path.display(),
+        keys.join(", ")
+    );
+    Ok(())
 }
 
 /// Shape of a seeded synthetic workload (see `glmix::synth`).

@@ -232,6 +232,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         }
     };
     let mut chunks = chunks;
+    let mut unread_pending = a.chunk_entities.is_some();
 
     let mut models = OutputFile::create(&a.out)?;
     let mut report = a.report.as_deref().map(OutputFile::create).transpose()?;
@@ -240,6 +241,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
     loop {
         let clock = Instant::now();
         let Some(data) = chunks()? else { break };
+        // Whole files were checked as they were read; chunks are, until one notice.
+        if unread_pending && !data.unread_keys.is_empty() {
+            super::unread_keys(&data, &a.data.data, a.data.strict)?;
+            unread_pending = false;
+        }
         read_seconds += clock.elapsed().as_secs_f64();
 
         if config.objective.loss() == Loss::Logistic {

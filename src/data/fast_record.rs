@@ -10,6 +10,7 @@
 
 use super::scan::scan_record;
 use super::{EntityMode, FeatureKey, ReadOptions};
+use compact_str::CompactString;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use std::fmt;
@@ -25,11 +26,25 @@ pub struct FastRecord {
     pub features: Vec<(FeatureKey, f64)>,
     /// The values of the extra id fields asked for, in their order.
     pub ids: Vec<String>,
+    /// The first (in key order) of the record's keys that no field reads, if any.
+    pub unread: Option<CompactString>,
+}
+
+/// Keep the first in key order of the unread keys seen (as the checked path, whose objects
+/// are sorted, finds it).
+pub(super) fn note_unread(first: &mut Option<CompactString>, key: &str) {
+    if first.as_deref().is_none_or(|f| key < f) {
+        *first = Some(key.into());
+    }
 }
 
 impl FastRecord {
-    /// Append the record to `data` (its id fields are the caller's business).
-    pub fn append_to(self, data: &mut super::Dataset) {
+    /// Append the record, line `line` of its file, to `data` (its id fields are the
+    /// caller's business).
+    pub fn append_to(self, data: &mut super::Dataset, line: usize) {
+        if let Some(key) = &self.unread {
+            data.note_unread(key, line);
+        }
         data.push(
             &self.entity,
             self.label,
@@ -78,6 +93,7 @@ pub fn parse_fast(text: &str, options: &ReadOptions, id_keys: &[String]) -> Opti
         timestamp,
         features,
         ids: raw.ids.into_iter().collect::<Option<_>>()?,
+        unread: raw.unread,
     })
 }
 
@@ -101,6 +117,7 @@ pub(super) struct RawRecord {
     pub timestamp: Option<f64>,
     pub features: Option<Vec<(FeatureKey, f64)>>,
     pub ids: Vec<Option<String>>,
+    pub unread: Option<CompactString>,
 }
 
 impl RawRecord {
@@ -114,6 +131,7 @@ impl RawRecord {
             timestamp: None,
             features: None,
             ids: vec![None; ids],
+            unread: None,
         }
     }
 }
@@ -139,8 +157,8 @@ enum Field {
     Timestamp,
     Features,
     Id(usize),
-    /// A key no field reads, by a hash of its name.
-    Other(u64),
+    /// A key no field reads.
+    Other(CompactString),
 }
 
 impl Field {
@@ -184,9 +202,10 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
                     seen |= bit;
                     before & bit != 0
                 }
-                (Field::Other(hash), None) => {
-                    others.contains(hash) || {
-                        others.push(*hash);
+                (Field::Other(key), None) => {
+                    others.contains(key) || {
+                        note_unread(&mut r.unread, key);
+                        others.push(key.clone());
                         false
                     }
                 }
@@ -256,10 +275,7 @@ impl Visitor<'_> for KeySeed<'_> {
                 "offset" => Field::Offset,
                 "features" => Field::Features,
                 _ if Some(key) == self.timestamp => Field::Timestamp,
-                _ => id.map_or_else(
-                    || Field::Other(crate::io::fnv1a(crate::io::FNV1A_EMPTY, key.as_bytes())),
-                    Field::Id,
-                ),
+                _ => id.map_or_else(|| Field::Other(key.into()), Field::Id),
             }
         };
         Ok((field, id))
@@ -327,6 +343,7 @@ mod tests {
             timestamp: d.timestamp[0],
             features,
             ids: Vec::new(),
+            unread: d.unread_keys.keys().next().cloned(),
         })
     }
 

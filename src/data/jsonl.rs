@@ -110,7 +110,7 @@ impl Chunk {
         for (text, fast) in self.lines[..self.filled].iter().zip(self.fast.drain(..)) {
             *number += 1;
             match fast {
-                Some(r) => r.append_to(data),
+                Some(r) => r.append_to(data, *number),
                 None if text.trim().is_empty() => {}
                 None => push_record(
                     path,
@@ -175,7 +175,7 @@ impl ParsedLine {
     ) -> Result<()> {
         match self {
             ParsedLine::Fast(r) => {
-                r.append_to(data);
+                r.append_to(data, line);
                 Ok(())
             }
             ParsedLine::Checked(obj) => push_record(path, line, &obj, options, data),
@@ -346,6 +346,14 @@ pub fn push_record(
     };
     let features = parse_features(path, line, field("features"))?;
     data.push(&entity, label, weight, offset, timestamp, features);
+    let read = |key: &str| {
+        ["label", "weight", "offset", "features"].contains(&key)
+            || Some(key) == options.entity_key()
+            || Some(key) == options.timestamp_field.as_deref()
+    };
+    if let Some(key) = obj.keys().find(|k| !read(k)) {
+        data.note_unread(key, line);
+    }
     Ok(())
 }
 

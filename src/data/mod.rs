@@ -162,9 +162,30 @@ pub struct Dataset {
     pub nz_ptr: Vec<usize>,
     pub feature_ids: Vec<u32>,
     pub values: Vec<f64>,
+    /// Keys of the records that no field reads (a typo like `ofset`, or the entity id
+    /// under another key than `--entity-key`): per key, its records and its first line.
+    pub unread_keys: std::collections::BTreeMap<CompactString, UnreadKey>,
+}
+
+/// Where a key no field reads was seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnreadKey {
+    pub records: usize,
+    pub first_line: usize,
 }
 
 impl Dataset {
+    /// Count a record (line `line`) holding `key`, which no field reads.
+    pub fn note_unread(&mut self, key: &str, line: usize) {
+        self.unread_keys
+            .entry(key.into())
+            .and_modify(|u| u.records += 1)
+            .or_insert(UnreadKey {
+                records: 1,
+                first_line: line,
+            });
+    }
+
     pub fn new() -> Self {
         Dataset {
             entities: Interner::default(),
@@ -177,6 +198,7 @@ impl Dataset {
             nz_ptr: vec![0],
             feature_ids: Vec::new(),
             values: Vec::new(),
+            unread_keys: Default::default(),
         }
     }
 

@@ -14,7 +14,7 @@
 //! rounded as serde_json's `float_roundtrip` conversion is, so every path gives the same
 //! bits (the tests compare them).
 
-use super::fast_record::RawRecord;
+use super::fast_record::{note_unread, RawRecord};
 use super::{FeatureKey, ReadOptions};
 
 /// Scan `text` as a plain record under `options` (no extra id fields); `None` when it is
@@ -52,6 +52,7 @@ pub(super) fn scan_record(text: &str, options: &ReadOptions) -> Option<RawRecord
                         }
                         others[other_count] = key;
                         other_count += 1;
+                        note_unread(&mut r.unread, key);
                         s.skip_scalar()?
                     }
                 }

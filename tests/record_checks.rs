@@ -1,6 +1,7 @@
-//! The real `glmix` binary on records that are not plain UTF-8: a byte-order mark before
-//! the first line is dropped, and a line that is not UTF-8 fails naming its file and line,
-//! or is skipped and counted by `glmix stream --on-bad-record skip`.
+//! The real `glmix` binary on records that are not plain: a byte-order mark before the
+//! first line is dropped; a line that is not UTF-8 fails naming its file and line, or is
+//! skipped and counted by `glmix stream --on-bad-record skip`; keys that no field reads get
+//! one notice naming them, or with `--strict` an error.
 
 mod common;
 
@@ -88,6 +89,44 @@ fn a_byte_order_mark_is_dropped_and_bad_utf8_names_its_line() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(
         stderr.contains("\"skipped\":1") || stderr.contains("skipped 1"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn keys_no_field_reads_get_one_notice_or_with_strict_an_error() {
+    let dir = Dir::new();
+    let data = dir.write(
+        "typo.jsonl",
+        concat!(
+            r#"{"entity":"a","label":1,"features":[]}"#,
+            "\n",
+            r#"{"entity":"a","label":0,"ofset":0.5,"features":[]}"#,
+            "\n",
+            r#"{"entity":"b","label":1,"ofset":0.5,"features":[]}"#,
+            "\n",
+        ),
+    );
+    let out = dir.arg("m.jsonl");
+    let train = |extra: &[&str]| {
+        let mut argv = vec!["train", "--data", &data, "--objective", "logistic"];
+        argv.extend(["--device", "cpu", "--out", &out]);
+        argv.extend(extra);
+        glmix_output(&argv)
+    };
+    for extra in [&[][..], &["--chunk-entities", "1"]] {
+        let o = train(extra);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{stderr}");
+        let notices = stderr.matches("keys no field reads").count();
+        assert_eq!(notices, 1, "{extra:?}: {stderr}");
+        assert!(stderr.contains(r#""ofset" ("#), "{stderr}");
+    }
+    let o = train(&["--strict"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("typo.jsonl:2: ofset: no field reads this key (--strict)"),
         "{stderr}"
     );
 }
