@@ -44,6 +44,10 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+mod settings;
+
+use settings::{legacy_fingerprint, StreamSettings};
+
 /// How the stream is cut into mini-batches.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Batching {
@@ -102,22 +106,6 @@ impl StreamConfig {
             _ => {}
         }
         Ok(())
-    }
-
-    /// The settings that shape the models, as stored with them: a resumed run must match.
-    fn fingerprint(&self) -> String {
-        let t = &self.train;
-        format!(
-            "objective={} regularization={:?} hessian={} solver={:?} batching={:?} read={:?} offset_model={:?} update={:?}",
-            t.objective.name(),
-            t.regularization,
-            t.hessian,
-            t.solver,
-            self.batching,
-            self.read,
-            self.offset_model,
-            self.update
-        )
     }
 }
 
@@ -542,18 +530,17 @@ pub fn run_stream(
     config.validate()?;
     let clock = Instant::now();
     let kind = config.train.objective.loss();
-    let settings = config.fingerprint();
+    let settings = StreamSettings::of(config);
     let mut position = Position {
         hash: FNV1A_EMPTY,
         ..Position::default()
     };
     let mut running = Running::default();
     if let Some(committed) = committed_position(store)? {
-        let stored =
-            String::from_utf8_lossy(&store.state(SETTINGS)?.unwrap_or_default()).into_owned();
-        if stored != settings {
+        let stored = store.state(SETTINGS)?.unwrap_or_default();
+        if let Err(differences) = settings.check(&stored, &legacy_fingerprint(config)) {
             return Err(Error::Config(format!(
-                "{} was trained with other settings; resume with the same ones or use a new store\n  stored: {stored}\n  asked:  {settings}",
+                "{} was trained with other settings; resume with the same ones or use a new store\n{differences}",
                 store.path().display()
             )));
         }
@@ -643,7 +630,7 @@ pub fn run_stream(
             state: vec![
                 (POSITION, encode(&position)),
                 (RUNNING, encode(&running)),
-                (SETTINGS, settings.clone().into_bytes()),
+                (SETTINGS, settings.encode()),
             ],
             batch: Some((position.batches, row)),
         })?;

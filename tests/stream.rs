@@ -234,7 +234,12 @@ fn bad_records_stop_the_run_with_their_line_or_are_skipped_and_counted() {
     other[8] = "1".into(); // --penalty
     let out = glmix_output(&other.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("other settings"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("other settings"), "{stderr}");
+    assert!(
+        stderr.contains("penalty: stored 5.0, asked 1.0"),
+        "{stderr}"
+    );
 }
 
 #[test]
