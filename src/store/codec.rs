@@ -3,37 +3,74 @@
 //!
 //! | bytes | field |
 //! |---|---|
-//! | 1 | format version (1) |
-//! | 1 | objective: 0 none, else 1 + its index in `ObjectiveKind::ALL` |
-//! | 1 | Hessian type: its index in `HessianType::ALL` |
+//! | 1 | format version (2; 1 is still read) |
+//! | 1 | objective: 0 none, 1 linear, 2 logistic, 3 bayes-linear, 4 bayes-logistic |
+//! | 1 | Hessian type: 0 full, 1 diagonal, 2 identity, 3 none |
 //! | 4 | `d`, the number of coefficients (u32 LE) |
 //! | per coefficient | name and term, each a u32 LE length and UTF-8 bytes |
 //! | 8·d | means (f64 LE) |
 //! | 1 | precision: 0 none, 1 diagonal, 2 full |
 //! | 8·d or 8·d² | the precision (f64 LE, row-major) |
+//! | 8 | version 2: FNV-1a (64-bit, LE) of every byte before it |
+//!
+//! The codes are fixed here, not positions in a list, so that a new objective or Hessian
+//! type cannot renumber stored ones. Version 1 had the same layout and codes without the
+//! checksum; a version-2 model whose checksum does not match is refused as damaged.
 
 use crate::data::FeatureKey;
+use crate::io::{fnv1a, FNV1A_EMPTY};
 use crate::model::{EntityModel, HessianType, Precision};
 use crate::objective::ObjectiveKind;
 use compact_str::CompactString;
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+
+fn objective_code(o: Option<ObjectiveKind>) -> u8 {
+    match o {
+        None => 0,
+        Some(ObjectiveKind::Linear) => 1,
+        Some(ObjectiveKind::Logistic) => 2,
+        Some(ObjectiveKind::BayesLinear) => 3,
+        Some(ObjectiveKind::BayesLogistic) => 4,
+    }
+}
+
+fn objective_of(code: u8) -> Result<Option<ObjectiveKind>, String> {
+    Ok(match code {
+        0 => None,
+        1 => Some(ObjectiveKind::Linear),
+        2 => Some(ObjectiveKind::Logistic),
+        3 => Some(ObjectiveKind::BayesLinear),
+        4 => Some(ObjectiveKind::BayesLogistic),
+        c => return Err(format!("bad objective code {c}")),
+    })
+}
+
+fn hessian_code(h: HessianType) -> u8 {
+    match h {
+        HessianType::Full => 0,
+        HessianType::Diagonal => 1,
+        HessianType::Identity => 2,
+        HessianType::None => 3,
+    }
+}
+
+fn hessian_of(code: u8) -> Result<HessianType, String> {
+    Ok(match code {
+        0 => HessianType::Full,
+        1 => HessianType::Diagonal,
+        2 => HessianType::Identity,
+        3 => HessianType::None,
+        c => return Err(format!("bad Hessian code {c}")),
+    })
+}
 
 /// Append `model`'s encoding (its entity id is the store's key, not part of it).
 pub fn encode(model: &EntityModel, out: &mut Vec<u8>) {
+    let start = out.len();
     out.push(VERSION);
-    out.push(model.objective.map_or(0, |o| {
-        1 + ObjectiveKind::ALL
-            .iter()
-            .position(|&k| k == o)
-            .expect("listed") as u8
-    }));
-    out.push(
-        HessianType::ALL
-            .iter()
-            .position(|&h| h == model.hessian)
-            .expect("listed") as u8,
-    );
+    out.push(objective_code(model.objective));
+    out.push(hessian_code(model.hessian));
     out.extend_from_slice(&(model.means.len() as u32).to_le_bytes());
     for k in &model.features {
         for s in [&k.name, &k.term] {
@@ -58,26 +95,32 @@ pub fn encode(model: &EntityModel, out: &mut Vec<u8>) {
             floats(out, h);
         }
     }
+    let checksum = fnv1a(FNV1A_EMPTY, &out[start..]);
+    out.extend_from_slice(&checksum.to_le_bytes());
 }
 
 /// Decode a model of `entity`; `Err` says what is wrong with the bytes.
 pub fn decode(entity: &str, bytes: &[u8]) -> Result<EntityModel, String> {
-    let mut r = Reader { bytes, at: 0 };
-    let version = r.u8()?;
-    if version != VERSION {
-        return Err(format!("unknown model encoding version {version}"));
-    }
-    let objective = match r.u8()? {
-        0 => None,
-        k => Some(
-            *ObjectiveKind::ALL
-                .get(k as usize - 1)
-                .ok_or("bad objective code")?,
-        ),
+    let version = *bytes.first().ok_or("no bytes")?;
+    let bytes = match version {
+        1 => bytes,
+        2 => {
+            let body = bytes
+                .len()
+                .checked_sub(8)
+                .ok_or("truncated before its checksum")?;
+            let (body, sum) = bytes.split_at(body);
+            let stored = u64::from_le_bytes(sum.try_into().expect("8 bytes"));
+            if fnv1a(FNV1A_EMPTY, body) != stored {
+                return Err("its checksum does not match its bytes".into());
+            }
+            body
+        }
+        v => return Err(format!("unknown model encoding version {v}")),
     };
-    let hessian = *HessianType::ALL
-        .get(r.u8()? as usize)
-        .ok_or("bad Hessian code")?;
+    let mut r = Reader { bytes, at: 1 };
+    let objective = objective_of(r.u8()?)?;
+    let hessian = hessian_of(r.u8()?)?;
     let d = r.u32()? as usize;
     let mut features = Vec::with_capacity(d);
     for _ in 0..d {
@@ -177,5 +220,46 @@ mod tests {
             bytes.push(0);
             assert!(decode("é", &bytes).is_err());
         }
+    }
+
+    fn golden() -> EntityModel {
+        EntityModel {
+            entity: "u1".into(),
+            objective: Some(ObjectiveKind::BayesLogistic),
+            hessian: HessianType::Full,
+            features: vec![FeatureKey::intercept(), FeatureKey::new("genre", "Drama")],
+            means: vec![0.25, -1.5],
+            precision: Precision::Full(vec![2.0, 0.5, 0.5, 3.0]),
+        }
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// `golden()` as version 1 wrote it (the encoder of commit ff0d9ba).
+    const V1: &str = "0104000200000009000000696e7465726365707409000000696e746572636570740500000067656e7265050000004472616d61000000000000d03f000000000000f8bf020000000000000040000000000000e03f000000000000e03f0000000000000840";
+
+    #[test]
+    fn bytes_of_version_1_are_read() {
+        assert_eq!(decode("u1", &hex(V1)).unwrap(), golden());
+    }
+
+    #[test]
+    fn version_2_is_version_1_with_a_checksum_that_catches_a_flipped_bit() {
+        let mut bytes = Vec::new();
+        encode(&golden(), &mut bytes);
+        let v1 = hex(V1);
+        assert_eq!(bytes[0], 2);
+        assert_eq!(bytes[1..bytes.len() - 8], v1[1..]);
+        assert_eq!(decode("u1", &bytes).unwrap(), golden());
+        // A flipped bit in a mean, as a damaged page would hold.
+        let at = bytes.len() - 8 - 5 * 8 - 3;
+        bytes[at] ^= 0x10;
+        let err = decode("u1", &bytes).unwrap_err();
+        assert!(err.contains("checksum does not match"), "{err}");
     }
 }
