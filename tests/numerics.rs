@@ -20,6 +20,22 @@ fn report_notes(path: &std::path::Path) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
+/// `models` read back for Thompson scoring of `data` (the reader checks every precision).
+fn thompson_scores(dir: &Dir, data: &str, models: &str) {
+    let out = dir.arg("scores.jsonl");
+    glmix(&[
+        "score",
+        "--data",
+        data,
+        "--model",
+        models,
+        "--thompson",
+        "1",
+        "--out",
+        &out,
+    ]);
+}
+
 #[test]
 fn an_overflowing_precision_is_clamped_and_the_model_reads_back() {
     let dir = Dir::new();
@@ -70,17 +86,7 @@ fn an_overflowing_precision_is_clamped_and_the_model_reads_back() {
         "--out",
         &dir.arg("again.jsonl"),
     ]);
-    glmix(&[
-        "score",
-        "--data",
-        &data,
-        "--model",
-        &models,
-        "--thompson",
-        "1",
-        "--out",
-        &dir.arg("scores.jsonl"),
-    ]);
+    thompson_scores(&dir, &data, &models);
 }
 
 #[test]
@@ -132,17 +138,7 @@ fn a_singular_entity_under_a_full_hessian_keeps_its_diagonal_and_the_run_goes_on
     let written = fs::read_to_string(&models).unwrap();
     assert!(written.contains(r#""entity":"twin","objective":"linear","hessian":"diagonal""#));
     assert!(written.contains(r#""entity":"fine","objective":"linear","hessian":"full""#));
-    glmix(&[
-        "score",
-        "--data",
-        &data,
-        "--model",
-        &models,
-        "--thompson",
-        "1",
-        "--out",
-        &dir.arg("scores.jsonl"),
-    ]);
+    thompson_scores(&dir, &data, &models);
 }
 
 #[test]
