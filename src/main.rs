@@ -16,6 +16,14 @@ fn main() {
     if std::env::var_os("NODEVICE_SELECT").is_none() {
         std::env::set_var("NODEVICE_SELECT", "1");
     }
+    // redb panics on some damaged pages; the store turns that into an error naming the
+    // file (glmix::store::guarded), so its panic message is not printed as well.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !info.location().is_some_and(|l| l.file().contains("/redb-")) {
+            default_hook(info);
+        }
+    }));
     let args = cli::Cli::parse();
     if let Err(e) = cli::run(args) {
         eprintln!("glmix: error: {e:#}");

@@ -16,6 +16,11 @@
 //!
 //! One process writes at a time; any number may read (`glmix score`, `eval`, `store
 //! export`) while it does.
+//!
+//! **Damage.** Each model carries a checksum ([`codec`]), so a damaged model is refused
+//! by name. redb itself answers some damage to its pages by panicking; every store
+//! operation runs under [`guarded`], which turns such a panic into an [`Error::Store`]
+//! saying the file is damaged (the binary's panic hook keeps redb's message off stderr).
 
 pub mod codec;
 
@@ -62,54 +67,58 @@ impl ModelStore {
     /// Open the store at `path` for writing, creating it when it does not exist.
     /// Fails when another process has it open for writing.
     pub fn open(path: &Path) -> Result<Self> {
-        let err = store_error(path);
-        let db = Database::builder()
-            .set_concurrency_mode(ConcurrencyMode::SingleWriter)
-            .create(path)
-            .map_err(|e| err(e.into()))?;
-        let txn = db.begin_write().map_err(|e| err(e.into()))?;
-        txn.open_table(MODELS).map_err(|e| err(e.into()))?;
-        txn.open_table(STATE).map_err(|e| err(e.into()))?;
-        txn.open_table(BATCHES).map_err(|e| err(e.into()))?;
-        txn.commit().map_err(|e| err(e.into()))?;
-        Ok(ModelStore {
-            db: Handle::Write(db),
-            path: path.to_path_buf(),
+        guarded(path, || {
+            let err = store_error(path);
+            let db = Database::builder()
+                .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+                .create(path)
+                .map_err(|e| err(e.into()))?;
+            let txn = db.begin_write().map_err(|e| err(e.into()))?;
+            txn.open_table(MODELS).map_err(|e| err(e.into()))?;
+            txn.open_table(STATE).map_err(|e| err(e.into()))?;
+            txn.open_table(BATCHES).map_err(|e| err(e.into()))?;
+            txn.commit().map_err(|e| err(e.into()))?;
+            Ok(ModelStore {
+                db: Handle::Write(db),
+                path: path.to_path_buf(),
+            })
         })
     }
 
     /// Open an existing store for reading; a writer may keep committing meanwhile, and
     /// each read sees the last commit made before it began.
     pub fn open_read_only(path: &Path) -> Result<Self> {
-        if !path.exists() {
-            return Err(Error::io(
-                path,
-                std::io::Error::new(std::io::ErrorKind::NotFound, "no such model store"),
-            ));
-        }
-        let open = || {
-            Database::builder()
-                .set_concurrency_mode(ConcurrencyMode::SingleWriter)
-                .open_read_only(path)
-        };
-        let db = match open() {
-            // A writer was killed: its last commit is intact, but the file's free-space
-            // bookkeeping must be rebuilt, which takes a write handle once.
-            Err(redb::DatabaseError::RepairAborted) => {
-                drop(
-                    Database::builder()
-                        .set_concurrency_mode(ConcurrencyMode::SingleWriter)
-                        .open(path)
-                        .map_err(|e| store_error(path)(e.into()))?,
-                );
-                open()
+        guarded(path, || {
+            if !path.exists() {
+                return Err(Error::io(
+                    path,
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "no such model store"),
+                ));
             }
-            other => other,
-        }
-        .map_err(|e| store_error(path)(e.into()))?;
-        Ok(ModelStore {
-            db: Handle::Read(db),
-            path: path.to_path_buf(),
+            let open = || {
+                Database::builder()
+                    .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+                    .open_read_only(path)
+            };
+            let db = match open() {
+                // A writer was killed: its last commit is intact, but the file's free-space
+                // bookkeeping must be rebuilt, which takes a write handle once.
+                Err(redb::DatabaseError::RepairAborted) => {
+                    drop(
+                        Database::builder()
+                            .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+                            .open(path)
+                            .map_err(|e| store_error(path)(e.into()))?,
+                    );
+                    open()
+                }
+                other => other,
+            }
+            .map_err(|e| store_error(path)(e.into()))?;
+            Ok(ModelStore {
+                db: Handle::Read(db),
+                path: path.to_path_buf(),
+            })
         })
     }
 
@@ -140,9 +149,11 @@ impl ModelStore {
 
     /// Number of models stored.
     pub fn len(&self) -> Result<u64> {
-        let txn = self.read()?;
-        let table = txn.open_table(MODELS).map_err(|e| self.err(e.into()))?;
-        table.len().map_err(|e| self.err(e.into()))
+        guarded(&self.path, || {
+            let txn = self.read()?;
+            let table = txn.open_table(MODELS).map_err(|e| self.err(e.into()))?;
+            table.len().map_err(|e| self.err(e.into()))
+        })
     }
 
     pub fn is_empty(&self) -> Result<bool> {
@@ -151,27 +162,31 @@ impl ModelStore {
 
     /// The stored models of `entities` (those that have one), in the order asked.
     pub fn models<'e>(&self, entities: impl IntoIterator<Item = &'e str>) -> Result<ModelSet> {
-        let txn = self.read()?;
-        let table = txn.open_table(MODELS).map_err(|e| self.err(e.into()))?;
-        let mut set = ModelSet::new();
-        for entity in entities {
-            if let Some(bytes) = table.get(entity).map_err(|e| self.err(e.into()))? {
-                set.insert(self.decode(entity, bytes.value())?);
+        guarded(&self.path, || {
+            let txn = self.read()?;
+            let table = txn.open_table(MODELS).map_err(|e| self.err(e.into()))?;
+            let mut set = ModelSet::new();
+            for entity in entities {
+                if let Some(bytes) = table.get(entity).map_err(|e| self.err(e.into()))? {
+                    set.insert(self.decode(entity, bytes.value())?);
+                }
             }
-        }
-        Ok(set)
+            Ok(set)
+        })
     }
 
     /// Every stored model, in entity-id order.
     pub fn all_models(&self) -> Result<ModelSet> {
-        let txn = self.read()?;
-        let table = txn.open_table(MODELS).map_err(|e| self.err(e.into()))?;
-        let mut set = ModelSet::new();
-        for entry in table.iter().map_err(|e| self.err(e.into()))? {
-            let (key, bytes) = entry.map_err(|e| self.err(e.into()))?;
-            set.insert(self.decode(key.value(), bytes.value())?);
-        }
-        Ok(set)
+        guarded(&self.path, || {
+            let txn = self.read()?;
+            let table = txn.open_table(MODELS).map_err(|e| self.err(e.into()))?;
+            let mut set = ModelSet::new();
+            for entry in table.iter().map_err(|e| self.err(e.into()))? {
+                let (key, bytes) = entry.map_err(|e| self.err(e.into()))?;
+                set.insert(self.decode(key.value(), bytes.value())?);
+            }
+            Ok(set)
+        })
     }
 
     fn decode(&self, entity: &str, bytes: &[u8]) -> Result<EntityModel> {
@@ -183,69 +198,75 @@ impl ModelStore {
 
     /// A state blob, if set.
     pub fn state(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let txn = self.read()?;
-        let table = txn.open_table(STATE).map_err(|e| self.err(e.into()))?;
-        let value = table.get(key).map_err(|e| self.err(e.into()))?;
-        Ok(value.map(|v| v.value().to_vec()))
+        guarded(&self.path, || {
+            let txn = self.read()?;
+            let table = txn.open_table(STATE).map_err(|e| self.err(e.into()))?;
+            let value = table.get(key).map_err(|e| self.err(e.into()))?;
+            Ok(value.map(|v| v.value().to_vec()))
+        })
     }
 
     /// Every batch metrics row, in batch order.
     pub fn batches(&self) -> Result<Vec<(u64, String)>> {
-        let txn = self.read()?;
-        let table = txn.open_table(BATCHES).map_err(|e| self.err(e.into()))?;
-        let mut rows = Vec::new();
-        for entry in table.iter().map_err(|e| self.err(e.into()))? {
-            let (k, v) = entry.map_err(|e| self.err(e.into()))?;
-            rows.push((k.value(), v.value().to_string()));
-        }
-        Ok(rows)
+        guarded(&self.path, || {
+            let txn = self.read()?;
+            let table = txn.open_table(BATCHES).map_err(|e| self.err(e.into()))?;
+            let mut rows = Vec::new();
+            for entry in table.iter().map_err(|e| self.err(e.into()))? {
+                let (k, v) = entry.map_err(|e| self.err(e.into()))?;
+                rows.push((k.value(), v.value().to_string()));
+            }
+            Ok(rows)
+        })
     }
 
     /// Write `commit` in one durable transaction: after a crash, either all of it is in
     /// the store or none of it is.
     pub fn commit(&self, commit: Commit<'_>) -> Result<()> {
-        let Handle::Write(db) = &self.db else {
-            return Err(Error::Store {
-                path: self.path.clone(),
-                message: "opened read-only".into(),
-            });
-        };
-        // Check and encode first: a model that could not be exported as JSON (non-finite
-        // values) is refused before anything is written.
-        let mut encoded = Vec::with_capacity(commit.models.len());
-        for m in commit.models {
-            if let Some(why) = unwritable(m) {
+        guarded(&self.path, || {
+            let Handle::Write(db) = &self.db else {
                 return Err(Error::Store {
                     path: self.path.clone(),
-                    message: format!("entity {:?}: {why}", m.entity),
+                    message: "opened read-only".into(),
                 });
+            };
+            // Check and encode first: a model that could not be exported as JSON (non-finite
+            // values) is refused before anything is written.
+            let mut encoded = Vec::with_capacity(commit.models.len());
+            for m in commit.models {
+                if let Some(why) = unwritable(m) {
+                    return Err(Error::Store {
+                        path: self.path.clone(),
+                        message: format!("entity {:?}: {why}", m.entity),
+                    });
+                }
+                let mut bytes = Vec::with_capacity(64 + 24 * m.means.len());
+                codec::encode(m, &mut bytes);
+                encoded.push(bytes);
             }
-            let mut bytes = Vec::with_capacity(64 + 24 * m.means.len());
-            codec::encode(m, &mut bytes);
-            encoded.push(bytes);
-        }
-        let txn = db.begin_write().map_err(|e| self.err(e.into()))?;
-        {
-            let mut models = txn.open_table(MODELS).map_err(|e| self.err(e.into()))?;
-            for (m, line) in commit.models.iter().zip(&encoded) {
-                models
-                    .insert(m.entity.as_str(), line.as_slice())
-                    .map_err(|e| self.err(e.into()))?;
+            let txn = db.begin_write().map_err(|e| self.err(e.into()))?;
+            {
+                let mut models = txn.open_table(MODELS).map_err(|e| self.err(e.into()))?;
+                for (m, line) in commit.models.iter().zip(&encoded) {
+                    models
+                        .insert(m.entity.as_str(), line.as_slice())
+                        .map_err(|e| self.err(e.into()))?;
+                }
+                let mut state = txn.open_table(STATE).map_err(|e| self.err(e.into()))?;
+                for (key, value) in &commit.state {
+                    state
+                        .insert(*key, value.as_slice())
+                        .map_err(|e| self.err(e.into()))?;
+                }
+                if let Some((k, row)) = &commit.batch {
+                    let mut batches = txn.open_table(BATCHES).map_err(|e| self.err(e.into()))?;
+                    batches
+                        .insert(*k, row.as_str())
+                        .map_err(|e| self.err(e.into()))?;
+                }
             }
-            let mut state = txn.open_table(STATE).map_err(|e| self.err(e.into()))?;
-            for (key, value) in &commit.state {
-                state
-                    .insert(*key, value.as_slice())
-                    .map_err(|e| self.err(e.into()))?;
-            }
-            if let Some((k, row)) = &commit.batch {
-                let mut batches = txn.open_table(BATCHES).map_err(|e| self.err(e.into()))?;
-                batches
-                    .insert(*k, row.as_str())
-                    .map_err(|e| self.err(e.into()))?;
-            }
-        }
-        txn.commit().map_err(|e| self.err(e.into()))
+            txn.commit().map_err(|e| self.err(e.into()))
+        })
     }
 }
 
@@ -259,6 +280,22 @@ fn unwritable(m: &EntityModel) -> Option<&'static str> {
         }
         (Ok(_), _) => None,
     }
+}
+
+/// Run `f`, a store operation on the file at `path`, turning a panic inside redb (its
+/// answer to some damaged pages) into an error saying the store is damaged.
+pub(crate) fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("a damaged page");
+        Err(Error::Store {
+            path: path.to_path_buf(),
+            message: format!("the store file is damaged (redb stopped reading it: {why})"),
+        })
+    })
 }
 
 fn store_error(path: &Path) -> impl Fn(redb::Error) -> Error + '_ {
