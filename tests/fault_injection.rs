@@ -161,6 +161,8 @@ fn damaged_records_models_and_stores_never_panic_nor_leave_output() {
         rng.fill(&mut bytes[at..at + len]);
         let argv = ["store", "export", "--store", &bad, "--out", &out];
         outcomes[usize::from(check(&dir, "bad", &bytes, &argv, &out))] += 1;
+        let argv = ["store", "check", "--store", &bad];
+        outcomes[usize::from(check(&dir, "bad", &bytes, &argv, &out))] += 1;
         let argv = [
             "score",
             "--data",

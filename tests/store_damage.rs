@@ -1,5 +1,6 @@
 //! A damaged model store is refused with an error naming the store and what is damaged,
-//! never served: a flipped bit in a stored coefficient fails its model's checksum.
+//! never served: a flipped bit in a stored coefficient fails its model's checksum, and
+//! `glmix store check` names the model.
 
 mod common;
 
@@ -25,6 +26,11 @@ fn a_flipped_bit_in_a_stored_coefficient_is_refused_not_served() {
         .unwrap()
         .contains("0.1234567890123456"));
 
+    let check = glmix(&["store", "check", "--store", &store]);
+    let report: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    assert_eq!(report["sound_models"], 1);
+    assert_eq!(report["damaged_models"], serde_json::json!([]));
+
     let mut bytes = fs::read(dir.path("s.redb")).unwrap();
     let needle = mean.to_le_bytes();
     let at = bytes
@@ -42,4 +48,12 @@ fn a_flipped_bit_in_a_stored_coefficient_is_refused_not_served() {
         "{stderr}"
     );
     assert!(!dir.path("out.jsonl").exists());
+    // `store check` names the damaged model and fails.
+    let o = glmix_output(&["store", "check", "--store", &store]);
+    assert!(!o.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["sound_models"], 0);
+    assert_eq!(report["damaged_models"][0]["entity"], "a");
+    let why = report["damaged_models"][0]["why"].as_str().unwrap();
+    assert!(why.contains("checksum"), "{why}");
 }

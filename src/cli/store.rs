@@ -22,6 +22,13 @@ enum StoreCommand {
         #[arg(long, value_name = "STORE")]
         store: PathBuf,
     },
+    /// Read every stored model and table: print how many models are sound (what `export`
+    /// would write) and each damaged one; exit 1 when any is damaged or the file cannot
+    /// be read.
+    Check {
+        #[arg(long, value_name = "STORE")]
+        store: PathBuf,
+    },
     /// Write every model of the store as model JSON lines (atomically).
     Export {
         #[arg(long, value_name = "STORE")]
@@ -64,6 +71,32 @@ pub fn run(a: StoreArgs) -> Result<()> {
                     "last_batch": last,
                 })
             );
+        }
+        StoreCommand::Check { store } => {
+            let check = ModelStore::open_read_only(&store)?.check()?;
+            let damaged: Vec<_> = check
+                .damaged
+                .iter()
+                .map(|(entity, why)| json!({"entity": entity, "why": why}))
+                .collect();
+            println!(
+                "{}",
+                json!({
+                    "store": store,
+                    "sound_models": check.models,
+                    "damaged_models": damaged,
+                    "batches": check.batches,
+                })
+            );
+            if !check.damaged.is_empty() {
+                anyhow::bail!(
+                    "{}: {} of {} stored models are damaged (the first: entity {:?})",
+                    store.display(),
+                    check.damaged.len(),
+                    check.models + check.damaged.len(),
+                    check.damaged[0].0
+                );
+            }
         }
         StoreCommand::Export { store, out } => {
             check_paths(&[

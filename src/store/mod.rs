@@ -189,6 +189,26 @@ impl ModelStore {
         })
     }
 
+    /// Read every stored model and table: the models that decode, and the entities of
+    /// those that do not with why (their checksum, say). An error only when the file
+    /// cannot be read at all.
+    pub fn check(&self) -> Result<StoreCheck> {
+        guarded(&self.path, || {
+            let txn = self.read()?;
+            let table = txn.open_table(MODELS).map_err(|e| self.err(e.into()))?;
+            let mut check = StoreCheck::default();
+            for entry in table.iter().map_err(|e| self.err(e.into()))? {
+                let (key, bytes) = entry.map_err(|e| self.err(e.into()))?;
+                match codec::decode(key.value(), bytes.value()) {
+                    Ok(_) => check.models += 1,
+                    Err(why) => check.damaged.push((key.value().to_string(), why)),
+                }
+            }
+            check.batches = self.batches()?.len();
+            Ok(check)
+        })
+    }
+
     fn decode(&self, entity: &str, bytes: &[u8]) -> Result<EntityModel> {
         codec::decode(entity, bytes).map_err(|message| Error::Store {
             path: self.path.clone(),
@@ -280,6 +300,17 @@ fn unwritable(m: &EntityModel) -> Option<&'static str> {
         }
         (Ok(_), _) => None,
     }
+}
+
+/// What [`ModelStore::check`] found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoreCheck {
+    /// Models that decode (and would be exported).
+    pub models: usize,
+    /// Entities whose stored model does not decode, and why.
+    pub damaged: Vec<(String, String)>,
+    /// Mini-batch metrics rows.
+    pub batches: usize,
 }
 
 /// Run `f`, a store operation on the file at `path`, turning a panic inside redb (its
