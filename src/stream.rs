@@ -291,6 +291,10 @@ pub struct BatchReport {
     /// The first few skipped records' errors (not stored).
     #[serde(skip)]
     pub skipped_examples: Vec<String>,
+    /// Keys of the batch's records that no field reads, with their count of records and
+    /// first line (not stored).
+    #[serde(skip)]
+    pub unread_keys: Vec<(String, usize, usize)>,
 }
 
 impl BatchReport {
@@ -503,6 +507,11 @@ impl BatchReader {
         self.cut = cut.unwrap_or(self.lines.at);
         self.batch += 1;
         report.last_line = self.cut.lines;
+        report.unread_keys = data
+            .unread_keys
+            .iter()
+            .map(|(k, u)| (k.to_string(), u.records, u.first_line))
+            .collect();
         report.input_bytes = self.cut.bytes;
         report.window_start = match config.batching {
             Batching::Window(w) => window.map(|k| k as f64 * w),

@@ -130,3 +130,40 @@ fn keys_no_field_reads_get_one_notice_or_with_strict_an_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_stream_names_keys_no_field_reads_once() {
+    let dir = Dir::new();
+    let mut lines = String::new();
+    for i in 0..30 {
+        lines += &format!(
+            r#"{{"entity":"e{}","label":{},"ofset":0.5,"timestamp":{i},"features":[]}}"#,
+            i % 3,
+            i % 2
+        );
+        lines += "\n";
+    }
+    let data = dir.write("s.jsonl", &lines);
+    let store = dir.arg("s.redb");
+    let o = glmix(&[
+        "stream",
+        "--data",
+        &data,
+        "--store",
+        &store,
+        "--objective",
+        "bayes-logistic",
+        "--device",
+        "cpu",
+        "--batch-records",
+        "10",
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(stderr.matches("keys no field reads").count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(r#""ofset" (10 records, the first on line 1)"#),
+        "{stderr}"
+    );
+    // `timestamp`, which glmix itself writes, is not named.
+    assert!(!stderr.contains("\"timestamp\""), "{stderr}");
+}

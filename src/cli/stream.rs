@@ -183,8 +183,24 @@ pub fn stream_into(
         "train s"
     );
     let mut failed_metrics: Option<anyhow::Error> = None;
+    let mut unread_noticed = false;
     let outcome = run_stream(source, &store, config, compute.backend(), &mut |r| {
         bar.set_position(r.input_bytes);
+        if !unread_noticed && !r.unread_keys.is_empty() {
+            unread_noticed = true;
+            let keys: Vec<String> = r
+                .unread_keys
+                .iter()
+                .map(|(k, n, line)| format!("{k:?} ({n} records, the first on line {line})"))
+                .collect();
+            bar.suspend(|| {
+                eprintln!(
+                    "glmix: notice: batch {}: keys no field reads: {}; check --entity-key and the field names",
+                    r.batch,
+                    keys.join(", ")
+                )
+            });
+        }
         for e in &r.skipped_examples {
             bar.suspend(|| eprintln!("glmix: skipped: {e}"));
         }

@@ -30,9 +30,16 @@ pub struct FastRecord {
     pub unread: Option<CompactString>,
 }
 
+/// Keys that go unread without a notice: `timestamp`, which glmix writes and a stream's
+/// `--time-field` reads by default.
+pub(super) const QUIETLY_UNREAD: [&str; 1] = ["timestamp"];
+
 /// Keep the first in key order of the unread keys seen (as the checked path, whose objects
 /// are sorted, finds it).
 pub(super) fn note_unread(first: &mut Option<CompactString>, key: &str) {
+    if QUIETLY_UNREAD.contains(&key) {
+        return;
+    }
     if first.as_deref().is_none_or(|f| key < f) {
         *first = Some(key.into());
     }
