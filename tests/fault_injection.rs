@@ -104,6 +104,8 @@ fn damaged_records_models_and_stores_never_panic_nor_leave_output() {
 
     let mut rng = ChaCha8Rng::seed_from_u64(22);
     let (bad, out) = (dir.arg("bad"), dir.arg("out.jsonl"));
+    let good = dir.arg("good.jsonl");
+    let score_with_bad_models = ["score", "--data", &good, "--model", &bad, "--out", &out];
     let mut outcomes = [0usize; 2];
     for case in 0..120 {
         let records = mutate(&mut rng, &good_records);
@@ -126,21 +128,13 @@ fn damaged_records_models_and_stores_never_panic_nor_leave_output() {
         );
         outcomes[usize::from(ok)] += 1;
         let models = mutate(&mut rng, &good_models);
-        let argv = [
-            "score",
-            "--data",
-            &dir.arg("good.jsonl"),
-            "--model",
-            &bad,
-            "--out",
-            &out,
-        ];
+        let argv = score_with_bad_models;
         outcomes[usize::from(check(&dir, "bad", &models, &argv, &out))] += 1;
         if case % 2 == 0 {
             let argv = [
                 "train",
                 "--data",
-                &dir.arg("good.jsonl"),
+                &good,
                 "--objective",
                 "bayes-logistic",
                 "--prior",
@@ -163,15 +157,7 @@ fn damaged_records_models_and_stores_never_panic_nor_leave_output() {
         outcomes[usize::from(check(&dir, "bad", &bytes, &argv, &out))] += 1;
         let argv = ["store", "check", "--store", &bad];
         outcomes[usize::from(check(&dir, "bad", &bytes, &argv, &out))] += 1;
-        let argv = [
-            "score",
-            "--data",
-            &dir.arg("good.jsonl"),
-            "--model",
-            &bad,
-            "--out",
-            &out,
-        ];
+        let argv = score_with_bad_models;
         outcomes[usize::from(check(&dir, "bad", &bytes, &argv, &out))] += 1;
     }
     eprintln!("{} failed cleanly, {} succeeded", outcomes[0], outcomes[1]);

@@ -101,16 +101,35 @@ impl<'w, 'c> GpuEvaluator<'w, 'c> {
         self.ws.layout.task_ptr[e + 1] - self.ws.layout.task_ptr[e]
     }
 
-    /// Count one dispatch over `entities` in the named-bytes counters.
+    /// Count one dispatch over `entities` in the named-bytes counters; its slots are the
+    /// entities the listed tasks belong to (each entity's tasks are listed together).
     fn count(&mut self, entities: &[usize]) {
         let named: u64 = entities
             .iter()
             .map(|&e| self.ws.layout.bytes_per_evaluation(e))
             .sum();
+        let tasks = &self.ws.tasks;
+        let slots = tasks
+            .iter()
+            .enumerate()
+            .filter(|&(k, t)| k == 0 || tasks[k - 1].entity != t.entity)
+            .count();
         let t = &mut self.ws.timings;
         t.kernel_bytes += named as f64;
         t.entity_evaluations += entities.len();
-        t.entity_slots += entities.len();
+        t.entity_slots += slots;
+    }
+
+    /// Add the outputs of entity `e`'s tasks, `sums.len()` of them each from `*at` on, into
+    /// `sums` in f64, and move `*at` past them.
+    fn add_task_outputs(&self, e: usize, out: &[f32], at: &mut usize, sums: &mut [f64]) {
+        let width = sums.len();
+        for _ in 0..self.tasks_of(e) {
+            for (s, &o) in sums.iter_mut().zip(&out[*at..*at + width]) {
+                *s += f64::from(o);
+            }
+            *at += width;
+        }
     }
 
     /// `diag(Xᵀ diag(ℓ'') X)` of every entity at `theta` (laid out by `coef_ptr`), for the
@@ -132,12 +151,7 @@ impl<'w, 'c> GpuEvaluator<'w, 'c> {
         let mut at = 0;
         for e in all {
             let r = self.batch.coef_ptr[e]..self.batch.coef_ptr[e + 1];
-            for _ in 0..self.tasks_of(e) {
-                for (hj, &o) in h[r.clone()].iter_mut().zip(&out[at..at + r.len()]) {
-                    *hj += f64::from(o);
-                }
-                at += r.len();
-            }
+            self.add_task_outputs(e, &out, &mut at, &mut h[r]);
         }
         self.ws.timings.readback += clock.elapsed().as_secs_f64();
         Ok(h)
@@ -201,23 +215,19 @@ impl BatchEvaluator for GpuEvaluator<'_, '_> {
         self.count(active);
         let clock = Instant::now();
         let coef_ptr = &self.batch.coef_ptr;
-        let mut at = 0;
+        let (mut at, mut sums) = (0, Vec::new());
         for (&e, g) in active.iter().zip(entity_slices_mut(coef_ptr, active, grad)) {
-            let d = g.len() - 1;
-            g.fill(0.0);
-            let mut f = 0.0;
-            for _ in 0..self.tasks_of(e) {
-                f += f64::from(out[at]);
-                for (gj, &o) in g.iter_mut().zip(&out[at + 1..at + 2 + d]) {
-                    *gj += f64::from(o);
-                }
-                at += d + 2;
-            }
+            // (loss, ∂θ₀, ∂θ₁…∂θ_d) summed over the entity's tasks.
+            sums.clear();
+            sums.resize(g.len() + 1, 0.0);
+            self.add_task_outputs(e, &out, &mut at, &mut sums);
+            g.copy_from_slice(&sums[1..]);
             let r = coef_ptr[e]..coef_ptr[e + 1];
-            loss[e] = f + self
-                .batch
-                .entity(e)
-                .regularizer_value_and_gradient(&theta[r], g);
+            loss[e] = sums[0]
+                + self
+                    .batch
+                    .entity(e)
+                    .regularizer_value_and_gradient(&theta[r], g);
         }
         self.ws.timings.readback += clock.elapsed().as_secs_f64();
         Ok(())

@@ -24,7 +24,8 @@ pub struct GpuTimings {
     pub kernel_bytes: f64,
     /// Entity-evaluations asked for (the running entities of each evaluation).
     pub entity_evaluations: usize,
-    /// Entities that had tasks in a dispatch: with the task list compacted, the same.
+    /// Entities that had tasks in a dispatch (1 per running entity when the task list
+    /// holds only the running ones).
     pub entity_slots: usize,
     /// Device buffers created, and their bytes.
     pub buffers_created: usize,
