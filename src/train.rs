@@ -20,17 +20,14 @@
 
 use crate::data::{Dataset, EntityRows, FeatureKey};
 use crate::error::{Error, Result};
-use crate::eval::gpu::MAX_GPU_FEATURES;
-use crate::eval::BatchEvaluator;
-use crate::eval::{CpuEvaluator, GpuContext, GpuEvaluator, GpuTimings, GpuWorkspace};
+use crate::eval::backend::{PartSolve, SolveSettings};
+use crate::eval::{BatchEvaluator, CpuEvaluator, GpuTimings, GpuWorkspace};
 use crate::model::{EntityModel, HessianType, ModelSet, Precision};
 use crate::objective::{
     training_label, ObjectiveKind, PrecisionShape, Regularization, TrainingBatch,
     TrainingBatchBuilder,
 };
-use crate::solver::{
-    minimize, minimize_with_finish, LbfgsOptions, SolveReport, SolveResult, StopReason,
-};
+use crate::solver::{LbfgsOptions, SolveReport, SolveResult};
 use crate::vector::inf_norm;
 use rayon::prelude::*;
 use std::ops::Range;
@@ -39,6 +36,9 @@ use std::time::Instant;
 
 mod posterior;
 
+#[cfg(test)]
+use crate::eval::backend::CPU_PART_ENTITIES;
+pub use crate::eval::Backend;
 pub use posterior::PrecisionNote;
 use posterior::{posterior_model, Solution};
 
@@ -157,17 +157,6 @@ impl Verification {
     }
 }
 
-/// Where the objectives are evaluated.
-#[derive(Clone, Copy)]
-pub enum Backend<'a> {
-    /// The f64 CPU evaluator, parts of [`PART_ENTITIES`] entities solved in parallel.
-    Cpu,
-    /// The GPU evaluator, one part of `batch_entities / threads` entities per thread at a
-    /// time; a part the GPU fails on is solved on the CPU (reported in
-    /// [`FitOutput::gpu_fallbacks`]).
-    Gpu(&'a GpuContext),
-}
-
 /// Wall-clock seconds spent in each phase of [`fit`].
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct FitTimings {
@@ -271,26 +260,7 @@ pub fn fit_on(
         finished: &finished,
         progress,
     };
-    let parts: Vec<Range<usize>> = match backend {
-        Backend::Cpu => entities
-            .clone()
-            .step_by(PART_ENTITIES)
-            .map(|s| s..(s + PART_ENTITIES).min(entities.end))
-            .collect(),
-        Backend::Gpu(ctx) => {
-            let part_entities = config
-                .batch_entities
-                .div_ceil(rayon::current_num_threads())
-                .max(1);
-            gpu_parts(
-                &groups,
-                entities,
-                data,
-                ctx.max_binding_bytes(),
-                part_entities,
-            )
-        }
-    };
+    let parts = backend.parts(&groups, entities, data, config.batch_entities);
     let parts: Vec<PartOutput> = parts
         .into_par_iter()
         .map_init(
@@ -386,86 +356,22 @@ fn solve_part<'a>(
             progress(total);
         }
     };
-    let on_cpu = |report: &mut dyn FnMut(usize)| {
-        minimize(
-            &mut CpuEvaluator::new(&batch),
-            &batch.prior_mean,
-            &config.solver,
-            report,
-        )
+    let settings = SolveSettings {
+        solver: &config.solver,
+        hessian: config.hessian,
+        f64_finish: config.f64_finish,
+        polish_iterations: config.polish_iterations,
     };
-    let mut gpu_timings = GpuTimings::default();
-    let mut gpu_evaluator = None;
-    let (mut solved, mut gpu_fallback) = match backend {
-        Backend::Cpu => (on_cpu(&mut report_progress)?, None),
-        Backend::Gpu(ctx) => {
-            let workspace = scratch.gpu.get_or_insert_with(|| GpuWorkspace::new(ctx));
-            let on_gpu = GpuEvaluator::new(workspace, &batch)
-                .map_err(|e| e.to_string())
-                .and_then(|mut gpu| {
-                    // Entities the f32 run stops go on in f64, from where they are.
-                    let mut cpu = CpuEvaluator::new(&batch);
-                    let finish = config
-                        .f64_finish
-                        .then_some(&mut cpu as &mut dyn BatchEvaluator);
-                    let solved = minimize_with_finish(
-                        &mut gpu,
-                        finish,
-                        &batch.prior_mean,
-                        &config.solver,
-                        &mut report_progress,
-                    );
-                    match solved {
-                        Ok(solved) => Ok((solved, gpu)),
-                        Err(e) => {
-                            gpu_timings = gpu.timings();
-                            Err(e.to_string())
-                        }
-                    }
-                });
-            match on_gpu {
-                Ok((solved, gpu)) => {
-                    gpu_evaluator = Some(gpu);
-                    (solved, None)
-                }
-                Err(why) => (on_cpu(&mut report_progress)?, Some(why)),
-            }
-        }
-    };
-    // Only a GPU optimum needs polishing; a part that fell back is already f64.
-    if gpu_evaluator.is_some() && config.polish_iterations > 0 {
-        polish(&batch, &mut solved, config)?;
-    }
+    let PartSolve {
+        solved,
+        data_hessians,
+        fallback: gpu_fallback,
+        gpu_timings,
+    } = backend.solve(&batch, &mut scratch.gpu, &settings, &mut report_progress)?;
     let verification = config.verify.then(|| verify(&batch, &solved)).transpose()?;
     let solve = clock.elapsed().as_secs_f64();
 
     let clock = Instant::now();
-    // The data Hessians of the posterior (diagonals, or d×d blocks one after another) and
-    // where each entity's starts, on the GPU when it solved the part.
-    // With the f64 finish the posterior is part of it, in f64 on the CPU.
-    let mut data_hessian: Option<(Vec<f64>, Vec<usize>)> = None;
-    if let Some(gpu) = &mut gpu_evaluator {
-        let on_gpu = match config.hessian {
-            _ if config.f64_finish => Ok(None),
-            HessianType::Diagonal => gpu
-                .data_hessian_diagonal(&solved.theta)
-                .map(|h| Some((h, batch.coef_ptr.clone()))),
-            HessianType::Full => gpu.data_hessian_full(&solved.theta).map(|h| {
-                let mut starts = vec![0];
-                for e in 0..batch.num_entities() {
-                    let d = batch.coef_ptr[e + 1] - batch.coef_ptr[e];
-                    starts.push(starts[e] + d * d);
-                }
-                Some((h, starts))
-            }),
-            HessianType::Identity | HessianType::None => Ok(None),
-        };
-        match on_gpu {
-            Ok(h) => data_hessian = h,
-            Err(e) => gpu_fallback = Some(format!("Hessian on the CPU instead: {e}")),
-        }
-        gpu_timings = gpu.timings();
-    }
     let (models, reports): (Vec<EntityModel>, Vec<EntityReport>) = plans
         .par_iter()
         .with_min_len(64)
@@ -479,9 +385,9 @@ fn solve_part<'a>(
                 solve: solved.reports[k],
                 precision_note: None,
             };
-            let data_hessian = data_hessian
+            let data_hessian = data_hessians
                 .as_ref()
-                .map(|(h, starts)| &h[starts[k]..starts[k + 1]]);
+                .map(|h| &h.values[h.starts[k]..h.starts[k + 1]]);
             let solution = Solution {
                 theta,
                 data_hessian,
@@ -509,48 +415,6 @@ fn solve_part<'a>(
     })
 }
 
-/// Continue every entity that did not keep its prior for `polish_iterations` f64 CPU
-/// L-BFGS iterations from its current optimum; reports add up.
-fn polish(batch: &TrainingBatch, solved: &mut SolveResult, config: &TrainConfig) -> Result<()> {
-    let options = LbfgsOptions {
-        max_iterations: config.polish_iterations,
-        ..config.solver
-    };
-    let again = minimize(
-        &mut CpuEvaluator::new(batch),
-        &solved.theta,
-        &options,
-        |_| {},
-    )?;
-    for (e, (old, new)) in solved.reports.iter_mut().zip(&again.reports).enumerate() {
-        let kept_prior = matches!(
-            old.reason,
-            StopReason::LineSearchFailedKeptPrior | StopReason::NonFiniteStart
-        );
-        if kept_prior {
-            continue;
-        }
-        // The polish never ends above its start in f64; with no step taken it reports a
-        // failed line search from its start, and the GPU's stopping reason stands.
-        let r = batch.coef_ptr[e]..batch.coef_ptr[e + 1];
-        solved.theta[r.clone()].copy_from_slice(&again.theta[r]);
-        *old = SolveReport {
-            initial_loss: old.initial_loss,
-            final_loss: new.final_loss,
-            iterations: old.iterations + new.iterations,
-            evaluations: old.evaluations + new.evaluations,
-            gradient_norm: new.gradient_norm,
-            finished_precisely: old.finished_precisely,
-            reason: match new.reason {
-                StopReason::LineSearchFailedKeptPrior => old.reason,
-                reason => reason,
-            },
-        };
-    }
-    solved.rounds += again.rounds;
-    Ok(())
-}
-
 /// The f64 CPU loss and gradient at every entity's final coefficients.
 fn verify(batch: &TrainingBatch, solved: &SolveResult) -> Result<Verification> {
     let n = batch.num_entities();
@@ -567,67 +431,12 @@ fn verify(batch: &TrainingBatch, solved: &SolveResult) -> Result<Verification> {
     Ok(v)
 }
 
-/// Consecutive runs of the entities `entities` whose dense GPU arrays each fit one binding
-/// of `limit` bytes (an entity's rows take 16 bytes per 4 of its features, and 16 for the
-/// label, weight and offset), at most `part_entities` long. An entity too large or too wide
-/// on its own gets a part of its own, which the GPU refuses and the CPU solves.
-fn gpu_parts(
-    groups: &EntityRows,
-    entities: Range<usize>,
-    data: &Dataset,
-    limit: u64,
-    part_entities: usize,
-) -> Vec<Range<usize>> {
-    let mut parts = Vec::new();
-    let (mut start, mut rows, mut x) = (entities.start, 0u64, 0u64);
-    // `seen[f] == e + 1` once entity e's rows showed feature f.
-    let mut seen = vec![0usize; data.features.len()];
-    for e in entities.clone() {
-        let mut d = 0u64;
-        for &i in groups.of(e) {
-            for &f in data.row_features(i).0 {
-                if seen[f as usize] != e + 1 {
-                    seen[f as usize] = e + 1;
-                    d += 1;
-                }
-            }
-        }
-        let entity_rows = groups.of(e).len() as u64;
-        let entity_x = 16 * entity_rows * d.div_ceil(4);
-        let alone = d as usize > MAX_GPU_FEATURES;
-        let full = e - start >= part_entities
-            || 16 * (rows + entity_rows) > limit
-            || x + entity_x > limit
-            || alone;
-        if full && e > start {
-            parts.push(start..e);
-            (start, rows, x) = (e, 0, 0);
-        }
-        rows += entity_rows;
-        x += entity_x;
-        if alone {
-            parts.push(start..e + 1);
-            (start, rows, x) = (e + 1, 0, 0);
-        }
-    }
-    if start < entities.end {
-        parts.push(start..entities.end);
-    }
-    parts
-}
-
 /// Feature non-zeros of `rows` (the intercept not counted).
 fn feature_nnz(data: &Dataset, rows: &[usize]) -> usize {
     rows.iter()
         .map(|&i| data.nz_ptr[i + 1] - data.nz_ptr[i])
         .sum()
 }
-
-/// Entities per packed part: enough parts to keep every core busy, each small enough for
-/// its packed rows and solver state to stay in the core's L2 cache between rounds (32
-/// entities of 50 × 16 take about 0.4 MB; 128 took 1.7 MB, and a fit of 10⁴ such entities
-/// 4–7% longer). Parts are never copied into one large batch.
-const PART_ENTITIES: usize = 32;
 
 /// What one thread reuses from one part to the next.
 struct PartScratch<'c> {
@@ -889,7 +698,7 @@ mod tests {
     #[test]
     fn of_several_unfit_priors_the_first_entity_is_named() {
         let spec = SyntheticSpec {
-            entities: 3 * PART_ENTITIES,
+            entities: 3 * CPU_PART_ENTITIES,
             rows_per_entity: 3,
             features: 2,
             ..SyntheticSpec::default()
@@ -897,7 +706,7 @@ mod tests {
         let data = generate(&spec).data;
         let mut prior = ModelSet::new();
         // Entities in different parts; the later one is packed on whichever thread.
-        for e in [2 * PART_ENTITIES + 7, PART_ENTITIES + 5] {
+        for e in [2 * CPU_PART_ENTITIES + 7, CPU_PART_ENTITIES + 5] {
             prior.insert(EntityModel {
                 entity: data.entities.key(e as u32).clone(),
                 objective: None,
@@ -911,7 +720,7 @@ mod tests {
         for _ in 0..5 {
             match fit(Some(&prior), &data, &config, &|_| {}) {
                 Err(Error::PriorMismatch { entity, .. }) => {
-                    assert_eq!(entity, *data.entities.key(PART_ENTITIES as u32 + 5))
+                    assert_eq!(entity, *data.entities.key(CPU_PART_ENTITIES as u32 + 5))
                 }
                 other => panic!("expected a prior mismatch, got {:?}", other.map(|_| ())),
             }

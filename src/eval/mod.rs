@@ -7,11 +7,14 @@
 //! entries of entities not listed are left untouched.
 //!
 //! Implementations: [`cpu::CpuEvaluator`] (f64, rayon) — the reference — and
-//! [`gpu::GpuEvaluator`] (wgpu compute shaders, f32 data terms).
+//! [`gpu::GpuEvaluator`] (wgpu compute shaders, f32 data terms). [`backend::Backend`]
+//! chooses between them for a part and falls back to the CPU when the GPU fails.
 
+pub mod backend;
 pub mod cpu;
 pub mod gpu;
 
+pub use backend::Backend;
 pub use cpu::CpuEvaluator;
 pub use gpu::{GpuContext, GpuError, GpuEvaluator, GpuTimings, GpuWorkspace};
 
