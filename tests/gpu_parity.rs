@@ -589,7 +589,12 @@ fn a_thread_reuses_its_buffers_and_names_under_9_6_kb_per_entity_evaluation() {
     // where only the f64 finish runs have none), and one for each part's Hessian.
     assert_eq!(g.submissions, g.dispatches, "{g:?}");
     assert!(g.submissions <= out.rounds + 4, "{g:?}");
-    assert_eq!(g.blocking_waits, g.submissions);
+    // Each evaluation waits once, parked on the poller; uploads go through the persistent
+    // staging only: one fill per evaluation and one per part, and one upload submission
+    // per part.
+    assert_eq!(g.parked_waits, g.submissions, "{g:?}");
+    assert_eq!(g.part_submissions, 4, "{g:?}");
+    assert_eq!(g.staged_fills, g.submissions + g.part_submissions, "{g:?}");
     assert_eq!(g.slot_to_active_ratio(), 1.0);
     let named = g.bytes_per_entity_evaluation();
     assert!(named <= 9_600.0, "{named} bytes per entity-evaluation");

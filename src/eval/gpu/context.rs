@@ -1,5 +1,6 @@
 //! The device and the compiled kernels: built once per process, shared by every thread.
 
+use super::poller::Poller;
 use super::GpuError;
 use crate::eval::EvalError;
 use crate::objective::Loss;
@@ -80,6 +81,8 @@ pub struct GpuContext {
     uncaptured: Arc<Mutex<Vec<String>>>,
     /// A test's request to fail the n-th evaluation from now (see [`Self::fail_evaluation`]).
     pub(super) fault: Mutex<Option<usize>>,
+    /// The thread that makes every poll of `device`.
+    pub(super) poller: Poller,
 }
 
 impl GpuContext {
@@ -181,6 +184,7 @@ impl GpuContext {
             return Err(GpuError::Validation(e.to_string()));
         }
         let timestamp_period = (!timestamps.is_empty()).then(|| queue.get_timestamp_period());
+        let poller = Poller::new(device.clone());
         Ok(GpuContext {
             device,
             queue,
@@ -192,6 +196,7 @@ impl GpuContext {
             row_dots,
             uncaptured,
             fault: Mutex::new(None),
+            poller,
         })
     }
 

@@ -17,8 +17,10 @@
 //!
 //! The device and the pipelines are built once in a [`GpuContext`]; each thread keeps a
 //! [`GpuWorkspace`] whose buffers and bind group serve part after part; a
-//! [`GpuEvaluator`] is one part in a workspace. Device errors are caught by error scopes
-//! (and an uncaptured-error handler) and returned as [`EvalError`]s.
+//! [`GpuEvaluator`] is one part in a workspace. Uploads go through persistent staging
+//! ([`staging`]); one poller thread makes every device poll ([`poller`]) while workers
+//! wait parked. Device errors are caught by error scopes (and an uncaptured-error
+//! handler) and returned as [`EvalError`]s.
 //!
 //! [`EntityProblem::value_and_gradient`]: crate::objective::EntityProblem::value_and_gradient
 //! [`EvalError`]: crate::eval::EvalError
@@ -26,9 +28,11 @@
 mod context;
 mod evaluator;
 pub mod layout;
+mod poller;
 mod probe;
 mod readback;
 mod row_dots;
+mod staging;
 mod timer;
 mod timings;
 mod workspace;
@@ -49,6 +53,8 @@ pub enum GpuError {
     Device { adapter: String, message: String },
     #[error("the GPU rejected a shader or pipeline: {0}")]
     Validation(String),
+    #[error("the GPU upload failed: {0}")]
+    Upload(String),
     #[error("the batch needs a {needed}-byte buffer; this GPU binds at most {limit} bytes")]
     TooLarge { needed: u64, limit: u64 },
     #[error("an entity has {features} features; the GPU kernels take at most {limit}")]

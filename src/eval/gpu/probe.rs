@@ -3,8 +3,9 @@
 //!
 //! - **read**: GB/s of `shaders/probe_read.wgsl` over resident buffers of at most one
 //!   binding each: the achievable bandwidth, the denominator of a kernel's share of it;
-//! - **upload / readback**: GB/s of `queue.write_buffer` into a device buffer, and of a
-//!   copy from one into a mapped staging buffer read on the host;
+//! - **upload / readback**: GB/s of fills of training's persistent upload staging copied
+//!   into a device buffer, and of a copy from one into a mapped staging buffer read on
+//!   the host;
 //! - **round trip**: microseconds from submitting a 4-byte copy to reading it mapped;
 //! - **kernel**: `entity_value_gradient` over resident synthetic slabs of E entities of
 //!   n rows × d features, every entity running, one submission per slab per evaluation
@@ -15,10 +16,11 @@
 //! host's clock around submission and wait (the report says which).
 
 use super::layout::{bytes_per_evaluation, rows_per_task, GpuEntity, GpuTask};
-use super::readback::{read_back, wait_for};
+use super::readback::read_back;
+use super::staging::Staging;
 use super::timer::KernelTimer;
 use super::workspace::Pass;
-use super::{GpuContext, GpuWorkspace};
+use super::{GpuContext, GpuTimings, GpuWorkspace};
 use crate::eval::EvalError;
 use crate::objective::Loss;
 use bytemuck::Zeroable;
@@ -126,11 +128,11 @@ impl GpuContext {
         let submission = self.queue.submit([encoder.finish()]);
         match timer {
             Some(t) => {
-                let ticks: Vec<u64> = read_back(&self.device, &t.read, 16, submission)?;
+                let ticks: Vec<u64> = read_back(&self.poller, &t.read, 16, submission)?;
                 Ok(t.seconds(&ticks))
             }
             None => {
-                wait_for(&self.device, Some(submission))?;
+                self.poller.wait(submission)?;
                 Ok(clock.elapsed().as_secs_f64())
             }
         }
@@ -224,7 +226,7 @@ impl GpuContext {
         Ok((pieces as u64 * chunk) as f64 / median(seconds) / 1e9)
     }
 
-    /// GB/s of `write_buffer` uploads and of copy-and-map read-backs, `bytes` each way, in
+    /// GB/s of staged uploads and of copy-and-map read-backs, `bytes` each way, in
     /// pieces of at most 256 MiB (host clock: these are what training's transfers see).
     fn probe_transfers(&self, bytes: u64) -> Result<(f64, f64), EvalError> {
         let piece = self.max_binding_bytes().min(256 << 20) / 16 * 16;
@@ -237,11 +239,17 @@ impl GpuContext {
                 | wgpu::BufferUsages::COPY_SRC,
         );
         let host = vec![1u8; piece as usize];
+        let mut timings = GpuTimings::default();
+        let mut staging = Staging::new(&self.device, "probe_upload", piece, &mut timings);
         let clock = Instant::now();
         for _ in 0..pieces {
-            self.queue.write_buffer(&device_buffer, 0, &host);
-            let submission = self.queue.submit([]);
-            wait_for(&self.device, Some(submission))?;
+            staging.fill(&self.device, &self.poller, &[&host], &mut timings)?;
+            let mut encoder = self.device.create_command_encoder(&Default::default());
+            encoder.copy_buffer_to_buffer(staging.buffer(), 0, &device_buffer, 0, piece);
+            staging.remap_on_submit(&encoder);
+            let submission = self.queue.submit([encoder.finish()]);
+            staging.submitted(&submission);
+            self.poller.wait(submission)?;
         }
         let up = (pieces * piece) as f64 / clock.elapsed().as_secs_f64() / 1e9;
         let staging = self.buffer(
@@ -254,7 +262,7 @@ impl GpuContext {
             let mut encoder = self.device.create_command_encoder(&Default::default());
             encoder.copy_buffer_to_buffer(&device_buffer, 0, &staging, 0, piece);
             let submission = self.queue.submit([encoder.finish()]);
-            let _: Vec<u32> = read_back(&self.device, &staging, piece, submission)?;
+            let _: Vec<u32> = read_back(&self.poller, &staging, piece, submission)?;
         }
         let down = (pieces * piece) as f64 / clock.elapsed().as_secs_f64() / 1e9;
         Ok((up, down))
@@ -274,7 +282,7 @@ impl GpuContext {
             let mut encoder = self.device.create_command_encoder(&Default::default());
             encoder.copy_buffer_to_buffer(&source, 0, &staging, 0, 4);
             let submission = self.queue.submit([encoder.finish()]);
-            let _: Vec<u32> = read_back(&self.device, &staging, 4, submission)?;
+            let _: Vec<u32> = read_back(&self.poller, &staging, 4, submission)?;
             times.push(clock.elapsed().as_secs_f64() * 1e6);
         }
         Ok(median(times))

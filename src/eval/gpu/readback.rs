@@ -1,64 +1,62 @@
-//! Reading a buffer back: map it once the submission that fills it has run, copy it out,
-//! unmap it. Map failures and lost devices come back as [`EvalError`]s.
+//! Reading a buffer back: have it mapped when the submission that fills it has run, wait
+//! for that through the [`Poller`], copy it out, unmap it. Map failures and lost devices
+//! come back as [`EvalError`]s.
 
+use super::poller::Poller;
 use crate::eval::EvalError;
+use std::sync::mpsc::{channel, Receiver, TryRecvError};
+
+/// The outcome of a map, sent by its callback.
+pub(super) type Mapped = Receiver<Result<(), wgpu::BufferAsyncError>>;
 
 /// Map the first `bytes` of a staging buffer once `submission` (which fills it) has run,
 /// copy them out and unmap it.
 pub(super) fn read_back<T: bytemuck::Pod>(
-    device: &wgpu::Device,
+    poller: &Poller,
     buffer: &wgpu::Buffer,
     bytes: u64,
     submission: wgpu::SubmissionIndex,
 ) -> Result<Vec<T>, EvalError> {
-    let mapped = map_for_reading(buffer, bytes);
-    wait_for(device, Some(submission))?;
-    copy_mapped(device, buffer, bytes, mapped)
-}
-
-/// Ask for the first `bytes` of `buffer` to be mapped once the work submitted so far is
-/// done; the receiver gets the outcome when a poll of the device sees it.
-pub(super) fn map_for_reading(
-    buffer: &wgpu::Buffer,
-    bytes: u64,
-) -> std::sync::mpsc::Receiver<Result<(), wgpu::BufferAsyncError>> {
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (tx, mapped) = channel();
     buffer.map_async(wgpu::MapMode::Read, ..bytes, move |r| {
         let _ = tx.send(r);
     });
-    rx
+    poller.wait(submission)?;
+    copy_mapped(buffer, bytes, mapped)
 }
 
-/// Block until `submission` (or the latest submission of any thread) has run and its map
-/// callbacks have been called.
-pub(super) fn wait_for(
-    device: &wgpu::Device,
-    submission: Option<wgpu::SubmissionIndex>,
-) -> Result<(), EvalError> {
-    device
-        .poll(wgpu::PollType::Wait {
-            submission_index: submission,
-            timeout: None,
-        })
-        .map(|_| ())
-        .map_err(|e| EvalError::Backend(format!("GPU poll failed: {e}")))
-}
-
-/// Copy out the first `bytes` of a buffer that [`map_for_reading`] mapped and unmap it
-/// (polling again until the map is done, in case another thread's poll came first).
-pub(super) fn copy_mapped<T: bytemuck::Pod>(
-    device: &wgpu::Device,
+/// Have the submission of `encoder` map the first `bytes` of `buffer` for reading once it
+/// has run; the receiver gets the outcome.
+pub(super) fn map_on_submit(
+    encoder: &wgpu::CommandEncoder,
     buffer: &wgpu::Buffer,
     bytes: u64,
-    mapped: std::sync::mpsc::Receiver<Result<(), wgpu::BufferAsyncError>>,
+) -> Mapped {
+    let (tx, mapped) = channel();
+    encoder.map_buffer_on_submit(buffer, wgpu::MapMode::Read, ..bytes, move |r| {
+        let _ = tx.send(r);
+    });
+    mapped
+}
+
+/// Copy out the first `bytes` of a buffer whose map was asked for (by [`read_back`] or
+/// [`map_on_submit`]) and whose submission the poller has seen run, and unmap it.
+pub(super) fn copy_mapped<T: bytemuck::Pod>(
+    buffer: &wgpu::Buffer,
+    bytes: u64,
+    mapped: Mapped,
 ) -> Result<Vec<T>, EvalError> {
-    let outcome = loop {
-        match mapped.try_recv() {
-            Ok(outcome) => break outcome,
-            Err(std::sync::mpsc::TryRecvError::Empty) => wait_for(device, None)?,
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                return Err(EvalError::Backend("GPU read-back was dropped".into()))
-            }
+    let outcome = match mapped.try_recv() {
+        Ok(outcome) => outcome,
+        Err(TryRecvError::Empty) => {
+            // Cancel the map, so that the buffer can be used again.
+            buffer.unmap();
+            return Err(EvalError::Backend(
+                "GPU read-back was not mapped when its submission had run".into(),
+            ));
+        }
+        Err(TryRecvError::Disconnected) => {
+            return Err(EvalError::Backend("GPU read-back was dropped".into()))
         }
     };
     outcome.map_err(|e| EvalError::Backend(format!("GPU read-back failed: {e}")))?;

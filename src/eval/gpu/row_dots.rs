@@ -129,7 +129,7 @@ impl GpuContext {
         }
         encoder.copy_buffer_to_buffer(&buffers[4], 0, &read, 0, read.size());
         let submission = self.queue.submit([encoder.finish()]);
-        let dots = read_back(device, &read, read.size(), submission)?;
+        let dots = read_back(&self.poller, &read, read.size(), submission)?;
         if let Some(err) = pollster::block_on(scope.pop()) {
             return Err(EvalError::Backend(format!("GPU validation error: {err}")));
         }

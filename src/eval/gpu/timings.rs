@@ -33,15 +33,18 @@ pub struct GpuTimings {
     /// Buffers created while a thread's second or later part was set up (its buffers
     /// are created at its first and grown only when a later part is larger).
     pub buffers_created_after_first_part: usize,
-    /// `queue.write_buffer` calls, and bytes written to the device by them.
-    pub writes: usize,
+    /// Fills of the persistent upload staging (one per part and one per evaluation), and
+    /// the bytes they carried to the device.
+    pub staged_fills: usize,
     pub bytes_up: u64,
     /// Bytes read back from the device.
     pub bytes_down: u64,
-    /// Queue submissions.
+    /// Queue submissions of evaluations (one each), and of parts' uploads (one each).
     pub submissions: usize,
-    /// Blocking waits for a submission on the thread that made it.
-    pub blocking_waits: usize,
+    pub part_submissions: usize,
+    /// Waits of a worker for its submission, parked until the poller thread has seen it
+    /// run (a worker never polls the device).
+    pub parked_waits: usize,
 }
 
 impl GpuTimings {
@@ -59,11 +62,12 @@ impl GpuTimings {
         self.buffers_created += other.buffers_created;
         self.buffer_bytes_created += other.buffer_bytes_created;
         self.buffers_created_after_first_part += other.buffers_created_after_first_part;
-        self.writes += other.writes;
+        self.staged_fills += other.staged_fills;
         self.bytes_up += other.bytes_up;
         self.bytes_down += other.bytes_down;
         self.submissions += other.submissions;
-        self.blocking_waits += other.blocking_waits;
+        self.part_submissions += other.part_submissions;
+        self.parked_waits += other.parked_waits;
     }
 
     /// The counts and seconds accrued since `earlier`, a copy of the same totals.
@@ -83,11 +87,12 @@ impl GpuTimings {
             buffer_bytes_created: self.buffer_bytes_created - earlier.buffer_bytes_created,
             buffers_created_after_first_part: self.buffers_created_after_first_part
                 - earlier.buffers_created_after_first_part,
-            writes: self.writes - earlier.writes,
+            staged_fills: self.staged_fills - earlier.staged_fills,
             bytes_up: self.bytes_up - earlier.bytes_up,
             bytes_down: self.bytes_down - earlier.bytes_down,
             submissions: self.submissions - earlier.submissions,
-            blocking_waits: self.blocking_waits - earlier.blocking_waits,
+            part_submissions: self.part_submissions - earlier.part_submissions,
+            parked_waits: self.parked_waits - earlier.parked_waits,
         }
     }
 

@@ -2,9 +2,16 @@
 //! part after part; a buffer is replaced by a larger one (with room to spare) only when a
 //! part needs more than it holds. One bind group serves every entity kernel and is
 //! rebuilt only when a buffer was replaced.
+//!
+//! Uploads go through two persistent [`Staging`] buffers: a part's static arrays (one
+//! submission per part) and each round's task list, θ and task count (copied by the
+//! round's own submission). A round is one submission: copies in, the kernels, the
+//! results out into a mapped read-back buffer; the worker then waits parked on the
+//! [`Poller`](super::poller::Poller), never polling the device itself.
 
 use super::layout::{DenseLayout, GpuTask};
-use super::readback::{copy_mapped, map_for_reading, wait_for};
+use super::readback::{copy_mapped, map_on_submit};
+use super::staging::Staging;
 use super::timer::KernelTimer;
 use super::{GpuContext, GpuError, GpuTimings};
 use crate::eval::EvalError;
@@ -54,6 +61,10 @@ pub struct GpuWorkspace<'c> {
     counts: wgpu::Buffer,
     /// MAP_READ staging of `out`.
     out_read: wgpu::Buffer,
+    /// Upload staging of a part's entities, rows and labels, and of a round's tasks, θ
+    /// and count.
+    part_staging: Staging,
+    round_staging: Staging,
     bind: Option<wgpu::BindGroup>,
     timer: Option<KernelTimer>,
     /// Parts set up so far on this workspace.
@@ -91,6 +102,8 @@ impl<'c> GpuWorkspace<'c> {
         let timer = ctx
             .timestamp_period
             .map(|p| KernelTimer::new(ctx, p, &mut create));
+        let part_staging = Staging::new(&ctx.device, "part_staging", MIN_BYTES, &mut timings);
+        let round_staging = Staging::new(&ctx.device, "round_staging", MIN_BYTES, &mut timings);
         GpuWorkspace {
             ctx,
             layout: DenseLayout::default(),
@@ -99,6 +112,8 @@ impl<'c> GpuWorkspace<'c> {
             buffers,
             counts,
             out_read,
+            part_staging,
+            round_staging,
             bind: None,
             timer,
             parts: 0,
@@ -141,6 +156,14 @@ impl<'c> GpuWorkspace<'c> {
         Ok(())
     }
 
+    /// Count the buffers created since `before` (staging grown by a fill) as created after
+    /// the first part when they were.
+    fn count_growth(&mut self, before: usize) {
+        if self.parts > 1 {
+            self.timings.buffers_created_after_first_part += self.timings.buffers_created - before;
+        }
+    }
+
     fn create(&mut self, label: &str, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
         self.timings.buffers_created += 1;
         self.timings.buffer_bytes_created += size;
@@ -153,16 +176,6 @@ impl<'c> GpuWorkspace<'c> {
             usage,
             mapped_at_creation: false,
         })
-    }
-
-    fn write(&mut self, slot: Slot, bytes: &[u8]) {
-        if !bytes.is_empty() {
-            self.ctx
-                .queue
-                .write_buffer(&self.buffers[slot as usize], 0, bytes);
-            self.timings.writes += 1;
-            self.timings.bytes_up += bytes.len() as u64;
-        }
     }
 
     /// Upload the packed layout's static arrays, growing their buffers as needed, and make
@@ -182,11 +195,36 @@ impl<'c> GpuWorkspace<'c> {
         self.reserve(Slot::Curvature, bytes(rows, 4))?;
         self.reserve(Slot::Tasks, bytes(self.layout.task_rows.len(), 32))?;
         self.reserve(Slot::Out, bytes(out_floats, 4))?;
-        let layout = std::mem::take(&mut self.layout);
-        self.write(Slot::Entities, bytemuck::cast_slice(&layout.entities));
-        self.write(Slot::X, bytemuck::cast_slice(&layout.x));
-        self.write(Slot::Rows, bytemuck::cast_slice(&layout.rows));
-        self.layout = layout;
+        let ctx = self.ctx;
+        let created = self.timings.buffers_created;
+        let offsets = self.part_staging.fill(
+            &ctx.device,
+            &ctx.poller,
+            &[
+                bytemuck::cast_slice(&self.layout.entities),
+                bytemuck::cast_slice(&self.layout.x),
+                bytemuck::cast_slice(&self.layout.rows),
+            ],
+            &mut self.timings,
+        );
+        self.count_growth(created);
+        let offsets = offsets.map_err(|e| GpuError::Upload(e.to_string()))?;
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        let lengths = [bytes(entities, 32), bytes(x, 16), bytes(rows, 16)];
+        for ((slot, at), len) in [Slot::Entities, Slot::X, Slot::Rows]
+            .into_iter()
+            .zip(offsets)
+            .zip(lengths)
+        {
+            if len > 0 {
+                let to = &self.buffers[slot as usize];
+                encoder.copy_buffer_to_buffer(self.part_staging.buffer(), at, to, 0, len);
+            }
+        }
+        self.part_staging.remap_on_submit(&encoder);
+        let submission = ctx.queue.submit([encoder.finish()]);
+        self.part_staging.submitted(&submission);
+        self.timings.part_submissions += 1;
         self.timings.setup += clock.elapsed().as_secs_f64();
         Ok(())
     }
@@ -207,19 +245,21 @@ impl<'c> GpuWorkspace<'c> {
             .map_err(too_large)?;
         self.reserve(Slot::Out, (out_floats * 4) as u64)
             .map_err(too_large)?;
-        let (tasks, theta) = (
-            std::mem::take(&mut self.tasks),
-            std::mem::take(&mut self.theta),
-        );
-        self.write(Slot::Tasks, bytemuck::cast_slice(&tasks));
-        self.write(Slot::Theta, bytemuck::cast_slice(&theta));
-        (self.tasks, self.theta) = (tasks, theta);
         let ctx = self.ctx;
         let count = passes.iter().map(|p| p.tasks).max().unwrap_or(0);
-        ctx.queue
-            .write_buffer(&self.counts, 0, bytemuck::cast_slice(&[count, 0, 0, 0]));
-        self.timings.writes += 1;
-        self.timings.bytes_up += 16;
+        let created = self.timings.buffers_created;
+        let offsets = self.round_staging.fill(
+            &ctx.device,
+            &ctx.poller,
+            &[
+                bytemuck::cast_slice(&self.tasks),
+                bytemuck::cast_slice(&self.theta),
+                bytemuck::cast_slice(&[count, 0, 0, 0]),
+            ],
+            &mut self.timings,
+        );
+        self.count_growth(created);
+        let offsets = offsets?;
         let bind = match self.bind.take() {
             Some(bind) => bind,
             None => self.bind_group(),
@@ -227,6 +267,20 @@ impl<'c> GpuWorkspace<'c> {
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let memory = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        let staging = self.round_staging.buffer();
+        for ((to, at), len) in [
+            &self.buffers[Slot::Tasks as usize],
+            &self.buffers[Slot::Theta as usize],
+            &self.counts,
+        ]
+        .into_iter()
+        .zip(offsets)
+        .zip([self.tasks.len() * 32, self.theta.len() * 4, 16])
+        {
+            if len > 0 {
+                encoder.copy_buffer_to_buffer(staging, at, to, 0, len as u64);
+            }
+        }
         for (k, pass) in passes.iter().enumerate() {
             let mut compute = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: None,
@@ -250,23 +304,28 @@ impl<'c> GpuWorkspace<'c> {
         if let Some(timer) = &self.timer {
             timer.resolve(&mut encoder);
         }
+        let out_mapped = map_on_submit(&encoder, &self.out_read, out_bytes);
+        let timer_mapped = self
+            .timer
+            .as_ref()
+            .map(|t| map_on_submit(&encoder, &t.read, 16));
+        self.round_staging.remap_on_submit(&encoder);
         let submission = ctx.queue.submit([encoder.finish()]);
+        self.round_staging.submitted(&submission);
         self.timings.submissions += 1;
-        let out_mapped = map_for_reading(&self.out_read, out_bytes);
-        let timer_mapped = self.timer.as_ref().map(|t| map_for_reading(&t.read, 16));
         self.timings.upload += clock.elapsed().as_secs_f64();
 
         let clock = Instant::now();
-        let waited = wait_for(&ctx.device, Some(submission));
-        self.timings.blocking_waits += 1;
+        let waited = ctx.poller.wait(submission);
+        self.timings.parked_waits += 1;
         self.timings.kernels += clock.elapsed().as_secs_f64();
         let clock = Instant::now();
         // The maps are settled (and the buffers unmapped) whatever happened, so that the
         // next part can use them.
-        let values = copy_mapped::<f32>(&ctx.device, &self.out_read, out_bytes, out_mapped);
+        let values = copy_mapped::<f32>(&self.out_read, out_bytes, out_mapped);
         let ticks = timer_mapped.map(|m| {
             let read = &self.timer.as_ref().expect("mapped").read;
-            copy_mapped::<u64>(&ctx.device, read, 16, m)
+            copy_mapped::<u64>(read, 16, m)
         });
         let errors = [
             pollster::block_on(memory.pop()),
