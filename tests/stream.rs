@@ -95,6 +95,11 @@ fn data_lines(path: &str) -> usize {
     fs::read_to_string(path).unwrap().lines().count()
 }
 
+fn set_mode(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
 #[test]
 fn a_killed_stream_resumes_to_exactly_the_models_of_an_uninterrupted_run() {
     let dir = Dir::new();
@@ -133,7 +138,20 @@ fn a_killed_stream_resumes_to_exactly_the_models_of_an_uninterrupted_run() {
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        let committed = store_info(&store)["batches"].as_u64().unwrap() as usize;
+        // Reading the killed writer's store repairs it in memory only: the file, made
+        // read-only, is left byte for byte as it was.
+        let file = dir.path("killed.redb");
+        let before = fs::read(&file).unwrap();
+        set_mode(&file, 0o444);
+        let info = store_info(&store);
+        assert_eq!(info["closed_cleanly"], false, "{info}");
+        let committed = info["batches"].as_u64().unwrap() as usize;
+        export(&dir, &store, "read-while-killed.jsonl");
+        assert!(
+            fs::read(&file).unwrap() == before,
+            "a read wrote to the store"
+        );
+        set_mode(&file, 0o644);
         assert!(
             committed >= kill_after - 1 && committed < batches,
             "killed after {committed} of {batches} batches: the kill must land mid-run"

@@ -69,11 +69,13 @@ pub fn run(a: StoreArgs) -> Result<()> {
                     "batches": batches.len(),
                     "position": position,
                     "last_batch": last,
+                    "closed_cleanly": s.closed_cleanly(),
                 })
             );
         }
         StoreCommand::Check { store } => {
-            let check = ModelStore::open_read_only(&store)?.check()?;
+            let opened = ModelStore::open_read_only(&store)?;
+            let check = opened.check()?;
             let damaged: Vec<_> = check
                 .damaged
                 .iter()
@@ -86,6 +88,7 @@ pub fn run(a: StoreArgs) -> Result<()> {
                     "sound_models": check.models,
                     "damaged_models": damaged,
                     "batches": check.batches,
+                    "closed_cleanly": opened.closed_cleanly(),
                 })
             );
             if !check.damaged.is_empty() {

@@ -15,7 +15,8 @@
 //! - `batches`: mini-batch number → its metrics as a JSON object.
 //!
 //! One process writes at a time; any number may read (`glmix score`, `eval`, `store
-//! export`) while it does.
+//! export`) while it does. Reading never writes the file, not even to repair what a
+//! killed writer left ([`overlay`]).
 //!
 //! **Damage.** Each model carries a checksum ([`codec`]), so a damaged model is refused
 //! by name. redb itself answers some damage to its pages by panicking; every store
@@ -23,9 +24,11 @@
 //! saying the file is damaged (the binary's panic hook keeps redb's message off stderr).
 
 pub mod codec;
+mod overlay;
 
 use crate::error::{Error, Result};
 use crate::model::{EntityModel, ModelSet, Precision};
+use overlay::ReadOverlay;
 use redb::{
     ConcurrencyMode, Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable,
     ReadableTableMetadata, TableDefinition,
@@ -43,6 +46,8 @@ const MAGIC: &[u8; 4] = b"redb";
 enum Handle {
     Write(Database),
     Read(ReadOnlyDatabase),
+    /// A store a killed writer left, repaired in memory over the untouched file.
+    Repaired(Database),
 }
 
 /// A model store opened for writing ([`ModelStore::open`]) or reading
@@ -102,24 +107,30 @@ impl ModelStore {
             };
             let db = match open() {
                 // A writer was killed: its last commit is intact, but the file's free-space
-                // bookkeeping must be rebuilt, which takes a write handle once.
+                // bookkeeping must be rebuilt. That is done in memory; the file is only read.
                 Err(redb::DatabaseError::RepairAborted) => {
-                    drop(
-                        Database::builder()
-                            .set_concurrency_mode(ConcurrencyMode::SingleWriter)
-                            .open(path)
-                            .map_err(|e| store_error(path)(e.into()))?,
-                    );
-                    open()
+                    let overlay = std::fs::File::open(path)
+                        .and_then(ReadOverlay::new)
+                        .map_err(|e| Error::io(path, e))?;
+                    let db = Database::builder()
+                        .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+                        .create_with_backend(overlay)
+                        .map_err(|e| store_error(path)(e.into()))?;
+                    Handle::Repaired(db)
                 }
-                other => other,
-            }
-            .map_err(|e| store_error(path)(e.into()))?;
+                other => Handle::Read(other.map_err(|e| store_error(path)(e.into()))?),
+            };
             Ok(ModelStore {
-                db: Handle::Read(db),
+                db,
                 path: path.to_path_buf(),
             })
         })
+    }
+
+    /// Whether the last writer closed the file (false when a killed writer's store was
+    /// repaired in memory to be read).
+    pub fn closed_cleanly(&self) -> bool {
+        !matches!(self.db, Handle::Repaired(_))
     }
 
     /// Whether `path` is a model store (rather than a model JSON-lines file).
@@ -143,6 +154,7 @@ impl ModelStore {
         match &self.db {
             Handle::Write(db) => db.begin_read(),
             Handle::Read(db) => db.begin_read(),
+            Handle::Repaired(db) => db.begin_read(),
         }
         .map_err(|e| self.err(e.into()))
     }
