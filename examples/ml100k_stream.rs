@@ -196,6 +196,7 @@ fn main() -> anyhow::Result<()> {
                 },
                 offset_model: None,
                 on_bad_record: OnBadRecord::Fail,
+                strict_keys: false,
                 update,
             };
             let slug: String = name.chars().filter(|c| c.is_ascii_alphanumeric()).collect();

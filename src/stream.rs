@@ -86,6 +86,9 @@ pub struct StreamConfig {
     /// Added to every record's offset (`β₀ + x·β`).
     pub offset_model: Option<OffsetModel>,
     pub on_bad_record: OnBadRecord,
+    /// A key no field reads is an error (naming its first line), raised before the
+    /// mini-batch holding it trains; otherwise it is reported in [`BatchReport`].
+    pub strict_keys: bool,
     pub update: Update,
 }
 
@@ -512,6 +515,19 @@ impl BatchReader {
             .iter()
             .map(|(k, u)| (k.to_string(), u.records, u.first_line))
             .collect();
+        if let Some((key, _, line)) = report
+            .unread_keys
+            .iter()
+            .filter(|_| config.strict_keys)
+            .min_by_key(|k| k.2)
+        {
+            return Err(Error::Input {
+                path: name,
+                line: *line,
+                field: key.clone(),
+                message: "no field reads this key (--strict)".into(),
+            });
+        }
         report.input_bytes = self.cut.bytes;
         report.window_start = match config.batching {
             Batching::Window(w) => window.map(|k| k as f64 * w),

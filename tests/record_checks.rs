@@ -167,3 +167,46 @@ fn a_stream_names_keys_no_field_reads_once() {
     // `timestamp`, which glmix itself writes, is not named.
     assert!(!stderr.contains("\"timestamp\""), "{stderr}");
 }
+
+#[test]
+fn a_strict_stream_stops_before_the_mini_batch_with_an_unread_key() {
+    let dir = Dir::new();
+    let mut lines = String::new();
+    for i in 0..30 {
+        // The typo first appears on line 15, in the second mini-batch of 10.
+        let typo = if i == 14 { r#""ofset":0.5,"# } else { "" };
+        lines += &format!(
+            r#"{{"entity":"e{}","label":{},{typo}"timestamp":{i},"features":[]}}"#,
+            i % 3,
+            i % 2
+        );
+        lines += "\n";
+    }
+    let data = dir.write("s.jsonl", &lines);
+    let store = dir.arg("s.redb");
+    let o = glmix_output(&[
+        "stream",
+        "--data",
+        &data,
+        "--store",
+        &store,
+        "--objective",
+        "bayes-logistic",
+        "--device",
+        "cpu",
+        "--batch-records",
+        "10",
+        "--strict",
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("s.jsonl:15: ofset: no field reads this key (--strict)"),
+        "{stderr}"
+    );
+    // The first mini-batch is committed; the one holding the typo is not.
+    let info = glmix(&["store", "info", "--store", &store]);
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["batches"], 1, "{info}");
+    assert_eq!(info["position"]["lines"], 10, "{info}");
+}

@@ -85,6 +85,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         },
         offset_model: None,
         on_bad_record: OnBadRecord::Fail,
+        strict_keys: false,
         update: Update::Incremental,
     };
     let outputs = Outputs {

@@ -49,6 +49,10 @@ pub struct StreamArgs {
     /// field; committed batches stay) or skip (count it in the batch's metrics).
     #[arg(long, value_enum, default_value = "fail")]
     on_bad_record: BadRecordArg,
+    /// Make a key that no field reads (a typo'd `ofset`, say) an error, before the
+    /// mini-batch holding it trains; without it such keys get one notice.
+    #[arg(long)]
+    strict: bool,
     /// incremental: each touched entity is updated from the batch, its stored model as
     /// the prior. retrain: retrained from scratch on all its records so far (a baseline).
     #[arg(long, value_enum, default_value = "incremental")]
@@ -116,6 +120,7 @@ pub fn run(a: StreamArgs) -> Result<()> {
             BadRecordArg::Fail => OnBadRecord::Fail,
             BadRecordArg::Skip => OnBadRecord::Skip,
         },
+        strict_keys: a.strict,
         update: match a.update {
             UpdateArg::Incremental => Update::Incremental,
             UpdateArg::Retrain => Update::Retrain,
@@ -195,7 +200,7 @@ pub fn stream_into(
                 .collect();
             bar.suspend(|| {
                 eprintln!(
-                    "glmix: notice: batch {}: keys no field reads: {}; check --entity-key and the field names",
+                    "glmix: notice: batch {}: keys no field reads: {}; check --entity-key and the field names (--strict makes this an error)",
                     r.batch,
                     keys.join(", ")
                 )

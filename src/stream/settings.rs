@@ -180,6 +180,7 @@ mod tests {
                 dense_columns: Some(1),
             }),
             on_bad_record: OnBadRecord::Fail,
+            strict_keys: false,
             update: Update::Incremental,
         }
     }
