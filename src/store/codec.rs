@@ -262,4 +262,38 @@ mod tests {
         let err = decode("u1", &bytes).unwrap_err();
         assert!(err.contains("checksum does not match"), "{err}");
     }
+
+    /// A model of each shape as version 2 writes it (commit 9bbcce4): later versions must
+    /// read these bytes to the same models.
+    const V2: [(&str, &str); 4] = [
+        ("full", "0204000200000009000000696e7465726365707409000000696e746572636570740500000067656e7265050000004472616d61000000000000d03f000000000000f8bf020000000000000040000000000000e03f000000000000e03f0000000000000840e55414f84b87eeb3"),
+        ("diagonal", "0203010200000009000000696e7465726365707409000000696e746572636570740500000067656e7265050000004472616d61000000000000d03f000000000000f8bf0100000000000000400000000000002040c450d4ccf7e23c4d"),
+        ("identity", "0202020200000009000000696e7465726365707409000000696e746572636570740500000067656e7265050000004472616d61000000000000d03f000000000000f8bf01000000000000f03f000000000000f03f28ef42df0ad1849f"),
+        ("none", "0200030200000009000000696e7465726365707409000000696e746572636570740500000067656e7265050000004472616d61000000000000d03f000000000000f8bf00d4bf6e08f90d861b"),
+    ];
+
+    #[test]
+    fn bytes_of_version_2_of_every_shape_are_read() {
+        for (shape, bytes) in V2 {
+            let mut want = golden();
+            (want.objective, want.hessian, want.precision) = match shape {
+                "full" => (want.objective, want.hessian, want.precision),
+                "diagonal" => (
+                    Some(ObjectiveKind::BayesLinear),
+                    HessianType::Diagonal,
+                    Precision::Diagonal(vec![2.0, 8.0]),
+                ),
+                "identity" => (
+                    Some(ObjectiveKind::Logistic),
+                    HessianType::Identity,
+                    Precision::Diagonal(vec![1.0, 1.0]),
+                ),
+                _ => (None, HessianType::None, Precision::None),
+            };
+            assert_eq!(decode("u1", &hex(bytes)).unwrap(), want, "{shape}");
+            let mut again = Vec::new();
+            encode(&want, &mut again);
+            assert_eq!(again, hex(bytes), "{shape} is written as it was");
+        }
+    }
 }
