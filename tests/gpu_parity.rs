@@ -698,14 +698,10 @@ fn gpu_fits_end_at_the_cpus_optimum_after_the_f64_finish() {
     use glmix::synth::{generate, SyntheticSpec};
     use glmix::train::{fit, fit_on, Backend, TrainConfig};
     let Some(ctx) = gpu() else { return };
-    // The tolerance of the tight stops: on the ill-conditioned set both runs stop by
-    // relative reduction, at f64's resolution, where a poorly determined coefficient is
-    // known to about 1e-6 either way.
     let sets = [
-        ("ill-conditioned", 2e-6, ill_conditioned()),
+        ("ill-conditioned", ill_conditioned()),
         (
             "ragged",
-            1e-6,
             generate(&SyntheticSpec {
                 entities: 60,
                 rows_per_entity: 40,
@@ -717,7 +713,7 @@ fn gpu_fits_end_at_the_cpus_optimum_after_the_f64_finish() {
             .data,
         ),
     ];
-    for (name, tolerance, data) in &sets {
+    for (name, data) in &sets {
         for objective in [ObjectiveKind::BayesLogistic, ObjectiveKind::Linear] {
             // Tight stops: the models agree within 1e-6 relative.
             let mut config = TrainConfig::new(objective);
@@ -739,9 +735,23 @@ fn gpu_fits_end_at_the_cpus_optimum_after_the_f64_finish() {
                 finished > 0,
                 "{name} {objective}: no entity was finished in f64"
             );
+            // 1e-6, or the resolution of the stopping rule where it is coarser: twice the
+            // distance between two CPU runs that differ only in their L-BFGS memory. (On
+            // the ill-conditioned set the relative-reduction stop leaves the CPU itself
+            // about 1e-6 from the exact optimum.)
+            let other_memory = TrainConfig {
+                solver: glmix::solver::LbfgsOptions {
+                    memory: config.solver.memory - 1,
+                    ..config.solver
+                },
+                ..config.clone()
+            };
+            let resolution =
+                worst_model_difference(&fit(None, data, &other_memory, &|_| {}).unwrap(), &on_cpu);
+            let tolerance = 1e-6f64.max(2.0 * resolution);
             let worst = worst_model_difference(&on_gpu, &on_cpu);
-            eprintln!("{name} {objective}: tight stops, worst relative difference {worst:e}, {finished} finished in f64");
-            assert!(worst <= *tolerance, "{name} {objective}: {worst:e}");
+            eprintln!("{name} {objective}: tight stops, worst relative difference {worst:e} (two CPU runs: {resolution:e}), {finished} finished in f64");
+            assert!(worst <= tolerance, "{name} {objective}: {worst:e}");
             // Default stops: the objectives agree within 1e-7 relative.
             let config = TrainConfig::new(objective);
             let on_gpu = fit_on(Backend::Gpu(ctx), None, data, &config, &|_| {}).unwrap();
