@@ -145,6 +145,12 @@ fn an_output_naming_an_input_the_store_or_another_output_is_refused_before_any_w
         &["group", "--data", &data, "--out", &link],
         ["--data", "--out"],
     );
+    // A directory that refuses a new file (even to root) is named before any work.
+    refused(
+        &dir,
+        &as_strs(&train("/proc/glmix-out.jsonl", &[])),
+        ["--out", "cannot create a file in /proc"],
+    );
     // A bad --summary directory fails before --out is written.
     let nowhere = dir.arg("no/such/summary.json");
     refused(

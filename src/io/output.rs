@@ -176,9 +176,13 @@ fn check_writable(role: &PathRole, resolved: &Path) -> Result<()> {
             return Ok(()); // a device or a pipe, written in place
         }
     }
-    let (dir, name) = split(resolved).map_err(|e| Error::io(role.path, e))?;
-    let probe =
-        create_temporary(&dir, &name, "probe", false).map_err(|e| Error::io(role.path, e))?;
+    // The error names the option too: the path alone may not say which output it is.
+    let named = |e: std::io::Error| {
+        let message = format!("{}: {e}", role.option);
+        Error::io(role.path, std::io::Error::new(e.kind(), message))
+    };
+    let (dir, name) = split(resolved).map_err(named)?;
+    let probe = create_temporary(&dir, &name, "probe", false).map_err(named)?;
     fs::remove_file(&probe.0).map_err(|e| Error::io(&probe.0, e))
 }
 
@@ -296,7 +300,11 @@ fn create_temporary(
             Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
             Err(e) => {
                 let why = if dir.is_dir() {
-                    format!("cannot create a file in {}: {}", dir.display(), e.kind())
+                    // The OS's words ("Permission denied"): `ErrorKind`'s would say
+                    // "entity not found", which reads as a glmix entity.
+                    let os = e.to_string();
+                    let os = os.split(" (os error").next().unwrap_or(&os);
+                    format!("cannot create a file in {}: {os}", dir.display())
                 } else {
                     format!("directory {} does not exist", dir.display())
                 };
