@@ -193,6 +193,7 @@ fn main() -> anyhow::Result<()> {
                 read: ReadOptions {
                     entity: EntityMode::Key("user".into()),
                     timestamp_field: Some("timestamp".into()),
+                    feature_columns: Vec::new(),
                 },
                 offset_model: None,
                 on_bad_record: OnBadRecord::Fail,

@@ -12,6 +12,13 @@ pub enum Error {
         field: String,
         message: String,
     },
+    /// A file whose layout cannot serve: a missing or mistyped column, say.
+    #[error("{}: {field}: {message}", path.display())]
+    Schema {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
     /// A file with nothing to read.
     #[error("{}: {message}", path.display())]
     EmptyInput { path: PathBuf, message: String },

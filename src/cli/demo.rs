@@ -82,6 +82,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         read: ReadOptions {
             entity: EntityMode::Key("entity".into()),
             timestamp_field: Some("timestamp".into()),
+            feature_columns: Vec::new(),
         },
         offset_model: None,
         on_bad_record: OnBadRecord::Fail,

@@ -83,6 +83,10 @@ enum FormatArg {
     Jsonl,
     /// Dense TSV: timestamp, label, v1 … vK per line; the whole file is one entity.
     Tsv,
+    /// Parquet: label, weight, offset, the entity column, and an NTV `features` list column
+    /// or the numeric columns of --feature-columns.
+    #[cfg(feature = "parquet")]
+    Parquet,
 }
 
 /// Where records come from and how they are read.
@@ -91,9 +95,14 @@ struct DataArgs {
     /// Records file.
     #[arg(long, value_name = "FILE")]
     data: PathBuf,
-    /// Format of the records file.
-    #[arg(long, value_enum, default_value = "jsonl")]
-    format: FormatArg,
+    /// Format of the records file (default: by its extension, `.parquet` or `.tsv`, else
+    /// jsonl).
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
+    /// Parquet: read these numeric columns as features named after them (comma-separated;
+    /// `f_*` takes every column starting with `f_`) instead of the `features` list column.
+    #[arg(long, value_name = "COLUMNS", value_delimiter = ',')]
+    feature_columns: Vec<String>,
     /// Field of each JSON record that holds its entity id (Lambda Learner's mock data uses `uid`).
     #[arg(long, value_name = "KEY", default_value = "entity")]
     entity_key: String,
@@ -113,6 +122,17 @@ struct DataArgs {
 }
 
 impl DataArgs {
+    /// `--format`, or the one `--data`'s extension names.
+    fn format(&self) -> FormatArg {
+        self.format
+            .unwrap_or_else(|| match self.data.extension().and_then(|e| e.to_str()) {
+                #[cfg(feature = "parquet")]
+                Some("parquet") => FormatArg::Parquet,
+                Some("tsv") => FormatArg::Tsv,
+                _ => FormatArg::Jsonl,
+            })
+    }
+
     /// The files read: `--data` and `--offset-model`.
     fn inputs(&self) -> Vec<PathRole<'_>> {
         let mut roles = vec![PathRole::input("--data", &self.data)];
@@ -130,6 +150,7 @@ impl DataArgs {
         ReadOptions {
             entity,
             timestamp_field: None,
+            feature_columns: self.feature_columns.clone(),
         }
     }
 
@@ -142,10 +163,18 @@ impl DataArgs {
     }
 
     fn read(&self) -> Result<Dataset> {
-        let format = match self.format {
+        let format = match self.format() {
             FormatArg::Jsonl => Format::Jsonl,
             FormatArg::Tsv => Format::Tsv,
+            #[cfg(feature = "parquet")]
+            FormatArg::Parquet => Format::Parquet,
         };
+        if !self.feature_columns.is_empty() && matches!(format, Format::Jsonl | Format::Tsv) {
+            anyhow::bail!(
+                "--feature-columns names Parquet columns; {} is not read as Parquet",
+                self.data.display()
+            );
+        }
         let mut data = read_records(&self.data, format, &self.options())?;
         unread_keys(&data, &self.data, self.strict)?;
         if let Some(model) = self.offset_model()? {
@@ -303,6 +332,7 @@ fn group(a: GroupArgs) -> Result<()> {
     let options = ReadOptions {
         entity: EntityMode::Key(a.entity_key),
         timestamp_field: None,
+        feature_columns: Vec::new(),
     };
     let records = glmix::data::group_by_entity(&a.data, &a.out, &options, a.parts)?;
     eprintln!(

@@ -110,6 +110,7 @@ pub fn run(a: StreamArgs) -> Result<()> {
         read: ReadOptions {
             entity: EntityMode::Key(a.entity_key.clone()),
             timestamp_field: matches!(batching, Batching::Window(_)).then(|| a.time_field.clone()),
+            feature_columns: Vec::new(),
         },
         offset_model: a
             .offset_model

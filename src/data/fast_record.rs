@@ -359,6 +359,7 @@ mod tests {
         let options = ReadOptions {
             entity: EntityMode::Key("uid".into()),
             timestamp_field: Some("ts".into()),
+            feature_columns: Vec::new(),
         };
         let f = r#"[{"name":"a","term":"x","value":1.5},{"name":"b","value":-2}]"#;
         let lines = [
@@ -417,6 +418,7 @@ mod tests {
             let options = ReadOptions {
                 entity: EntityMode::Key("uid".into()),
                 timestamp_field: None,
+                feature_columns: Vec::new(),
             };
             let feature = |(name, term, value, form): &(String, Option<String>, f64, u8)| {
                 let term = term.as_ref().map(|t| format!(r#","term":"{t}""#)).unwrap_or_default();
@@ -447,6 +449,7 @@ mod tests {
         let options = ReadOptions {
             entity: EntityMode::Single("all".into()),
             timestamp_field: None,
+            feature_columns: Vec::new(),
         };
         let keys = ["user".to_string(), "item".to_string()];
         let r = parse_fast(

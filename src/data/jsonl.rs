@@ -498,6 +498,7 @@ pub(super) mod test_files {
         ReadOptions {
             entity: EntityMode::Key("entity".into()),
             timestamp_field: None,
+            feature_columns: Vec::new(),
         }
     }
 }

@@ -11,6 +11,8 @@ mod grouped;
 pub mod json_path;
 mod jsonl;
 mod offset_model;
+#[cfg(feature = "parquet")]
+mod parquet;
 mod scan;
 mod tsv;
 
@@ -21,6 +23,8 @@ pub use jsonl::{
     ParsedLine,
 };
 pub use offset_model::OffsetModel;
+#[cfg(feature = "parquet")]
+pub use parquet::read_parquet;
 pub use tsv::read_tsv;
 
 use crate::error::{Error, Result};
@@ -145,6 +149,9 @@ pub enum Format {
     Jsonl,
     /// Dense TSV: `timestamp, label, v1 … vK`.
     Tsv,
+    /// Parquet: one record per row (see [`read_parquet`]).
+    #[cfg(feature = "parquet")]
+    Parquet,
 }
 
 /// Records held column-wise: row `i` has entity `entity[i]`, features
@@ -238,6 +245,19 @@ impl Dataset {
             .into_iter()
             .map(|(key, value)| (self.features.id(&key), value))
             .collect();
+        self.push_ids(e, label, weight, offset, timestamp, &mut row);
+    }
+
+    /// Append one record by interned ids in any order; repeated ids are summed.
+    pub fn push_ids(
+        &mut self,
+        entity: u32,
+        label: f64,
+        weight: f64,
+        offset: f64,
+        timestamp: Option<f64>,
+        row: &mut Vec<(u32, f64)>,
+    ) {
         if !row.is_sorted_by_key(|&(f, _)| f) {
             row.sort_by_key(|&(f, _)| f);
         }
@@ -248,7 +268,7 @@ impl Dataset {
             }
             same
         });
-        self.push_interned(e, label, weight, offset, timestamp, &row);
+        self.push_interned(entity, label, weight, offset, timestamp, row);
     }
 
     /// Append a copy of record `i` of `from` (re-interned in this dataset).
@@ -411,6 +431,10 @@ pub struct ReadOptions {
     pub entity: EntityMode,
     /// A JSON field holding each record's timestamp (optional).
     pub timestamp_field: Option<String>,
+    /// Parquet only: numeric columns read as features named after them (term `""`); an
+    /// entry ending in `*` takes every column whose name starts with what precedes it.
+    /// Empty: the features are the NTV list column `features`.
+    pub feature_columns: Vec<String>,
 }
 
 impl ReadOptions {
@@ -434,6 +458,8 @@ pub fn read_records(path: &Path, format: Format, options: &ReadOptions) -> Resul
             };
             read_tsv(path, &entity)?
         }
+        #[cfg(feature = "parquet")]
+        Format::Parquet => read_parquet(path, options)?,
     };
     let mut data = data;
     data.sort_features();

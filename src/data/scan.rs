@@ -217,6 +217,7 @@ mod tests {
         ReadOptions {
             entity: EntityMode::Key("uid".into()),
             timestamp_field: Some("ts".into()),
+            feature_columns: Vec::new(),
         }
     }
 

@@ -45,6 +45,7 @@ impl GameData {
         let options = ReadOptions {
             entity: EntityMode::Single("all".into()),
             timestamp_field: None,
+            feature_columns: Vec::new(),
         };
         let mut records = Dataset::new();
         let mut id_columns: Vec<IdColumn> = keys

@@ -173,6 +173,7 @@ mod tests {
             read: ReadOptions {
                 entity: EntityMode::Key("entity".into()),
                 timestamp_field: None,
+                feature_columns: Vec::new(),
             },
             offset_model: Some(OffsetModel {
                 intercept: 0.1,
