@@ -225,6 +225,43 @@ fn json_lines_ntv_parquet_and_wide_parquet_give_the_same_models_and_scores() {
         &["--feature-columns", "x*"],
     );
     assert!(s_ntv == s_json && s_wide == s_json, "scores differ");
+
+    // Scores written as Parquet hold the JSON lines' entity, row and score.
+    score(&dir, &ntv, &model, "s.parquet", &[]);
+    let file = fs::File::open(dir.path("s.parquet")).unwrap();
+    let batches: Vec<RecordBatch> =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+    let mut from_parquet = Vec::new();
+    for b in &batches {
+        use arrow_array::cast::AsArray;
+        use arrow_array::types::{Float64Type, UInt64Type};
+        let (e, r, s) = (b.column(0).as_string::<i32>(), b.column(1), b.column(2));
+        for i in 0..b.num_rows() {
+            from_parquet.push((
+                e.value(i).to_string(),
+                r.as_primitive::<UInt64Type>().value(i),
+                s.as_primitive::<Float64Type>().value(i),
+            ));
+        }
+    }
+    let from_json: Vec<(String, u64, f64)> = String::from_utf8(s_json)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["entity"].as_str().unwrap().to_string(),
+                v["row"].as_u64().unwrap(),
+                v["score"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(from_parquet, from_json);
 }
 
 fn refused(dir: &Dir, data: &str, extra: &[&str], words: &[&str]) {

@@ -29,7 +29,8 @@ pub struct ScoreArgs {
     /// Thompson sampling always runs on the CPU: every record draws its own coefficients.
     #[arg(long, value_enum, default_value = "auto")]
     device: Device,
-    /// Output scores (JSON lines: entity, row — the 0-based record number — and score, the margin).
+    /// Output scores (JSON lines: entity, row — the 0-based record number — and score, the
+    /// margin; Parquet with the same columns when FILE ends in `.parquet`).
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
 }
@@ -67,6 +68,20 @@ pub fn run(a: ScoreArgs) -> Result<()> {
             }
         }
     };
+    #[cfg(feature = "parquet")]
+    if a.out.extension().is_some_and(|e| e == "parquet") {
+        let entity = |i: usize| data.entities.key(data.entity[i]).as_str();
+        write_output(&a.out, |f| {
+            glmix::data::write_scores_parquet(f, entity, &scores)
+        })?;
+        eprintln!(
+            "scored {} records of {} entities into {} ({device}, Parquet)",
+            scores.len(),
+            data.entities.len(),
+            a.out.display()
+        );
+        return Ok(());
+    }
     write_output(&a.out, |f| {
         for (i, s) in scores.iter().enumerate() {
             writeln!(

@@ -22,6 +22,9 @@
 //! columns are reported as keys no field reads.
 
 mod columns;
+mod write;
+
+pub use write::write_scores;
 
 use super::{finite, Dataset, EntityMode, FeatureKey, ReadOptions};
 use crate::error::{Error, Result};
