@@ -383,3 +383,71 @@ fn parquet_files_written_by_pyarrow_give_the_json_lines_models() {
     );
     assert!(from_wide == from_json);
 }
+
+/// The records with a second id, `item` (an integer), as GAME reads them.
+fn write_game_jsonl(dir: &Dir, name: &str) -> String {
+    let mut text = String::new();
+    for (i, (entity, label, weight, offset, x)) in records().into_iter().enumerate() {
+        let features: Vec<String> = (0..FEATURES)
+            .filter(|&k| x[k] != 0.0)
+            .map(|k| format!(r#"{{"name":"x{k}","term":"","value":{}}}"#, x[k]))
+            .collect();
+        text += &format!(
+            r#"{{"user":"{entity}","item":{},"label":{label},"weight":{weight},"offset":{offset},"features":[{}]}}"#,
+            i % 7,
+            features.join(",")
+        );
+        text += "\n";
+    }
+    dir.write(name, &text)
+}
+
+#[test]
+fn game_models_from_parquet_equal_those_from_json_lines() {
+    let dir = Dir::new();
+    let jsonl = write_game_jsonl(&dir, "g.jsonl");
+    let mut cols = base_columns();
+    cols[0].0 = "user";
+    let items =
+        arrow_array::Int64Array::from_iter_values((0..records().len() as i64).map(|i| i % 7));
+    cols.push(("item", Arc::new(items) as ArrayRef));
+    cols.push(("features", ntv_column()));
+    let parquet = write_parquet(&dir, "g.parquet", cols);
+    let config = dir.write(
+        "config.json",
+        &serde_json::json!({
+            "passes": 2,
+            "feature_sets": {"fixed": ["x0", "x1", "x2"], "user": ["x3", "x4"], "item": ["x5"]},
+            "coordinates": [
+                {"name": "global", "type": "fixed", "feature_set": "fixed",
+                 "objective": "logistic", "penalty": 1.0},
+                {"name": "per-user", "type": "random", "entity_key": "user",
+                 "feature_set": "user", "objective": "logistic", "penalty": 1.0},
+                {"name": "per-item", "type": "random", "entity_key": "item",
+                 "feature_set": "item", "objective": "logistic", "penalty": 1.0},
+            ]
+        })
+        .to_string(),
+    );
+    for (data, out) in [(&jsonl, "from-json"), (&parquet, "from-parquet")] {
+        glmix(&[
+            "game",
+            "train",
+            "--device",
+            "cpu",
+            "--config",
+            &config,
+            "--data",
+            data,
+            "--out",
+            &dir.arg(out),
+        ]);
+    }
+    for f in ["global.jsonl", "per-user.jsonl", "per-item.jsonl"] {
+        let (a, b) = (
+            fs::read(dir.path("from-json").join(f)).unwrap(),
+            fs::read(dir.path("from-parquet").join(f)).unwrap(),
+        );
+        assert!(!a.is_empty() && a == b, "{f} differs");
+    }
+}

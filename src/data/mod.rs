@@ -24,7 +24,7 @@ pub use jsonl::{
 };
 pub use offset_model::OffsetModel;
 #[cfg(feature = "parquet")]
-pub use parquet::{read_parquet, write_scores as write_scores_parquet};
+pub use parquet::{read_parquet, read_parquet_with_ids, write_scores as write_scores_parquet};
 pub use tsv::read_tsv;
 
 use crate::error::{Error, Result};

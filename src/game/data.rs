@@ -1,5 +1,5 @@
-//! Records of a GAME model: NTV JSON lines with one id field per random-effect type,
-//! and each coordinate's view of them.
+//! Records of a GAME model: NTV JSON lines (or Parquet, by the `.parquet` extension) with
+//! one id field per random-effect type, and each coordinate's view of them.
 //!
 //! ```json
 //! {"user_id":"196","movie_id":"242","label":0,"offset":0.0,
@@ -40,6 +40,10 @@ impl GameData {
     /// Read NTV JSON lines, keeping the id fields named by `keys`; every record must have
     /// each of them. An empty file is an error.
     pub fn read(path: &Path, keys: &[String]) -> Result<Self> {
+        #[cfg(feature = "parquet")]
+        if path.extension().is_some_and(|e| e == "parquet") {
+            return Self::read_parquet(path, keys);
+        }
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let reader = BufReader::with_capacity(1 << 20, file);
         let options = ReadOptions {
@@ -91,6 +95,38 @@ impl GameData {
                 message: "no records".into(),
             });
         }
+        Ok(GameData {
+            path: path.to_path_buf(),
+            records,
+            id_columns,
+        })
+    }
+
+    /// [`Self::read`] for a Parquet file (see [`crate::data::read_parquet`]): the id fields
+    /// are columns of strings or integers.
+    #[cfg(feature = "parquet")]
+    fn read_parquet(path: &Path, keys: &[String]) -> Result<Self> {
+        let options = ReadOptions {
+            entity: EntityMode::Single("all".into()),
+            timestamp_field: None,
+            feature_columns: Vec::new(),
+        };
+        let (records, ids) = crate::data::read_parquet_with_ids(path, &options, keys)?;
+        if records.num_rows() == 0 {
+            return Err(Error::EmptyInput {
+                path: path.to_path_buf(),
+                message: "no records".into(),
+            });
+        }
+        let id_columns = keys
+            .iter()
+            .zip(ids)
+            .map(|(key, (ids, of_record))| IdColumn {
+                key: key.clone(),
+                ids,
+                of_record,
+            })
+            .collect();
         Ok(GameData {
             path: path.to_path_buf(),
             records,

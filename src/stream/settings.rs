@@ -144,14 +144,18 @@ pub fn legacy_fingerprint(config: &StreamConfig) -> String {
             )
         }
     };
+    // The read options as they were then (they had two fields).
+    let read = format!(
+        "ReadOptions {{ entity: {:?}, timestamp_field: {:?} }}",
+        config.read.entity, config.read.timestamp_field
+    );
     format!(
-        "objective={} regularization={:?} hessian={} solver={:?} batching={:?} read={:?} offset_model={offset} update={:?}",
+        "objective={} regularization={:?} hessian={} solver={:?} batching={:?} read={read} offset_model={offset} update={:?}",
         t.objective.name(),
         t.regularization,
         t.hessian,
         t.solver,
         config.batching,
-        config.read,
         config.update
     )
 }

@@ -26,7 +26,7 @@ mod write;
 
 pub use write::write_scores;
 
-use super::{finite, Dataset, EntityMode, FeatureKey, ReadOptions};
+use super::{finite, Dataset, EntityMode, FeatureKey, Interner, ReadOptions};
 use crate::error::{Error, Result};
 use arrow_array::RecordBatch;
 use arrow_schema::Schema;
@@ -46,11 +46,25 @@ const QUEUED_BATCHES: usize = 4;
 
 /// Read every record of the Parquet file `path`.
 pub fn read_parquet(path: &Path, options: &ReadOptions) -> Result<Dataset> {
+    Ok(read_parquet_with_ids(path, options, &[])?.0)
+}
+
+/// One id column of [`read_parquet_with_ids`]: its distinct ids, and each record's.
+pub type Ids = (Interner<String>, Vec<u32>);
+
+/// [`read_parquet`], also reading the id columns `id_keys` (strings or integers, never
+/// null), as GAME's random effects need them.
+pub fn read_parquet_with_ids(
+    path: &Path,
+    options: &ReadOptions,
+    id_keys: &[String],
+) -> Result<(Dataset, Vec<Ids>)> {
     let open = || File::open(path).map_err(|e| Error::io(path, e));
     let builder =
         ParquetRecordBatchReaderBuilder::try_new(open()?).map_err(|e| unreadable(path, e))?;
     let schema = builder.schema().clone();
-    let plan = Plan::new(path, &schema, options)?;
+    let plan = Plan::new(path, &schema, options, id_keys)?;
+    let mut ids: Vec<Ids> = id_keys.iter().map(|_| Ids::default()).collect();
     let roots: Vec<usize> = plan.read.iter().map(|&(i, _)| i).collect();
     let projection = ProjectionMask::roots(builder.parquet_schema(), roots);
     let metadata = builder.metadata().clone();
@@ -105,7 +119,7 @@ pub fn read_parquet(path: &Path, options: &ReadOptions) -> Result<Dataset> {
                 let mut row = first_row[start + k];
                 for batch in batches {
                     let batch = batch?;
-                    plan.append(path, &batch, row, &mut data, &mut memo)?;
+                    plan.append(path, &batch, row, &mut data, &mut ids, &mut memo)?;
                     if row == 0 {
                         // Room for the whole file's features at the first batch's density,
                         // so that they are not copied as they grow.
@@ -119,7 +133,7 @@ pub fn read_parquet(path: &Path, options: &ReadOptions) -> Result<Dataset> {
         }
         Ok(())
     })?;
-    Ok(data)
+    Ok((data, ids))
 }
 
 fn unreadable(path: &Path, e: impl std::fmt::Display) -> Error {
@@ -144,6 +158,8 @@ struct Plan {
     read: Vec<(usize, String)>,
     entity: Option<String>,
     single: Option<String>,
+    /// Further id columns, one list of ids each.
+    id_keys: Vec<String>,
     timestamp: Option<String>,
     /// Empty: the NTV `features` column.
     wide: Vec<String>,
@@ -157,7 +173,12 @@ const OFFSET: &str = "offset";
 const FEATURES: &str = "features";
 
 impl Plan {
-    fn new(path: &Path, schema: &Schema, options: &ReadOptions) -> Result<Self> {
+    fn new(
+        path: &Path,
+        schema: &Schema,
+        options: &ReadOptions,
+        id_keys: &[String],
+    ) -> Result<Self> {
         let refuse = |field: &str, message: String| Error::Schema {
             path: path.to_path_buf(),
             field: field.to_string(),
@@ -182,13 +203,24 @@ impl Plan {
                 read.push((i, names[i].to_string()));
             }
         };
+        let id_column = |key: &str, what: &str| -> Result<usize> {
+            let i = require(key, what)?;
+            let t = schema.field(i).data_type();
+            match is_string(t) || is_integer(t) {
+                true => Ok(i),
+                false => Err(refuse(
+                    key,
+                    format!("expected strings or integers, got {t}"),
+                )),
+            }
+        };
+        for key in id_keys {
+            let i = id_column(key, "an id a random effect of the configuration uses")?;
+            want(&mut read, i);
+        }
         let (entity, single) = match &options.entity {
             EntityMode::Key(k) => {
-                let i = require(k, "the entity id; see --entity-key")?;
-                let t = schema.field(i).data_type();
-                if !(is_string(t) || is_integer(t)) {
-                    return Err(refuse(k, format!("expected strings or integers, got {t}")));
-                }
+                let i = id_column(k, "the entity id; see --entity-key")?;
                 want(&mut read, i);
                 (Some(k.clone()), None)
             }
@@ -259,6 +291,7 @@ impl Plan {
             entity,
             single,
             timestamp: options.timestamp_field.clone(),
+            id_keys: id_keys.to_vec(),
             wide,
             unread,
         })
@@ -271,9 +304,11 @@ impl Plan {
         batch: &RecordBatch,
         first: usize,
         data: &mut Dataset,
+        ids_out: &mut [Ids],
         memo: &mut Memo,
     ) -> Result<()> {
         let col = |name: &str| batch.column_by_name(name).expect("projected");
+        let id_columns: Vec<Strings> = self.id_keys.iter().map(|k| Strings::of(col(k))).collect();
         let ids = self.entity.as_deref().map(|k| Strings::of(col(k)));
         let label = Numbers::of(col(LABEL));
         let optional = |name: &str| batch.column_by_name(name).map(Numbers::of);
@@ -338,6 +373,17 @@ impl Plan {
                         }
                     }
                 }
+            }
+            for ((column, key), (interned, of_record)) in
+                id_columns.iter().zip(&self.id_keys).zip(ids_out.iter_mut())
+            {
+                let id = column.get(i).ok_or_else(|| {
+                    bad(
+                        key,
+                        "null id (a random effect of the configuration uses it)".into(),
+                    )
+                })?;
+                of_record.push(interned.id_str(&id));
             }
             data.push_ids(entity, label, weight, offset, timestamp, &mut row);
             for name in &self.unread {
