@@ -131,34 +131,47 @@ fn keys_no_field_reads_get_one_notice_or_with_strict_an_error() {
     );
 }
 
-#[test]
-fn a_stream_names_keys_no_field_reads_once() {
-    let dir = Dir::new();
+/// 30 stream records of 3 entities; `typo(i)` gives record i an `ofset` key.
+fn stream_records(dir: &Dir, typo: impl Fn(usize) -> bool) -> String {
     let mut lines = String::new();
     for i in 0..30 {
+        let key = if typo(i) { r#""ofset":0.5,"# } else { "" };
         lines += &format!(
-            r#"{{"entity":"e{}","label":{},"ofset":0.5,"timestamp":{i},"features":[]}}"#,
+            r#"{{"entity":"e{}","label":{},{key}"timestamp":{i},"features":[]}}"#,
             i % 3,
             i % 2
         );
         lines += "\n";
     }
-    let data = dir.write("s.jsonl", &lines);
-    let store = dir.arg("s.redb");
-    let o = glmix(&[
+    dir.write("s.jsonl", &lines)
+}
+
+/// `glmix stream` of `data` into `store` in mini-batches of 10, with `extra`.
+fn stream(data: &str, store: &str, extra: &[&str]) -> std::process::Output {
+    let mut argv = vec![
         "stream",
         "--data",
-        &data,
+        data,
         "--store",
-        &store,
+        store,
         "--objective",
         "bayes-logistic",
         "--device",
         "cpu",
         "--batch-records",
         "10",
-    ]);
+    ];
+    argv.extend(extra);
+    glmix_output(&argv)
+}
+
+#[test]
+fn a_stream_names_keys_no_field_reads_once() {
+    let dir = Dir::new();
+    let data = stream_records(&dir, |_| true);
+    let o = stream(&data, &dir.arg("s.redb"), &[]);
     let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
     assert_eq!(stderr.matches("keys no field reads").count(), 1, "{stderr}");
     assert!(
         stderr.contains(r#""ofset" (10 records, the first on line 1)"#),
@@ -171,33 +184,10 @@ fn a_stream_names_keys_no_field_reads_once() {
 #[test]
 fn a_strict_stream_stops_before_the_mini_batch_with_an_unread_key() {
     let dir = Dir::new();
-    let mut lines = String::new();
-    for i in 0..30 {
-        // The typo first appears on line 15, in the second mini-batch of 10.
-        let typo = if i == 14 { r#""ofset":0.5,"# } else { "" };
-        lines += &format!(
-            r#"{{"entity":"e{}","label":{},{typo}"timestamp":{i},"features":[]}}"#,
-            i % 3,
-            i % 2
-        );
-        lines += "\n";
-    }
-    let data = dir.write("s.jsonl", &lines);
+    // The typo first appears on line 15, in the second mini-batch of 10.
+    let data = stream_records(&dir, |i| i == 14);
     let store = dir.arg("s.redb");
-    let o = glmix_output(&[
-        "stream",
-        "--data",
-        &data,
-        "--store",
-        &store,
-        "--objective",
-        "bayes-logistic",
-        "--device",
-        "cpu",
-        "--batch-records",
-        "10",
-        "--strict",
-    ]);
+    let o = stream(&data, &store, &["--strict"]);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{stderr}");
     assert!(
