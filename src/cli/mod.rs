@@ -95,8 +95,8 @@ struct DataArgs {
     /// Records file.
     #[arg(long, value_name = "FILE")]
     data: PathBuf,
-    /// Format of the records file (default: by its extension, `.parquet` or `.tsv`, else
-    /// jsonl).
+    /// Format of the records file (default: parquet for a `.parquet` name or a Parquet
+    /// file, tsv for a `.tsv` name, else jsonl).
     #[arg(long, value_enum)]
     format: Option<FormatArg>,
     /// Parquet: read these numeric columns as features named after them (comma-separated;
@@ -122,15 +122,20 @@ struct DataArgs {
 }
 
 impl DataArgs {
-    /// `--format`, or the one `--data`'s extension names.
+    /// `--format`, or Parquet for a `.parquet` name or a file that starts as Parquet files
+    /// do, TSV for a `.tsv` name, else JSON lines.
     fn format(&self) -> FormatArg {
-        self.format
-            .unwrap_or_else(|| match self.data.extension().and_then(|e| e.to_str()) {
-                #[cfg(feature = "parquet")]
-                Some("parquet") => FormatArg::Parquet,
+        self.format.unwrap_or_else(|| {
+            let extension = self.data.extension().and_then(|e| e.to_str());
+            #[cfg(feature = "parquet")]
+            if extension == Some("parquet") || glmix::data::is_parquet(&self.data) {
+                return FormatArg::Parquet;
+            }
+            match extension {
                 Some("tsv") => FormatArg::Tsv,
                 _ => FormatArg::Jsonl,
-            })
+            }
+        })
     }
 
     /// The files read: `--data` and `--offset-model`.
@@ -329,6 +334,12 @@ fn group(a: GroupArgs) -> Result<()> {
         PathRole::input("--data", &a.data),
         PathRole::output("--out", &a.out),
     ])?;
+    if glmix::data::is_parquet(&a.data) {
+        anyhow::bail!(
+            "{}: glmix group rewrites NTV JSON lines; a Parquet file needs no grouping (train reads it whole)",
+            a.data.display()
+        );
+    }
     let options = ReadOptions {
         entity: EntityMode::Key(a.entity_key),
         timestamp_field: None,

@@ -97,8 +97,11 @@ pub fn run(a: StreamArgs) -> Result<()> {
     );
     paths.extend(a.plot.as_deref().map(|p| PathRole::output("--plot", p)));
     check_paths(&paths)?;
-    if a.format != FormatArg::Jsonl {
-        bail!("glmix stream reads NTV JSON lines only (--format jsonl)");
+    if a.format != FormatArg::Jsonl || glmix::data::is_parquet(&a.data) {
+        bail!(
+            "{}: glmix stream reads NTV JSON lines only (train, score, eval and game read Parquet)",
+            a.data.display()
+        );
     }
     let batching = match (a.batch_records, a.batch_window) {
         (_, Some(w)) => Batching::Window(w),

@@ -447,6 +447,16 @@ impl ReadOptions {
     }
 }
 
+/// Whether `path` is a Parquet file (it starts with Parquet's magic bytes `PAR1`), for
+/// commands that read JSON lines only to refuse it by name rather than as bad text.
+pub fn is_parquet(path: &Path) -> bool {
+    let mut head = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok()
+        && &head == b"PAR1"
+}
+
 /// Read a records file in `format`; an empty file is an error.
 pub fn read_records(path: &Path, format: Format, options: &ReadOptions) -> Result<Dataset> {
     let data = match format {

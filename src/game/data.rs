@@ -41,7 +41,7 @@ impl GameData {
     /// each of them. An empty file is an error.
     pub fn read(path: &Path, keys: &[String]) -> Result<Self> {
         #[cfg(feature = "parquet")]
-        if path.extension().is_some_and(|e| e == "parquet") {
+        if path.extension().is_some_and(|e| e == "parquet") || crate::data::is_parquet(path) {
             return Self::read_parquet(path, keys);
         }
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
