@@ -25,7 +25,7 @@ impl<'w, 'c> GpuEvaluator<'w, 'c> {
     pub fn new(ws: &'w mut GpuWorkspace<'c>, batch: &'w TrainingBatch) -> Result<Self, GpuError> {
         let start = ws.timings;
         let clock = Instant::now();
-        ws.layout.pack(batch);
+        ws.layout.plan(batch);
         let pack = clock.elapsed().as_secs_f64();
         let widest = ws.layout.widest as usize * 4;
         if widest > MAX_GPU_FEATURES {
@@ -41,7 +41,10 @@ impl<'w, 'c> GpuEvaluator<'w, 'c> {
             })
             .sum();
         let wide = layout.widest > ENTITY_WORKGROUP;
-        ws.upload_part(out_floats)?;
+        ws.upload_part(out_floats, |layout, x, rows| {
+            layout.write_x(batch, x);
+            layout.write_rows(batch, rows);
+        })?;
         ws.timings.pack += pack;
         ws.timings.setup += pack;
         Ok(GpuEvaluator {

@@ -28,7 +28,6 @@
 
 use crate::objective::TrainingBatch;
 use bytemuck::{Pod, Zeroable};
-use rayon::prelude::*;
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
@@ -76,36 +75,41 @@ pub fn bytes_per_evaluation(rows: u64, d: u64) -> u64 {
     record + tasks * (task + 4 * (d + 2)) + rows * 16 * (d4 + 1) + 4 * (d + 1)
 }
 
-/// The host copy of a batch's static arrays, refilled part after part without new
-/// allocations once it has held the largest.
+/// Where a batch's static arrays go: the entity records and task ranges on the host,
+/// refilled part after part without new allocations once they have held the largest; the
+/// features `x` and the `rows` records are written straight into the upload staging by
+/// [`Self::write_x`] and [`Self::write_rows`].
 #[derive(Debug, Default)]
 pub struct DenseLayout {
     pub entities: Vec<GpuEntity>,
-    pub x: Vec<[f32; 4]>,
-    pub rows: Vec<[f32; 4]>,
     /// Entity e's tasks are `task_rows[task_ptr[e]..task_ptr[e + 1]]`.
     pub task_ptr: Vec<usize>,
     /// Row ranges of the tasks.
     pub task_rows: Vec<(u32, u32)>,
     /// The largest ⌈d/4⌉ of the batch.
     pub widest: u32,
+    /// vec4s of `x`, and of `rows` (one per record).
+    pub x_len: usize,
+    pub rows_len: usize,
 }
 
 fn u32_of(v: usize) -> u32 {
     u32::try_from(v).expect("parts are cut to fit u32 indices")
 }
 
+/// Bytes of one vec4.
+const VEC4: usize = 16;
+
 impl DenseLayout {
-    /// Fill the arrays from `batch`, entities in parallel, each into its own region.
-    pub fn pack(&mut self, batch: &TrainingBatch) {
-        let n_entities = batch.num_entities();
+    /// Lay out `batch`: each entity's place in `x` and `rows`, and its tasks.
+    pub fn plan(&mut self, batch: &TrainingBatch) {
         self.entities.clear();
         self.task_ptr.clear();
         self.task_rows.clear();
         self.task_ptr.push(0);
         self.widest = 0;
         let mut x_at = 0usize;
-        for e in 0..n_entities {
+        for e in 0..batch.num_entities() {
             let rows = batch.row_ptr[e + 1] - batch.row_ptr[e];
             let d = batch.coef_ptr[e + 1] - batch.coef_ptr[e] - 1;
             let d4 = u32_of(d.div_ceil(4));
@@ -131,43 +135,73 @@ impl DenseLayout {
             self.widest = self.widest.max(d4);
             x_at += rows * d4 as usize;
         }
-        self.x.clear();
-        self.x.resize(x_at, [0.0; 4]);
-        self.rows.clear();
-        self.rows.extend((0..batch.num_rows()).map(|i| {
-            [
-                batch.labels[i] as f32,
-                batch.weights[i] as f32,
-                batch.offsets[i] as f32,
-                0.0,
-            ]
-        }));
-        let mut regions = Vec::with_capacity(n_entities);
-        let mut rest = self.x.as_mut_slice();
+        self.x_len = x_at;
+        self.rows_len = batch.num_rows();
+    }
+
+    /// Write the planned batch's features into `out` (`x_len` vec4s) in one pass, each
+    /// row converted in a small buffer and written whole (the staging may be
+    /// write-combined memory, which wants contiguous writes). One thread: the other
+    /// threads pack and solve parts of their own meanwhile.
+    pub fn write_x(&self, batch: &TrainingBatch, mut out: wgpu::WriteOnly<'_, [u8]>) {
+        let mut row = Vec::new();
+        let mut at = 0;
         for g in &self.entities {
-            let (mine, tail) = std::mem::take(&mut rest).split_at_mut((g.rows * g.d4) as usize);
-            regions.push((g, mine));
-            rest = tail;
-        }
-        regions.into_par_iter().with_min_len(16).for_each(|(g, x)| {
             let (d, d4) = (g.d as usize, g.d4 as usize);
+            row.clear();
+            row.resize(4 * d4, 0f32);
             for r in 0..g.rows as usize {
                 let i = g.row_at as usize + r;
                 let k = batch.nz_ptr[i]..batch.nz_ptr[i + 1];
                 let (cols, vals) = (&batch.cols[k.clone()], &batch.vals[k]);
-                let row: &mut [f32] = bytemuck::cast_slice_mut(&mut x[r * d4..(r + 1) * d4]);
                 // Columns ascend strictly from 1, so a row with d of them has them all.
                 if cols.len() == d {
                     for (out, &v) in row.iter_mut().zip(vals) {
                         *out = v as f32;
                     }
                 } else {
+                    row.fill(0.0);
                     for (&c, &v) in cols.iter().zip(vals) {
                         row[c as usize - 1] = v as f32;
                     }
                 }
+                out.slice(at..at + d4 * VEC4)
+                    .copy_from_slice(bytemuck::cast_slice(&row));
+                at += d4 * VEC4;
             }
+        }
+    }
+
+    /// Write each record's (label, weight, offset, 0) into `out` (`rows_len` vec4s).
+    pub fn write_rows(&self, batch: &TrainingBatch, out: wgpu::WriteOnly<'_, [u8]>) {
+        let records = (0..batch.num_rows()).map(|i| {
+            [
+                batch.labels[i] as f32,
+                batch.weights[i] as f32,
+                batch.offsets[i] as f32,
+                0.0,
+            ]
         });
+        out.into_chunks::<VEC4>()
+            .0
+            .write_iter(records.map(bytemuck::cast::<[f32; 4], [u8; VEC4]>));
+    }
+
+    /// [`Self::plan`], then `x` and `rows` into host vectors (for tests and benchmarks;
+    /// training writes them into the staging).
+    pub fn pack(&mut self, batch: &TrainingBatch) -> (Vec<[f32; 4]>, Vec<[f32; 4]>) {
+        self.plan(batch);
+        let mut x = vec![[0f32; 4]; self.x_len];
+        let mut rows = vec![[0f32; 4]; self.rows_len];
+        self.write_x(
+            batch,
+            wgpu::WriteOnly::from_mut(bytemuck::cast_slice_mut(&mut x)),
+        );
+        self.write_rows(
+            batch,
+            wgpu::WriteOnly::from_mut(bytemuck::cast_slice_mut(&mut rows)),
+        );
+        (x, rows)
     }
 
     /// Bytes the kernels name in one evaluation of entity `e` ([`bytes_per_evaluation`]).
@@ -191,10 +225,10 @@ mod tests {
         b.push_row(1.0, 1.0, -1.0, [], &[]);
         b.finish_entity(&[1.0], &[0.0], &[]);
         let mut p = DenseLayout::default();
-        p.pack(&b.build());
+        let (x, rows) = p.pack(&b.build());
         // Entity 0: 5 features in 2 vec4s per row; entity 1: the intercept alone.
         assert_eq!(
-            p.x,
+            x,
             vec![
                 [2.0, 0.0, 0.0, 0.0],
                 [0.0; 4],
@@ -205,7 +239,7 @@ mod tests {
         let (e0, e1) = (p.entities[0], p.entities[1]);
         assert_eq!((e0.x_at, e0.row_at, e0.rows, e0.d4, e0.d), (0, 0, 2, 2, 5));
         assert_eq!((e1.x_at, e1.row_at, e1.rows, e1.d4, e1.d), (4, 2, 1, 0, 0));
-        assert_eq!(p.rows[1], [-1.0, 0.5, 0.25, 0.0]);
+        assert_eq!(rows[1], [-1.0, 0.5, 0.25, 0.0]);
         assert_eq!(p.task_rows, vec![(0, 2), (0, 1)]);
         assert_eq!(p.widest, 2);
     }
@@ -218,7 +252,7 @@ mod tests {
         }
         b.finish_entity(&[1.0; 9], &[0.0; 9], &[]);
         let mut p = DenseLayout::default();
-        p.pack(&b.build());
+        p.plan(&b.build());
         // Two vec4s per row: 2,048 rows per task would be 64 KiB; 1,100 rows are one task.
         assert_eq!(rows_per_task(2), 2_048);
         assert_eq!(p.task_rows, vec![(0, 1_100)]);

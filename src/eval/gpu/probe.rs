@@ -330,22 +330,24 @@ impl GpuContext {
                 layout.task_ptr.push(layout.task_rows.len());
             }
             layout.widest = d4 as u32;
-            layout.x = (0..entities * n * d4)
-                .map(|_| [next(), next(), next(), next()])
-                .collect();
-            layout.rows = (0..entities * n)
-                .map(|_| {
-                    [
-                        if next() > 0.0 { 1.0 } else { -1.0 },
-                        1.0,
-                        0.1 * next(),
-                        0.0,
-                    ]
-                })
-                .collect();
+            layout.x_len = entities * n * d4;
+            layout.rows_len = entities * n;
             let tasks = layout.task_rows.len();
             let floats = tasks * (d + 2);
-            ws.upload_part(floats).map_err(backend)?;
+            ws.upload_part(floats, |layout, x, rows| {
+                let x_values = (0..4 * layout.x_len).map(|_| next());
+                x.into_chunks::<4>()
+                    .0
+                    .write_iter(x_values.map(f32::to_ne_bytes));
+                let records = (0..layout.rows_len).flat_map(|_| {
+                    let label = if next() > 0.0 { 1.0 } else { -1.0 };
+                    [label, 1.0, 0.1 * next(), 0.0]
+                });
+                rows.into_chunks::<4>()
+                    .0
+                    .write_iter(records.map(f32::to_ne_bytes));
+            })
+            .map_err(backend)?;
             ws.tasks = (0..entities)
                 .flat_map(|e| {
                     let (rows, task_ptr) = (&ws.layout.task_rows, &ws.layout.task_ptr);

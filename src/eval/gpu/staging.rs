@@ -57,11 +57,29 @@ impl Staging {
         pieces: &[&[u8]],
         timings: &mut GpuTimings,
     ) -> Result<Vec<u64>, EvalError> {
-        let mut offsets = Vec::with_capacity(pieces.len());
+        let sizes: Vec<u64> = pieces.iter().map(|p| p.len() as u64).collect();
+        self.fill_with(device, poller, &sizes, timings, |regions| {
+            for (mut region, piece) in regions.into_iter().zip(pieces) {
+                region.copy_from_slice(piece);
+            }
+        })
+    }
+
+    /// [`Self::fill`], with `write` writing each region of `sizes` bytes straight into
+    /// the mapped buffer.
+    pub(super) fn fill_with(
+        &mut self,
+        device: &wgpu::Device,
+        poller: &Poller,
+        sizes: &[u64],
+        timings: &mut GpuTimings,
+        write: impl FnOnce(Vec<wgpu::WriteOnly<'_, [u8]>>),
+    ) -> Result<Vec<u64>, EvalError> {
+        let mut offsets = Vec::with_capacity(sizes.len());
         let mut end = 0u64;
-        for piece in pieces {
+        for &size in sizes {
             offsets.push(end);
-            end += (piece.len() as u64).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
+            end += size.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
         }
         let writable = match std::mem::replace(&mut self.state, State::Unmapped) {
             State::Mapped => true,
@@ -85,13 +103,18 @@ impl Staging {
                 .buffer
                 .get_mapped_range_mut(..end.max(4))
                 .map_err(|e| EvalError::Backend(format!("GPU staging: {e}")))?;
-            for (piece, &at) in pieces.iter().zip(&offsets) {
-                let at = at as usize;
-                view.slice(at..at + piece.len()).copy_from_slice(piece);
-                timings.bytes_up += piece.len() as u64;
+            let mut rest = view.slice(..);
+            let mut regions = Vec::with_capacity(sizes.len());
+            for (k, &size) in sizes.iter().enumerate() {
+                let next = offsets.get(k + 1).copied().unwrap_or(end);
+                let (region, tail) = rest.split_at((next - offsets[k]) as usize);
+                regions.push(region.split_at(size as usize).0);
+                rest = tail;
             }
+            write(regions);
         }
         self.buffer.unmap();
+        timings.bytes_up += sizes.iter().sum::<u64>();
         timings.staged_fills += 1;
         Ok(offsets)
     }

@@ -178,16 +178,21 @@ impl<'c> GpuWorkspace<'c> {
         })
     }
 
-    /// Upload the packed layout's static arrays, growing their buffers as needed, and make
-    /// room for `out_floats` outputs per dispatch.
-    pub(super) fn upload_part(&mut self, out_floats: usize) -> Result<(), GpuError> {
+    /// Upload the planned layout's static arrays, growing their buffers as needed, and
+    /// make room for `out_floats` outputs per dispatch. `write` writes `x` and `rows`
+    /// (`x_len` and `rows_len` vec4s) straight into the mapped staging.
+    pub(super) fn upload_part(
+        &mut self,
+        out_floats: usize,
+        write: impl FnOnce(&DenseLayout, wgpu::WriteOnly<'_, [u8]>, wgpu::WriteOnly<'_, [u8]>),
+    ) -> Result<(), GpuError> {
         self.parts += 1;
         let clock = Instant::now();
         let bytes = |n: usize, size: usize| (n * size) as u64;
         let (entities, x, rows) = (
             self.layout.entities.len(),
-            self.layout.x.len(),
-            self.layout.rows.len(),
+            self.layout.x_len,
+            self.layout.rows_len,
         );
         self.reserve(Slot::Entities, bytes(entities, 32))?;
         self.reserve(Slot::X, bytes(x, 16))?;
@@ -197,16 +202,22 @@ impl<'c> GpuWorkspace<'c> {
         self.reserve(Slot::Out, bytes(out_floats, 4))?;
         let ctx = self.ctx;
         let created = self.timings.buffers_created;
-        let offsets = self.part_staging.fill(
+        let layout = &self.layout;
+        let mut packing = 0.0;
+        let offsets = self.part_staging.fill_with(
             &ctx.device,
             &ctx.poller,
-            &[
-                bytemuck::cast_slice(&self.layout.entities),
-                bytemuck::cast_slice(&self.layout.x),
-                bytemuck::cast_slice(&self.layout.rows),
-            ],
+            &[bytes(entities, 32), bytes(x, 16), bytes(rows, 16)],
             &mut self.timings,
+            |regions| {
+                let clock = Instant::now();
+                let [mut records, x, rows]: [_; 3] = regions.try_into().expect("three regions");
+                records.copy_from_slice(bytemuck::cast_slice(&layout.entities));
+                write(layout, x, rows);
+                packing = clock.elapsed().as_secs_f64();
+            },
         );
+        self.timings.pack += packing;
         self.count_growth(created);
         let offsets = offsets.map_err(|e| GpuError::Upload(e.to_string()))?;
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
