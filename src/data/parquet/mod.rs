@@ -38,11 +38,11 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
-/// Rows per decoded batch.
-const BATCH_ROWS: usize = 8192;
-
-/// Decoded batches a row group may hold ahead of the appending thread.
-const QUEUED_BATCHES: usize = 4;
+/// Rows per decoded batch, and batches a row group may hold ahead of the appending thread:
+/// 8,192 and 4 gave an NTV file a peak RSS 5–20% above JSON lines' on the peers' data;
+/// these give no more than JSON lines' at no loss of speed (README, Formats).
+const BATCH_ROWS: usize = 4096;
+const QUEUED_BATCHES: usize = 2;
 
 /// Read every record of the Parquet file `path`.
 pub fn read_parquet(path: &Path, options: &ReadOptions) -> Result<Dataset> {
