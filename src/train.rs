@@ -18,15 +18,12 @@
 //! An entity whose line search failed before any progress keeps its prior model as it
 //! was (Lambda Learner's behaviour); its report says so.
 
-use crate::data::{Dataset, EntityRows, FeatureKey};
+use crate::data::{Dataset, EntityRows};
 use crate::error::{Error, Result};
 use crate::eval::backend::{PartSolve, SolveSettings};
-use crate::eval::{BatchEvaluator, CpuEvaluator, GpuTimings, GpuWorkspace};
-use crate::model::{EntityModel, HessianType, ModelSet, Precision};
-use crate::objective::{
-    training_label, ObjectiveKind, PrecisionShape, Regularization, TrainingBatch,
-    TrainingBatchBuilder,
-};
+use crate::eval::{BatchEvaluator, CpuEvaluator, GpuTimings};
+use crate::model::{EntityModel, HessianType, ModelSet};
+use crate::objective::{ObjectiveKind, Regularization, TrainingBatch};
 use crate::solver::{LbfgsOptions, SolveReport, SolveResult};
 use crate::vector::inf_norm;
 use rayon::prelude::*;
@@ -34,7 +31,10 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+mod pack;
 mod posterior;
+
+use pack::{pack_part, PartScratch, Plan};
 
 #[cfg(test)]
 use crate::eval::backend::CPU_PART_ENTITIES;
@@ -174,45 +174,6 @@ pub struct FitTimings {
     pub gpu: GpuTimings,
     /// Posterior precisions and model assembly.
     pub posterior: f64,
-}
-
-/// How one entity's coefficients map to data and prior.
-struct Plan<'p> {
-    entity: u32,
-    rows: &'p [usize],
-    /// Dataset feature ids of trained coefficients `1..free`, ascending (0 is the intercept).
-    data_features: Vec<u32>,
-    prior: Option<&'p EntityModel>,
-    /// Index in the prior of each trained coefficient, then of each kept one.
-    in_prior: Vec<Option<usize>>,
-    /// Whether every row has the features of the first (as in dense data).
-    uniform_rows: bool,
-}
-
-impl Plan<'_> {
-    /// Trained coefficients: the intercept and the data features.
-    fn free(&self) -> usize {
-        self.data_features.len() + 1
-    }
-
-    /// Keys of all coefficients: trained, then kept.
-    fn keys(&self, data: &Dataset) -> Vec<FeatureKey> {
-        let mut keys = Vec::with_capacity(self.in_prior.len());
-        keys.push(FeatureKey::intercept());
-        keys.extend(
-            self.data_features
-                .iter()
-                .map(|&f| data.features.key(f).clone()),
-        );
-        if let Some(pm) = self.prior {
-            keys.extend(
-                self.in_prior[self.free()..]
-                    .iter()
-                    .map(|pj| pm.features[pj.expect("kept coefficients are in the prior")].clone()),
-            );
-        }
-        keys
-    }
 }
 
 /// Train every entity of `data` on the CPU, each from its model in `prior` when there is
@@ -431,253 +392,6 @@ fn verify(batch: &TrainingBatch, solved: &SolveResult) -> Result<Verification> {
     Ok(v)
 }
 
-/// Feature non-zeros of `rows` (the intercept not counted).
-fn feature_nnz(data: &Dataset, rows: &[usize]) -> usize {
-    rows.iter()
-        .map(|&i| data.nz_ptr[i + 1] - data.nz_ptr[i])
-        .sum()
-}
-
-/// What one thread reuses from one part to the next.
-struct PartScratch<'c> {
-    /// `seen[f] == entity` marks features already found in the entity's rows.
-    seen: Vec<u32>,
-    /// Entity-local column of each dataset feature id, for the entity being packed.
-    column: Vec<u32>,
-    /// The packed buffers of the thread's last part, for the next to fill.
-    spare: Option<TrainingBatch>,
-    /// The thread's GPU buffers, made at its first GPU part.
-    gpu: Option<GpuWorkspace<'c>>,
-    /// One entity's penalties, prior mean and prior precision, as packed.
-    penalty: Vec<f64>,
-    mean: Vec<f64>,
-    precision: Vec<f64>,
-}
-
-impl PartScratch<'_> {
-    fn new(features: usize) -> Self {
-        PartScratch {
-            seen: vec![u32::MAX; features],
-            column: vec![0; features],
-            spare: None,
-            gpu: None,
-            penalty: Vec::new(),
-            mean: Vec::new(),
-            precision: Vec::new(),
-        }
-    }
-}
-
-/// Plan and pack the entities `part`, one at a time: an entity's rows are read to find its
-/// features and read again at once to pack them, while they are still in cache.
-fn pack_part<'p>(
-    fit: &Fit<'p>,
-    part: Range<usize>,
-    scratch: &mut PartScratch,
-) -> Result<(Vec<Plan<'p>>, TrainingBatch)> {
-    let Fit {
-        data,
-        groups,
-        prior,
-        config,
-        ..
-    } = *fit;
-    let loss = config.objective.loss();
-    let shape = match (config.objective.is_bayesian(), config.hessian) {
-        (false, _) => PrecisionShape::None,
-        (true, HessianType::Full) => PrecisionShape::Full,
-        (true, _) => PrecisionShape::Diagonal,
-    };
-    let rows = &groups.rows[groups.ptr[part.start]..groups.ptr[part.end]];
-    let mut b = match scratch.spare.take() {
-        Some(spare) => spare.into_builder(loss, shape),
-        None => TrainingBatch::builder(loss, shape),
-    };
-    b.reserve(part.len(), rows.len(), feature_nnz(data, rows));
-    let mut plans = Vec::with_capacity(part.len());
-    for e in part {
-        let plan = plan_entity(
-            data,
-            e as u32,
-            groups.of(e),
-            prior,
-            config,
-            &mut scratch.seen,
-        )?;
-        pack_entity(&mut b, data, &plan, config, scratch);
-        plans.push(plan);
-    }
-    Ok((plans, b.build()))
-}
-
-/// The plan of `entity`, whose records are `rows`: its features in id order and where its
-/// coefficients are in its prior. `seen` is the thread's [`PartScratch::seen`].
-fn plan_entity<'p>(
-    data: &Dataset,
-    entity: u32,
-    rows: &'p [usize],
-    prior: Option<&'p ModelSet>,
-    config: &TrainConfig,
-    seen: &mut [u32],
-) -> Result<Plan<'p>> {
-    let mut data_features = Vec::new();
-    let mut previous: &[u32] = &[];
-    let mut uniform_rows = true;
-    // Ids ascend strictly within a row, so two rows with every feature of the dataset hold
-    // the same ids: they need not be read (in dense data, nowhere else in a fit).
-    let every_feature = |ids: &[u32]| ids.len() == data.features.len();
-    for (r, &i) in rows.iter().enumerate() {
-        let ids = data.row_features(i).0;
-        // A row with the previous row's features (every row, in dense data) adds none.
-        if r > 0 && ((every_feature(ids) && every_feature(previous)) || ids == previous) {
-            continue;
-        }
-        uniform_rows &= r == 0;
-        for &f in ids {
-            if std::mem::replace(&mut seen[f as usize], entity) != entity {
-                data_features.push(f);
-            }
-        }
-        previous = ids;
-    }
-    data_features.sort_unstable();
-    let key = data.entities.key(entity);
-    let origin = prior.and_then(|p| p.origin(key));
-    let prior = prior.and_then(|p| p.get(key));
-    let mut plan = Plan {
-        entity,
-        rows,
-        in_prior: vec![None; data_features.len() + 1],
-        data_features,
-        prior,
-        uniform_rows,
-    };
-    if let Some(pm) = prior {
-        check_prior_fits(pm, origin, config)?;
-        for (pj, key) in pm.features.iter().enumerate() {
-            let local = if key.is_intercept() {
-                Some(0)
-            } else {
-                data.features
-                    .get(key)
-                    .and_then(|f| plan.data_features.binary_search(&f).ok())
-                    .map(|c| c + 1)
-            };
-            match local {
-                Some(j) => plan.in_prior[j] = Some(pj),
-                None => plan.in_prior.push(Some(pj)),
-            }
-        }
-    }
-    Ok(plan)
-}
-
-/// A prior "fits" when it can serve as `H₀` for the requested training.
-/// With the model's file and line known, a misfit is an input error there.
-fn check_prior_fits(
-    pm: &EntityModel,
-    origin: Option<(&std::path::Path, usize)>,
-    config: &TrainConfig,
-) -> Result<()> {
-    if !config.objective.is_bayesian() {
-        return Ok(());
-    }
-    let mismatch = |message: String| {
-        Err(match origin {
-            Some((path, line)) => Error::input(
-                path,
-                line,
-                "hessian",
-                format!("prior for entity {:?}: {message}", pm.entity),
-            ),
-            None => Error::PriorMismatch {
-                entity: pm.entity.clone(),
-                message,
-            },
-        })
-    };
-    match (&pm.precision, config.hessian) {
-        (Precision::None, _) => mismatch(format!(
-            "it keeps no precision (Hessian type none), but {} needs one; retrain it with --hessian diagonal or full",
-            config.objective
-        )),
-        (Precision::Full(_), h) if h != HessianType::Full => mismatch(format!(
-            "it has a full precision matrix but --hessian {h} was asked; use --hessian full so its correlations are not dropped"
-        )),
-        _ => Ok(()),
-    }
-}
-
-fn pack_entity(
-    b: &mut TrainingBatchBuilder,
-    data: &Dataset,
-    plan: &Plan,
-    config: &TrainConfig,
-    scratch: &mut PartScratch,
-) {
-    let objective = config.objective;
-    let loss = objective.loss();
-    let reg = &config.regularization;
-    let column = &mut scratch.column;
-    for (j, &f) in plan.data_features.iter().enumerate() {
-        column[f as usize] = j as u32 + 1;
-    }
-    // Uniform rows: the first spells its columns out, the others reuse them.
-    let (spelled, uniform) = match plan.uniform_rows {
-        true => plan.rows.split_at(plan.rows.len().min(1)),
-        false => (plan.rows, &[][..]),
-    };
-    for &i in spelled {
-        let (ids, vals) = data.row_features(i);
-        // Dataset ids ascend within a row and `column` is monotone, so columns ascend.
-        let cols = ids.iter().map(|&f| column[f as usize]);
-        let label = training_label(loss, data.label[i]);
-        b.push_row(label, data.weight[i], data.offset[i], cols, vals);
-    }
-    // Rows with the first row's columns, copied a run of consecutive records at a time (a
-    // file grouped by entity holds one run per entity).
-    for run in uniform.chunk_by(|&i, &j| j == i + 1) {
-        let rows = run[0]..run[run.len() - 1] + 1;
-        b.push_rows_with_previous_columns(
-            data.label[rows.clone()]
-                .iter()
-                .map(|&y| training_label(loss, y)),
-            &data.weight[rows.clone()],
-            &data.offset[rows.clone()],
-            &data.values[data.nz_ptr[rows.start]..data.nz_ptr[rows.end]],
-        );
-    }
-    let d = plan.free();
-    let h0 = |j: usize, k: usize| -> f64 {
-        match (plan.prior, plan.in_prior[j], plan.in_prior[k]) {
-            (Some(pm), Some(pj), Some(pk)) => pm.precision_at(pj, pk).unwrap_or(0.0),
-            _ if j == k => reg.cold_precision(j),
-            _ => 0.0,
-        }
-    };
-    let delta = reg.delta;
-    let PartScratch {
-        penalty,
-        mean,
-        precision,
-        ..
-    } = scratch;
-    penalty.clear();
-    penalty.extend((0..d).map(|j| reg.coefficient_penalty(objective, j)));
-    mean.clear();
-    mean.extend((0..d).map(|j| match (plan.prior, plan.in_prior[j]) {
-        (Some(pm), Some(pj)) => pm.means[pj],
-        _ => 0.0,
-    }));
-    precision.clear();
-    match b.precision_shape() {
-        PrecisionShape::None => {}
-        PrecisionShape::Diagonal => precision.extend((0..d).map(|j| delta * h0(j, j))),
-        PrecisionShape::Full => precision.extend((0..d * d).map(|jk| delta * h0(jk / d, jk % d))),
-    }
-    b.finish_entity(penalty, mean, precision);
-}
-
 /// Models of `prior` whose entities are absent from `data`: they pass through unchanged
 /// so that the output of an incremental run is the complete model set.
 pub fn untouched_priors<'a>(
@@ -692,7 +406,10 @@ pub fn untouched_priors<'a>(
 
 #[cfg(test)]
 mod tests {
+    use super::pack::plan_entity;
     use super::*;
+    use crate::data::FeatureKey;
+    use crate::model::Precision;
     use crate::synth::{generate, SyntheticSpec};
 
     #[test]
