@@ -1,6 +1,6 @@
 //! Input and output helpers.
 //!
-//! - [`output`]: output files and directories, checked against the inputs before any work
+//! - `output`: output files and directories, checked against the inputs before any work
 //!   starts and written so that a crash or an error never leaves a half-written file.
 //! - [`LineReader`]: numbered lines of text input; a byte-order mark dropped, bad UTF-8
 //!   an error naming the line.

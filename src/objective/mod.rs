@@ -29,12 +29,12 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+mod batch;
 mod entity;
 mod exp;
 
-pub use entity::{
-    EntityPrior, EntityProblem, PrecisionShape, PriorPrecision, TrainingBatch, TrainingBatchBuilder,
-};
+pub use batch::{PrecisionShape, PriorPrecision, TrainingBatch, TrainingBatchBuilder};
+pub use entity::{EntityPrior, EntityProblem};
 pub use exp::exp_nonpositive;
 
 use std::fmt;

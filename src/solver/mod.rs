@@ -3,7 +3,7 @@
 //! Every entity of a batch owns its L-BFGS state in f64. A round gathers the pending
 //! trial point of every running entity, evaluates them all with one
 //! [`BatchEvaluator::evaluate`] call, then lets each entity accept, backtrack or finish
-//! ([`line_search`]). Finished entities leave the active list, so later rounds evaluate
+//! (`line_search.rs`). Finished entities leave the active list, so later rounds evaluate
 //! only the entities still running.
 //!
 //! Stopping follows scipy's L-BFGS-B (`fmin_l_bfgs_b`) so that settings carry over:

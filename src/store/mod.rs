@@ -16,11 +16,11 @@
 //!
 //! One process writes at a time; any number may read (`glmix score`, `eval`, `store
 //! export`) while it does. Reading never writes the file, not even to repair what a
-//! killed writer left ([`overlay`]).
+//! killed writer left (`overlay.rs`).
 //!
 //! **Damage.** Each model carries a checksum ([`codec`]), so a damaged model is refused
 //! by name. redb itself answers some damage to its pages by panicking; every store
-//! operation runs under [`guarded`], which turns such a panic into an [`Error::Store`]
+//! operation runs under `guarded`, which turns such a panic into an [`Error::Store`]
 //! saying the file is damaged (the binary's panic hook keeps redb's message off stderr).
 
 pub mod codec;

@@ -18,7 +18,7 @@
 //! The device and the pipelines are built once in a [`GpuContext`]; each thread keeps a
 //! [`GpuWorkspace`] whose buffers and bind group serve part after part; a
 //! [`GpuEvaluator`] is one part in a workspace. Uploads go through persistent staging
-//! ([`staging`]); one poller thread makes every device poll ([`poller`]) while workers
+//! (`staging.rs`); one poller thread makes every device poll (`poller.rs`) while workers
 //! wait parked. Device errors are caught by error scopes (and an uncaptured-error
 //! handler) and returned as [`EvalError`]s.
 //!
