@@ -489,3 +489,31 @@ fn a_parquet_file_is_known_by_its_bytes_and_refused_by_json_lines_commands() {
     }
     assert!(!dir.path("s.redb").exists() && !dir.path("g.jsonl").exists());
 }
+
+#[test]
+fn an_arrow_ipc_file_gives_the_json_lines_models() {
+    let dir = Dir::new();
+    let jsonl = write_jsonl(&dir, "r.jsonl");
+    let mut cols = base_columns();
+    cols.push(("features", ntv_column()));
+    let schema = Arc::new(Schema::new(
+        cols.iter()
+            .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
+            .collect::<Vec<_>>(),
+    ));
+    let batch =
+        RecordBatch::try_new(schema.clone(), cols.into_iter().map(|(_, a)| a).collect()).unwrap();
+    let file = fs::File::create(dir.path("r.arrow")).unwrap();
+    let mut writer = arrow_ipc::writer::FileWriter::try_new(file, &schema).unwrap();
+    // Two batches, so that record numbers carry over from one to the next.
+    writer.write(&batch.slice(0, 250)).unwrap();
+    writer
+        .write(&batch.slice(250, batch.num_rows() - 250))
+        .unwrap();
+    writer.finish().unwrap();
+    let from_json = train(&dir, &jsonl, "json.models.jsonl", &[]);
+    assert!(train(&dir, &dir.arg("r.arrow"), "arrow.models.jsonl", &[]) == from_json);
+    // Known by its bytes too, whatever its name.
+    fs::rename(dir.path("r.arrow"), dir.path("records")).unwrap();
+    assert!(train(&dir, &dir.arg("records"), "named.models.jsonl", &[]) == from_json);
+}

@@ -87,6 +87,9 @@ enum FormatArg {
     /// or the numeric columns of --feature-columns.
     #[cfg(feature = "parquet")]
     Parquet,
+    /// Arrow IPC (Feather v2) with the columns Parquet has.
+    #[cfg(feature = "parquet")]
+    Arrow,
 }
 
 /// Where records come from and how they are read.
@@ -131,6 +134,12 @@ impl DataArgs {
             if extension == Some("parquet") || glmix::data::is_parquet(&self.data) {
                 return FormatArg::Parquet;
             }
+            #[cfg(feature = "parquet")]
+            if matches!(extension, Some("arrow" | "feather" | "ipc"))
+                || glmix::data::is_arrow_ipc(&self.data)
+            {
+                return FormatArg::Arrow;
+            }
             match extension {
                 Some("tsv") => FormatArg::Tsv,
                 _ => FormatArg::Jsonl,
@@ -173,6 +182,8 @@ impl DataArgs {
             FormatArg::Tsv => Format::Tsv,
             #[cfg(feature = "parquet")]
             FormatArg::Parquet => Format::Parquet,
+            #[cfg(feature = "parquet")]
+            FormatArg::Arrow => Format::ArrowIpc,
         };
         if !self.feature_columns.is_empty() && matches!(format, Format::Jsonl | Format::Tsv) {
             anyhow::bail!(
@@ -329,14 +340,24 @@ struct GroupArgs {
 }
 
 /// `glmix group`.
+/// Whether `path` is a Parquet or Arrow IPC file, which the commands that read JSON lines
+/// only refuse by name.
+pub(crate) fn is_columnar(path: &std::path::Path) -> bool {
+    #[cfg(feature = "parquet")]
+    if glmix::data::is_arrow_ipc(path) {
+        return true;
+    }
+    glmix::data::is_parquet(path)
+}
+
 fn group(a: GroupArgs) -> Result<()> {
     check_paths(&[
         PathRole::input("--data", &a.data),
         PathRole::output("--out", &a.out),
     ])?;
-    if glmix::data::is_parquet(&a.data) {
+    if is_columnar(&a.data) {
         anyhow::bail!(
-            "{}: glmix group rewrites NTV JSON lines; a Parquet file needs no grouping (train reads it whole)",
+            "{}: glmix group rewrites NTV JSON lines; a Parquet or Arrow file needs no grouping (train reads it whole)",
             a.data.display()
         );
     }

@@ -2,7 +2,7 @@
 //! progressive validation, into a durable model store (see `glmix::stream`).
 
 use super::train::{Compute, ModelArgs};
-use super::{progress_bar, FormatArg};
+use super::{is_columnar, progress_bar, FormatArg};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use glmix::data::{EntityMode, OffsetModel, ReadOptions};
@@ -97,9 +97,9 @@ pub fn run(a: StreamArgs) -> Result<()> {
     );
     paths.extend(a.plot.as_deref().map(|p| PathRole::output("--plot", p)));
     check_paths(&paths)?;
-    if a.format != FormatArg::Jsonl || glmix::data::is_parquet(&a.data) {
+    if a.format != FormatArg::Jsonl || is_columnar(&a.data) {
         bail!(
-            "{}: glmix stream reads NTV JSON lines only (train, score, eval and game read Parquet)",
+            "{}: glmix stream reads NTV JSON lines only (train, score, eval and game read Parquet and Arrow)",
             a.data.display()
         );
     }

@@ -216,7 +216,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             Box::new(move || pending.take().map(|data| data.read()).transpose())
         }
         Some(n) => {
-            if a.data.format() != FormatArg::Jsonl || glmix::data::is_parquet(&a.data.data) {
+            if a.data.format() != FormatArg::Jsonl || super::is_columnar(&a.data.data) {
                 bail!("--chunk-entities reads NTV JSON lines (a TSV file is one entity; a Parquet file is read whole)");
             }
             let mut reader = EntityChunks::open(&a.data.data, &a.data.options(), n)?;

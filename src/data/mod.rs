@@ -24,7 +24,10 @@ pub use jsonl::{
 };
 pub use offset_model::OffsetModel;
 #[cfg(feature = "parquet")]
-pub use parquet::{read_parquet, read_parquet_with_ids, write_scores as write_scores_parquet};
+pub use parquet::{
+    is_arrow_ipc, read_arrow_ipc_with_ids, read_parquet, read_parquet_with_ids,
+    write_scores as write_scores_parquet,
+};
 pub use tsv::read_tsv;
 
 use crate::error::{Error, Result};
@@ -152,6 +155,9 @@ pub enum Format {
     /// Parquet: one record per row (see [`read_parquet`]).
     #[cfg(feature = "parquet")]
     Parquet,
+    /// Arrow IPC (Feather v2): the columns Parquet has.
+    #[cfg(feature = "parquet")]
+    ArrowIpc,
 }
 
 /// Records held column-wise: row `i` has entity `entity[i]`, features
@@ -470,6 +476,8 @@ pub fn read_records(path: &Path, format: Format, options: &ReadOptions) -> Resul
         }
         #[cfg(feature = "parquet")]
         Format::Parquet => read_parquet(path, options)?,
+        #[cfg(feature = "parquet")]
+        Format::ArrowIpc => read_arrow_ipc_with_ids(path, options, &[])?.0,
     };
     let mut data = data;
     data.sort_features();

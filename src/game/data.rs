@@ -19,6 +19,11 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
+/// A columnar reader: records and the id columns of `keys`.
+#[cfg(feature = "parquet")]
+type ReadColumns =
+    fn(&Path, &ReadOptions, &[String]) -> Result<(Dataset, Vec<(Interner<String>, Vec<u32>)>)>;
+
 /// The entity ids of one key, one per record.
 #[derive(Debug, Clone)]
 pub struct IdColumn {
@@ -42,7 +47,11 @@ impl GameData {
     pub fn read(path: &Path, keys: &[String]) -> Result<Self> {
         #[cfg(feature = "parquet")]
         if path.extension().is_some_and(|e| e == "parquet") || crate::data::is_parquet(path) {
-            return Self::read_parquet(path, keys);
+            return Self::read_columns(path, keys, crate::data::read_parquet_with_ids);
+        }
+        #[cfg(feature = "parquet")]
+        if crate::data::is_arrow_ipc(path) {
+            return Self::read_columns(path, keys, crate::data::read_arrow_ipc_with_ids);
         }
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let reader = BufReader::with_capacity(1 << 20, file);
@@ -102,16 +111,16 @@ impl GameData {
         })
     }
 
-    /// [`Self::read`] for a Parquet file (see [`crate::data::read_parquet`]): the id fields
-    /// are columns of strings or integers.
+    /// [`Self::read`] for a Parquet or Arrow IPC file (see [`crate::data::read_parquet`]),
+    /// read by `read`: the id fields are columns of strings or integers.
     #[cfg(feature = "parquet")]
-    fn read_parquet(path: &Path, keys: &[String]) -> Result<Self> {
+    fn read_columns(path: &Path, keys: &[String], read: ReadColumns) -> Result<Self> {
         let options = ReadOptions {
             entity: EntityMode::Single("all".into()),
             timestamp_field: None,
             feature_columns: Vec::new(),
         };
-        let (records, ids) = crate::data::read_parquet_with_ids(path, &options, keys)?;
+        let (records, ids) = read(path, &options, keys)?;
         if records.num_rows() == 0 {
             return Err(Error::EmptyInput {
                 path: path.to_path_buf(),

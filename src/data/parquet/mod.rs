@@ -136,6 +136,40 @@ pub fn read_parquet_with_ids(
     Ok((data, ids))
 }
 
+/// Records from an Arrow IPC file (Feather v2), the same columns as
+/// [`read_parquet_with_ids`] reads, batch after batch.
+pub fn read_arrow_ipc_with_ids(
+    path: &Path,
+    options: &ReadOptions,
+    id_keys: &[String],
+) -> Result<(Dataset, Vec<Ids>)> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let not_ipc = |e: arrow_schema::ArrowError| Error::Schema {
+        path: path.to_path_buf(),
+        field: "file".into(),
+        message: format!("not a readable Arrow IPC file: {e}"),
+    };
+    let reader = arrow_ipc::reader::FileReader::try_new_buffered(file, None).map_err(not_ipc)?;
+    let plan = Plan::new(path, &reader.schema(), options, id_keys)?;
+    let mut ids: Vec<Ids> = id_keys.iter().map(|_| Ids::default()).collect();
+    let (mut data, mut memo, mut row) = (Dataset::new(), Memo::default(), 0);
+    for batch in reader {
+        let batch = batch.map_err(not_ipc)?;
+        plan.append(path, &batch, row, &mut data, &mut ids, &mut memo)?;
+        row += batch.num_rows();
+    }
+    Ok((data, ids))
+}
+
+/// Whether `path` is an Arrow IPC file (it starts with the magic bytes `ARROW1`).
+pub fn is_arrow_ipc(path: &Path) -> bool {
+    let mut head = [0u8; 6];
+    File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok()
+        && &head == b"ARROW1"
+}
+
 fn unreadable(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Schema {
         path: path.to_path_buf(),
