@@ -85,11 +85,20 @@ enum FormatArg {
     Tsv,
     /// Parquet: label, weight, offset, the entity column, and an NTV `features` list column
     /// or the numeric columns of --feature-columns.
-    #[cfg(feature = "parquet")]
     Parquet,
     /// Arrow IPC (Feather v2) with the columns Parquet has.
-    #[cfg(feature = "parquet")]
     Arrow,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Format {
+        match f {
+            FormatArg::Jsonl => Format::Jsonl,
+            FormatArg::Tsv => Format::Tsv,
+            FormatArg::Parquet => Format::Parquet,
+            FormatArg::Arrow => Format::ArrowIpc,
+        }
+    }
 }
 
 /// Where records come from and how they are read.
@@ -125,26 +134,10 @@ struct DataArgs {
 }
 
 impl DataArgs {
-    /// `--format`, or Parquet for a `.parquet` name or a file that starts as Parquet files
-    /// do, TSV for a `.tsv` name, else JSON lines.
-    fn format(&self) -> FormatArg {
-        self.format.unwrap_or_else(|| {
-            let extension = self.data.extension().and_then(|e| e.to_str());
-            #[cfg(feature = "parquet")]
-            if extension == Some("parquet") || glmix::data::is_parquet(&self.data) {
-                return FormatArg::Parquet;
-            }
-            #[cfg(feature = "parquet")]
-            if matches!(extension, Some("arrow" | "feather" | "ipc"))
-                || glmix::data::is_arrow_ipc(&self.data)
-            {
-                return FormatArg::Arrow;
-            }
-            match extension {
-                Some("tsv") => FormatArg::Tsv,
-                _ => FormatArg::Jsonl,
-            }
-        })
+    /// `--format`, or the format `--data`'s name or first bytes say ([`Format::of_file`]).
+    fn format(&self) -> Format {
+        self.format
+            .map_or_else(|| Format::of_file(&self.data), Format::from)
     }
 
     /// The files read: `--data` and `--offset-model`.
@@ -177,17 +170,10 @@ impl DataArgs {
     }
 
     fn read(&self) -> Result<Dataset> {
-        let format = match self.format() {
-            FormatArg::Jsonl => Format::Jsonl,
-            FormatArg::Tsv => Format::Tsv,
-            #[cfg(feature = "parquet")]
-            FormatArg::Parquet => Format::Parquet,
-            #[cfg(feature = "parquet")]
-            FormatArg::Arrow => Format::ArrowIpc,
-        };
-        if !self.feature_columns.is_empty() && matches!(format, Format::Jsonl | Format::Tsv) {
+        let format = self.format();
+        if !self.feature_columns.is_empty() && !format.is_columnar() {
             anyhow::bail!(
-                "--feature-columns names Parquet columns; {} is not read as Parquet",
+                "--feature-columns names Parquet columns; {} is not read as Parquet or Arrow",
                 self.data.display()
             );
         }
@@ -340,22 +326,12 @@ struct GroupArgs {
 }
 
 /// `glmix group`.
-/// Whether `path` is a Parquet or Arrow IPC file, which the commands that read JSON lines
-/// only refuse by name.
-pub(crate) fn is_columnar(path: &std::path::Path) -> bool {
-    #[cfg(feature = "parquet")]
-    if glmix::data::is_arrow_ipc(path) {
-        return true;
-    }
-    glmix::data::is_parquet(path)
-}
-
 fn group(a: GroupArgs) -> Result<()> {
     check_paths(&[
         PathRole::input("--data", &a.data),
         PathRole::output("--out", &a.out),
     ])?;
-    if is_columnar(&a.data) {
+    if Format::of_file(&a.data).is_columnar() {
         anyhow::bail!(
             "{}: glmix group rewrites NTV JSON lines; a Parquet or Arrow file needs no grouping (train reads it whole)",
             a.data.display()

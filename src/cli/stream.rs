@@ -2,10 +2,10 @@
 //! progressive validation, into a durable model store (see `glmix::stream`).
 
 use super::train::{Compute, ModelArgs};
-use super::{is_columnar, progress_bar, FormatArg};
+use super::{progress_bar, FormatArg};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use glmix::data::{EntityMode, OffsetModel, ReadOptions};
+use glmix::data::{EntityMode, Format, OffsetModel, ReadOptions};
 use glmix::io::{check_paths, write_output, PathRole};
 use glmix::plot::{line_chart, Series};
 use glmix::store::ModelStore;
@@ -97,7 +97,7 @@ pub fn run(a: StreamArgs) -> Result<()> {
     );
     paths.extend(a.plot.as_deref().map(|p| PathRole::output("--plot", p)));
     check_paths(&paths)?;
-    if a.format != FormatArg::Jsonl || is_columnar(&a.data) {
+    if a.format != FormatArg::Jsonl || Format::of_file(&a.data).is_columnar() {
         bail!(
             "{}: glmix stream reads NTV JSON lines only (train, score, eval and game read Parquet and Arrow)",
             a.data.display()

@@ -1,9 +1,9 @@
 //! `glmix train`.
 
-use super::{notice_non_binary_labels, progress_bar, DataArgs, FormatArg};
+use super::{notice_non_binary_labels, progress_bar, DataArgs};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use glmix::data::{Dataset, EntityChunks};
+use glmix::data::{Dataset, EntityChunks, Format};
 use glmix::eval::GpuContext;
 use glmix::io::write_output;
 use glmix::io::{check_paths, OutputFile, PathRole, ReadAhead};
@@ -216,7 +216,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             Box::new(move || pending.take().map(|data| data.read()).transpose())
         }
         Some(n) => {
-            if a.data.format() != FormatArg::Jsonl || super::is_columnar(&a.data.data) {
+            if a.data.format() != Format::Jsonl || Format::of_file(&a.data.data).is_columnar() {
                 bail!("--chunk-entities reads NTV JSON lines (a TSV file is one entity; a Parquet file is read whole)");
             }
             let mut reader = EntityChunks::open(&a.data.data, &a.data.options(), n)?;

@@ -25,7 +25,7 @@ pub use jsonl::{
 pub use offset_model::OffsetModel;
 #[cfg(feature = "parquet")]
 pub use parquet::{
-    is_arrow_ipc, read_arrow_ipc_with_ids, read_parquet, read_parquet_with_ids,
+    read_arrow_ipc_with_ids, read_parquet, read_parquet_with_ids,
     write_scores as write_scores_parquet,
 };
 pub use tsv::read_tsv;
@@ -152,12 +152,35 @@ pub enum Format {
     Jsonl,
     /// Dense TSV: `timestamp, label, v1 … vK`.
     Tsv,
-    /// Parquet: one record per row (see [`read_parquet`]).
-    #[cfg(feature = "parquet")]
+    /// Parquet: one record per row (`read_parquet`, with the cargo feature `parquet`).
     Parquet,
     /// Arrow IPC (Feather v2): the columns Parquet has.
-    #[cfg(feature = "parquet")]
     ArrowIpc,
+}
+
+impl Format {
+    /// The format a file's name or first bytes say: Parquet (`.parquet`, or `PAR1`), Arrow
+    /// IPC (`.arrow`, `.feather`, `.ipc`, or `ARROW1`), TSV (`.tsv`), else JSON lines.
+    pub fn of_file(path: &Path) -> Format {
+        let extension = path.extension().and_then(|e| e.to_str());
+        if extension == Some("parquet") || crate::io::starts_with(path, b"PAR1") {
+            Format::Parquet
+        } else if matches!(extension, Some("arrow" | "feather" | "ipc"))
+            || crate::io::starts_with(path, b"ARROW1")
+        {
+            Format::ArrowIpc
+        } else if extension == Some("tsv") {
+            Format::Tsv
+        } else {
+            Format::Jsonl
+        }
+    }
+
+    /// Whether the format holds columns (Parquet, Arrow IPC), which the line-by-line
+    /// readers (`stream`, `group`, `train --chunk-entities`) refuse by name.
+    pub fn is_columnar(self) -> bool {
+        matches!(self, Format::Parquet | Format::ArrowIpc)
+    }
 }
 
 /// Records held column-wise: row `i` has entity `entity[i]`, features
@@ -453,14 +476,32 @@ impl ReadOptions {
     }
 }
 
-/// Whether `path` is a Parquet file (it starts with Parquet's magic bytes `PAR1`), for
-/// commands that read JSON lines only to refuse it by name rather than as bad text.
-pub fn is_parquet(path: &Path) -> bool {
-    let mut head = [0u8; 4];
-    std::fs::File::open(path)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
-        .is_ok()
-        && &head == b"PAR1"
+/// One id column of a columnar file: its distinct ids, and each record's.
+pub type Ids = (Interner<String>, Vec<u32>);
+
+/// Records and the id columns `id_keys` of a Parquet or Arrow IPC file, as GAME reads
+/// them (see `read_parquet_with_ids`).
+pub fn read_columnar_with_ids(
+    path: &Path,
+    format: Format,
+    options: &ReadOptions,
+    id_keys: &[String],
+) -> Result<(Dataset, Vec<Ids>)> {
+    match format {
+        #[cfg(feature = "parquet")]
+        Format::Parquet => read_parquet_with_ids(path, options, id_keys),
+        #[cfg(feature = "parquet")]
+        Format::ArrowIpc => read_arrow_ipc_with_ids(path, options, id_keys),
+        #[cfg(not(feature = "parquet"))]
+        Format::Parquet | Format::ArrowIpc => {
+            let _ = (options, id_keys);
+            Err(Error::Config(format!(
+                "{}: {format:?} records need glmix built with the cargo feature `parquet`",
+                path.display()
+            )))
+        }
+        Format::Jsonl | Format::Tsv => unreachable!("{format:?} is read line by line"),
+    }
 }
 
 /// Read a records file in `format`; an empty file is an error.
@@ -474,10 +515,7 @@ pub fn read_records(path: &Path, format: Format, options: &ReadOptions) -> Resul
             };
             read_tsv(path, &entity)?
         }
-        #[cfg(feature = "parquet")]
-        Format::Parquet => read_parquet(path, options)?,
-        #[cfg(feature = "parquet")]
-        Format::ArrowIpc => read_arrow_ipc_with_ids(path, options, &[])?.0,
+        Format::Parquet | Format::ArrowIpc => read_columnar_with_ids(path, format, options, &[])?.0,
     };
     let mut data = data;
     data.sort_features();

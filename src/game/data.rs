@@ -9,7 +9,9 @@
 //! A coordinate sees every record through its feature set (features whose name is in the
 //! set) and its entity key (the fixed effect has one entity, named after the coordinate).
 
-use crate::data::{parse_line, Dataset, EntityMode, Interner, ReadOptions};
+use crate::data::{
+    parse_line, read_columnar_with_ids, Dataset, EntityMode, Format, Interner, ReadOptions,
+};
 use crate::error::{Error, Result};
 use crate::io::{fnv1a, LineReader, FNV1A_EMPTY};
 use rand::{Rng, SeedableRng};
@@ -18,11 +20,6 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
-
-/// A columnar reader: records and the id columns of `keys`.
-#[cfg(feature = "parquet")]
-type ReadColumns =
-    fn(&Path, &ReadOptions, &[String]) -> Result<(Dataset, Vec<(Interner<String>, Vec<u32>)>)>;
 
 /// The entity ids of one key, one per record.
 #[derive(Debug, Clone)]
@@ -45,13 +42,9 @@ impl GameData {
     /// Read NTV JSON lines, keeping the id fields named by `keys`; every record must have
     /// each of them. An empty file is an error.
     pub fn read(path: &Path, keys: &[String]) -> Result<Self> {
-        #[cfg(feature = "parquet")]
-        if path.extension().is_some_and(|e| e == "parquet") || crate::data::is_parquet(path) {
-            return Self::read_columns(path, keys, crate::data::read_parquet_with_ids);
-        }
-        #[cfg(feature = "parquet")]
-        if crate::data::is_arrow_ipc(path) {
-            return Self::read_columns(path, keys, crate::data::read_arrow_ipc_with_ids);
+        let format = Format::of_file(path);
+        if format.is_columnar() {
+            return Self::read_columns(path, keys, format);
         }
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let reader = BufReader::with_capacity(1 << 20, file);
@@ -111,16 +104,15 @@ impl GameData {
         })
     }
 
-    /// [`Self::read`] for a Parquet or Arrow IPC file (see [`crate::data::read_parquet`]),
-    /// read by `read`: the id fields are columns of strings or integers.
-    #[cfg(feature = "parquet")]
-    fn read_columns(path: &Path, keys: &[String], read: ReadColumns) -> Result<Self> {
+    /// [`Self::read`] for a Parquet or Arrow IPC file ([`read_columnar_with_ids`]): the
+    /// id fields are columns of strings or integers.
+    fn read_columns(path: &Path, keys: &[String], format: Format) -> Result<Self> {
         let options = ReadOptions {
             entity: EntityMode::Single("all".into()),
             timestamp_field: None,
             feature_columns: Vec::new(),
         };
-        let (records, ids) = read(path, &options, keys)?;
+        let (records, ids) = read_columnar_with_ids(path, format, &options, keys)?;
         if records.num_rows() == 0 {
             return Err(Error::EmptyInput {
                 path: path.to_path_buf(),

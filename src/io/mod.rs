@@ -17,6 +17,15 @@ pub use output::{
 
 use crate::error::{Error, Result};
 
+/// Whether the file at `path` starts with `magic` (false when it cannot be read).
+pub fn starts_with(path: &std::path::Path, magic: &[u8]) -> bool {
+    let mut head = vec![0u8; magic.len()];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok()
+        && head == magic
+}
+
 /// The FNV-1a offset basis: the hash of no bytes.
 pub const FNV1A_EMPTY: u64 = 0xcbf2_9ce4_8422_2325;
 

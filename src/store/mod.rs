@@ -33,7 +33,6 @@ use redb::{
     ConcurrencyMode, Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable,
     ReadableTableMetadata, TableDefinition,
 };
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 const MODELS: TableDefinition<&str, &[u8]> = TableDefinition::new("models");
@@ -135,11 +134,7 @@ impl ModelStore {
 
     /// Whether `path` is a model store (rather than a model JSON-lines file).
     pub fn is_store(path: &Path) -> bool {
-        let mut head = [0u8; 4];
-        std::fs::File::open(path)
-            .and_then(|mut f| f.read_exact(&mut head))
-            .is_ok()
-            && &head == MAGIC
+        crate::io::starts_with(path, MAGIC)
     }
 
     pub fn path(&self) -> &Path {

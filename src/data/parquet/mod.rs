@@ -16,17 +16,16 @@
 //!
 //! Row groups are decoded in parallel, each on a thread of its own, while one thread
 //! appends their batches in file order, so entities are numbered by first appearance as
-//! in any other format. Errors name
-//! the file, the record number (1-based over the whole file, in place of a line) and the
-//! column; a missing or mistyped column is refused before any record is read. Other
-//! columns are reported as keys no field reads.
+//! in any other format. Errors name the file, the record number (1-based over the whole
+//! file, in place of a line) and the column; a missing or mistyped column is refused
+//! before any record is read. Other columns are reported as keys no field reads.
 
 mod columns;
 mod write;
 
 pub use write::write_scores;
 
-use super::{finite, Dataset, EntityMode, FeatureKey, Interner, ReadOptions};
+use super::{finite, Dataset, EntityMode, FeatureKey, Ids, ReadOptions};
 use crate::error::{Error, Result};
 use arrow_array::RecordBatch;
 use arrow_schema::Schema;
@@ -48,9 +47,6 @@ const QUEUED_BATCHES: usize = 2;
 pub fn read_parquet(path: &Path, options: &ReadOptions) -> Result<Dataset> {
     Ok(read_parquet_with_ids(path, options, &[])?.0)
 }
-
-/// One id column of [`read_parquet_with_ids`]: its distinct ids, and each record's.
-pub type Ids = (Interner<String>, Vec<u32>);
 
 /// [`read_parquet`], also reading the id columns `id_keys` (strings or integers, never
 /// null), as GAME's random effects need them.
@@ -159,15 +155,6 @@ pub fn read_arrow_ipc_with_ids(
         row += batch.num_rows();
     }
     Ok((data, ids))
-}
-
-/// Whether `path` is an Arrow IPC file (it starts with the magic bytes `ARROW1`).
-pub fn is_arrow_ipc(path: &Path) -> bool {
-    let mut head = [0u8; 6];
-    File::open(path)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
-        .is_ok()
-        && &head == b"ARROW1"
 }
 
 fn unreadable(path: &Path, e: impl std::fmt::Display) -> Error {
