@@ -266,7 +266,12 @@ fn gpu_models_do_not_depend_on_how_the_entities_are_cut_into_concurrent_parts() 
     };
     let one_part = fit_in_parts_of(1 << 20);
     let parts_of_three = fit_in_parts_of(12);
-    assert!(one_part.gpu_fallbacks.is_empty() && parts_of_three.gpu_fallbacks.is_empty());
+    assert!(
+        one_part.gpu_fallbacks.is_empty() && parts_of_three.gpu_fallbacks.is_empty(),
+        "{:?} {:?}",
+        one_part.gpu_fallbacks,
+        parts_of_three.gpu_fallbacks
+    );
     assert_eq!(one_part.models.len(), 60);
     // Each entity's sums are its own, so the f32 arithmetic and the optimum are the same.
     assert_eq!(one_part.models, parts_of_three.models);

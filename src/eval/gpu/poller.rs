@@ -3,9 +3,11 @@
 //! A worker submits its own command buffer, whose read-backs and staging re-maps were
 //! asked for with `map_buffer_on_submit`, and hands the submission to [`Poller::wait`]. The
 //! poller thread takes submissions in the order they were handed over and blocks in
-//! `device.poll(Wait { submission })` on each, which returns once that submission has run
-//! and its map callbacks have been called; then it wakes the worker. Submissions to one
-//! queue complete in order, so waiting on the oldest never holds up a younger one.
+//! `device.poll(Wait { submission })` on each, which returns once that submission has run;
+//! then it wakes the worker. Submissions to one queue complete in order, so waiting on the
+//! oldest never holds up a younger one. A map's callback is usually called by that poll,
+//! but another worker's `queue.submit` may have collected it and call it a moment later, so
+//! the worker then waits for the callback itself (`readback::outcome_after_run`).
 //!
 //! So no worker thread polls the device: a worker waits parked on a channel while the
 //! other workers pack, step their L-BFGS and submit, and the locks wgpu takes inside a
@@ -45,8 +47,7 @@ impl Poller {
         }
     }
 
-    /// Park the calling thread until `submission` has run on the device and the callbacks
-    /// of its maps have been called.
+    /// Park the calling thread until `submission` has run on the device.
     pub(super) fn wait(&self, submission: wgpu::SubmissionIndex) -> Result<(), EvalError> {
         let (done, finished) = channel();
         let (lock, wake) = &*self.queue;

@@ -4,7 +4,8 @@
 
 use super::poller::Poller;
 use crate::eval::EvalError;
-use std::sync::mpsc::{channel, Receiver, TryRecvError};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::time::Duration;
 
 /// The outcome of a map, sent by its callback.
 pub(super) type Mapped = Receiver<Result<(), wgpu::BufferAsyncError>>;
@@ -39,6 +40,19 @@ pub(super) fn map_on_submit(
     mapped
 }
 
+/// How long a map's callback may lag behind the poll that saw its submission run.
+///
+/// Any thread's `queue.submit` also maintains the device: it may collect the callbacks of
+/// finished maps and call them only after the poller's poll has returned. The callback is
+/// then on its way (microseconds); this bound only turns a lost one into an error.
+const CALLBACK_LAG: Duration = Duration::from_secs(10);
+
+/// The outcome of a map whose submission the poller has seen run; `None` if its callback
+/// never came or was dropped.
+pub(super) fn outcome_after_run(mapped: &Mapped) -> Option<Result<(), wgpu::BufferAsyncError>> {
+    mapped.recv_timeout(CALLBACK_LAG).ok()
+}
+
 /// Copy out the first `bytes` of a buffer whose map was asked for (by [`read_back`] or
 /// [`map_on_submit`]) and whose submission the poller has seen run, and unmap it.
 pub(super) fn copy_mapped<T: bytemuck::Pod>(
@@ -46,16 +60,16 @@ pub(super) fn copy_mapped<T: bytemuck::Pod>(
     bytes: u64,
     mapped: Mapped,
 ) -> Result<Vec<T>, EvalError> {
-    let outcome = match mapped.try_recv() {
+    let outcome = match mapped.recv_timeout(CALLBACK_LAG) {
         Ok(outcome) => outcome,
-        Err(TryRecvError::Empty) => {
+        Err(RecvTimeoutError::Timeout) => {
             // Cancel the map, so that the buffer can be used again.
             buffer.unmap();
-            return Err(EvalError::Backend(
-                "GPU read-back was not mapped when its submission had run".into(),
-            ));
+            return Err(EvalError::Backend(format!(
+                "GPU read-back was not mapped {CALLBACK_LAG:?} after its submission had run"
+            )));
         }
-        Err(TryRecvError::Disconnected) => {
+        Err(RecvTimeoutError::Disconnected) => {
             return Err(EvalError::Backend("GPU read-back was dropped".into()))
         }
     };

@@ -8,11 +8,10 @@
 //! a failed submission left it unmapped.
 
 use super::poller::Poller;
+use super::readback::{outcome_after_run, Mapped};
 use super::GpuTimings;
 use crate::eval::EvalError;
-use std::sync::mpsc::{channel, Receiver, TryRecvError};
-
-type Mapped = Receiver<Result<(), wgpu::BufferAsyncError>>;
+use std::sync::mpsc::{channel, TryRecvError};
 
 /// Whether the buffer can be written now.
 enum State {
@@ -88,7 +87,7 @@ impl Staging {
                 // Not yet seen by a poll: wait for the submission that maps it.
                 (Err(TryRecvError::Empty), Some(s)) => {
                     poller.wait(s)?;
-                    matches!(mapped.try_recv(), Ok(Ok(())))
+                    matches!(outcome_after_run(&mapped), Some(Ok(())))
                 }
                 (Err(_), _) => false,
             },
