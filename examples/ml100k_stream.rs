@@ -194,6 +194,7 @@ fn main() -> anyhow::Result<()> {
                     entity: EntityMode::Key("user".into()),
                     timestamp_field: Some("timestamp".into()),
                     feature_columns: Vec::new(),
+                    feature_bags: Vec::new(),
                 },
                 offset_model: None,
                 on_bad_record: OnBadRecord::Fail,

@@ -83,6 +83,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
             entity: EntityMode::Key("entity".into()),
             timestamp_field: Some("timestamp".into()),
             feature_columns: Vec::new(),
+            feature_bags: Vec::new(),
         },
         offset_model: None,
         on_bad_record: OnBadRecord::Fail,

@@ -88,6 +88,10 @@ enum FormatArg {
     Parquet,
     /// Arrow IPC (Feather v2) with the columns Parquet has.
     Arrow,
+    /// Avro container files (a file, or a directory of `*.avro` parts) with the columns
+    /// Parquet has: Photon-ML's TrainingExampleAvro (`response` for the label, ids in
+    /// `metadataMap`, feature bags by --feature-bags).
+    Avro,
 }
 
 impl From<FormatArg> for Format {
@@ -97,6 +101,7 @@ impl From<FormatArg> for Format {
             FormatArg::Tsv => Format::Tsv,
             FormatArg::Parquet => Format::Parquet,
             FormatArg::Arrow => Format::ArrowIpc,
+            FormatArg::Avro => Format::Avro,
         }
     }
 }
@@ -104,18 +109,29 @@ impl From<FormatArg> for Format {
 /// Where records come from and how they are read.
 #[derive(Args, Debug, Clone)]
 struct DataArgs {
-    /// Records file.
+    /// Records file (Avro: or a directory of part files).
     #[arg(long, value_name = "FILE")]
     data: PathBuf,
-    /// Format of the records file (default: parquet for a `.parquet` name or a Parquet
-    /// file, tsv for a `.tsv` name, else jsonl).
+    /// Format of the records file (default: what its name or first bytes say: parquet,
+    /// arrow, avro (also a directory of `*.avro` parts), tsv for a `.tsv` name, else
+    /// jsonl).
     #[arg(long, value_enum)]
     format: Option<FormatArg>,
     /// Parquet: read these numeric columns as features named after them (comma-separated;
     /// `f_*` takes every column starting with `f_`) instead of the `features` list column.
     #[arg(long, value_name = "COLUMNS", value_delimiter = ',')]
     feature_columns: Vec<String>,
-    /// Field of each JSON record that holds its entity id (Lambda Learner's mock data uses `uid`).
+    /// Parquet, Arrow, Avro: the NTV list columns (feature bags) whose features each record
+    /// has, merged (comma-separated; default `features`).
+    #[arg(
+        long,
+        value_name = "COLUMNS",
+        value_delimiter = ',',
+        conflicts_with = "feature_columns"
+    )]
+    feature_bags: Vec<String>,
+    /// Field of each record that holds its entity id (Lambda Learner's mock data uses
+    /// `uid`); in a columnar file, a column or else a key of its `metadataMap` column.
     #[arg(long, value_name = "KEY", default_value = "entity")]
     entity_key: String,
     /// Treat every record of the file as one entity, with this id (default `global`).
@@ -158,6 +174,7 @@ impl DataArgs {
             entity,
             timestamp_field: None,
             feature_columns: self.feature_columns.clone(),
+            feature_bags: self.feature_bags.clone(),
         }
     }
 
@@ -171,11 +188,17 @@ impl DataArgs {
 
     fn read(&self) -> Result<Dataset> {
         let format = self.format();
-        if !self.feature_columns.is_empty() && !format.is_columnar() {
-            anyhow::bail!(
-                "--feature-columns names Parquet columns; {} is not read as Parquet or Arrow",
-                self.data.display()
-            );
+        if !format.is_columnar() {
+            for (given, option) in [
+                (!self.feature_columns.is_empty(), "--feature-columns"),
+                (!self.feature_bags.is_empty(), "--feature-bags"),
+            ] {
+                anyhow::ensure!(
+                    !given,
+                    "{option} names columns; {} is not read as Parquet, Arrow or Avro",
+                    self.data.display()
+                );
+            }
         }
         let mut data = read_records(&self.data, format, &self.options())?;
         unread_keys(&data, &self.data, self.strict)?;
@@ -341,6 +364,7 @@ fn group(a: GroupArgs) -> Result<()> {
         entity: EntityMode::Key(a.entity_key),
         timestamp_field: None,
         feature_columns: Vec::new(),
+        feature_bags: Vec::new(),
     };
     let records = glmix::data::group_by_entity(&a.data, &a.out, &options, a.parts)?;
     eprintln!(

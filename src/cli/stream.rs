@@ -114,6 +114,7 @@ pub fn run(a: StreamArgs) -> Result<()> {
             entity: EntityMode::Key(a.entity_key.clone()),
             timestamp_field: matches!(batching, Batching::Window(_)).then(|| a.time_field.clone()),
             feature_columns: Vec::new(),
+            feature_bags: Vec::new(),
         },
         offset_model: a
             .offset_model

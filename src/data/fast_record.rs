@@ -360,6 +360,7 @@ mod tests {
             entity: EntityMode::Key("uid".into()),
             timestamp_field: Some("ts".into()),
             feature_columns: Vec::new(),
+            feature_bags: Vec::new(),
         };
         let f = r#"[{"name":"a","term":"x","value":1.5},{"name":"b","value":-2}]"#;
         let lines = [
@@ -419,6 +420,7 @@ mod tests {
                 entity: EntityMode::Key("uid".into()),
                 timestamp_field: None,
                 feature_columns: Vec::new(),
+                feature_bags: Vec::new(),
             };
             let feature = |(name, term, value, form): &(String, Option<String>, f64, u8)| {
                 let term = term.as_ref().map(|t| format!(r#","term":"{t}""#)).unwrap_or_default();
@@ -450,6 +452,7 @@ mod tests {
             entity: EntityMode::Single("all".into()),
             timestamp_field: None,
             feature_columns: Vec::new(),
+            feature_bags: Vec::new(),
         };
         let keys = ["user".to_string(), "item".to_string()];
         let r = parse_fast(

@@ -499,6 +499,7 @@ pub(super) mod test_files {
             entity: EntityMode::Key("entity".into()),
             timestamp_field: None,
             feature_columns: Vec::new(),
+            feature_bags: Vec::new(),
         }
     }
 }

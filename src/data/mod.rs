@@ -6,16 +6,23 @@
 //! record are summed. The intercept is implicit: it is not a stored feature, and the key
 //! `("intercept", "intercept")` is reserved for it.
 
+#[cfg(any(feature = "parquet", feature = "avro"))]
+mod columnar;
 mod fast_record;
 mod grouped;
 pub mod json_path;
 mod jsonl;
 mod offset_model;
-#[cfg(feature = "parquet")]
-mod parquet;
 mod scan;
 mod tsv;
 
+#[cfg(feature = "avro")]
+pub use columnar::{avro_parts, read_avro_with_ids};
+#[cfg(feature = "parquet")]
+pub use columnar::{
+    read_arrow_ipc_with_ids, read_parquet, read_parquet_with_ids,
+    write_scores as write_scores_parquet,
+};
 pub use fast_record::{parse_fast, FastRecord};
 pub use grouped::{group_by_entity, EntityChunks};
 pub use jsonl::{
@@ -23,11 +30,6 @@ pub use jsonl::{
     ParsedLine,
 };
 pub use offset_model::OffsetModel;
-#[cfg(feature = "parquet")]
-pub use parquet::{
-    read_arrow_ipc_with_ids, read_parquet, read_parquet_with_ids,
-    write_scores as write_scores_parquet,
-};
 pub use tsv::read_tsv;
 
 use crate::error::{Error, Result};
@@ -156,19 +158,35 @@ pub enum Format {
     Parquet,
     /// Arrow IPC (Feather v2): the columns Parquet has.
     ArrowIpc,
+    /// Avro object container files, one or a directory of parts (`read_avro_with_ids`,
+    /// with the cargo feature `avro`): Photon-ML's `TrainingExampleAvro`.
+    Avro,
 }
 
 impl Format {
     /// The format a file's name or first bytes say: Parquet (`.parquet`, or `PAR1`), Arrow
-    /// IPC (`.arrow`, `.feather`, `.ipc`, or `ARROW1`), TSV (`.tsv`), else JSON lines.
+    /// IPC (`.arrow`, `.feather`, `.ipc`, or `ARROW1`), Avro (`.avro`, or `Obj` 1), TSV
+    /// (`.tsv`), else JSON lines. A directory is Avro when it holds `*.avro` parts.
     pub fn of_file(path: &Path) -> Format {
         let extension = path.extension().and_then(|e| e.to_str());
+        if path.is_dir() {
+            let has_avro = std::fs::read_dir(path).is_ok_and(|mut entries| {
+                entries.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".avro")))
+            });
+            return if has_avro {
+                Format::Avro
+            } else {
+                Format::Jsonl
+            };
+        }
         if extension == Some("parquet") || crate::io::starts_with(path, b"PAR1") {
             Format::Parquet
         } else if matches!(extension, Some("arrow" | "feather" | "ipc"))
             || crate::io::starts_with(path, b"ARROW1")
         {
             Format::ArrowIpc
+        } else if extension == Some("avro") || crate::io::starts_with(path, b"Obj\x01") {
+            Format::Avro
         } else if extension == Some("tsv") {
             Format::Tsv
         } else {
@@ -176,10 +194,10 @@ impl Format {
         }
     }
 
-    /// Whether the format holds columns (Parquet, Arrow IPC), which the line-by-line
-    /// readers (`stream`, `group`, `train --chunk-entities`) refuse by name.
+    /// Whether the format holds columns (Parquet, Arrow IPC, Avro), which the
+    /// line-by-line readers (`stream`, `group`, `train --chunk-entities`) refuse by name.
     pub fn is_columnar(self) -> bool {
-        matches!(self, Format::Parquet | Format::ArrowIpc)
+        matches!(self, Format::Parquet | Format::ArrowIpc | Format::Avro)
     }
 }
 
@@ -460,10 +478,13 @@ pub struct ReadOptions {
     pub entity: EntityMode,
     /// A JSON field holding each record's timestamp (optional).
     pub timestamp_field: Option<String>,
-    /// Parquet only: numeric columns read as features named after them (term `""`); an
-    /// entry ending in `*` takes every column whose name starts with what precedes it.
-    /// Empty: the features are the NTV list column `features`.
+    /// Columnar files only: numeric columns read as features named after them (term
+    /// `""`); an entry ending in `*` takes every column whose name starts with what
+    /// precedes it. Empty: the features are NTV feature bags.
     pub feature_columns: Vec<String>,
+    /// Columnar files only: the NTV list columns whose features a record has, merged
+    /// (Photon-ML's feature bags). Empty: the column `features`.
+    pub feature_bags: Vec<String>,
 }
 
 impl ReadOptions {
@@ -479,27 +500,33 @@ impl ReadOptions {
 /// One id column of a columnar file: its distinct ids, and each record's.
 pub type Ids = (Interner<String>, Vec<u32>);
 
-/// Records and the id columns `id_keys` of a Parquet or Arrow IPC file, as GAME reads
-/// them (see `read_parquet_with_ids`).
+/// Records and the id columns `id_keys` of a columnar file (Parquet, Arrow IPC, Avro), as
+/// GAME reads them (see `read_parquet_with_ids`).
 pub fn read_columnar_with_ids(
     path: &Path,
     format: Format,
     options: &ReadOptions,
     id_keys: &[String],
 ) -> Result<(Dataset, Vec<Ids>)> {
+    #[cfg(not(all(feature = "parquet", feature = "avro")))]
+    let unbuilt = |feature: &str| {
+        let _ = (options, id_keys);
+        Err(Error::Config(format!(
+            "{}: {format:?} records need glmix built with the cargo feature `{feature}`",
+            path.display()
+        )))
+    };
     match format {
         #[cfg(feature = "parquet")]
         Format::Parquet => read_parquet_with_ids(path, options, id_keys),
         #[cfg(feature = "parquet")]
         Format::ArrowIpc => read_arrow_ipc_with_ids(path, options, id_keys),
         #[cfg(not(feature = "parquet"))]
-        Format::Parquet | Format::ArrowIpc => {
-            let _ = (options, id_keys);
-            Err(Error::Config(format!(
-                "{}: {format:?} records need glmix built with the cargo feature `parquet`",
-                path.display()
-            )))
-        }
+        Format::Parquet | Format::ArrowIpc => unbuilt("parquet"),
+        #[cfg(feature = "avro")]
+        Format::Avro => read_avro_with_ids(path, options, id_keys),
+        #[cfg(not(feature = "avro"))]
+        Format::Avro => unbuilt("avro"),
         Format::Jsonl | Format::Tsv => unreachable!("{format:?} is read line by line"),
     }
 }
@@ -515,7 +542,9 @@ pub fn read_records(path: &Path, format: Format, options: &ReadOptions) -> Resul
             };
             read_tsv(path, &entity)?
         }
-        Format::Parquet | Format::ArrowIpc => read_columnar_with_ids(path, format, options, &[])?.0,
+        Format::Parquet | Format::ArrowIpc | Format::Avro => {
+            read_columnar_with_ids(path, format, options, &[])?.0
+        }
     };
     let mut data = data;
     data.sort_features();

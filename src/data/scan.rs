@@ -218,6 +218,7 @@ mod tests {
             entity: EntityMode::Key("uid".into()),
             timestamp_field: Some("ts".into()),
             feature_columns: Vec::new(),
+            feature_bags: Vec::new(),
         }
     }
 

@@ -52,6 +52,7 @@ impl GameData {
             entity: EntityMode::Single("all".into()),
             timestamp_field: None,
             feature_columns: Vec::new(),
+            feature_bags: Vec::new(),
         };
         let mut records = Dataset::new();
         let mut id_columns: Vec<IdColumn> = keys
@@ -111,6 +112,7 @@ impl GameData {
             entity: EntityMode::Single("all".into()),
             timestamp_field: None,
             feature_columns: Vec::new(),
+            feature_bags: Vec::new(),
         };
         let (records, ids) = read_columnar_with_ids(path, format, &options, keys)?;
         if records.num_rows() == 0 {

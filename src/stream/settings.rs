@@ -178,6 +178,7 @@ mod tests {
                 entity: EntityMode::Key("entity".into()),
                 timestamp_field: None,
                 feature_columns: Vec::new(),
+                feature_bags: Vec::new(),
             },
             offset_model: Some(OffsetModel {
                 intercept: 0.1,

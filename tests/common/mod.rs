@@ -199,3 +199,6 @@ pub fn assert_means_close(got: &[ModelLine], want: &[ModelLine], rel: f64) {
         }
     }
 }
+
+#[cfg(any(feature = "parquet", feature = "avro"))]
+pub mod records;

@@ -1,5 +1,6 @@
 //! Arrow columns as glmix reads them: numbers (any numeric or boolean type) as f64,
-//! ids (strings or integers) as text, and the NTV `features` list as feature ids.
+//! ids (strings or integers, or a key of a map of strings) as text, and NTV feature bags
+//! as feature ids.
 
 use crate::data::{finite, Dataset, FeatureKey};
 use crate::error::{Error, Result};
@@ -51,6 +52,18 @@ pub(super) fn is_numeric(t: &DataType) -> bool {
 
 pub(super) fn is_string(t: &DataType) -> bool {
     matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+}
+
+/// A map of strings to strings, as Avro's `map<string>` (Photon-ML's `metadataMap`) is
+/// decoded.
+pub(super) fn is_string_map(t: &DataType) -> bool {
+    let DataType::Map(entries, _) = t else {
+        return false;
+    };
+    let DataType::Struct(fields) = entries.data_type() else {
+        return false;
+    };
+    fields.len() == 2 && fields.iter().all(|f| is_string(f.data_type()))
 }
 
 pub(super) fn is_ntv_list(t: &DataType) -> bool {
@@ -172,8 +185,57 @@ impl<'a> Strings<'a> {
     }
 }
 
-/// The NTV `features` list column: per row, the range of its items in the struct arrays.
+/// An id per row: from a column, or under one key of a map column.
+pub(super) enum IdColumn<'a> {
+    Column(Strings<'a>),
+    InMap {
+        map: &'a arrow_array::MapArray,
+        keys: Strings<'a>,
+        values: Strings<'a>,
+        key: &'a str,
+    },
+}
+
+impl<'a> IdColumn<'a> {
+    pub(super) fn of(a: &'a ArrayRef) -> Self {
+        IdColumn::Column(Strings::of(a))
+    }
+
+    /// The value under `key` of each row's map (checked by [`is_string_map`]).
+    pub(super) fn in_map(a: &'a ArrayRef, key: &'a str) -> Self {
+        let map = a.as_map();
+        IdColumn::InMap {
+            map,
+            keys: Strings::of(map.keys()),
+            values: Strings::of(map.values()),
+            key,
+        }
+    }
+
+    pub(super) fn get(&self, i: usize) -> Option<Cow<'a, str>> {
+        match self {
+            IdColumn::Column(ids) => ids.get(i),
+            IdColumn::InMap {
+                map,
+                keys,
+                values,
+                key,
+            } => {
+                if !map.is_valid(i) {
+                    return None;
+                }
+                let offsets = map.value_offsets();
+                (offsets[i] as usize..offsets[i + 1] as usize)
+                    .find(|&j| keys.get(j).as_deref() == Some(*key))
+                    .and_then(|j| values.get(j))
+            }
+        }
+    }
+}
+
+/// An NTV feature bag: per row, the range of its items in the struct arrays.
 pub(super) struct Ntv<'a> {
+    bag: &'a str,
     list: &'a ArrayRef,
     offsets: Vec<usize>,
     name: Strings<'a>,
@@ -182,7 +244,7 @@ pub(super) struct Ntv<'a> {
 }
 
 impl<'a> Ntv<'a> {
-    pub(super) fn of(list: &'a ArrayRef) -> Self {
+    pub(super) fn of(bag: &'a str, list: &'a ArrayRef) -> Self {
         let (offsets, items): (Vec<usize>, &'a arrow_array::StructArray) = match list.data_type() {
             DataType::List(_) => {
                 let l = list.as_list::<i32>();
@@ -200,6 +262,7 @@ impl<'a> Ntv<'a> {
             }
         };
         Ntv {
+            bag,
             list,
             offsets,
             name: Strings::of(items.column_by_name("name").expect("checked")),
@@ -208,7 +271,7 @@ impl<'a> Ntv<'a> {
         }
     }
 
-    /// Row `i`'s features as ids of `data` (a null list is none).
+    /// Append row `i`'s features to `out` as ids of `data` (a null list is none).
     pub(super) fn row(
         &self,
         path: &Path,
@@ -221,7 +284,9 @@ impl<'a> Ntv<'a> {
         if !self.list.is_valid(i) {
             return Ok(());
         }
-        let at = |k: usize, f: &str| format!("features[{k}].{f}");
+        let at = |k: usize, f: &str| format!("{}[{k}].{f}", self.bag);
+        // The memo's position: after the features of the bags before this one.
+        let base = out.len();
         for (k, j) in (self.offsets[i]..self.offsets[i + 1]).enumerate() {
             let name = self
                 .name
@@ -247,7 +312,7 @@ impl<'a> Ntv<'a> {
                     "(intercept, intercept) is reserved for the implicit intercept",
                 ));
             }
-            out.push((memo.id(k, &name, &term, data), value));
+            out.push((memo.id(base + k, &name, &term, data), value));
         }
         Ok(())
     }
