@@ -291,3 +291,25 @@ fn bad_avro_files_are_refused_by_name_and_leave_no_output() {
         &["good.avro:1", "metadataMap.member", "no id"],
     );
 }
+
+/// TrainingExampleAvro parts written by fastavro (snappy and deflate, the entity in
+/// `metadataMap`, the features in two bags) read to the JSON lines' models.
+#[test]
+#[ignore = "needs fastavro: GLMIX_TEST_PYTHON=/path/to/python with tests/python/requirements.txt (.ci/run sets it)"]
+fn avro_parts_written_by_fastavro_give_the_json_lines_models() {
+    let dir = Dir::new();
+    let jsonl = write_jsonl(&dir, "r.jsonl");
+    let parts = dir.arg("parts");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/write_avro.py");
+    let status = std::process::Command::new(test_python())
+        .args([script, "records", &jsonl, &parts])
+        .status()
+        .unwrap();
+    assert!(status.success(), "fastavro could not write the files");
+    let from_json = train(&dir, &jsonl, "json.models.jsonl", &[]);
+    let bags = ["--entity-key", "user", "--feature-bags", "features,more"];
+    assert!(train(&dir, &parts, "avro.models.jsonl", &bags) == from_json);
+    // One bag alone is fewer features, and so other models.
+    let one = ["--entity-key", "user", "--feature-bags", "features"];
+    assert!(train(&dir, &parts, "one.models.jsonl", &one) != from_json);
+}

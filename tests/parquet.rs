@@ -203,17 +203,13 @@ fn bad_parquet_files_are_refused_naming_file_record_and_column() {
 /// Parquet files written by pyarrow (snappy and gzip, integer labels) read to the models
 /// of the same records as JSON lines.
 #[test]
-#[ignore = "needs pyarrow: GLMIX_PYARROW_PYTHON=/path/to/python with pyarrow (.ci/run sets it)"]
+#[ignore = "needs pyarrow: GLMIX_TEST_PYTHON=/path/to/python with tests/python/requirements.txt (.ci/run sets it)"]
 fn parquet_files_written_by_pyarrow_give_the_json_lines_models() {
-    let python = std::env::var("GLMIX_PYARROW_PYTHON")
-        .expect("GLMIX_PYARROW_PYTHON names a python with pyarrow");
+    let python = test_python();
     let dir = Dir::new();
     let jsonl = write_jsonl(&dir, "r.jsonl");
     let (ntv, wide) = (dir.arg("ntv.parquet"), dir.arg("wide.parquet"));
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/pyarrow/write_records.py"
-    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/write_records.py");
     let status = std::process::Command::new(python)
         .args([script, &jsonl, &ntv, &wide])
         .status()

@@ -6,6 +6,8 @@ mod demo;
 mod eval;
 mod game;
 mod generate;
+#[cfg(feature = "avro")]
+mod photon;
 mod probe;
 mod score;
 mod store;
@@ -43,6 +45,10 @@ enum Command {
     /// GAME models: a fixed effect plus random effects of several types, trained by
     /// coordinate descent from a JSON configuration.
     Game(game::GameArgs),
+    /// Models between Photon-ML's (and GDMix's) GAME model directory, in Avro, and glmix's
+    /// model files.
+    #[cfg(feature = "avro")]
+    Photon(photon::PhotonArgs),
     /// Rewrite a records file grouped by entity, with bounded memory (for `train
     /// --chunk-entities`).
     Group(GroupArgs),
@@ -74,6 +80,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::GpuProbe(a) => probe::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Demo(a) => demo::run(a),
+        #[cfg(feature = "avro")]
+        Command::Photon(a) => photon::run(a),
     }
 }
 

@@ -17,7 +17,7 @@ mod scan;
 mod tsv;
 
 #[cfg(feature = "avro")]
-pub use columnar::{avro_parts, read_avro_with_ids};
+pub use columnar::{avro_parts, avro_reader, read_avro_with_ids};
 #[cfg(feature = "parquet")]
 pub use columnar::{
     read_arrow_ipc_with_ids, read_parquet, read_parquet_with_ids,

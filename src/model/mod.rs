@@ -23,6 +23,8 @@
 
 mod file;
 pub mod linalg;
+#[cfg(feature = "avro")]
+pub mod photon;
 
 pub use file::{parse_model_line, read_models, write_model_line, write_models};
 

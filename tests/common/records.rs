@@ -202,3 +202,9 @@ pub fn write_game_config(dir: &Dir) -> String {
         .to_string(),
     )
 }
+
+/// The Python of `GLMIX_TEST_PYTHON`, with the packages of `tests/python/requirements.txt`.
+pub fn test_python() -> String {
+    std::env::var("GLMIX_TEST_PYTHON")
+        .expect("GLMIX_TEST_PYTHON names a python with tests/python/requirements.txt")
+}

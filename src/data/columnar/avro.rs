@@ -6,9 +6,9 @@
 //! columns, `array<FeatureAvro>` to a list of structs: the columns of [`super`]. Record
 //! numbers in errors count from 1 in each part file, which the error names.
 //!
-//! arrow-avro's reader ends quietly at a file cut inside a block, so each part's block
+//! arrow-avro's reader ends quietly at a file cut inside a block, so every file's block
 //! frames are checked first ([`check_blocks`]: every block's count, size and sync marker,
-//! seeking over the data): a truncated part is an error, not fewer records.
+//! seeking over the data): a truncated file is an error, not fewer records.
 
 use super::plan::Plan;
 use super::{append_in_order, Batches, Decode, BATCH_ROWS};
@@ -44,19 +44,163 @@ pub fn avro_parts(path: &Path) -> Result<Vec<PathBuf>> {
     Ok(parts)
 }
 
-fn open(path: &Path, projection: Option<Vec<usize>>) -> Result<Reader<BufReader<File>>> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut builder = ReaderBuilder::new().with_batch_size(BATCH_ROWS);
+/// A reader of the Avro container file `path` (of its `projection` fields, or all), in
+/// batches of `batch_rows`, once [`check_blocks`] found the file whole. A header schema whose named types carry dotted full names
+/// (as fastavro writes them) is given to arrow-avro with each name split into a
+/// namespace and a short name, which it resolves references by.
+pub fn avro_reader(
+    path: &Path,
+    projection: Option<Vec<usize>>,
+    batch_rows: usize,
+) -> Result<Reader<Box<dyn BufRead + Send>>> {
+    let unreadable = |message: String| Error::Schema {
+        path: path.to_path_buf(),
+        field: "file".into(),
+        message: format!("not a readable Avro container file: {message}"),
+    };
+    check_blocks(path)?;
+    let mut file =
+        BufReader::with_capacity(1 << 20, File::open(path).map_err(|e| Error::io(path, e))?);
+    let header = read_header(&mut file).map_err(|e| unreadable(e.to_string()))?;
+    let normalized = header
+        .metadata
+        .iter()
+        .find(|(k, _)| k == SCHEMA_KEY)
+        .and_then(|(_, v)| normalized_schema(v));
+    let input: Box<dyn BufRead + Send> = match normalized {
+        None => {
+            file.seek(SeekFrom::Start(0))
+                .map_err(|e| Error::io(path, e))?;
+            Box::new(file)
+        }
+        Some(schema) => {
+            let mut metadata = header.metadata.clone();
+            for (k, v) in &mut metadata {
+                if k == SCHEMA_KEY {
+                    *v = schema.clone().into_bytes();
+                }
+            }
+            let head = std::io::Cursor::new(write_header(&metadata, &header.sync));
+            // `file` stands at the first block.
+            Box::new(BufReader::with_capacity(1 << 20, head.chain(file)))
+        }
+    };
+    let mut builder = ReaderBuilder::new().with_batch_size(batch_rows);
     if let Some(projection) = projection {
         builder = builder.with_projection(projection);
     }
-    builder
-        .build(BufReader::with_capacity(1 << 20, file))
-        .map_err(|e| Error::Schema {
-            path: path.to_path_buf(),
-            field: "file".into(),
-            message: format!("not a readable Avro container file: {e}"),
-        })
+    builder.build(input).map_err(|e| unreadable(e.to_string()))
+}
+
+const SCHEMA_KEY: &str = "avro.schema";
+const MAGIC: &[u8; 4] = b"Obj\x01";
+
+/// An Avro container file's header: its metadata map and sync marker.
+struct Header {
+    metadata: Vec<(String, Vec<u8>)>,
+    sync: [u8; 16],
+}
+
+/// Read a header, leaving `r` at the first block.
+fn read_header(r: &mut impl Read) -> std::io::Result<Header> {
+    let invalid = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+    let mut magic = [0u8; 4];
+    r.read_exact(&mut magic)?;
+    if &magic != MAGIC {
+        return Err(invalid("no Avro magic bytes"));
+    }
+    let mut metadata = Vec::new();
+    // Blocks of entries (key string, value bytes), ended by an empty block.
+    loop {
+        let count = long(r)?;
+        if count == 0 {
+            break;
+        }
+        if count < 0 {
+            long(r)?;
+        }
+        for _ in 0..count.unsigned_abs() {
+            let key = bytes(r)?;
+            let value = bytes(r)?;
+            let key = String::from_utf8(key).map_err(|_| invalid("a metadata key is not UTF-8"))?;
+            metadata.push((key, value));
+        }
+    }
+    let mut sync = [0u8; 16];
+    r.read_exact(&mut sync)?;
+    Ok(Header { metadata, sync })
+}
+
+fn bytes(r: &mut impl Read) -> std::io::Result<Vec<u8>> {
+    let len = long(r)?;
+    if !(0..1 << 30).contains(&len) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("a header string of {len} bytes"),
+        ));
+    }
+    let mut out = vec![0u8; len as usize];
+    r.read_exact(&mut out)?;
+    Ok(out)
+}
+
+fn write_header(metadata: &[(String, Vec<u8>)], sync: &[u8; 16]) -> Vec<u8> {
+    let mut out = MAGIC.to_vec();
+    put_long(&mut out, metadata.len() as i64);
+    for (k, v) in metadata {
+        put_long(&mut out, k.len() as i64);
+        out.extend_from_slice(k.as_bytes());
+        put_long(&mut out, v.len() as i64);
+        out.extend_from_slice(v);
+    }
+    put_long(&mut out, 0);
+    out.extend_from_slice(sync);
+    out
+}
+
+fn put_long(out: &mut Vec<u8>, v: i64) {
+    let mut n = ((v << 1) ^ (v >> 63)) as u64;
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// The schema with every dotted name of a record, enum or fixed split into `namespace`
+/// and `name`; `None` when it has none (or is not JSON, for arrow-avro to report).
+fn normalized_schema(schema: &[u8]) -> Option<String> {
+    fn split(v: &mut serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::Object(o) => {
+                let mut changed = false;
+                let named = matches!(
+                    o.get("type").and_then(|t| t.as_str()),
+                    Some("record" | "enum" | "fixed" | "error")
+                );
+                if let (true, Some(full)) = (named, o.get("name").and_then(|n| n.as_str())) {
+                    if let Some((ns, name)) = full.rsplit_once('.') {
+                        let (ns, name) = (ns.to_string(), name.to_string());
+                        o.insert("namespace".into(), ns.into());
+                        o.insert("name".into(), name.into());
+                        changed = true;
+                    }
+                }
+                for (_, child) in o.iter_mut() {
+                    changed |= split(child);
+                }
+                changed
+            }
+            serde_json::Value::Array(a) => a.iter_mut().fold(false, |c, x| split(x) | c),
+            _ => false,
+        }
+    }
+    let mut json: serde_json::Value = serde_json::from_slice(schema).ok()?;
+    split(&mut json).then(|| json.to_string())
 }
 
 /// Records of an Avro file or directory of part files, with the id columns `id_keys`
@@ -71,7 +215,14 @@ pub fn read_avro_with_ids(
     // Each part's own header says its schema, and each is checked before any is read.
     let plans = parts
         .iter()
-        .map(|part| Plan::new(part, &open(part, None)?.schema(), options, id_keys))
+        .map(|part| {
+            Plan::new(
+                part,
+                &avro_reader(part, None, 1)?.schema(),
+                options,
+                id_keys,
+            )
+        })
         .collect::<Result<Vec<_>>>()?;
     let decoders: Vec<Decode> = parts
         .iter()
@@ -79,7 +230,9 @@ pub fn read_avro_with_ids(
         .map(|(part, plan)| {
             let projection = plan.roots();
             Box::new(move |queue: &Batches| {
-                match check_blocks(part).and_then(|()| open(part, Some(projection))) {
+                match check_blocks(part)
+                    .and_then(|()| avro_reader(part, Some(projection), BATCH_ROWS))
+                {
                     Ok(reader) => {
                         for batch in reader {
                             let batch = batch.map_err(|e| Error::Schema {
@@ -117,24 +270,9 @@ fn check_blocks(path: &Path) -> Result<()> {
         field: format!("block at byte {at}"),
         message,
     };
-    let mut magic = [0u8; 4];
-    r.read_exact(&mut magic).map_err(|e| Error::io(path, e))?;
-    // The header's metadata map: blocks of entries (key string, value bytes), then 0.
-    loop {
-        let count = long(&mut r).map_err(|e| Error::io(path, e))?;
-        if count == 0 {
-            break;
-        }
-        if count < 0 {
-            long(&mut r).map_err(|e| Error::io(path, e))?;
-        }
-        for _ in 0..count.unsigned_abs() * 2 {
-            let len = long(&mut r).map_err(|e| Error::io(path, e))?;
-            r.seek_relative(len).map_err(|e| Error::io(path, e))?;
-        }
-    }
-    let mut sync = [0u8; 16];
-    r.read_exact(&mut sync).map_err(|e| Error::io(path, e))?;
+    let sync = read_header(&mut r)
+        .map_err(|e| bad(0, format!("not a readable Avro header: {e}")))?
+        .sync;
     loop {
         let at = r.stream_position().map_err(|e| Error::io(path, e))?;
         if r.fill_buf().map_err(|e| Error::io(path, e))?.is_empty() {

@@ -39,7 +39,7 @@ mod plan;
 #[cfg(feature = "parquet")]
 pub use arrow_ipc::read_arrow_ipc_with_ids;
 #[cfg(feature = "avro")]
-pub use avro::{avro_parts, read_avro_with_ids};
+pub use avro::{avro_parts, avro_reader, read_avro_with_ids};
 #[cfg(feature = "parquet")]
 pub use parquet::{read_parquet, read_parquet_with_ids};
 #[cfg(feature = "parquet")]
