@@ -326,3 +326,72 @@ fn an_arrow_ipc_file_gives_the_json_lines_models() {
     fs::rename(dir.path("r.arrow"), dir.path("records")).unwrap();
     assert!(train(&dir, &dir.arg("records"), "named.models.jsonl", &[]) == from_json);
 }
+
+/// Models written to a `.parquet` path read back bit for bit: as a store's import, as a
+/// prior and as the models that score.
+#[test]
+fn models_written_as_parquet_read_back_bit_for_bit() {
+    let dir = Dir::new();
+    let jsonl = write_jsonl(&dir, "r.jsonl");
+    let sorted = |bytes: Vec<u8>| {
+        let mut lines: Vec<String> = String::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        lines
+    };
+    for hessian in ["diagonal", "full", "identity", "none"] {
+        let h = ["--hessian", hessian];
+        let as_lines = train(&dir, &jsonl, "m.jsonl", &h);
+        train(&dir, &jsonl, "m.parquet", &h);
+        assert!(common::starts_with_par1(&dir.path("m.parquet")));
+        let store = dir.arg(&format!("{hessian}.redb"));
+        let (models, back) = (dir.arg("m.parquet"), dir.arg("back.jsonl"));
+        glmix(&["store", "import", "--store", &store, "--models", &models]);
+        glmix(&["store", "export", "--store", &store, "--out", &back]);
+        assert_eq!(
+            sorted(fs::read(&back).unwrap()),
+            sorted(as_lines.clone()),
+            "{hessian}"
+        );
+        // As a prior and as the scoring models, the same as the JSON lines.
+        let prior = |m: &str, out: &str| {
+            train(
+                &dir,
+                &jsonl,
+                out,
+                &["--prior", &dir.arg(m), "--hessian", hessian],
+            )
+        };
+        // (A bayes-* prior needs a precision.)
+        if hessian != "none" {
+            assert!(
+                prior("m.parquet", "p1.jsonl") == prior("m.jsonl", "p2.jsonl"),
+                "{hessian}"
+            );
+        }
+        let s1 = score(&dir, &jsonl, &models, "s1.jsonl", &[]);
+        assert!(s1 == score(&dir, &jsonl, &dir.arg("m.jsonl"), "s2.jsonl", &[]));
+    }
+    // A records file is not a model table.
+    let mut cols = base_columns();
+    cols.push(("features", ntv_column()));
+    let records = write_parquet(&dir, "records.parquet", cols);
+    let o = glmix_output(&[
+        "score",
+        "--data",
+        &jsonl,
+        "--model",
+        &records,
+        "--out",
+        &dir.arg("s3.jsonl"),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && stderr.contains("records.parquet: means"),
+        "{stderr}"
+    );
+    assert!(!dir.path("s3.jsonl").exists());
+}

@@ -89,10 +89,11 @@ def relative_difference(coefs, reference):
     return diff / scale if scale > 0 else diff
 
 
-def run_lambda_learner(entities, penalty, delta, factr):
-    from linkedin.learner.ds.feature import Feature
+def lambda_learner_update(training, penalty, delta, factr):
+    """One entity's update exactly as Lambda Learner's README shows it: IndexMap →
+    index-domain data and cold-start model → TrainerSequentialBayesianLogisticLossWithL2
+    → train(). Returns ({(name, term): mean}, converged, train() seconds)."""
     from linkedin.learner.ds.index_map import IndexMap
-    from linkedin.learner.ds.record import TrainingRecord
     from linkedin.learner.ds.representation_utils import (
         index_domain_coeffs_to_nt_domain_coeffs,
         nt_domain_coeffs_to_index_domain_coeffs,
@@ -102,6 +103,27 @@ def run_lambda_learner(entities, penalty, delta, factr):
     from linkedin.learner.prediction.trainer_sequential_bayesian_logistic_loss_with_l2 import (
         TrainerSequentialBayesianLogisticLossWithL2,
     )
+
+    index_map, _ = IndexMap.from_records_means_and_variances(training, [], [])
+    data = nt_domain_data_to_index_domain_data(training, index_map)
+    initial = nt_domain_coeffs_to_index_domain_coeffs([], [], index_map, penalty)
+    trainer = TrainerSequentialBayesianLogisticLossWithL2(
+        training_data=data,
+        initial_model=initial,
+        hessian_type=HessianType.DIAGONAL,
+        penalty=penalty,
+        delta=delta,
+    )
+    start = time.perf_counter()
+    model, _, meta = trainer.train(precision=factr)
+    seconds = time.perf_counter() - start
+    means, _ = index_domain_coeffs_to_nt_domain_coeffs(model, index_map)
+    return dict(means), meta["warnflag"] == 0, seconds
+
+
+def run_lambda_learner(entities, penalty, delta, factr):
+    from linkedin.learner.ds.feature import Feature
+    from linkedin.learner.ds.record import TrainingRecord
 
     coefs, seconds, failed = {}, 0.0, 0
     for entity, (keys, x, y, w, o) in entities.items():
@@ -115,23 +137,49 @@ def run_lambda_learner(entities, penalty, delta, factr):
             )
             for i in range(len(y))
         ]
-        index_map, _ = IndexMap.from_records_means_and_variances(training, [], [])
-        data = nt_domain_data_to_index_domain_data(training, index_map)
-        initial = nt_domain_coeffs_to_index_domain_coeffs([], [], index_map, penalty)
-        trainer = TrainerSequentialBayesianLogisticLossWithL2(
-            training_data=data,
-            initial_model=initial,
-            hessian_type=HessianType.DIAGONAL,
-            penalty=penalty,
-            delta=delta,
-        )
-        start = time.perf_counter()
-        model, _, meta = trainer.train(precision=factr)
-        seconds += time.perf_counter() - start
-        failed += meta["warnflag"] != 0
-        means, _ = index_domain_coeffs_to_nt_domain_coeffs(model, index_map)
-        coefs[entity] = dict(means)
+        coefs[entity], converged, took = lambda_learner_update(training, penalty, delta, factr)
+        seconds += took
+        failed += not converged
     return coefs, seconds, f"{failed} not converged" if failed else ""
+
+
+def run_lambda_learner_end_to_end(path, limit, penalty, delta, factr):
+    """Lambda Learner's load-and-update of the file: each JSON line into its
+    TrainingRecord, each entity updated as soon as its records are read (the file is
+    grouped by entity), on the first `limit` entities (0: all). Timed whole, from opening
+    the file to the last model."""
+    from linkedin.learner.ds.feature import Feature
+    from linkedin.learner.ds.record import TrainingRecord
+
+    start = time.perf_counter()
+    coefs, entity, training, failed = {}, None, [], 0
+
+    def update():
+        nonlocal failed
+        coefs[entity], converged, _ = lambda_learner_update(training, penalty, delta, factr)
+        failed += not converged
+
+    with open(path) as f:
+        for line in f:
+            r = json.loads(line)
+            if r["entity"] != entity:
+                if entity is not None:
+                    update()
+                    if limit and len(coefs) == limit:
+                        entity = None
+                        break
+                entity, training = r["entity"], []
+            training.append(
+                TrainingRecord(
+                    label=float(r["label"]),
+                    weight=float(r.get("weight", 1.0)),
+                    offset=float(r.get("offset", 0.0)),
+                    features=[Feature(x["name"], x["term"], float(x["value"])) for x in r.get("features", [])],
+                )
+            )
+    if entity is not None:
+        update()
+    return coefs, time.perf_counter() - start, f"{failed} not converged" if failed else ""
 
 
 def run_scipy(entities, penalty, delta, factr):
@@ -234,6 +282,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--tolerance", type=float, default=1e-4)
     ap.add_argument("--peers", default="lambda-learner,scipy,jax")
+    ap.add_argument("--end-to-end", help="JSON list of {name, models, seconds, entities, note}: whole glmix train runs (read + fit + write)")
     ap.add_argument("--out", required=True, help="results (JSON)")
     args = ap.parse_args()
 
@@ -275,6 +324,28 @@ def main():
         results.append(dict(solver=name, entities=count, seconds=seconds, entities_per_second=rate,
                             glmix_speedup=glmix_rate / rate, max_relative_difference=worst,
                             max_relative_difference_from_glmix=from_glmix, note=note))
+    if args.end_to_end and "lambda-learner" in wanted:
+        with open(args.end_to_end) as f:
+            whole = [(r["name"], r["entities"], r["seconds"], read_models(r["models"]), r.get("note", ""))
+                     for r in json.load(f)]
+        print("peers: running Lambda Learner's load-and-update of the file …", file=sys.stderr, flush=True)
+        coefs, seconds, note = run_lambda_learner_end_to_end(
+            args.data, args.peer_entities, args.penalty, args.delta, args.factr)
+        whole.append(("Lambda Learner 0.1.0 load + train()", len(coefs), seconds, coefs, note))
+        peer_rate = len(coefs) / seconds
+        print()
+        header = f"{'end to end (read + update)':<34} {'entities':>8} {'wall s':>8} {'entities/s':>11} {'× LL':>8} {'Δ optimum':>10}  note"
+        print(header)
+        print("-" * len(header))
+        for name, count, seconds, coefs, note in whole:
+            rate = count / seconds
+            worst = max(relative_difference(c, reference[e]) for e, c in coefs.items())
+            if not worst <= args.tolerance:
+                disagree.append(name)
+            print(f"{name:<34} {count:>8} {seconds:>8.3f} {rate:>11,.0f} {rate / peer_rate:>8.1f} {worst:>10.2e}  {note}")
+            results.append(dict(solver=name, end_to_end=True, entities=count, seconds=seconds,
+                                entities_per_second=rate, speedup_over_lambda_learner=rate / peer_rate,
+                                max_relative_difference=worst, note=note))
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1)
     if disagree:

@@ -8,7 +8,7 @@ use glmix::eval::GpuContext;
 use glmix::io::write_output;
 use glmix::io::{check_paths, OutputFile, PathRole, ReadAhead};
 use glmix::metrics::non_binary_labels;
-use glmix::model::{read_models, write_model_line, HessianType, ModelSet};
+use glmix::model::{read_models, HessianType, ModelSet, ModelWriter};
 use glmix::objective::{Loss, ObjectiveKind, Regularization};
 use glmix::solver::LbfgsOptions;
 use glmix::store::ModelStore;
@@ -234,7 +234,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let mut chunks = chunks;
     let mut unread_pending = a.chunk_entities.is_some();
 
-    let mut models = OutputFile::create(&a.out)?;
+    let mut models = ModelWriter::create(&a.out)?;
     let mut report = a.report.as_deref().map(OutputFile::create).transpose()?;
     let mut totals = Totals::default();
     let bar = progress_bar(0, "training");
@@ -267,9 +267,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         totals.solve_seconds += clock.elapsed().as_secs_f64();
 
         let clock = Instant::now();
-        for m in &out.models {
-            write_model_line(m, &mut models).with_context(|| a.out.display().to_string())?;
-        }
+        models.write(&out.models.iter().collect::<Vec<_>>())?;
         if let Some(f) = report.as_mut() {
             for r in &out.reports {
                 let s = &r.solve;
@@ -303,9 +301,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 .collect()
         })
         .unwrap_or_default();
-    for m in &carried {
-        write_model_line(m, &mut models).with_context(|| a.out.display().to_string())?;
-    }
+    models.write(&carried)?;
     models.commit()?;
     if let Some(f) = report {
         f.commit()?;

@@ -1,9 +1,10 @@
-//! Reading and writing model JSON lines (see the parent module for the form).
+//! Reading and writing model JSON lines (see the parent module for the form), and the
+//! choice of form by file: Parquet (`model/parquet.rs`) for a `.parquet` name or bytes.
 
 use super::{EntityModel, HessianType, ModelSet, Precision};
 use crate::data::FeatureKey;
 use crate::error::{Error, Result};
-use crate::io::{write_output, LineReader};
+use crate::io::{LineReader, OutputFile};
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -12,52 +13,54 @@ use std::io::{BufReader, Write};
 use std::path::Path;
 
 #[derive(Deserialize)]
-struct RawModel {
-    entity: Value,
+pub(super) struct RawModel {
+    pub(super) entity: Value,
     #[serde(default)]
-    objective: Option<String>,
+    pub(super) objective: Option<String>,
     #[serde(default)]
-    hessian: Option<String>,
-    means: Vec<RawCoefficient>,
+    pub(super) hessian: Option<String>,
+    pub(super) means: Vec<RawCoefficient>,
     #[serde(default)]
-    variances: Option<Vec<RawCoefficient>>,
+    pub(super) variances: Option<Vec<RawCoefficient>>,
     #[serde(default)]
-    precision: Option<RawPrecision>,
+    pub(super) precision: Option<RawPrecision>,
 }
 
 #[derive(Deserialize, Serialize)]
-struct RawCoefficient {
-    name: CompactString,
+pub(super) struct RawCoefficient {
+    pub(super) name: CompactString,
     #[serde(default)]
-    term: CompactString,
-    value: f64,
+    pub(super) term: CompactString,
+    pub(super) value: f64,
 }
 
 #[derive(Deserialize, Serialize)]
-struct RawKey {
-    name: CompactString,
+pub(super) struct RawKey {
+    pub(super) name: CompactString,
     #[serde(default)]
-    term: CompactString,
+    pub(super) term: CompactString,
 }
 
 #[derive(Deserialize, Serialize, Default)]
-struct RawPrecision {
+pub(super) struct RawPrecision {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    diagonal: Option<Vec<f64>>,
+    pub(super) diagonal: Option<Vec<f64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    features: Option<Vec<RawKey>>,
+    pub(super) features: Option<Vec<RawKey>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    matrix: Option<Vec<Vec<f64>>>,
+    pub(super) matrix: Option<Vec<Vec<f64>>>,
 }
 
 /// Read a model JSON-lines file. A coefficient without a variance gets
 /// `missing_precision`; with `None` that is an error (unless the model has no variances
 /// at all, which reads as Hessian type `none`).
 pub fn read_models(path: &Path, missing_precision: Option<f64>) -> Result<ModelSet> {
+    #[cfg(feature = "parquet")]
+    if crate::data::Format::of_file(path) == crate::data::Format::Parquet {
+        return collect(path, super::parquet::read_rows(path, missing_precision)?);
+    }
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut set = ModelSet::new();
-    let mut seen_lines: HashMap<String, usize> = HashMap::new();
-    let mut lines = Vec::new();
+    let mut models = Vec::new();
     let mut reader = LineReader::new(BufReader::with_capacity(1 << 20, file), path);
     let mut line = String::new();
     while reader.read_line(&mut line)? {
@@ -65,7 +68,20 @@ pub fn read_models(path: &Path, missing_precision: Option<f64>) -> Result<ModelS
         if line.trim().is_empty() {
             continue;
         }
-        let model = parse_model_line(path, number, &line, missing_precision)?;
+        models.push((
+            number,
+            parse_model_line(path, number, &line, missing_precision)?,
+        ));
+    }
+    collect(path, models)
+}
+
+/// The models of `path`, each with its line (or row): one per entity, at least one.
+fn collect(path: &Path, models: Vec<(usize, EntityModel)>) -> Result<ModelSet> {
+    let mut set = ModelSet::new();
+    let mut seen_lines: HashMap<String, usize> = HashMap::new();
+    let mut lines = Vec::with_capacity(models.len());
+    for (number, model) in models {
         if let Some(first) = seen_lines.insert(model.entity.clone(), number) {
             return Err(Error::input(
                 path,
@@ -104,7 +120,7 @@ pub fn parse_model_line(
     convert(path, line, raw, missing_precision)
 }
 
-fn convert(
+pub(super) fn convert(
     path: &Path,
     line: usize,
     raw: RawModel,
@@ -371,15 +387,67 @@ pub fn write_model_line(model: &EntityModel, out: &mut dyn Write) -> std::io::Re
     out.write_all(b"\n")
 }
 
-/// Write models atomically.
+/// Write models atomically: as Parquet to a `.parquet` path (with the cargo feature
+/// `parquet`), else as JSON lines.
 pub fn write_models<'a>(
     path: &Path,
     models: impl IntoIterator<Item = &'a EntityModel>,
 ) -> Result<()> {
-    write_output(path, |f| {
-        for m in models {
-            write_model_line(m, f)?;
+    let mut writer = ModelWriter::create(path)?;
+    let models: Vec<&EntityModel> = models.into_iter().collect();
+    writer.write(&models)?;
+    writer.commit()
+}
+
+/// Models written batch after batch to one output file: Parquet for a `.parquet` path
+/// (with the cargo feature `parquet`; `model/parquet.rs`), else JSON lines. Nothing is in
+/// place until [`ModelWriter::commit`]; dropped before, it leaves the target as it was.
+pub struct ModelWriter {
+    inner: Inner,
+}
+
+enum Inner {
+    Lines(OutputFile),
+    #[cfg(feature = "parquet")]
+    Parquet(Box<super::parquet::ParquetModels>),
+}
+
+impl ModelWriter {
+    pub fn create(path: &Path) -> Result<Self> {
+        let out = OutputFile::create(path)?;
+        #[cfg(feature = "parquet")]
+        if path.extension().is_some_and(|e| e == "parquet") {
+            return Ok(ModelWriter {
+                inner: Inner::Parquet(Box::new(super::parquet::ParquetModels::new(out)?)),
+            });
         }
-        Ok(())
-    })
+        Ok(ModelWriter {
+            inner: Inner::Lines(out),
+        })
+    }
+
+    /// Append `models`; a model that cannot be written (a non-finite value) is an error
+    /// naming the file and the entity.
+    pub fn write(&mut self, models: &[&EntityModel]) -> Result<()> {
+        match &mut self.inner {
+            Inner::Lines(out) => {
+                let path = out.path().to_path_buf();
+                for m in models {
+                    write_model_line(m, out).map_err(|e| Error::io(&path, e))?;
+                }
+                Ok(())
+            }
+            #[cfg(feature = "parquet")]
+            Inner::Parquet(p) => p.write(models),
+        }
+    }
+
+    /// Finish the file and put it in place.
+    pub fn commit(self) -> Result<()> {
+        match self.inner {
+            Inner::Lines(out) => out.commit(),
+            #[cfg(feature = "parquet")]
+            Inner::Parquet(p) => p.commit(),
+        }
+    }
 }

@@ -21,12 +21,16 @@
 //! form), and a coefficient without a variance then gets the precision the reader is
 //! given (λ when the model is a training prior, as in the reference).
 
+#[cfg(any(feature = "parquet", feature = "avro"))]
+mod columns;
 mod file;
 pub mod linalg;
+#[cfg(feature = "parquet")]
+mod parquet;
 #[cfg(feature = "avro")]
 pub mod photon;
 
-pub use file::{parse_model_line, read_models, write_model_line, write_models};
+pub use file::{parse_model_line, read_models, write_model_line, write_models, ModelWriter};
 
 use crate::data::FeatureKey;
 use crate::objective::ObjectiveKind;

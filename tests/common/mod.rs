@@ -202,3 +202,8 @@ pub fn assert_means_close(got: &[ModelLine], want: &[ModelLine], rel: f64) {
 
 #[cfg(any(feature = "parquet", feature = "avro"))]
 pub mod records;
+
+/// Whether the file starts with Parquet's magic bytes.
+pub fn starts_with_par1(path: &std::path::Path) -> bool {
+    std::fs::read(path).is_ok_and(|b| b.starts_with(b"PAR1"))
+}

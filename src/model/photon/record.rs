@@ -10,13 +10,13 @@
 //! precision is `1/variance` (Hessian `diagonal`), or none when it has no variances.
 
 use crate::data::FeatureKey;
+use crate::model::columns;
 use crate::model::{EntityModel, HessianType, Precision};
 use crate::objective::ObjectiveKind;
-use arrow_array::builder::{Float64Builder, ListBuilder, StringBuilder, StructBuilder};
+use arrow_array::builder::StringBuilder;
 use arrow_array::cast::AsArray;
-use arrow_array::types::Float64Type;
 use arrow_array::{Array, ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, Fields, Schema};
+use arrow_schema::{DataType, Field, Schema};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -66,48 +66,6 @@ fn glmix_key(name: &str, term: &str) -> FeatureKey {
     }
 }
 
-fn ntv_fields() -> Fields {
-    Fields::from(vec![
-        Field::new("name", DataType::Utf8, false),
-        Field::new("term", DataType::Utf8, false),
-        Field::new("value", DataType::Float64, false),
-    ])
-}
-
-fn ntv_builder() -> ListBuilder<StructBuilder> {
-    let item = StructBuilder::new(
-        ntv_fields(),
-        vec![
-            Box::new(StringBuilder::new()),
-            Box::new(StringBuilder::new()),
-            Box::new(Float64Builder::new()),
-        ],
-    );
-    ListBuilder::new(item).with_field(Arc::new(Field::new(
-        "item",
-        DataType::Struct(ntv_fields()),
-        false,
-    )))
-}
-
-fn push_ntv(list: &mut ListBuilder<StructBuilder>, keys: &[&FeatureKey], values: &[f64]) {
-    for (k, &v) in keys.iter().zip(values) {
-        let (name, term) = photon_key(k);
-        let s = list.values();
-        s.field_builder::<StringBuilder>(0)
-            .expect("name")
-            .append_value(name);
-        s.field_builder::<StringBuilder>(1)
-            .expect("term")
-            .append_value(term);
-        s.field_builder::<Float64Builder>(2)
-            .expect("value")
-            .append_value(v);
-        s.append(true);
-    }
-    list.append(true);
-}
-
 /// One model to write: its id, class, and the coefficients kept.
 pub struct Row<'a> {
     pub model_id: &'a str,
@@ -126,12 +84,8 @@ pub fn to_batch(rows: &[Row]) -> Result<RecordBatch, String> {
         StringBuilder::new(),
     );
     let (mut objectives, mut hessians) = (StringBuilder::new(), StringBuilder::new());
-    let (mut means, mut variances) = (ntv_builder(), ntv_builder());
-    let mut precision = ListBuilder::new(Float64Builder::new()).with_field(Arc::new(Field::new(
-        "item",
-        DataType::Float64,
-        false,
-    )));
+    let (mut means, mut variances) = (columns::builder(), columns::builder());
+    let mut precision = columns::doubles_builder();
     for row in rows {
         let m = row.model;
         let v = m
@@ -140,21 +94,14 @@ pub fn to_batch(rows: &[Row]) -> Result<RecordBatch, String> {
         let kept: Vec<usize> = (0..m.means.len())
             .filter(|&j| m.means[j].abs() >= row.threshold)
             .collect();
-        let keys: Vec<&FeatureKey> = kept.iter().map(|&j| &m.features[j]).collect();
+        let keys: Vec<(&str, &str)> = kept.iter().map(|&j| photon_key(&m.features[j])).collect();
         ids.append_value(row.model_id);
         classes.append_value(row.class);
         losses.append_value("");
-        push_ntv(
-            &mut means,
-            &keys,
-            &kept.iter().map(|&j| m.means[j]).collect::<Vec<_>>(),
-        );
+        let kept_of = |values: &[f64]| kept.iter().map(|&j| values[j]).collect::<Vec<_>>();
+        columns::push(&mut means, keys.iter().copied(), &kept_of(&m.means));
         match &v {
-            Some(v) => push_ntv(
-                &mut variances,
-                &keys,
-                &kept.iter().map(|&j| v[j]).collect::<Vec<_>>(),
-            ),
+            Some(v) => columns::push(&mut variances, keys.iter().copied(), &kept_of(v)),
             None => variances.append(false),
         }
         objectives.append_option(m.objective.map(|o| o.name()));
@@ -212,41 +159,23 @@ pub fn from_batch(
     let ids = strings("modelId").ok_or_else(|| missing("modelId"))?;
     let classes = strings("modelClass");
     let (objectives, hessians) = (strings("glmixObjective"), strings("glmixHessian"));
-    let list = |name: &'static str, item_ok: fn(&DataType) -> bool| {
-        batch
-            .column_by_name(name)
-            .and_then(|c| match c.data_type() {
-                DataType::List(f) if item_ok(f.data_type()) => Some(c.as_list::<i32>()),
-                _ => None,
-            })
-    };
-    let ntv_ok = |t: &DataType| match t {
-        DataType::Struct(f) => ["name", "term", "value"]
-            .iter()
-            .zip([DataType::Utf8, DataType::Utf8, DataType::Float64])
-            .all(|(n, t)| f.iter().any(|x| x.name() == n && *x.data_type() == t)),
-        _ => false,
-    };
-    let doubles = |t: &DataType| *t == DataType::Float64;
-    let means = list("means", ntv_ok).ok_or_else(|| {
+    let means = columns::coefficient_list(batch, "means").ok_or_else(|| {
         (
             1,
             "means",
             "no list of (name, term, value) records".to_string(),
         )
     })?;
-    let (variances, precisions) = (list("variances", ntv_ok), list("glmixPrecision", doubles));
+    let variances = columns::coefficient_list(batch, "variances");
+    let precisions = columns::double_list(batch, "glmixPrecision");
+    // Avro's `string` and `double` are never null.
     let ntv = |l: &arrow_array::ListArray, i: usize| -> Vec<(FeatureKey, f64)> {
-        let items = l.value(i);
-        let s = items.as_struct();
-        let field = |name| s.column_by_name(name).expect("checked by ntv_ok");
-        let (n, t) = (
-            field("name").as_string::<i32>(),
-            field("term").as_string::<i32>(),
-        );
-        let v = field("value").as_primitive::<Float64Type>();
-        (0..s.len())
-            .map(|k| (glmix_key(n.value(k), t.value(k)), v.value(k)))
+        columns::coefficients(l, i)
+            .into_iter()
+            .map(|(n, t, v)| {
+                let key = glmix_key(n.as_deref().unwrap_or(""), t.as_deref().unwrap_or(""));
+                (key, v.unwrap_or(f64::NAN))
+            })
             .collect()
     };
     let mut out = Vec::with_capacity(batch.num_rows());
@@ -272,10 +201,7 @@ pub fn from_batch(
         let d = features.len();
         let (hessian, precision) = match exact {
             Some(h) => {
-                let p = precisions.filter(|p| p.is_valid(i)).map(|p| {
-                    let a = p.value(i);
-                    a.as_primitive::<Float64Type>().values().to_vec()
-                });
+                let p = precisions.and_then(|p| columns::doubles(p, i));
                 match (h, p) {
                     (HessianType::None, None) => (h, Precision::None),
                     (HessianType::Full, Some(p)) if p.len() == d * d => (h, Precision::Full(p)),
@@ -330,6 +256,14 @@ pub fn from_batch(
         };
         if let Some(v) = values.iter().find(|v| !v.is_finite()) {
             return Err(bad("means", format!("{v} is not a finite number")));
+        }
+        let unfit = match &precision {
+            Precision::Diagonal(h) => h.iter().find(|v| !(**v > 0.0 && v.is_finite())),
+            Precision::Full(h) => h.iter().find(|v| !v.is_finite()),
+            Precision::None => None,
+        };
+        if let Some(v) = unfit {
+            return Err(bad("glmixPrecision", format!("{v} is not a precision")));
         }
         out.push(EntityModel {
             entity: entity(ids.value(i)),
