@@ -339,9 +339,13 @@ pub fn run_stream(
     }
     if reader.cut.lines != position.lines || reader.cut.hash != position.hash {
         return Err(Error::Config(format!(
-            "{}: its first {} lines are not those {} was trained on; is this the same input?",
+            "{}: its first {} {} are not those {} was trained on; is this the same input?",
             source.name().display(),
             position.lines,
+            match source {
+                Source::Columnar(..) => "records",
+                _ => "lines",
+            },
             store.path().display()
         )));
     }

@@ -17,12 +17,25 @@ use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
 pub struct StreamArgs {
-    /// Time-ordered records (NTV JSON lines); `-` reads stdin.
+    /// Time-ordered records: NTV JSON lines (`-` reads stdin), or a Parquet, Arrow or Avro
+    /// file (read whole, then cut into mini-batches record by record).
     #[arg(long, value_name = "FILE")]
     data: PathBuf,
-    /// Input format; only jsonl streams.
-    #[arg(long, value_enum, default_value = "jsonl", hide = true)]
-    format: FormatArg,
+    /// Format of --data (default: what its name or first bytes say; tsv does not stream).
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
+    /// Columnar files: numeric columns read as features (as in `glmix train`).
+    #[arg(long, value_name = "COLUMNS", value_delimiter = ',')]
+    feature_columns: Vec<String>,
+    /// Columnar files: the NTV list columns whose features each record has, merged
+    /// (default `features`).
+    #[arg(
+        long,
+        value_name = "COLUMNS",
+        value_delimiter = ',',
+        conflicts_with = "feature_columns"
+    )]
+    feature_bags: Vec<String>,
     /// Model store (created when missing). A store that already holds a stream position
     /// resumes after its last committed mini-batch.
     #[arg(long, value_name = "STORE")]
@@ -66,7 +79,7 @@ pub struct StreamArgs {
     plot: Option<PathBuf>,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug)]
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum BadRecordArg {
     Fail,
     Skip,
@@ -97,9 +110,26 @@ pub fn run(a: StreamArgs) -> Result<()> {
     );
     paths.extend(a.plot.as_deref().map(|p| PathRole::output("--plot", p)));
     check_paths(&paths)?;
-    if a.format != FormatArg::Jsonl || Format::of_file(&a.data).is_columnar() {
+    let format = a.format.map(Format::from);
+    let source = Source::from_arg(&a.data, format);
+    match (&source, format) {
+        (_, Some(Format::Tsv)) => bail!("{}: --format tsv does not stream", a.data.display()),
+        (Source::Stdin, Some(f)) if f.is_columnar() => {
+            bail!("--data -: a {f:?} file cannot be read from stdin; name the file")
+        }
+        (Source::File(_) | Source::Stdin, _)
+            if !(a.feature_columns.is_empty() && a.feature_bags.is_empty()) =>
+        {
+            bail!(
+                "{}: --feature-columns and --feature-bags name columns of a Parquet, Arrow or Avro file",
+                a.data.display()
+            )
+        }
+        _ => {}
+    }
+    if matches!(source, Source::Columnar(..)) && a.on_bad_record == BadRecordArg::Skip {
         bail!(
-            "{}: glmix stream reads NTV JSON lines only (train, score, eval and game read Parquet and Arrow)",
+            "{}: --on-bad-record skip reads JSON lines only; a columnar file is checked whole",
             a.data.display()
         );
     }
@@ -113,8 +143,8 @@ pub fn run(a: StreamArgs) -> Result<()> {
         read: ReadOptions {
             entity: EntityMode::Key(a.entity_key.clone()),
             timestamp_field: matches!(batching, Batching::Window(_)).then(|| a.time_field.clone()),
-            feature_columns: Vec::new(),
-            feature_bags: Vec::new(),
+            feature_columns: a.feature_columns.clone(),
+            feature_bags: a.feature_bags.clone(),
         },
         offset_model: a
             .offset_model
@@ -137,7 +167,7 @@ pub fn run(a: StreamArgs) -> Result<()> {
         metrics: a.metrics,
         plot: a.plot,
     };
-    stream_into(&Source::from_arg(&a.data), &config, &compute, &outputs)
+    stream_into(&source, &config, &compute, &outputs)
 }
 
 /// Where a stream run leaves its results.
@@ -163,7 +193,8 @@ pub fn stream_into(
         .transpose()?;
     let total_bytes = match &source {
         Source::File(p) => std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
-        Source::Stdin => 0,
+        // A columnar file's position counts records, not bytes.
+        Source::Stdin | Source::Columnar(..) => 0,
     };
     let kind = config.train.objective.loss();
     let loss_name = match kind {

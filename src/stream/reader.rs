@@ -1,9 +1,14 @@
 //! The stream's reader: input lines, numbered and hashed as they are read ([`Position`]),
 //! cut into mini-batches by record count or by tumbling time windows ([`Batching`]).
 //! The same input always gives the same mini-batches, which is what makes resuming exact.
+//!
+//! A columnar file (Parquet, Arrow IPC, Avro) is read whole through the columnar reader
+//! and handed out record by record ([`Table`]): its position counts records where a
+//! JSON-lines position counts lines, and hashes each record's values (entity, label,
+//! weight, offset, timestamp, features) where the other hashes the line's bytes.
 
 use super::{BatchReport, Batching, OnBadRecord, StreamConfig};
-use crate::data::{number_field, parse_line, Dataset, ParsedLine};
+use crate::data::{number_field, parse_line, read_columnar_with_ids, Dataset, Format, ParsedLine};
 use crate::error::{Error, Result};
 use crate::io::{fnv1a, LineReader, FNV1A_EMPTY};
 use serde::{Deserialize, Serialize};
@@ -17,34 +22,42 @@ const EXAMPLES: usize = 3;
 /// Where records come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
+    /// JSON lines.
     File(PathBuf),
     Stdin,
+    /// A columnar file (Parquet, Arrow IPC, Avro; `Format::is_columnar`).
+    Columnar(PathBuf, Format),
 }
 
 impl Source {
-    /// `-` is stdin.
-    pub fn from_arg(path: &Path) -> Self {
+    /// `-` is stdin; a file is JSON lines unless `format` (or, when none is given, what
+    /// its name or bytes say) is columnar.
+    pub fn from_arg(path: &Path, format: Option<Format>) -> Self {
         if path == Path::new("-") {
-            Source::Stdin
-        } else {
-            Source::File(path.to_path_buf())
+            return Source::Stdin;
+        }
+        match format.unwrap_or_else(|| Format::of_file(path)) {
+            f if f.is_columnar() => Source::Columnar(path.to_path_buf(), f),
+            _ => Source::File(path.to_path_buf()),
         }
     }
 
     /// The name used in error messages.
     pub fn name(&self) -> PathBuf {
         match self {
-            Source::File(p) => p.clone(),
+            Source::File(p) | Source::Columnar(p, _) => p.clone(),
             Source::Stdin => PathBuf::from("<stdin>"),
         }
     }
 
     fn open(&self) -> Result<Box<dyn BufRead + Send>> {
         Ok(match self {
-            Source::File(p) => Box::new(std::io::BufReader::with_capacity(
-                1 << 20,
-                std::fs::File::open(p).map_err(|e| Error::io(p, e))?,
-            )),
+            Source::File(p) | Source::Columnar(p, _) => {
+                Box::new(std::io::BufReader::with_capacity(
+                    1 << 20,
+                    std::fs::File::open(p).map_err(|e| Error::io(p, e))?,
+                ))
+            }
             Source::Stdin => Box::new(std::io::BufReader::with_capacity(1 << 20, std::io::stdin())),
         })
     }
@@ -97,6 +110,83 @@ impl Lines {
     }
 }
 
+/// The records of a columnar file, with the position after each.
+pub(super) struct Table {
+    data: Dataset,
+    name: PathBuf,
+    next: usize,
+    at: Position,
+    /// Whether a batch has named the file's unread columns.
+    unread_named: bool,
+}
+
+impl Table {
+    fn new(path: &Path, format: Format, config: &StreamConfig) -> Result<Self> {
+        let (data, _) = read_columnar_with_ids(path, format, &config.read, &[])?;
+        Ok(Table {
+            data,
+            name: path.to_path_buf(),
+            next: 0,
+            at: Position {
+                hash: FNV1A_EMPTY,
+                ..Position::default()
+            },
+            unread_named: false,
+        })
+    }
+
+    /// The next record's index, and the position before it; `None` at the end.
+    fn next(&mut self) -> Option<(usize, Position)> {
+        let i = self.next;
+        if i == self.data.num_rows() {
+            return None;
+        }
+        let before = self.at;
+        let d = &self.data;
+        let mut h = fnv1a(self.at.hash, d.entities.key(d.entity[i]).as_bytes());
+        for v in [d.label[i], d.weight[i], d.offset[i]] {
+            h = fnv1a(h, &v.to_le_bytes());
+        }
+        if let Some(t) = d.timestamp[i] {
+            h = fnv1a(h, &t.to_le_bytes());
+        }
+        let (ids, values) = d.row_features(i);
+        for (&f, v) in ids.iter().zip(values) {
+            let key = d.features.key(f);
+            h = fnv1a(h, key.name.as_bytes());
+            h = fnv1a(h, &[0]);
+            h = fnv1a(h, key.term.as_bytes());
+            h = fnv1a(h, &v.to_le_bytes());
+        }
+        self.at.hash = h;
+        self.at.lines += 1;
+        self.next += 1;
+        Some((i, before))
+    }
+}
+
+/// What a [`BatchReader`] reads.
+pub(super) enum Input {
+    Lines(Lines),
+    Table(Box<Table>),
+}
+
+impl Input {
+    fn at(&self) -> Position {
+        match self {
+            Input::Lines(l) => l.at,
+            Input::Table(t) => t.at,
+        }
+    }
+
+    fn name(&self) -> PathBuf {
+        match self {
+            Input::Lines(l) => l.name.clone(),
+            Input::Table(t) => t.name.clone(),
+        }
+    }
+}
+
 /// A mini-batch as read, before it is validated and trained.
 pub(super) struct ReadBatch {
     pub(super) data: Dataset,
@@ -109,7 +199,7 @@ pub(super) struct ReadBatch {
 /// Cuts the input into mini-batches (see [`Batching`]); the same input always gives the
 /// same batches, which is what makes resuming exact.
 pub(super) struct BatchReader {
-    pub(super) lines: Lines,
+    pub(super) input: Input,
     pub(super) config: StreamConfig,
     /// The record read past the end of the previous (time-window) batch, already checked
     /// into a dataset of its own, and its window: they open the next batch.
@@ -121,10 +211,15 @@ pub(super) struct BatchReader {
 
 impl BatchReader {
     pub(super) fn new(source: &Source, config: &StreamConfig) -> Result<Self> {
-        let lines = Lines::new(source)?;
-        let cut = lines.at;
+        let input = match source {
+            Source::Columnar(path, format) => {
+                Input::Table(Box::new(Table::new(path, *format, config)?))
+            }
+            _ => Input::Lines(Lines::new(source)?),
+        };
+        let cut = input.at();
         Ok(BatchReader {
-            lines,
+            input,
             config: config.clone(),
             pending: None,
             batch: 1,
@@ -134,24 +229,130 @@ impl BatchReader {
 
     /// Skip the input up to `position` (an earlier run's last cut) without reading records.
     pub(super) fn skip_to(&mut self, position: &Position) -> Result<()> {
-        while self.lines.at.lines < position.lines && self.lines.next()?.is_some() {}
-        self.cut = self.lines.at;
+        match &mut self.input {
+            Input::Lines(lines) => {
+                while lines.at.lines < position.lines && lines.next()?.is_some() {}
+            }
+            Input::Table(table) => {
+                while table.at.lines < position.lines && table.next().is_some() {}
+            }
+        }
+        self.cut = self.input.at();
         self.batch = position.batches + 1;
         Ok(())
     }
 
     pub(super) fn next(&mut self) -> Result<Option<ReadBatch>> {
         let started = Instant::now();
-        let config = &self.config;
-        let name = self.lines.name.clone();
-        let (mut data, mut window) = match self.pending.take() {
-            Some((opening, w)) => (opening, Some(w)),
-            None => (Dataset::new(), None),
-        };
-        let mut report = BatchReport {
+        let report = BatchReport {
             batch: self.batch,
             first_line: self.cut.lines + 1,
             ..BatchReport::default()
+        };
+        let read = match &self.input {
+            Input::Lines(_) => self.next_lines(report)?,
+            Input::Table(_) => self.next_records(report),
+        };
+        let Some((mut data, mut report, window, cut)) = read else {
+            return Ok(None);
+        };
+        let config = &self.config;
+        let name = self.input.name();
+        data.sort_features();
+        if let Some(model) = &config.offset_model {
+            data.add_offsets(model)?;
+        }
+        self.cut = cut.unwrap_or(self.input.at());
+        self.batch += 1;
+        report.last_line = self.cut.lines;
+        report.unread_keys = data
+            .unread_keys
+            .iter()
+            .map(|(k, u)| (k.to_string(), u.records, u.first_line))
+            .collect();
+        if let Some((key, _, line)) = report
+            .unread_keys
+            .iter()
+            .filter(|_| config.strict_keys)
+            .min_by_key(|k| k.2)
+        {
+            return Err(Error::Input {
+                path: name,
+                line: *line,
+                field: key.clone(),
+                message: "no field reads this key (--strict)".into(),
+            });
+        }
+        report.input_bytes = self.cut.bytes;
+        report.window_start = match config.batching {
+            Batching::Window(w) => window.map(|k| k as f64 * w),
+            Batching::Records(_) => None,
+        };
+        report.read_seconds = started.elapsed().as_secs_f64();
+        Ok(Some(ReadBatch {
+            data,
+            report,
+            cut: self.cut,
+        }))
+    }
+
+    /// The next mini-batch of a columnar file's records: its records, report, window and
+    /// cut (when it ends before the input's position).
+    fn next_records(&mut self, report: BatchReport) -> Option<Cut> {
+        let Input::Table(table) = &mut self.input else {
+            unreachable!("a table input")
+        };
+        let (mut data, mut window) = (Dataset::new(), None);
+        let mut report = report;
+        let mut cut = None;
+        loop {
+            if matches!(self.config.batching, Batching::Records(n) if data.num_rows() == n) {
+                break;
+            }
+            let at = table.at;
+            let Some((i, before)) = table.next() else {
+                break;
+            };
+            if let Batching::Window(w) = self.config.batching {
+                // A columnar timestamp was checked finite as it was read.
+                let t = table.data.timestamp[i].expect("the timestamp column is read");
+                let k = (t / w).floor() as i64;
+                match window {
+                    Some(current) if k > current && data.num_rows() > 0 => {
+                        // The record opens the next batch: put it back.
+                        table.next -= 1;
+                        table.at = at;
+                        cut = Some(before);
+                        break;
+                    }
+                    Some(current) if k < current => report.late += 1,
+                    Some(_) => {}
+                    None => window = Some(k),
+                }
+            }
+            data.push_row_of(&table.data, i);
+        }
+        if data.num_rows() == 0 {
+            return None;
+        }
+        // The file's unread columns, named once, with the run's first batch.
+        if !table.unread_named {
+            data.unread_keys = table.data.unread_keys.clone();
+            table.unread_named = true;
+        }
+        Some((data, report, window, cut))
+    }
+
+    /// The next mini-batch of JSON lines (see [`Self::next_records`]).
+    fn next_lines(&mut self, mut report: BatchReport) -> Result<Option<Cut>> {
+        let config = &self.config;
+        let Input::Lines(lines) = &mut self.input else {
+            unreachable!("a lines input")
+        };
+        let name = lines.name.clone();
+        let (mut data, mut window) = match self.pending.take() {
+            Some((opening, w)) => (opening, Some(w)),
+            None => (Dataset::new(), None),
         };
         let mut cut = None;
         let bad = |e: Error, report: &mut BatchReport| -> Result<()> {
@@ -170,7 +371,7 @@ impl BatchReader {
             if matches!(config.batching, Batching::Records(n) if data.num_rows() == n) {
                 break;
             }
-            let Some((text, before)) = self.lines.next()? else {
+            let Some((text, before)) = lines.next()? else {
                 break;
             };
             let text = match text {
@@ -228,44 +429,13 @@ impl BatchReader {
             // Only blank or skipped lines were left: they make no batch.
             return Ok(None);
         }
-        data.sort_features();
-        if let Some(model) = &config.offset_model {
-            data.add_offsets(model)?;
-        }
-        self.cut = cut.unwrap_or(self.lines.at);
-        self.batch += 1;
-        report.last_line = self.cut.lines;
-        report.unread_keys = data
-            .unread_keys
-            .iter()
-            .map(|(k, u)| (k.to_string(), u.records, u.first_line))
-            .collect();
-        if let Some((key, _, line)) = report
-            .unread_keys
-            .iter()
-            .filter(|_| config.strict_keys)
-            .min_by_key(|k| k.2)
-        {
-            return Err(Error::Input {
-                path: name,
-                line: *line,
-                field: key.clone(),
-                message: "no field reads this key (--strict)".into(),
-            });
-        }
-        report.input_bytes = self.cut.bytes;
-        report.window_start = match config.batching {
-            Batching::Window(w) => window.map(|k| k as f64 * w),
-            Batching::Records(_) => None,
-        };
-        report.read_seconds = started.elapsed().as_secs_f64();
-        Ok(Some(ReadBatch {
-            data,
-            report,
-            cut: self.cut,
-        }))
+        Ok(Some((data, report, window, cut)))
     }
 }
+
+/// A mini-batch as cut: its records, report, window and where it ends (`None`: where the
+/// input stands).
+type Cut = (Dataset, BatchReport, Option<i64>, Option<Position>);
 
 /// Train every mini-batch of `source` into `store` (resuming after its last committed
 /// batch), calling `on_batch` after each commit. The next mini-batch is read on another

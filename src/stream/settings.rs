@@ -32,6 +32,12 @@ pub struct StreamSettings {
     pub entity_key: Option<String>,
     pub single_entity: Option<String>,
     pub timestamp_field: Option<String>,
+    /// Columnar inputs' feature columns and bags (added within format 1: a store without
+    /// them holds the defaults, none).
+    #[serde(default)]
+    pub feature_columns: Vec<String>,
+    #[serde(default)]
+    pub feature_bags: Vec<String>,
     /// The offset model's intercept, and its coefficients in key order (name, term, value).
     pub offset_intercept: Option<f64>,
     pub offset_coefficients: Vec<(String, String, f64)>,
@@ -71,6 +77,8 @@ impl StreamSettings {
             entity_key,
             single_entity,
             timestamp_field: config.read.timestamp_field.clone(),
+            feature_columns: config.read.feature_columns.clone(),
+            feature_bags: config.read.feature_bags.clone(),
             offset_intercept: offset.map(|m| m.intercept),
             offset_coefficients: offset.map_or_else(Vec::new, |m| {
                 m.coefficients
@@ -110,9 +118,12 @@ impl StreamSettings {
         let Value::Object(asked) = serde_json::to_value(self).expect("settings serialise") else {
             unreachable!("settings are an object")
         };
+        // Fields added within format 1 are their defaults in stores written before them.
+        let added =
+            |k: &str| matches!(k, "feature_columns" | "feature_bags").then(|| Value::Array(vec![]));
         let differences: Vec<String> = asked
             .iter()
-            .filter(|(k, v)| stored.get(*k) != Some(v))
+            .filter(|(k, v)| stored.get(*k).cloned().or_else(|| added(k)).as_ref() != Some(v))
             .map(|(k, v)| {
                 let was = stored.get(k).map_or("nothing".into(), Value::to_string);
                 format!("  {k}: stored {was}, asked {v}")
@@ -191,8 +202,12 @@ mod tests {
         }
     }
 
-    /// What this version writes for `config()`: later versions must read it.
+    /// What glmix wrote for `config()` before the feature columns and bags were added:
+    /// later versions must read it.
     const FORMAT_1: &str = r#"{"format":1,"objective":"bayes-logistic","penalty":5.0,"delta":0.8,"intercept_penalty":true,"hessian":"diagonal","memory":10,"factr":10000000.0,"pgtol":0.00001,"max_iterations":15000,"max_line_search":20,"batch_records":100,"batch_window":null,"entity_key":"entity","single_entity":null,"timestamp_field":null,"offset_intercept":0.1,"offset_coefficients":[["1","",0.2]],"update":"incremental"}"#;
+
+    /// What this version writes for `config()`.
+    const FORMAT_1_COLUMNS: &str = r#"{"format":1,"objective":"bayes-logistic","penalty":5.0,"delta":0.8,"intercept_penalty":true,"hessian":"diagonal","memory":10,"factr":10000000.0,"pgtol":0.00001,"max_iterations":15000,"max_line_search":20,"batch_records":100,"batch_window":null,"entity_key":"entity","single_entity":null,"timestamp_field":null,"feature_columns":[],"feature_bags":[],"offset_intercept":0.1,"offset_coefficients":[["1","",0.2]],"update":"incremental"}"#;
 
     /// What a store from before format 1 held for `config()` (glmix at commit bf6178a).
     const LEGACY: &str = r#"objective=bayes-logistic regularization=Regularization { penalty: 5.0, delta: 0.8, intercept_penalty: true } hessian=diagonal solver=LbfgsOptions { memory: 10, factr: 10000000.0, pgtol: 1e-5, max_iterations: 15000, max_line_search: 20 } batching=Records(100) read=ReadOptions { entity: Key("entity"), timestamp_field: None } offset_model=Some(OffsetModel { intercept: 0.1, coefficients: {FeatureKey { name: "1", term: "" }: 0.2} }) update=Incremental"#;
@@ -201,8 +216,12 @@ mod tests {
     fn format_1_bytes_and_the_legacy_text_are_read() {
         let c = config();
         let s = StreamSettings::of(&c);
-        assert_eq!(String::from_utf8(s.encode()).unwrap(), FORMAT_1);
+        assert_eq!(String::from_utf8(s.encode()).unwrap(), FORMAT_1_COLUMNS);
         assert_eq!(legacy_fingerprint(&c), LEGACY);
+        assert_eq!(
+            s.check(FORMAT_1_COLUMNS.as_bytes(), &legacy_fingerprint(&c)),
+            Ok(())
+        );
         assert_eq!(
             s.check(FORMAT_1.as_bytes(), &legacy_fingerprint(&c)),
             Ok(())
@@ -228,6 +247,16 @@ mod tests {
             "{why}"
         );
         assert_eq!(why.lines().count(), 3, "{why}");
+        // Feature bags a store written before they existed did not have.
+        let mut c = config();
+        c.read.feature_bags = vec!["more".into()];
+        let why = StreamSettings::of(&c)
+            .check(FORMAT_1.as_bytes(), &legacy_fingerprint(&c))
+            .unwrap_err();
+        assert!(
+            why.contains(r#"feature_bags: stored nothing, asked ["more"]"#),
+            "{why}"
+        );
         let newer = FORMAT_1.replace(r#""format":1"#, r#""format":2"#);
         let why = StreamSettings::of(&config())
             .check(newer.as_bytes(), "")

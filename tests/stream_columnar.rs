@@ -1,0 +1,238 @@
+#![cfg(all(feature = "parquet", feature = "avro"))]
+//! `glmix stream` over columnar files through the real binary: the records of a
+//! time-ordered JSON-lines stream as Parquet and as Avro give the JSON lines' stores, by
+//! record count and by time window; a run resumes after the records it committed; what a
+//! columnar stream cannot do is refused before anything is written.
+
+mod common;
+
+use arrow_array::builder::{Float64Builder, ListBuilder, StringBuilder, StructBuilder};
+use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+use arrow_avro::writer::{format::AvroOcfFormat, WriterBuilder};
+use arrow_schema::{DataType, Field, Fields, Schema};
+use common::{glmix, glmix_output, Dir};
+use std::fs;
+use std::sync::Arc;
+
+/// The records of a JSON-lines file as columns.
+fn columns(jsonl: &str) -> RecordBatch {
+    let rows: Vec<serde_json::Value> = fs::read_to_string(jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let item = Fields::from(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("term", DataType::Utf8, false),
+        Field::new("value", DataType::Float64, false),
+    ]);
+    let builder = StructBuilder::new(
+        item.clone(),
+        vec![
+            Box::new(StringBuilder::new()),
+            Box::new(StringBuilder::new()),
+            Box::new(Float64Builder::new()),
+        ],
+    );
+    let mut features = ListBuilder::new(builder).with_field(Arc::new(Field::new(
+        "item",
+        DataType::Struct(item),
+        false,
+    )));
+    for r in &rows {
+        for x in r["features"].as_array().unwrap() {
+            let s = features.values();
+            let text = |k: &str| x[k].as_str().unwrap().to_string();
+            s.field_builder::<StringBuilder>(0)
+                .unwrap()
+                .append_value(text("name"));
+            s.field_builder::<StringBuilder>(1)
+                .unwrap()
+                .append_value(text("term"));
+            let v = x["value"].as_f64().unwrap();
+            s.field_builder::<Float64Builder>(2)
+                .unwrap()
+                .append_value(v);
+            s.append(true);
+        }
+        features.append(true);
+    }
+    let number = |k: &str| -> ArrayRef {
+        Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|r| r[k].as_f64().unwrap()),
+        ))
+    };
+    let entity: ArrayRef = Arc::new(StringArray::from_iter_values(
+        rows.iter()
+            .map(|r| r["entity"].as_str().unwrap().to_string()),
+    ));
+    let columns = vec![
+        ("entity", entity),
+        ("label", number("label")),
+        ("weight", number("weight")),
+        ("offset", number("offset")),
+        ("timestamp", number("timestamp")),
+        ("features", Arc::new(features.finish()) as ArrayRef),
+    ];
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|(n, a)| Field::new(*n, a.data_type().clone(), false))
+        .collect();
+    RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns.into_iter().map(|(_, a)| a).collect(),
+    )
+    .unwrap()
+}
+
+fn write_parquet(dir: &Dir, name: &str, batch: &RecordBatch) -> String {
+    let file = fs::File::create(dir.path(name)).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+    dir.arg(name)
+}
+
+fn write_avro(dir: &Dir, name: &str, batch: &RecordBatch) -> String {
+    let file = fs::File::create(dir.path(name)).unwrap();
+    let mut w = WriterBuilder::new(batch.schema().as_ref().clone())
+        .build::<_, AvroOcfFormat>(file)
+        .unwrap();
+    w.write(batch).unwrap();
+    w.finish().unwrap();
+    dir.arg(name)
+}
+
+/// Stream `data` into a fresh store `name` and return its export.
+fn stream(dir: &Dir, data: &str, name: &str, batching: &[&str]) -> Vec<u8> {
+    let (store, out) = (dir.arg(name), dir.arg(&format!("{name}.jsonl")));
+    let mut argv = vec![
+        "stream",
+        "--data",
+        data,
+        "--store",
+        &store,
+        "--objective",
+        "bayes-logistic",
+        "--device",
+        "cpu",
+    ];
+    argv.extend(batching);
+    glmix(&argv);
+    glmix(&["store", "export", "--store", &store, "--out", &out]);
+    fs::read(&out).unwrap()
+}
+
+#[test]
+fn parquet_and_avro_streams_give_the_json_lines_stores_and_resume() {
+    let dir = Dir::new();
+    let jsonl = dir.arg("s.jsonl");
+    glmix(&[
+        "generate",
+        "--entities",
+        "120",
+        "--rows",
+        "20",
+        "--time-ordered",
+        "--out",
+        &jsonl,
+    ]);
+    let batch = columns(&jsonl);
+    let parquet = write_parquet(&dir, "s.parquet", &batch);
+    let avro = write_avro(&dir, "s.avro", &batch);
+    for (k, batching) in [
+        &["--batch-records", "500"][..],
+        &["--batch-window", "0.1"][..],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let from_json = stream(&dir, &jsonl, &format!("json{k}.redb"), batching);
+        assert!(!from_json.is_empty());
+        let from_parquet = stream(&dir, &parquet, &format!("parquet{k}.redb"), batching);
+        assert!(from_parquet == from_json, "{batching:?}: Parquet differs");
+        let from_avro = stream(&dir, &avro, &format!("avro{k}.redb"), batching);
+        assert!(from_avro == from_json, "{batching:?}: Avro differs");
+    }
+
+    // A store trained on the first 1,000 records resumes after them on the whole file.
+    let half = write_parquet(&dir, "half.parquet", &batch.slice(0, 1000));
+    let store = dir.arg("resumed.redb");
+    let batching = ["--batch-records", "500"];
+    for data in [&half, &parquet] {
+        let mut argv = vec![
+            "stream",
+            "--data",
+            data,
+            "--store",
+            &store,
+            "--objective",
+            "bayes-logistic",
+            "--device",
+            "cpu",
+        ];
+        argv.extend(batching);
+        glmix(&argv);
+    }
+    let resumed = dir.arg("resumed.jsonl");
+    glmix(&["store", "export", "--store", &store, "--out", &resumed]);
+    assert!(fs::read(&resumed).unwrap() == stream(&dir, &parquet, "whole.redb", &batching));
+    // Other records under the same count are another input.
+    let o = glmix_output(&[
+        "stream",
+        "--data",
+        &jsonl,
+        "--store",
+        &store,
+        "--objective",
+        "bayes-logistic",
+        "--batch-records",
+        "500",
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && stderr.contains("is this the same input"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn what_a_columnar_stream_cannot_do_is_refused_before_anything_is_written() {
+    let dir = Dir::new();
+    let jsonl = dir.arg("s.jsonl");
+    glmix(&[
+        "generate",
+        "--entities",
+        "10",
+        "--rows",
+        "5",
+        "--out",
+        &jsonl,
+    ]);
+    let parquet = write_parquet(&dir, "s.parquet", &columns(&jsonl));
+    let store = dir.arg("s.redb");
+    for (argv, words) in [
+        (
+            vec!["--data", parquet.as_str(), "--on-bad-record", "skip"],
+            "--on-bad-record skip reads JSON lines only",
+        ),
+        (
+            vec!["--data", "-", "--format", "parquet"],
+            "cannot be read from stdin",
+        ),
+        (
+            vec!["--data", jsonl.as_str(), "--feature-bags", "features"],
+            "name columns of a Parquet, Arrow or Avro file",
+        ),
+    ] {
+        let mut all = vec!["stream", "--store", &store, "--objective", "logistic"];
+        all.extend(argv);
+        let o = glmix_output(&all);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && stderr.contains(words),
+            "{all:?}: {stderr}"
+        );
+        assert!(!dir.path("s.redb").exists(), "{all:?} made a store");
+    }
+}
