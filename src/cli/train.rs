@@ -215,9 +215,33 @@ pub fn run(a: TrainArgs) -> Result<()> {
             let mut pending = Some(a.data.clone());
             Box::new(move || pending.take().map(|data| data.read()).transpose())
         }
+        #[cfg(any(feature = "parquet", feature = "avro"))]
+        Some(n) if a.data.format().is_columnar() => {
+            // The file is read and cut on a thread of its own, a chunk ahead.
+            let (path, format, options) = (a.data.data.clone(), a.data.format(), a.data.options());
+            let offsets = a.data.offset_model()?;
+            let (send, chunks) = std::sync::mpsc::sync_channel::<glmix::Result<Dataset>>(1);
+            std::thread::spawn(move || {
+                let failed = send.clone();
+                let mut emit = |mut chunk: Dataset| {
+                    if let Some(model) = &offsets {
+                        chunk.add_offsets(model)?;
+                    }
+                    // The trainer stopped (an error of its own): nothing more is wanted.
+                    send.send(Ok(chunk))
+                        .map_err(|_| glmix::Error::Config("stopped".into()))
+                };
+                if let Err(e) =
+                    glmix::data::read_columnar_chunks(&path, format, &options, n, &mut emit)
+                {
+                    let _ = failed.send(Err(e));
+                }
+            });
+            Box::new(move || chunks.recv().ok().transpose().map_err(Into::into))
+        }
         Some(n) => {
-            if a.data.format() != Format::Jsonl || Format::of_file(&a.data.data).is_columnar() {
-                bail!("--chunk-entities reads NTV JSON lines (a TSV file is one entity; a Parquet file is read whole)");
+            if a.data.format() != Format::Jsonl {
+                bail!("--chunk-entities reads NTV JSON lines, Parquet, Arrow and Avro (a TSV file is one entity)");
             }
             let mut reader = EntityChunks::open(&a.data.data, &a.data.options(), n)?;
             let offsets = a.data.offset_model()?;

@@ -8,6 +8,8 @@
 
 #[cfg(any(feature = "parquet", feature = "avro"))]
 mod columnar;
+#[cfg(any(feature = "parquet", feature = "avro"))]
+pub use columnar::read_columnar_chunks;
 mod fast_record;
 mod grouped;
 pub mod json_path;

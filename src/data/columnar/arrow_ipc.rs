@@ -1,6 +1,7 @@
 //! Arrow IPC files (Feather v2): batch after batch, on the reading thread.
 
 use super::plan::Plan;
+use super::AfterBatch;
 use crate::data::{Dataset, Ids, ReadOptions};
 use crate::error::{Error, Result};
 use std::fs::File;
@@ -12,6 +13,16 @@ pub fn read_arrow_ipc_with_ids(
     path: &Path,
     options: &ReadOptions,
     id_keys: &[String],
+) -> Result<(Dataset, Vec<Ids>)> {
+    read_arrow_ipc_into(path, options, id_keys, None)
+}
+
+/// [`read_arrow_ipc_with_ids`], calling `after` (when given) after every batch.
+pub(super) fn read_arrow_ipc_into(
+    path: &Path,
+    options: &ReadOptions,
+    id_keys: &[String],
+    mut after: Option<AfterBatch>,
 ) -> Result<(Dataset, Vec<Ids>)> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let not_ipc = |e: arrow_schema::ArrowError| Error::Schema {
@@ -26,6 +37,11 @@ pub fn read_arrow_ipc_with_ids(
     for batch in reader {
         let batch = batch.map_err(not_ipc)?;
         plan.append(path, &batch, row, &mut data, &mut ids, &mut state)?;
+        if let Some(after) = after.as_mut() {
+            if after(&mut data, path, row + 1, batch.num_rows())? {
+                state = plan.state();
+            }
+        }
         row += batch.num_rows();
     }
     Ok((data, ids))

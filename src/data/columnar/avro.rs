@@ -11,7 +11,7 @@
 //! seeking over the data): a truncated file is an error, not fewer records.
 
 use super::plan::Plan;
-use super::{append_in_order, Batches, Decode, BATCH_ROWS};
+use super::{append_in_order, AfterBatch, Batches, Decode, BATCH_ROWS};
 use crate::data::{Dataset, Ids, ReadOptions};
 use crate::error::{Error, Result};
 use arrow_avro::reader::{Reader, ReaderBuilder};
@@ -211,6 +211,16 @@ pub fn read_avro_with_ids(
     options: &ReadOptions,
     id_keys: &[String],
 ) -> Result<(Dataset, Vec<Ids>)> {
+    read_avro_into(path, options, id_keys, None)
+}
+
+/// [`read_avro_with_ids`], calling `after` (when given) after every batch.
+pub(super) fn read_avro_into(
+    path: &Path,
+    options: &ReadOptions,
+    id_keys: &[String],
+    mut after: Option<AfterBatch>,
+) -> Result<(Dataset, Vec<Ids>)> {
     let parts = avro_parts(path)?;
     // Each part's own header says its schema, and each is checked before any is read.
     let plans = parts
@@ -254,7 +264,13 @@ pub fn read_avro_with_ids(
     let mut ids: Vec<Ids> = id_keys.iter().map(|_| Ids::default()).collect();
     let mut state = plans[0].state();
     append_in_order(decoders, |k, before, batch| {
-        plans[k].append(&parts[k], &batch, before, &mut data, &mut ids, &mut state)
+        plans[k].append(&parts[k], &batch, before, &mut data, &mut ids, &mut state)?;
+        if let Some(after) = after.as_mut() {
+            if after(&mut data, &parts[k], before + 1, batch.num_rows())? {
+                state = plans[k].state();
+            }
+        }
+        Ok(())
     })?;
     Ok((data, ids))
 }

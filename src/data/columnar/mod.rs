@@ -29,6 +29,7 @@
 mod arrow_ipc;
 #[cfg(feature = "avro")]
 mod avro;
+mod chunks;
 mod columns;
 #[cfg(feature = "parquet")]
 mod parquet;
@@ -40,6 +41,7 @@ mod plan;
 pub use arrow_ipc::read_arrow_ipc_with_ids;
 #[cfg(feature = "avro")]
 pub use avro::{avro_parts, avro_reader, read_avro_with_ids};
+pub use chunks::read_columnar_chunks;
 #[cfg(feature = "parquet")]
 pub use parquet::{read_parquet, read_parquet_with_ids};
 #[cfg(feature = "parquet")]
@@ -47,8 +49,10 @@ pub use parquet_scores::write_scores;
 
 #[cfg(doc)]
 use super::ReadOptions;
+use crate::data::Dataset;
 use crate::error::Result;
 use arrow_array::RecordBatch;
+use std::path::Path;
 use std::sync::mpsc::{sync_channel, SyncSender};
 
 /// Rows per decoded batch, and batches a piece may hold ahead of the appending thread:
@@ -56,6 +60,12 @@ use std::sync::mpsc::{sync_channel, SyncSender};
 /// data; these give no more than JSON lines' at no loss of speed (README, Formats).
 const BATCH_ROWS: usize = 4096;
 const QUEUED_BATCHES: usize = 2;
+
+/// Called after each batch is appended, with the dataset, the file and the record number
+/// (1-based) of the batch's first record and its number of records; returns whether it
+/// replaced the dataset's records (so that what was memoised of its feature ids is
+/// forgotten).
+type AfterBatch<'a> = &'a mut dyn FnMut(&mut Dataset, &Path, usize, usize) -> Result<bool>;
 
 /// Decodes one piece, sending its batches in order; it stops when a send fails (the
 /// appending thread gave up on an error elsewhere).

@@ -1,7 +1,7 @@
 //! Parquet files: one piece per row group.
 
 use super::plan::Plan;
-use super::{append_in_order, Batches, Decode, BATCH_ROWS};
+use super::{append_in_order, AfterBatch, Batches, Decode, BATCH_ROWS};
 use crate::data::{Dataset, Ids, ReadOptions};
 use crate::error::{Error, Result};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -20,6 +20,16 @@ pub fn read_parquet_with_ids(
     path: &Path,
     options: &ReadOptions,
     id_keys: &[String],
+) -> Result<(Dataset, Vec<Ids>)> {
+    read_parquet_into(path, options, id_keys, None)
+}
+
+/// [`read_parquet_with_ids`], calling `after` (when given) after every batch.
+pub(super) fn read_parquet_into(
+    path: &Path,
+    options: &ReadOptions,
+    id_keys: &[String],
+    mut after: Option<AfterBatch>,
 ) -> Result<(Dataset, Vec<Ids>)> {
     let open = || File::open(path).map_err(|e| Error::io(path, e));
     let builder =
@@ -63,13 +73,20 @@ pub fn read_parquet_with_ids(
         .collect();
 
     let mut data = Dataset::new();
-    // Room for every record.
-    data.reserve(first_row[groups], 0);
+    let whole = after.is_none();
+    if whole {
+        // Room for every record.
+        data.reserve(first_row[groups], 0);
+    }
     let mut state = plan.state();
     append_in_order(decoders, |g, before, batch| {
         let row = first_row[g] + before;
         plan.append(path, &batch, row, &mut data, &mut ids, &mut state)?;
-        if row == 0 {
+        if let Some(after) = after.as_mut() {
+            if after(&mut data, path, row + 1, batch.num_rows())? {
+                state = plan.state();
+            }
+        } else if row == 0 {
             // Room for the whole file's features at the first batch's density, so that
             // they are not copied as they grow.
             let rows = data.num_rows().max(1);

@@ -1,8 +1,9 @@
 #![cfg(all(feature = "parquet", feature = "avro"))]
-//! `glmix stream` over columnar files through the real binary: the records of a
-//! time-ordered JSON-lines stream as Parquet and as Avro give the JSON lines' stores, by
-//! record count and by time window; a run resumes after the records it committed; what a
-//! columnar stream cannot do is refused before anything is written.
+//! The jobs that read a file piece by piece, over columnar files, through the real binary:
+//! `glmix stream` — the records of a time-ordered JSON-lines stream as Parquet and as Avro
+//! give the JSON lines' stores, by record count and by time window; a run resumes after
+//! the records it committed; what a columnar stream cannot do is refused before anything
+//! is written — and `glmix train --chunk-entities`, whose models are a whole run's.
 
 mod common;
 
@@ -235,4 +236,89 @@ fn what_a_columnar_stream_cannot_do_is_refused_before_anything_is_written() {
         );
         assert!(!dir.path("s.redb").exists(), "{all:?} made a store");
     }
+}
+
+#[test]
+fn chunked_training_of_parquet_and_avro_gives_a_whole_runs_models() {
+    let dir = Dir::new();
+    let jsonl = dir.arg("g.jsonl");
+    // Grouped by entity, as `glmix generate` writes it.
+    glmix(&[
+        "generate",
+        "--entities",
+        "90",
+        "--rows",
+        "15",
+        "--ragged",
+        "--out",
+        &jsonl,
+    ]);
+    let batch = columns(&jsonl);
+    let parquet = write_parquet(&dir, "g.parquet", &batch);
+    let avro = write_avro(&dir, "g.avro", &batch);
+    let train = |data: &str, out: &str, extra: &[&str]| {
+        let out = dir.arg(out);
+        let mut argv = vec![
+            "train",
+            "--data",
+            data,
+            "--objective",
+            "bayes-logistic",
+            "--device",
+            "cpu",
+            "--out",
+            &out,
+        ];
+        argv.extend(extra);
+        glmix(&argv);
+        fs::read(&out).unwrap()
+    };
+    let whole = train(&jsonl, "whole.jsonl", &[]);
+    assert!(!whole.is_empty());
+    for (data, name) in [(&parquet, "parquet"), (&avro, "avro")] {
+        for n in ["1", "7", "1000"] {
+            let chunked = train(data, &format!("{name}-{n}.jsonl"), &["--chunk-entities", n]);
+            assert!(chunked == whole, "{name}, chunks of {n}: other models");
+        }
+    }
+    // Not grouped, across batches of 4,096 records: refused where an entity comes back,
+    // with no output. (Within a batch, an entity's records all go to its chunk.)
+    let jsonl = dir.arg("big.jsonl");
+    glmix(&[
+        "generate",
+        "--entities",
+        "400",
+        "--rows",
+        "15",
+        "--out",
+        &jsonl,
+    ]);
+    let mut lines: Vec<String> = fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let last = lines.len() - 1;
+    lines.swap(3, last);
+    let shuffled = dir.write("shuffled.jsonl", &(lines.join("\n") + "\n"));
+    let shuffled = write_parquet(&dir, "shuffled.parquet", &columns(&shuffled));
+    let out = dir.arg("refused.jsonl");
+    let o = glmix_output(&[
+        "train",
+        "--data",
+        &shuffled,
+        "--objective",
+        "logistic",
+        "--chunk-entities",
+        "5",
+        "--out",
+        &out,
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && stderr.contains("comes back after other entities"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("shuffled.parquet:"), "{stderr}");
+    assert!(!dir.path("refused.jsonl").exists());
 }
