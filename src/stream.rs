@@ -42,11 +42,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Instant;
 
+mod input;
 mod reader;
 mod settings;
 
+pub use input::{Position, Source};
 use reader::{BatchReader, ReadBatch};
-pub use reader::{Position, Source};
 
 use settings::{legacy_fingerprint, StreamSettings};
 

@@ -18,7 +18,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 
 /// Lines parsed together, in parallel.
-pub(super) const LINES_PER_CHUNK: usize = 8192;
+pub const LINES_PER_CHUNK: usize = 8192;
 
 /// Read a whole file of records. Lines are parsed in parallel chunks by the fast path and
 /// appended in file order; a line it declines goes through the checked path at its turn,

@@ -29,7 +29,7 @@ pub use fast_record::{parse_fast, FastRecord};
 pub use grouped::{group_by_entity, EntityChunks};
 pub use jsonl::{
     entity_of, number_field, parse_line, parse_object, push_record, read_jsonl, write_jsonl,
-    ParsedLine,
+    ParsedLine, LINES_PER_CHUNK,
 };
 pub use offset_model::OffsetModel;
 pub use tsv::read_tsv;

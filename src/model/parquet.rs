@@ -5,9 +5,9 @@
 //! | `entity` | utf8 | |
 //! | `objective` | utf8, nullable | as in model JSON lines |
 //! | `hessian` | utf8 | `full`, `diagonal`, `identity` or `none` |
-//! | `means` | list<struct<name, term, value>> | the intercept is `("intercept", "intercept")` |
-//! | `variances` | list<struct<name, term, value>>, nullable | for people |
-//! | `precision` | list<double>, nullable | diagonal, or d×d row-major, in the order of `means` |
+//! | `means` | `list<struct<name, term, value>>` | the intercept is `("intercept", "intercept")` |
+//! | `variances` | `list<struct<name, term, value>>`, nullable | for people |
+//! | `precision` | `list<double>`, nullable | diagonal, or d×d row-major, in the order of `means` |
 //!
 //! A row is read through the same checks as a model line (`file.rs`), with the row number
 //! in place of the line, so a model reads back bit for bit what was written.

@@ -1,191 +1,16 @@
-//! The stream's reader: input lines, numbered and hashed as they are read ([`Position`]),
-//! cut into mini-batches by record count or by tumbling time windows ([`Batching`]).
-//! The same input always gives the same mini-batches, which is what makes resuming exact.
-//!
-//! A columnar file (Parquet, Arrow IPC, Avro) is read whole through the columnar reader
-//! and handed out record by record ([`Table`]): its position counts records where a
-//! JSON-lines position counts lines, and hashes each record's values (entity, label,
-//! weight, offset, timestamp, features) where the other hashes the line's bytes.
+//! The stream's reader: the input ([`super::input`]) cut into mini-batches by record count
+//! or by tumbling time windows ([`Batching`]). The same input always gives the same
+//! mini-batches, which is what makes resuming exact.
 
+use super::input::{Input, Parsed, ParsedLines, Position, Source, Table};
 use super::{BatchReport, Batching, OnBadRecord, StreamConfig};
-use crate::data::{number_field, parse_line, read_columnar_with_ids, Dataset, Format, ParsedLine};
+use crate::data::{number_field, Dataset, ParsedLine, LINES_PER_CHUNK};
 use crate::error::{Error, Result};
-use crate::io::{fnv1a, LineReader, FNV1A_EMPTY};
-use serde::{Deserialize, Serialize};
-use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 /// Skipped records whose errors a batch report keeps.
 const EXAMPLES: usize = 3;
-
-/// Where records come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    /// JSON lines.
-    File(PathBuf),
-    Stdin,
-    /// A columnar file (Parquet, Arrow IPC, Avro; `Format::is_columnar`).
-    Columnar(PathBuf, Format),
-}
-
-impl Source {
-    /// `-` is stdin; a file is JSON lines unless `format` (or, when none is given, what
-    /// its name or bytes say) is columnar.
-    pub fn from_arg(path: &Path, format: Option<Format>) -> Self {
-        if path == Path::new("-") {
-            return Source::Stdin;
-        }
-        match format.unwrap_or_else(|| Format::of_file(path)) {
-            f if f.is_columnar() => Source::Columnar(path.to_path_buf(), f),
-            _ => Source::File(path.to_path_buf()),
-        }
-    }
-
-    /// The name used in error messages.
-    pub fn name(&self) -> PathBuf {
-        match self {
-            Source::File(p) | Source::Columnar(p, _) => p.clone(),
-            Source::Stdin => PathBuf::from("<stdin>"),
-        }
-    }
-
-    fn open(&self) -> Result<Box<dyn BufRead + Send>> {
-        Ok(match self {
-            Source::File(p) | Source::Columnar(p, _) => {
-                Box::new(std::io::BufReader::with_capacity(
-                    1 << 20,
-                    std::fs::File::open(p).map_err(|e| Error::io(p, e))?,
-                ))
-            }
-            Source::Stdin => Box::new(std::io::BufReader::with_capacity(1 << 20, std::io::stdin())),
-        })
-    }
-}
-
-/// How far into the input the committed batches reach.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Position {
-    pub batches: u64,
-    pub lines: u64,
-    pub bytes: u64,
-    /// FNV-1a of the bytes of those lines.
-    pub hash: u64,
-    pub records: u64,
-    pub skipped: u64,
-}
-
-/// Lines of the input, numbered from 1, with the position after each.
-pub(super) struct Lines {
-    reader: LineReader<Box<dyn BufRead + Send>>,
-    name: PathBuf,
-    buffer: String,
-    at: Position,
-}
-
-impl Lines {
-    fn new(source: &Source) -> Result<Self> {
-        Ok(Lines {
-            reader: LineReader::new(source.open()?, &source.name()),
-            name: source.name(),
-            buffer: String::new(),
-            at: Position {
-                hash: FNV1A_EMPTY,
-                ..Position::default()
-            },
-        })
-    }
-
-    /// The next line (newline included), or why it is not text, and the position before
-    /// it; `None` at the end. Positions count the bytes as read and hash the text.
-    fn next(&mut self) -> Result<Option<(Result<&str>, Position)>> {
-        let before = self.at;
-        let Some(text) = self.reader.read(&mut self.buffer)? else {
-            return Ok(None);
-        };
-        self.at.lines += 1;
-        self.at.bytes += self.reader.consumed() as u64;
-        self.at.hash = fnv1a(self.at.hash, self.buffer.as_bytes());
-        Ok(Some((text.map(|()| self.buffer.as_str()), before)))
-    }
-}
-
-/// The records of a columnar file, with the position after each.
-pub(super) struct Table {
-    data: Dataset,
-    name: PathBuf,
-    next: usize,
-    at: Position,
-    /// Whether a batch has named the file's unread columns.
-    unread_named: bool,
-}
-
-impl Table {
-    fn new(path: &Path, format: Format, config: &StreamConfig) -> Result<Self> {
-        let (data, _) = read_columnar_with_ids(path, format, &config.read, &[])?;
-        Ok(Table {
-            data,
-            name: path.to_path_buf(),
-            next: 0,
-            at: Position {
-                hash: FNV1A_EMPTY,
-                ..Position::default()
-            },
-            unread_named: false,
-        })
-    }
-
-    /// The next record's index, and the position before it; `None` at the end.
-    fn next(&mut self) -> Option<(usize, Position)> {
-        let i = self.next;
-        if i == self.data.num_rows() {
-            return None;
-        }
-        let before = self.at;
-        let d = &self.data;
-        let mut h = fnv1a(self.at.hash, d.entities.key(d.entity[i]).as_bytes());
-        for v in [d.label[i], d.weight[i], d.offset[i]] {
-            h = fnv1a(h, &v.to_le_bytes());
-        }
-        if let Some(t) = d.timestamp[i] {
-            h = fnv1a(h, &t.to_le_bytes());
-        }
-        let (ids, values) = d.row_features(i);
-        for (&f, v) in ids.iter().zip(values) {
-            let key = d.features.key(f);
-            h = fnv1a(h, key.name.as_bytes());
-            h = fnv1a(h, &[0]);
-            h = fnv1a(h, key.term.as_bytes());
-            h = fnv1a(h, &v.to_le_bytes());
-        }
-        self.at.hash = h;
-        self.at.lines += 1;
-        self.next += 1;
-        Some((i, before))
-    }
-}
-
-/// What a [`BatchReader`] reads.
-pub(super) enum Input {
-    Lines(Lines),
-    Table(Box<Table>),
-}
-
-impl Input {
-    fn at(&self) -> Position {
-        match self {
-            Input::Lines(l) => l.at,
-            Input::Table(t) => t.at,
-        }
-    }
-
-    fn name(&self) -> PathBuf {
-        match self {
-            Input::Lines(l) => l.name.clone(),
-            Input::Table(t) => t.name.clone(),
-        }
-    }
-}
 
 /// A mini-batch as read, before it is validated and trained.
 pub(super) struct ReadBatch {
@@ -215,7 +40,7 @@ impl BatchReader {
             Source::Columnar(path, format) => {
                 Input::Table(Box::new(Table::new(path, *format, config)?))
             }
-            _ => Input::Lines(Lines::new(source)?),
+            _ => Input::Lines(Box::new(ParsedLines::new(source)?)),
         };
         let cut = input.at();
         Ok(BatchReader {
@@ -230,9 +55,7 @@ impl BatchReader {
     /// Skip the input up to `position` (an earlier run's last cut) without reading records.
     pub(super) fn skip_to(&mut self, position: &Position) -> Result<()> {
         match &mut self.input {
-            Input::Lines(lines) => {
-                while lines.at.lines < position.lines && lines.next()?.is_some() {}
-            }
+            Input::Lines(lines) => lines.skip_to(position.lines)?,
             Input::Table(table) => {
                 while table.at.lines < position.lines && table.next().is_some() {}
             }
@@ -349,7 +172,7 @@ impl BatchReader {
         let Input::Lines(lines) = &mut self.input else {
             unreachable!("a lines input")
         };
-        let name = lines.name.clone();
+        let name = lines.lines.name.clone();
         let (mut data, mut window) = match self.pending.take() {
             Some((opening, w)) => (opening, Some(w)),
             None => (Dataset::new(), None),
@@ -371,22 +194,20 @@ impl BatchReader {
             if matches!(config.batching, Batching::Records(n) if data.num_rows() == n) {
                 break;
             }
-            let Some((text, before)) = lines.next()? else {
+            // A batch of n records needs at least n more lines; a window, any number.
+            let wanted = match config.batching {
+                Batching::Records(n) => n - data.num_rows(),
+                Batching::Window(_) if lines.window_ahead => LINES_PER_CHUNK,
+                Batching::Window(_) => 1,
+            };
+            let Some(Parsed { before, record, .. }) = lines.next(&config.read, wanted)? else {
                 break;
             };
-            let text = match text {
-                Ok(text) => text,
-                Err(e) => {
-                    bad(e, &mut report)?;
-                    continue;
-                }
-            };
-            if text.trim().is_empty() {
-                continue;
-            }
             let line = before.lines + 1;
-            let record = match parse_line(&name, line as usize, text, &config.read, &[]) {
-                Ok(record) => record,
+            let record = match record {
+                Ok(Some(record)) => record,
+                // A blank line.
+                Ok(None) => continue,
                 Err(e) => {
                     bad(e, &mut report)?;
                     continue;
@@ -437,9 +258,7 @@ impl BatchReader {
 /// input stands).
 type Cut = (Dataset, BatchReport, Option<i64>, Option<Position>);
 
-/// Train every mini-batch of `source` into `store` (resuming after its last committed
-/// batch), calling `on_batch` after each commit. The next mini-batch is read on another
-/// thread while the current one trains.
+/// The time window of `record` (0 when mini-batches are cut by count).
 fn window_of(config: &StreamConfig, name: &Path, line: u64, record: &ParsedLine) -> Result<i64> {
     let (Batching::Window(w), Some(field)) = (config.batching, &config.read.timestamp_field) else {
         return Ok(0);

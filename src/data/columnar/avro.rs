@@ -45,9 +45,10 @@ pub fn avro_parts(path: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// A reader of the Avro container file `path` (of its `projection` fields, or all), in
-/// batches of `batch_rows`, once [`check_blocks`] found the file whole. A header schema whose named types carry dotted full names
-/// (as fastavro writes them) is given to arrow-avro with each name split into a
-/// namespace and a short name, which it resolves references by.
+/// batches of `batch_rows`, once every block's frame was found whole (see the module
+/// doc). A header schema whose named types carry dotted full names (as fastavro writes
+/// them) is given to arrow-avro with each name split into a namespace and a short name,
+/// which it resolves references by.
 pub fn avro_reader(
     path: &Path,
     projection: Option<Vec<usize>>,
