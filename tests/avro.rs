@@ -6,15 +6,13 @@
 
 mod common;
 
-use arrow_array::builder::{
-    Float64Builder, ListBuilder, MapBuilder, MapFieldNames, StringBuilder, StructBuilder,
-};
+use arrow_array::builder::{MapBuilder, MapFieldNames, StringBuilder};
 use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
 use arrow_avro::compression::CompressionCodec;
 use arrow_avro::writer::{format::AvroOcfFormat, WriterBuilder};
-use arrow_schema::{DataType, Field, Fields, Schema};
+use arrow_schema::{DataType, Field, Schema};
 use common::records::*;
-use common::{glmix, Dir};
+use common::Dir;
 use std::collections::HashMap;
 use std::fs;
 use std::sync::Arc;
@@ -32,24 +30,7 @@ const SCHEMA: &str = r#"{"name":"TrainingExampleAvro","namespace":"com.linkedin.
 /// The records as TrainingExampleAvro columns.
 fn batch() -> RecordBatch {
     let r = records();
-    let item_fields = Fields::from(vec![
-        Field::new("name", DataType::Utf8, false),
-        Field::new("term", DataType::Utf8, false),
-        Field::new("value", DataType::Float64, false),
-    ]);
-    let item = StructBuilder::new(
-        item_fields.clone(),
-        vec![
-            Box::new(StringBuilder::new()),
-            Box::new(StringBuilder::new()),
-            Box::new(Float64Builder::new()),
-        ],
-    );
-    let mut features = ListBuilder::new(item).with_field(Arc::new(Field::new(
-        "item",
-        DataType::Struct(item_fields),
-        false,
-    )));
+    let mut features = ntv_builder(false);
     let names = MapFieldNames {
         entry: "entries".into(),
         key: "key".into(),
@@ -60,18 +41,7 @@ fn batch() -> RecordBatch {
         .with_values_field(Field::new("value", DataType::Utf8, false));
     for (i, (entity, _, _, _, x)) in r.iter().enumerate() {
         for (k, &v) in x.iter().enumerate().filter(|(_, v)| **v != 0.0) {
-            let s = features.values();
-            let name = format!("x{k}");
-            s.field_builder::<StringBuilder>(0)
-                .unwrap()
-                .append_value(name);
-            s.field_builder::<StringBuilder>(1)
-                .unwrap()
-                .append_value("");
-            s.field_builder::<Float64Builder>(2)
-                .unwrap()
-                .append_value(v);
-            s.append(true);
+            push_feature(&mut features, &format!("x{k}"), Some(""), v);
         }
         features.append(true);
         // The ids GAME's coordinates name, as `write_game_jsonl` has them.
@@ -177,28 +147,7 @@ fn game_models_from_avro_equal_those_from_json_lines() {
     let dir = Dir::new();
     let jsonl = write_game_jsonl(&dir, "g.jsonl");
     let avro = write_avro(&dir, "g.avro", 0..records().len(), None);
-    let config = write_game_config(&dir);
-    for (data, out) in [(&jsonl, "from-json"), (&avro, "from-avro")] {
-        glmix(&[
-            "game",
-            "train",
-            "--device",
-            "cpu",
-            "--config",
-            &config,
-            "--data",
-            data,
-            "--out",
-            &dir.arg(out),
-        ]);
-    }
-    for f in ["global.jsonl", "per-user.jsonl", "per-item.jsonl"] {
-        let (a, b) = (
-            fs::read(dir.path("from-json").join(f)).unwrap(),
-            fs::read(dir.path("from-avro").join(f)).unwrap(),
-        );
-        assert!(!a.is_empty() && a == b, "{f} differs");
-    }
+    assert_game_models_equal(&dir, &jsonl, &avro);
 }
 
 /// Write `batch` as Avro with the schema arrow-avro derives from its Arrow schema.

@@ -7,10 +7,9 @@
 
 mod common;
 
-use arrow_array::builder::{Float64Builder, ListBuilder, StringBuilder, StructBuilder};
 use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
 use arrow_avro::writer::{format::AvroOcfFormat, WriterBuilder};
-use arrow_schema::{DataType, Field, Fields, Schema};
+use arrow_schema::{Field, Schema};
 use common::{glmix, glmix_output, Dir};
 use std::fs;
 use std::sync::Arc;
@@ -22,39 +21,12 @@ fn columns(jsonl: &str) -> RecordBatch {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let item = Fields::from(vec![
-        Field::new("name", DataType::Utf8, false),
-        Field::new("term", DataType::Utf8, false),
-        Field::new("value", DataType::Float64, false),
-    ]);
-    let builder = StructBuilder::new(
-        item.clone(),
-        vec![
-            Box::new(StringBuilder::new()),
-            Box::new(StringBuilder::new()),
-            Box::new(Float64Builder::new()),
-        ],
-    );
-    let mut features = ListBuilder::new(builder).with_field(Arc::new(Field::new(
-        "item",
-        DataType::Struct(item),
-        false,
-    )));
+    let mut features = common::records::ntv_builder(false);
     for r in &rows {
         for x in r["features"].as_array().unwrap() {
-            let s = features.values();
-            let text = |k: &str| x[k].as_str().unwrap().to_string();
-            s.field_builder::<StringBuilder>(0)
-                .unwrap()
-                .append_value(text("name"));
-            s.field_builder::<StringBuilder>(1)
-                .unwrap()
-                .append_value(text("term"));
+            let text = |k: &str| x[k].as_str().unwrap();
             let v = x["value"].as_f64().unwrap();
-            s.field_builder::<Float64Builder>(2)
-                .unwrap()
-                .append_value(v);
-            s.append(true);
+            common::records::push_feature(&mut features, text("name"), Some(text("term")), v);
         }
         features.append(true);
     }
@@ -104,15 +76,14 @@ fn write_avro(dir: &Dir, name: &str, batch: &RecordBatch) -> String {
     dir.arg(name)
 }
 
-/// Stream `data` into a fresh store `name` and return its export.
-fn stream(dir: &Dir, data: &str, name: &str, batching: &[&str]) -> Vec<u8> {
-    let (store, out) = (dir.arg(name), dir.arg(&format!("{name}.jsonl")));
+/// Stream `data` into the store `store` (resuming what it holds).
+fn stream_into(data: &str, store: &str, batching: &[&str]) {
     let mut argv = vec![
         "stream",
         "--data",
         data,
         "--store",
-        &store,
+        store,
         "--objective",
         "bayes-logistic",
         "--device",
@@ -120,8 +91,20 @@ fn stream(dir: &Dir, data: &str, name: &str, batching: &[&str]) -> Vec<u8> {
     ];
     argv.extend(batching);
     glmix(&argv);
-    glmix(&["store", "export", "--store", &store, "--out", &out]);
+}
+
+/// The models of `store`, exported.
+fn export(dir: &Dir, store: &str) -> Vec<u8> {
+    let out = dir.arg(&format!("{}.jsonl", store.rsplit('/').next().unwrap()));
+    glmix(&["store", "export", "--store", store, "--out", &out]);
     fs::read(&out).unwrap()
+}
+
+/// Stream `data` into a fresh store `name` and return its export.
+fn stream(dir: &Dir, data: &str, name: &str, batching: &[&str]) -> Vec<u8> {
+    let store = dir.arg(name);
+    stream_into(data, &store, batching);
+    export(dir, &store)
 }
 
 #[test]
@@ -161,23 +144,9 @@ fn parquet_and_avro_streams_give_the_json_lines_stores_and_resume() {
     let store = dir.arg("resumed.redb");
     let batching = ["--batch-records", "500"];
     for data in [&half, &parquet] {
-        let mut argv = vec![
-            "stream",
-            "--data",
-            data,
-            "--store",
-            &store,
-            "--objective",
-            "bayes-logistic",
-            "--device",
-            "cpu",
-        ];
-        argv.extend(batching);
-        glmix(&argv);
+        stream_into(data, &store, &batching);
     }
-    let resumed = dir.arg("resumed.jsonl");
-    glmix(&["store", "export", "--store", &store, "--out", &resumed]);
-    assert!(fs::read(&resumed).unwrap() == stream(&dir, &parquet, "whole.redb", &batching));
+    assert!(export(&dir, &store) == stream(&dir, &parquet, "whole.redb", &batching));
     // Other records under the same count are another input.
     let o = glmix_output(&[
         "stream",
@@ -223,7 +192,7 @@ fn what_a_columnar_stream_cannot_do_is_refused_before_anything_is_written() {
         ),
         (
             vec!["--data", jsonl.as_str(), "--feature-bags", "features"],
-            "name columns of a Parquet, Arrow or Avro file",
+            "is not read as Parquet, Arrow or Avro",
         ),
     ] {
         let mut all = vec!["stream", "--store", &store, "--objective", "logistic"];
@@ -256,23 +225,9 @@ fn chunked_training_of_parquet_and_avro_gives_a_whole_runs_models() {
     let batch = columns(&jsonl);
     let parquet = write_parquet(&dir, "g.parquet", &batch);
     let avro = write_avro(&dir, "g.avro", &batch);
-    let train = |data: &str, out: &str, extra: &[&str]| {
-        let out = dir.arg(out);
-        let mut argv = vec![
-            "train",
-            "--data",
-            data,
-            "--objective",
-            "bayes-logistic",
-            "--device",
-            "cpu",
-            "--out",
-            &out,
-        ];
-        argv.extend(extra);
-        glmix(&argv);
-        fs::read(&out).unwrap()
-    };
+    // `train` is bayes-logistic on the CPU.
+    let train =
+        |data: &str, out: &str, extra: &[&str]| common::records::train(&dir, data, out, extra);
     let whole = train(&jsonl, "whole.jsonl", &[]);
     assert!(!whole.is_empty());
     for (data, name) in [(&parquet, "parquet"), (&avro, "avro")] {

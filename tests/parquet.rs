@@ -237,28 +237,7 @@ fn game_models_from_parquet_equal_those_from_json_lines() {
     cols.push(("item", Arc::new(items) as ArrayRef));
     cols.push(("features", ntv_column()));
     let parquet = write_parquet(&dir, "g.parquet", cols);
-    let config = write_game_config(&dir);
-    for (data, out) in [(&jsonl, "from-json"), (&parquet, "from-parquet")] {
-        glmix(&[
-            "game",
-            "train",
-            "--device",
-            "cpu",
-            "--config",
-            &config,
-            "--data",
-            data,
-            "--out",
-            &dir.arg(out),
-        ]);
-    }
-    for f in ["global.jsonl", "per-user.jsonl", "per-item.jsonl"] {
-        let (a, b) = (
-            fs::read(dir.path("from-json").join(f)).unwrap(),
-            fs::read(dir.path("from-parquet").join(f)).unwrap(),
-        );
-        assert!(!a.is_empty() && a == b, "{f} differs");
-    }
+    assert_game_models_equal(&dir, &jsonl, &parquet);
 }
 
 #[test]

@@ -114,6 +114,42 @@ impl From<FormatArg> for Format {
     }
 }
 
+/// Which columns of a Parquet, Arrow or Avro file hold the features.
+#[derive(Args, Debug, Clone)]
+struct ColumnArgs {
+    /// Columnar files: read these numeric columns as features named after them
+    /// (comma-separated; `f_*` takes every column starting with `f_`) instead of the
+    /// `features` list column.
+    #[arg(long, value_name = "COLUMNS", value_delimiter = ',')]
+    feature_columns: Vec<String>,
+    /// Columnar files: the NTV list columns (feature bags) whose features each record has,
+    /// merged (comma-separated; default `features`).
+    #[arg(
+        long,
+        value_name = "COLUMNS",
+        value_delimiter = ',',
+        conflicts_with = "feature_columns"
+    )]
+    feature_bags: Vec<String>,
+}
+
+impl ColumnArgs {
+    /// Refuse the options for `path`, which is not read as a columnar file.
+    fn refuse_unless_columnar(&self, path: &std::path::Path, columnar: bool) -> Result<()> {
+        for (given, option) in [
+            (!self.feature_columns.is_empty(), "--feature-columns"),
+            (!self.feature_bags.is_empty(), "--feature-bags"),
+        ] {
+            anyhow::ensure!(
+                columnar || !given,
+                "{option} names columns; {} is not read as Parquet, Arrow or Avro",
+                path.display()
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Where records come from and how they are read.
 #[derive(Args, Debug, Clone)]
 struct DataArgs {
@@ -125,19 +161,8 @@ struct DataArgs {
     /// jsonl).
     #[arg(long, value_enum)]
     format: Option<FormatArg>,
-    /// Parquet: read these numeric columns as features named after them (comma-separated;
-    /// `f_*` takes every column starting with `f_`) instead of the `features` list column.
-    #[arg(long, value_name = "COLUMNS", value_delimiter = ',')]
-    feature_columns: Vec<String>,
-    /// Parquet, Arrow, Avro: the NTV list columns (feature bags) whose features each record
-    /// has, merged (comma-separated; default `features`).
-    #[arg(
-        long,
-        value_name = "COLUMNS",
-        value_delimiter = ',',
-        conflicts_with = "feature_columns"
-    )]
-    feature_bags: Vec<String>,
+    #[command(flatten)]
+    columns: ColumnArgs,
     /// Field of each record that holds its entity id (Lambda Learner's mock data uses
     /// `uid`); in a columnar file, a column or else a key of its `metadataMap` column.
     #[arg(long, value_name = "KEY", default_value = "entity")]
@@ -181,8 +206,8 @@ impl DataArgs {
         ReadOptions {
             entity,
             timestamp_field: None,
-            feature_columns: self.feature_columns.clone(),
-            feature_bags: self.feature_bags.clone(),
+            feature_columns: self.columns.feature_columns.clone(),
+            feature_bags: self.columns.feature_bags.clone(),
         }
     }
 
@@ -196,18 +221,8 @@ impl DataArgs {
 
     fn read(&self) -> Result<Dataset> {
         let format = self.format();
-        if !format.is_columnar() {
-            for (given, option) in [
-                (!self.feature_columns.is_empty(), "--feature-columns"),
-                (!self.feature_bags.is_empty(), "--feature-bags"),
-            ] {
-                anyhow::ensure!(
-                    !given,
-                    "{option} names columns; {} is not read as Parquet, Arrow or Avro",
-                    self.data.display()
-                );
-            }
-        }
+        self.columns
+            .refuse_unless_columnar(&self.data, format.is_columnar())?;
         let mut data = read_records(&self.data, format, &self.options())?;
         unread_keys(&data, &self.data, self.strict)?;
         if let Some(model) = self.offset_model()? {

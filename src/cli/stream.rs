@@ -2,7 +2,7 @@
 //! progressive validation, into a durable model store (see `glmix::stream`).
 
 use super::train::{Compute, ModelArgs};
-use super::{progress_bar, FormatArg};
+use super::{progress_bar, ColumnArgs, FormatArg};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use glmix::data::{EntityMode, Format, OffsetModel, ReadOptions};
@@ -24,18 +24,8 @@ pub struct StreamArgs {
     /// Format of --data (default: what its name or first bytes say; tsv does not stream).
     #[arg(long, value_enum)]
     format: Option<FormatArg>,
-    /// Columnar files: numeric columns read as features (as in `glmix train`).
-    #[arg(long, value_name = "COLUMNS", value_delimiter = ',')]
-    feature_columns: Vec<String>,
-    /// Columnar files: the NTV list columns whose features each record has, merged
-    /// (default `features`).
-    #[arg(
-        long,
-        value_name = "COLUMNS",
-        value_delimiter = ',',
-        conflicts_with = "feature_columns"
-    )]
-    feature_bags: Vec<String>,
+    #[command(flatten)]
+    columns: ColumnArgs,
     /// Model store (created when missing). A store that already holds a stream position
     /// resumes after its last committed mini-batch.
     #[arg(long, value_name = "STORE")]
@@ -117,17 +107,11 @@ pub fn run(a: StreamArgs) -> Result<()> {
         (Source::Stdin, Some(f)) if f.is_columnar() => {
             bail!("--data -: a {f:?} file cannot be read from stdin; name the file")
         }
-        (Source::File(_) | Source::Stdin, _)
-            if !(a.feature_columns.is_empty() && a.feature_bags.is_empty()) =>
-        {
-            bail!(
-                "{}: --feature-columns and --feature-bags name columns of a Parquet, Arrow or Avro file",
-                a.data.display()
-            )
-        }
         _ => {}
     }
-    if matches!(source, Source::Columnar(..)) && a.on_bad_record == BadRecordArg::Skip {
+    let columnar = matches!(source, Source::Columnar(..));
+    a.columns.refuse_unless_columnar(&a.data, columnar)?;
+    if columnar && a.on_bad_record == BadRecordArg::Skip {
         bail!(
             "{}: --on-bad-record skip reads JSON lines only; a columnar file is checked whole",
             a.data.display()
@@ -143,8 +127,8 @@ pub fn run(a: StreamArgs) -> Result<()> {
         read: ReadOptions {
             entity: EntityMode::Key(a.entity_key.clone()),
             timestamp_field: matches!(batching, Batching::Window(_)).then(|| a.time_field.clone()),
-            feature_columns: a.feature_columns.clone(),
-            feature_bags: a.feature_bags.clone(),
+            feature_columns: a.columns.feature_columns.clone(),
+            feature_bags: a.columns.feature_bags.clone(),
         },
         offset_model: a
             .offset_model

@@ -72,11 +72,12 @@ pub fn base_columns() -> Vec<(&'static str, ArrayRef)> {
     ]
 }
 
-pub fn ntv_column() -> ArrayRef {
+/// A builder of NTV lists `list<struct<name, term, value>>`, every field nullable or none.
+pub fn ntv_builder(nullable: bool) -> ListBuilder<StructBuilder> {
     let fields = Fields::from(vec![
-        Field::new("name", DataType::Utf8, true),
-        Field::new("term", DataType::Utf8, true),
-        Field::new("value", DataType::Float64, true),
+        Field::new("name", DataType::Utf8, nullable),
+        Field::new("term", DataType::Utf8, nullable),
+        Field::new("value", DataType::Float64, nullable),
     ]);
     let item = StructBuilder::new(
         fields.clone(),
@@ -86,29 +87,35 @@ pub fn ntv_column() -> ArrayRef {
             Box::new(Float64Builder::new()),
         ],
     );
-    let mut list = ListBuilder::new(item).with_field(Arc::new(Field::new(
+    ListBuilder::new(item).with_field(Arc::new(Field::new(
         "item",
         DataType::Struct(fields),
-        true,
-    )));
+        nullable,
+    )))
+}
+
+/// Append one feature to the current list of `list` (a `None` term is a null).
+pub fn push_feature(list: &mut ListBuilder<StructBuilder>, name: &str, term: Option<&str>, v: f64) {
+    let s = list.values();
+    s.field_builder::<StringBuilder>(0)
+        .unwrap()
+        .append_value(name);
+    s.field_builder::<StringBuilder>(1)
+        .unwrap()
+        .append_option(term);
+    s.field_builder::<Float64Builder>(2)
+        .unwrap()
+        .append_value(v);
+    s.append(true);
+}
+
+pub fn ntv_column() -> ArrayRef {
+    let mut list = ntv_builder(true);
     for (_, _, _, _, x) in records() {
         for (k, &v) in x.iter().enumerate().filter(|(_, v)| **v != 0.0) {
-            let s = list.values();
-            s.field_builder::<StringBuilder>(0)
-                .unwrap()
-                .append_value(format!("x{k}"));
             // A null term is "", as in JSON lines.
-            match k % 2 {
-                0 => s.field_builder::<StringBuilder>(1).unwrap().append_null(),
-                _ => s
-                    .field_builder::<StringBuilder>(1)
-                    .unwrap()
-                    .append_value(""),
-            }
-            s.field_builder::<Float64Builder>(2)
-                .unwrap()
-                .append_value(v);
-            s.append(true);
+            let term = (k % 2 == 1).then_some("");
+            push_feature(&mut list, &format!("x{k}"), term, v);
         }
         list.append(true);
     }
@@ -207,4 +214,31 @@ pub fn write_game_config(dir: &Dir) -> String {
 pub fn test_python() -> String {
     std::env::var("GLMIX_TEST_PYTHON")
         .expect("GLMIX_TEST_PYTHON names a python with tests/python/requirements.txt")
+}
+
+/// Train GAME models of [`write_game_config`] from the JSON lines `jsonl` and from `other`
+/// (the same records in another format) and require the same coordinate files.
+pub fn assert_game_models_equal(dir: &Dir, jsonl: &str, other: &str) {
+    let config = write_game_config(dir);
+    for (data, out) in [(jsonl, "from-json"), (other, "from-other")] {
+        glmix(&[
+            "game",
+            "train",
+            "--device",
+            "cpu",
+            "--config",
+            &config,
+            "--data",
+            data,
+            "--out",
+            &dir.arg(out),
+        ]);
+    }
+    for f in ["global.jsonl", "per-user.jsonl", "per-item.jsonl"] {
+        let (a, b) = (
+            fs::read(dir.path("from-json").join(f)).unwrap(),
+            fs::read(dir.path("from-other").join(f)).unwrap(),
+        );
+        assert!(!a.is_empty() && a == b, "{f} differs");
+    }
 }
