@@ -241,7 +241,7 @@ fn game_models_from_parquet_equal_those_from_json_lines() {
 }
 
 #[test]
-fn a_parquet_file_is_known_by_its_bytes_and_refused_by_glmix_group() {
+fn a_parquet_file_is_known_by_its_bytes_and_glmix_group_groups_it() {
     let dir = Dir::new();
     let mut cols = base_columns();
     cols.push(("features", ntv_column()));
@@ -250,14 +250,21 @@ fn a_parquet_file_is_known_by_its_bytes_and_refused_by_glmix_group() {
     // No extension: read as Parquet by its first bytes.
     let models = train(&dir, &data, "m.jsonl", &[]);
     assert!(!models.is_empty());
-    // glmix group rewrites JSON lines only.
-    let o = glmix_output(&["group", "--data", &data, "--out", &dir.arg("g.jsonl")]);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success() && stderr.contains("glmix group rewrites NTV JSON lines"),
-        "{stderr}"
-    );
-    assert!(!dir.path("g.jsonl").exists());
+    // Its records (40 entities, interleaved) grouped as JSON lines train in chunks to the
+    // same models (in the grouped file's entity order).
+    let grouped = dir.arg("g.jsonl");
+    glmix(&["group", "--data", &data, "--out", &grouped, "--parts", "3"]);
+    let chunked = train(&dir, &grouped, "c.jsonl", &["--chunk-entities", "3"]);
+    let sorted = |b: Vec<u8>| {
+        let mut l: Vec<String> = String::from_utf8(b)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        l.sort();
+        l
+    };
+    assert_eq!(sorted(chunked), sorted(models));
 }
 
 #[test]

@@ -356,9 +356,12 @@ fn models_for(data: &Dataset, path: &std::path::Path) -> Result<glmix::model::Mo
 
 #[derive(Args, Debug)]
 struct GroupArgs {
-    /// Records (NTV JSON lines) in any order.
+    /// Records in any order: NTV JSON lines, or a Parquet, Arrow or Avro file (written
+    /// out as NTV JSON lines).
     #[arg(long, value_name = "FILE")]
     data: PathBuf,
+    #[command(flatten)]
+    columns: ColumnArgs,
     /// Field of each record that holds its entity id.
     #[arg(long, value_name = "KEY", default_value = "entity")]
     entity_key: String,
@@ -377,17 +380,13 @@ fn group(a: GroupArgs) -> Result<()> {
         PathRole::input("--data", &a.data),
         PathRole::output("--out", &a.out),
     ])?;
-    if Format::of_file(&a.data).is_columnar() {
-        anyhow::bail!(
-            "{}: glmix group rewrites NTV JSON lines; a Parquet or Arrow file needs no grouping (train reads it whole)",
-            a.data.display()
-        );
-    }
+    a.columns
+        .refuse_unless_columnar(&a.data, Format::of_file(&a.data).is_columnar())?;
     let options = ReadOptions {
         entity: EntityMode::Key(a.entity_key),
         timestamp_field: None,
-        feature_columns: Vec::new(),
-        feature_bags: Vec::new(),
+        feature_columns: a.columns.feature_columns,
+        feature_bags: a.columns.feature_bags,
     };
     let records = glmix::data::group_by_entity(&a.data, &a.out, &options, a.parts)?;
     eprintln!(

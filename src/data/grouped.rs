@@ -7,13 +7,14 @@
 //! part of its records.
 //!
 //! [`group_by_entity`] makes any file grouped with bounded memory: a first pass spreads
-//! the lines over `k` temporary files by a hash of the entity id, a second pass reads one
+//! the lines (a columnar file's records, as NTV JSON lines) over `k` temporary files by a
+//! hash of the entity id, a second pass reads one
 //! of them at a time and writes its records entity by entity (entities in order of first
 //! appearance within the part, records in file order). Memory holds one part, about
 //! `1/k` of the file.
 
 use super::jsonl::{ParsedLine, LINES_PER_CHUNK};
-use super::{entity_of, parse_line, Dataset, EntityMode, ReadOptions};
+use super::{entity_of, parse_line, write_jsonl_record, Dataset, EntityMode, Format, ReadOptions};
 use crate::error::{Error, Result};
 use crate::io::{fnv1a, scratch_dir, write_output, LineReader, ReadAhead, FNV1A_EMPTY};
 use serde_json::{Map, Value};
@@ -173,20 +174,38 @@ pub fn group_by_entity(
                 .map_err(|e| Error::io(part_path(k), e))
         })
         .collect::<Result<Vec<_>>>()?;
-    let file = File::open(input).map_err(|e| Error::io(input, e))?;
     let mut records = 0;
-    let mut reader = LineReader::new(BufReader::with_capacity(1 << 20, file), input);
-    let mut text = String::new();
-    while reader.read_line(&mut text)? {
-        if text.trim().is_empty() {
-            continue;
+    let part_of = |entity: &str| (fnv1a(FNV1A_EMPTY, entity.as_bytes()) % parts as u64) as usize;
+    let format = Format::of_file(input);
+    if format.is_columnar() {
+        // Each record as an NTV JSON line, under the entity key pass 2 reads.
+        let key = options.entity_key().unwrap_or("entity");
+        let mut each = |data: &Dataset| {
+            for i in 0..data.num_rows() {
+                let k = part_of(data.entities.key(data.entity[i]));
+                write_jsonl_record(data, i, key, &mut writers[k])
+                    .map_err(|e| Error::io(part_path(k), e))?;
+            }
+            records += data.num_rows();
+            Ok(())
+        };
+        super::read_columnar_batches(input, format, options, &mut each)?;
+    } else {
+        let file = File::open(input).map_err(|e| Error::io(input, e))?;
+        let mut reader = LineReader::new(BufReader::with_capacity(1 << 20, file), input);
+        let mut text = String::new();
+        while reader.read_line(&mut text)? {
+            if text.trim().is_empty() {
+                continue;
+            }
+            let text = text.trim_end_matches(['\n', '\r']);
+            let line = reader.number();
+            let entity =
+                parse_line(input, line, text, options, &[])?.entity(input, line, options)?;
+            let k = part_of(&entity);
+            writeln!(writers[k], "{text}").map_err(|e| Error::io(part_path(k), e))?;
+            records += 1;
         }
-        let text = text.trim_end_matches(['\n', '\r']);
-        let line = reader.number();
-        let entity = parse_line(input, line, text, options, &[])?.entity(input, line, options)?;
-        let k = (fnv1a(FNV1A_EMPTY, entity.as_bytes()) % parts as u64) as usize;
-        writeln!(writers[k], "{text}").map_err(|e| Error::io(part_path(k), e))?;
-        records += 1;
     }
     for (k, w) in writers.into_iter().enumerate() {
         w.into_inner()

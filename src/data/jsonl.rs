@@ -438,31 +438,41 @@ fn string_field(obj: &Map<String, Value>, name: &str) -> Option<String> {
 /// Write records as NTV JSON lines under `entity_key`.
 pub fn write_jsonl(data: &Dataset, entity_key: &str, out: &mut dyn Write) -> std::io::Result<()> {
     for i in 0..data.num_rows() {
-        let (ids, vals) = data.row_features(i);
-        let features: Vec<Value> = ids
-            .iter()
-            .zip(vals)
-            .map(|(&f, &v)| {
-                let k = data.features.key(f);
-                serde_json::json!({"name": k.name, "term": k.term, "value": v})
-            })
-            .collect();
-        let mut obj = Map::new();
-        obj.insert(
-            entity_key.to_string(),
-            Value::String(data.entities.key(data.entity[i]).clone()),
-        );
-        obj.insert("label".into(), data.label[i].into());
-        obj.insert("weight".into(), data.weight[i].into());
-        obj.insert("offset".into(), data.offset[i].into());
-        if let Some(t) = data.timestamp[i] {
-            obj.insert("timestamp".into(), t.into());
-        }
-        obj.insert("features".into(), Value::Array(features));
-        serde_json::to_writer(&mut *out, &Value::Object(obj))?;
-        out.write_all(b"\n")?;
+        write_jsonl_record(data, i, entity_key, out)?;
     }
     Ok(())
+}
+
+/// Write record `i` of `data` as one NTV JSON line under `entity_key`.
+pub fn write_jsonl_record(
+    data: &Dataset,
+    i: usize,
+    entity_key: &str,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let (ids, vals) = data.row_features(i);
+    let features: Vec<Value> = ids
+        .iter()
+        .zip(vals)
+        .map(|(&f, &v)| {
+            let k = data.features.key(f);
+            serde_json::json!({"name": k.name, "term": k.term, "value": v})
+        })
+        .collect();
+    let mut obj = Map::new();
+    obj.insert(
+        entity_key.to_string(),
+        Value::String(data.entities.key(data.entity[i]).clone()),
+    );
+    obj.insert("label".into(), data.label[i].into());
+    obj.insert("weight".into(), data.weight[i].into());
+    obj.insert("offset".into(), data.offset[i].into());
+    if let Some(t) = data.timestamp[i] {
+        obj.insert("timestamp".into(), t.into());
+    }
+    obj.insert("features".into(), Value::Array(features));
+    serde_json::to_writer(&mut *out, &Value::Object(obj))?;
+    out.write_all(b"\n")
 }
 
 /// Records files for the readers' tests.

@@ -9,7 +9,7 @@
 #[cfg(any(feature = "parquet", feature = "avro"))]
 mod columnar;
 #[cfg(any(feature = "parquet", feature = "avro"))]
-pub use columnar::read_columnar_chunks;
+pub use columnar::{for_each_columnar_batch, read_columnar_chunks};
 mod fast_record;
 mod grouped;
 pub mod json_path;
@@ -29,7 +29,7 @@ pub use fast_record::{parse_fast, FastRecord};
 pub use grouped::{group_by_entity, EntityChunks};
 pub use jsonl::{
     entity_of, number_field, parse_line, parse_object, push_record, read_jsonl, write_jsonl,
-    ParsedLine, LINES_PER_CHUNK,
+    write_jsonl_record, ParsedLine, LINES_PER_CHUNK,
 };
 pub use offset_model::OffsetModel;
 pub use tsv::read_tsv;
@@ -530,6 +530,23 @@ pub fn read_columnar_with_ids(
         #[cfg(not(feature = "avro"))]
         Format::Avro => unbuilt("avro"),
         Format::Jsonl | Format::Tsv => unreachable!("{format:?} is read line by line"),
+    }
+}
+
+/// [`for_each_columnar_batch`] where glmix is built with a columnar format, else the error
+/// [`read_columnar_with_ids`] gives.
+pub(crate) fn read_columnar_batches(
+    path: &Path,
+    format: Format,
+    options: &ReadOptions,
+    each: &mut dyn FnMut(&Dataset) -> Result<()>,
+) -> Result<()> {
+    #[cfg(any(feature = "parquet", feature = "avro"))]
+    return for_each_columnar_batch(path, format, options, each);
+    #[cfg(not(any(feature = "parquet", feature = "avro")))]
+    {
+        let _ = each;
+        read_columnar_with_ids(path, format, options, &[]).map(|_| ())
     }
 }
 

@@ -41,6 +41,24 @@ pub fn read_columnar_chunks(
     cutter.last(rest)
 }
 
+/// Hand `each` the records of the columnar file `path` batch by batch (of up to 4,096
+/// records, features unsorted), holding no more than a few batches at a time.
+pub fn for_each_columnar_batch(
+    path: &Path,
+    format: Format,
+    options: &ReadOptions,
+    each: &mut dyn FnMut(&Dataset) -> Result<()>,
+) -> Result<()> {
+    let mut after = |data: &mut Dataset, _: &Path, _: usize, _: usize| {
+        each(data)?;
+        let unread = std::mem::take(&mut data.unread_keys);
+        *data = Dataset::new();
+        data.unread_keys = unread;
+        Ok(true)
+    };
+    read_into(path, format, options, &mut after).map(|_| ())
+}
+
 fn read_into(
     path: &Path,
     format: Format,
