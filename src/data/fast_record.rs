@@ -32,7 +32,7 @@ pub struct FastRecord {
 
 /// Keys that go unread without a notice: `timestamp`, which glmix writes and a stream's
 /// `--time-field` reads by default.
-pub(super) const QUIETLY_UNREAD: [&str; 1] = ["timestamp"];
+pub(crate) const QUIETLY_UNREAD: [&str; 1] = ["timestamp"];
 
 /// Keep the first in key order of the unread keys seen (as the checked path, whose objects
 /// are sorted, finds it).

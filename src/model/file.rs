@@ -399,6 +399,10 @@ pub fn write_models<'a>(
     writer.commit()
 }
 
+/// Model lines formatted at once (their text is held until written), and per task.
+const LINES_AT_ONCE: usize = 8192;
+const LINES_PER_TASK: usize = 256;
+
 /// Models written batch after batch to one output file: Parquet for a `.parquet` path
 /// (with the cargo feature `parquet`; `model/parquet.rs`), else JSON lines. Nothing is in
 /// place until [`ModelWriter::commit`]; dropped before, it leaves the target as it was.
@@ -431,9 +435,24 @@ impl ModelWriter {
     pub fn write(&mut self, models: &[&EntityModel]) -> Result<()> {
         match &mut self.inner {
             Inner::Lines(out) => {
+                use rayon::prelude::*;
                 let path = out.path().to_path_buf();
-                for m in models {
-                    write_model_line(m, out).map_err(|e| Error::io(&path, e))?;
+                // Lines are formatted in parallel, a bounded group of models at a time.
+                for group in models.chunks(LINES_AT_ONCE) {
+                    let texts: Vec<std::io::Result<Vec<u8>>> = group
+                        .par_chunks(LINES_PER_TASK)
+                        .map(|models| {
+                            let mut text = Vec::new();
+                            for m in models {
+                                write_model_line(m, &mut text)?;
+                            }
+                            Ok(text)
+                        })
+                        .collect();
+                    for text in texts {
+                        let text = text.map_err(|e| Error::io(&path, e))?;
+                        out.write_all(&text).map_err(|e| Error::io(&path, e))?;
+                    }
                 }
                 Ok(())
             }
