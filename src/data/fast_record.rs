@@ -8,6 +8,7 @@
 //! the checked path, which then accepts the record or names the file, line and field of
 //! its error. Errors therefore read the same whichever path met the record first.
 
+use super::raw_record::{note_unread, RawRecord};
 use super::scan::scan_record;
 use super::{EntityMode, FeatureKey, ReadOptions};
 use compact_str::CompactString;
@@ -28,21 +29,6 @@ pub struct FastRecord {
     pub ids: Vec<String>,
     /// The first (in key order) of the record's keys that no field reads, if any.
     pub unread: Option<CompactString>,
-}
-
-/// Keys that go unread without a notice: `timestamp`, which glmix writes and a stream's
-/// `--time-field` reads by default.
-pub(crate) const QUIETLY_UNREAD: [&str; 1] = ["timestamp"];
-
-/// Keep the first in key order of the unread keys seen (as the checked path, whose objects
-/// are sorted, finds it).
-pub(super) fn note_unread(first: &mut Option<CompactString>, key: &str) {
-    if QUIETLY_UNREAD.contains(&key) {
-        return;
-    }
-    if first.as_deref().is_none_or(|f| key < f) {
-        *first = Some(key.into());
-    }
 }
 
 impl FastRecord {
@@ -111,36 +97,6 @@ fn serde_record(text: &str, options: &ReadOptions, id_keys: &[String]) -> Option
     let raw = seed.deserialize(&mut de).ok()?;
     de.end().ok()?;
     Some(raw)
-}
-
-/// Fields as read (by the scanner or the serde visitor), before the checks of
-/// [`parse_fast`].
-#[derive(Debug, PartialEq)]
-pub(super) struct RawRecord {
-    pub entity: Option<String>,
-    pub label: Option<f64>,
-    pub weight: Option<f64>,
-    pub offset: Option<f64>,
-    pub timestamp: Option<f64>,
-    pub features: Option<Vec<(FeatureKey, f64)>>,
-    pub ids: Vec<Option<String>>,
-    pub unread: Option<CompactString>,
-}
-
-impl RawRecord {
-    /// No field read yet, with room for `ids` extra id fields.
-    pub(super) fn empty(ids: usize) -> Self {
-        RawRecord {
-            entity: None,
-            label: None,
-            weight: None,
-            offset: None,
-            timestamp: None,
-            features: None,
-            ids: vec![None; ids],
-            unread: None,
-        }
-    }
 }
 
 struct RecordSeed<'a> {

@@ -348,7 +348,7 @@ pub fn push_record(
     data.push(&entity, label, weight, offset, timestamp, features);
     let read = |key: &str| {
         ["label", "weight", "offset", "features"].contains(&key)
-            || super::fast_record::QUIETLY_UNREAD.contains(&key)
+            || super::raw_record::QUIETLY_UNREAD.contains(&key)
             || Some(key) == options.entity_key()
             || Some(key) == options.timestamp_field.as_deref()
     };

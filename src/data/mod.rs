@@ -15,6 +15,7 @@ mod grouped;
 pub mod json_path;
 mod jsonl;
 mod offset_model;
+mod raw_record;
 mod scan;
 mod tsv;
 

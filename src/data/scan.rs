@@ -14,7 +14,7 @@
 //! rounded as serde_json's `float_roundtrip` conversion is, so every path gives the same
 //! bits (the tests compare them).
 
-use super::fast_record::{note_unread, RawRecord};
+use super::raw_record::{note_unread, RawRecord};
 use super::{FeatureKey, ReadOptions};
 
 /// Scan `text` as a plain record under `options` (no extra id fields); `None` when it is

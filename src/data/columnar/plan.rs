@@ -210,7 +210,7 @@ impl Plan {
         // As in JSON lines, `timestamp` goes unread without a notice.
         let unread = (0..names.len())
             .filter(|i| !read.iter().any(|(j, _)| j == i))
-            .filter(|&i| !crate::data::fast_record::QUIETLY_UNREAD.contains(&names[i]))
+            .filter(|&i| !crate::data::raw_record::QUIETLY_UNREAD.contains(&names[i]))
             .map(|i| names[i].to_string())
             .collect();
         Ok(Plan {
