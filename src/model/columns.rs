@@ -4,7 +4,7 @@
 use arrow_array::builder::{Float64Builder, ListBuilder, StringBuilder, StructBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
-use arrow_array::{Array, ListArray, RecordBatch};
+use arrow_array::{Array, ListArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Fields};
 use std::sync::Arc;
 
@@ -62,6 +62,14 @@ pub fn doubles_builder() -> ListBuilder<Float64Builder> {
         DataType::Float64,
         false,
     )))
+}
+
+/// The column `name` of `batch` when it holds strings.
+pub fn strings<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a StringArray> {
+    batch
+        .column_by_name(name)
+        .filter(|c| *c.data_type() == DataType::Utf8)
+        .map(|c| c.as_string::<i32>())
 }
 
 /// The column `name` of `batch` when it is a list of `(name, term, value)` structs of

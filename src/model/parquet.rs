@@ -18,9 +18,8 @@ use super::{EntityModel, HessianType, Precision};
 use crate::error::{Error, Result};
 use crate::io::OutputFile;
 use arrow_array::builder::StringBuilder;
-use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_schema::{Field, Schema};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
@@ -146,19 +145,16 @@ pub(super) fn read_rows(
     let mut out = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| schema_error("file", format!("cannot be decoded: {e}")))?;
-        let strings = |name: &str| {
-            batch
-                .column_by_name(name)
-                .filter(|c| *c.data_type() == DataType::Utf8)
-                .map(|c| c.as_string::<i32>())
-        };
-        let entity = strings("entity").ok_or_else(|| {
+        let entity = columns::strings(&batch, "entity").ok_or_else(|| {
             schema_error(
                 "entity",
                 "no column of strings; is this a model table?".into(),
             )
         })?;
-        let (objective, hessian) = (strings("objective"), strings("hessian"));
+        let (objective, hessian) = (
+            columns::strings(&batch, "objective"),
+            columns::strings(&batch, "hessian"),
+        );
         let means = columns::coefficient_list(&batch, "means").ok_or_else(|| {
             schema_error("means", "no list of (name, term, value) structs".into())
         })?;

@@ -54,12 +54,21 @@ pub fn avro_reader(
     projection: Option<Vec<usize>>,
     batch_rows: usize,
 ) -> Result<Reader<Box<dyn BufRead + Send>>> {
+    check_blocks(path)?;
+    unchecked_reader(path, projection, batch_rows)
+}
+
+/// [`avro_reader`] without the check of the block frames: for the schema alone.
+fn unchecked_reader(
+    path: &Path,
+    projection: Option<Vec<usize>>,
+    batch_rows: usize,
+) -> Result<Reader<Box<dyn BufRead + Send>>> {
     let unreadable = |message: String| Error::Schema {
         path: path.to_path_buf(),
         field: "file".into(),
         message: format!("not a readable Avro container file: {message}"),
     };
-    check_blocks(path)?;
     let mut file =
         BufReader::with_capacity(1 << 20, File::open(path).map_err(|e| Error::io(path, e))?);
     let header = read_header(&mut file).map_err(|e| unreadable(e.to_string()))?;
@@ -223,13 +232,14 @@ pub(super) fn read_avro_into(
     mut after: Option<AfterBatch>,
 ) -> Result<(Dataset, Vec<Ids>)> {
     let parts = avro_parts(path)?;
-    // Each part's own header says its schema, and each is checked before any is read.
+    // Each part's own header says its schema, and each schema is checked before any
+    // record is read; the block frames are checked as each part is decoded.
     let plans = parts
         .iter()
         .map(|part| {
             Plan::new(
                 part,
-                &avro_reader(part, None, 1)?.schema(),
+                &unchecked_reader(part, None, 1)?.schema(),
                 options,
                 id_keys,
             )
@@ -240,10 +250,8 @@ pub(super) fn read_avro_into(
         .zip(&plans)
         .map(|(part, plan)| {
             let projection = plan.roots();
-            Box::new(move |queue: &Batches| {
-                match check_blocks(part)
-                    .and_then(|()| avro_reader(part, Some(projection), BATCH_ROWS))
-                {
+            Box::new(
+                move |queue: &Batches| match avro_reader(part, Some(projection), BATCH_ROWS) {
                     Ok(reader) => {
                         for batch in reader {
                             let batch = batch.map_err(|e| Error::Schema {
@@ -257,8 +265,8 @@ pub(super) fn read_avro_into(
                         }
                     }
                     Err(e) => drop(queue.send(Err(e))),
-                }
-            }) as Decode
+                },
+            ) as Decode
         })
         .collect();
     let mut data = Dataset::new();

@@ -14,9 +14,8 @@ use crate::model::columns;
 use crate::model::{EntityModel, HessianType, Precision};
 use crate::objective::ObjectiveKind;
 use arrow_array::builder::StringBuilder;
-use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_schema::{Field, Schema};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -149,16 +148,13 @@ pub fn from_batch(
     batch: &RecordBatch,
     entity: &dyn Fn(&str) -> String,
 ) -> Result<Vec<EntityModel>, (usize, &'static str, String)> {
-    let strings = |name: &'static str| {
-        batch
-            .column_by_name(name)
-            .filter(|c| matches!(c.data_type(), DataType::Utf8))
-            .map(|c| c.as_string::<i32>())
-    };
     let missing = |f: &'static str| (1, f, "no such field of type string".to_string());
-    let ids = strings("modelId").ok_or_else(|| missing("modelId"))?;
-    let classes = strings("modelClass");
-    let (objectives, hessians) = (strings("glmixObjective"), strings("glmixHessian"));
+    let ids = columns::strings(batch, "modelId").ok_or_else(|| missing("modelId"))?;
+    let classes = columns::strings(batch, "modelClass");
+    let (objectives, hessians) = (
+        columns::strings(batch, "glmixObjective"),
+        columns::strings(batch, "glmixHessian"),
+    );
     let means = columns::coefficient_list(batch, "means").ok_or_else(|| {
         (
             1,
