@@ -17,6 +17,18 @@ use std::sync::Arc;
 
 /// Write `columns` as a Parquet file of row groups of 128 rows (so that it has several).
 fn write_parquet(dir: &Dir, name: &str, columns: Vec<(&str, ArrayRef)>) -> String {
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(128))
+        .build();
+    write_parquet_with(dir, name, columns, props)
+}
+
+fn write_parquet_with(
+    dir: &Dir,
+    name: &str,
+    columns: Vec<(&str, ArrayRef)>,
+    props: WriterProperties,
+) -> String {
     let schema = Arc::new(Schema::new(
         columns
             .iter()
@@ -28,9 +40,6 @@ fn write_parquet(dir: &Dir, name: &str, columns: Vec<(&str, ArrayRef)>) -> Strin
         columns.into_iter().map(|(_, a)| a).collect(),
     )
     .unwrap();
-    let props = WriterProperties::builder()
-        .set_max_row_group_row_count(Some(128))
-        .build();
     let file = fs::File::create(dir.path(name)).unwrap();
     let mut writer = ArrowWriter::try_new(file, schema, Some(props)).unwrap();
     writer.write(&batch).unwrap();
@@ -129,6 +138,68 @@ fn json_lines_ntv_parquet_and_wide_parquet_give_the_same_models_and_scores() {
         })
         .collect();
     assert_eq!(from_parquet, from_json);
+}
+
+/// Feature names and terms are read by their dictionary codes where every page of them is
+/// dictionary-encoded, and as strings where not: row groups whose dictionaries list the
+/// names in other orders, a file without dictionaries, and null terms among coded ones
+/// all read to the JSON lines' models, and a reserved name met by its code is refused.
+#[test]
+fn coded_and_plain_feature_names_read_to_the_same_models() {
+    let dir = Dir::new();
+    let from_json = train(
+        &dir,
+        &write_jsonl(&dir, "r.jsonl"),
+        "json.models.jsonl",
+        &[],
+    );
+    // Rows of odd row groups (128 rows each) list their features backwards, so that each
+    // row group's dictionary has its own order; odd features have null terms.
+    let ntv = |reserved_at: Option<usize>| -> ArrayRef {
+        let mut list = ntv_builder(true);
+        for (i, (_, _, _, _, x)) in records().into_iter().enumerate() {
+            let mut present: Vec<usize> = (0..FEATURES).filter(|&k| x[k] != 0.0).collect();
+            if (i / 128) % 2 == 1 {
+                present.reverse();
+            }
+            for k in present {
+                push_feature(
+                    &mut list,
+                    &format!("x{k}"),
+                    (k % 2 == 0).then_some(""),
+                    x[k],
+                );
+            }
+            if reserved_at == Some(i) {
+                push_feature(&mut list, "intercept", Some("intercept"), 1.0);
+            }
+            list.append(true);
+        }
+        Arc::new(list.finish())
+    };
+    let groups = || WriterProperties::builder().set_max_row_group_row_count(Some(128));
+    let mut cols = base_columns();
+    cols.push(("features", ntv(None)));
+    let coded = write_parquet_with(&dir, "coded.parquet", cols, groups().build());
+    assert!(train(&dir, &coded, "coded.models.jsonl", &[]) == from_json);
+    let mut cols = base_columns();
+    cols.push(("features", ntv(None)));
+    let props = groups().set_dictionary_enabled(false).build();
+    let plain = write_parquet_with(&dir, "plain.parquet", cols, props);
+    assert!(train(&dir, &plain, "plain.models.jsonl", &[]) == from_json);
+
+    let mut cols = base_columns();
+    cols.push(("features", ntv(Some(300))));
+    let p = write_parquet_with(&dir, "reserved.parquet", cols, groups().build());
+    refused(
+        &dir,
+        &p,
+        &[],
+        &[
+            "reserved.parquet:301: features[",
+            "].name: (intercept, intercept) is reserved",
+        ],
+    );
 }
 
 #[test]

@@ -37,6 +37,7 @@ pub use tsv::read_tsv;
 
 use crate::error::{Error, Result};
 use compact_str::CompactString;
+use rayon::prelude::*;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -406,22 +407,51 @@ impl Dataset {
             features.id(&keys[old as usize]);
         }
         self.features = features;
-        let mut row: Vec<(u32, f64)> = Vec::new();
-        for i in 0..self.num_rows() {
-            let r = self.nz_ptr[i]..self.nz_ptr[i + 1];
-            row.clear();
-            row.extend(
-                self.feature_ids[r.clone()]
-                    .iter()
-                    .zip(&self.values[r.clone()])
-                    .map(|(&f, &v)| (new_id[f as usize], v)),
-            );
-            row.sort_unstable_by_key(|&(f, _)| f);
-            for (k, (f, v)) in r.zip(&row) {
-                self.feature_ids[k] = *f;
-                self.values[k] = *v;
-            }
+        // Rows in parallel, in pieces of about a million features; each piece sorts a row
+        // only when its ids differ from the row before it, whose order it reuses.
+        const PIECE_FEATURES: usize = 1 << 20;
+        let mut pieces = Vec::new();
+        let (mut ids, mut values) = (&mut self.feature_ids[..], &mut self.values[..]);
+        let mut start = 0;
+        while start < self.nz_ptr.len() - 1 {
+            let base = self.nz_ptr[start];
+            let end = self.nz_ptr[start + 1..]
+                .partition_point(|&p| p - base < PIECE_FEATURES)
+                .max(1)
+                + start;
+            let len = self.nz_ptr[end] - base;
+            let (piece_ids, rest_ids) = std::mem::take(&mut ids).split_at_mut(len);
+            let (piece_values, rest_values) = std::mem::take(&mut values).split_at_mut(len);
+            (ids, values) = (rest_ids, rest_values);
+            pieces.push((&self.nz_ptr[start..=end], piece_ids, piece_values));
+            start = end;
         }
+        pieces.into_par_iter().for_each(|(ptr, ids, values)| {
+            let base = ptr[0];
+            let mut old: Vec<u32> = Vec::new();
+            let mut order: Vec<usize> = Vec::new();
+            let mut row: Vec<(u32, f64)> = Vec::new();
+            for w in ptr.windows(2) {
+                let r = w[0] - base..w[1] - base;
+                if ids[r.clone()] != old[..] {
+                    old.clear();
+                    old.extend_from_slice(&ids[r.clone()]);
+                    order.clear();
+                    order.extend(0..old.len());
+                    order.sort_unstable_by_key(|&k| new_id[old[k] as usize]);
+                }
+                row.clear();
+                row.extend(
+                    order
+                        .iter()
+                        .map(|&k| (new_id[old[k] as usize], values[r.start + k])),
+                );
+                for (k, (f, v)) in r.zip(&row) {
+                    ids[k] = *f;
+                    values[k] = *v;
+                }
+            }
+        });
     }
 
     /// Add `offset_model`'s score `β₀ + x·β` to every record's offset.

@@ -2,6 +2,7 @@
 //! ids (strings or integers, or a key of a map of strings) as text, and NTV feature bags
 //! as feature ids.
 
+use super::feature_ids::{codes, Memo};
 use crate::data::{finite, Dataset, FeatureKey};
 use crate::error::{Error, Result};
 use arrow_array::cast::AsArray;
@@ -13,30 +14,6 @@ use arrow_array::{Array, ArrayRef};
 use arrow_schema::DataType;
 use std::borrow::Cow;
 use std::path::Path;
-
-/// The feature id each position of a record's list had last time, with its key: records
-/// list their features in much the same order, so most items are found by comparing two
-/// short strings rather than by hashing.
-#[derive(Default)]
-pub(super) struct Memo(Vec<(FeatureKey, u32)>);
-
-impl Memo {
-    fn id(&mut self, k: usize, name: &str, term: &str, data: &mut Dataset) -> u32 {
-        if let Some((key, id)) = self.0.get(k) {
-            if key.name == name && key.term == term {
-                return *id;
-            }
-        }
-        let key = FeatureKey::new(name, term);
-        let id = data.features.id(&key);
-        if k < self.0.len() {
-            self.0[k] = (key, id);
-        } else if k == self.0.len() {
-            self.0.push((key, id));
-        }
-        id
-    }
-}
 
 pub(super) fn is_integer(t: &DataType) -> bool {
     use DataType::*;
@@ -50,8 +27,14 @@ pub(super) fn is_numeric(t: &DataType) -> bool {
     is_integer(t) || matches!(t, DataType::Float32 | DataType::Float64 | DataType::Boolean)
 }
 
+/// Strings, plain or as an Arrow dictionary with 32-bit keys (as Parquet's dictionary
+/// pages are read).
 pub(super) fn is_string(t: &DataType) -> bool {
-    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+    match t {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+        DataType::Dictionary(key, value) => **key == DataType::Int32 && is_string(value),
+        _ => false,
+    }
 }
 
 /// A map of strings to strings, as Avro's `map<string>` (Photon-ML's `metadataMap`) is
@@ -146,6 +129,7 @@ pub(super) enum Strings<'a> {
     Utf8(&'a arrow_array::StringArray),
     Large(&'a arrow_array::LargeStringArray),
     View(&'a arrow_array::StringViewArray),
+    Dict(&'a arrow_array::Int32Array, Box<Strings<'a>>),
     Integer(&'a ArrayRef),
 }
 
@@ -155,6 +139,10 @@ impl<'a> Strings<'a> {
             DataType::Utf8 => Strings::Utf8(a.as_string::<i32>()),
             DataType::LargeUtf8 => Strings::Large(a.as_string::<i64>()),
             DataType::Utf8View => Strings::View(a.as_string_view()),
+            DataType::Dictionary(..) => match codes(a) {
+                Some(d) => Strings::Dict(d.keys(), Box::new(Strings::of(d.values()))),
+                None => unreachable!("a checked string column, not {}", a.data_type()),
+            },
             _ => Strings::Integer(a),
         }
     }
@@ -164,6 +152,10 @@ impl<'a> Strings<'a> {
             Strings::Utf8(a) => a.is_valid(i).then(|| Cow::Borrowed(a.value(i))),
             Strings::Large(a) => a.is_valid(i).then(|| Cow::Borrowed(a.value(i))),
             Strings::View(a) => a.is_valid(i).then(|| Cow::Borrowed(a.value(i))),
+            Strings::Dict(keys, values) => match keys.is_valid(i) {
+                true => values.get(keys.value(i) as usize),
+                false => None,
+            },
             Strings::Integer(a) => {
                 if !a.is_valid(i) {
                     return None;
@@ -235,16 +227,24 @@ impl<'a> IdColumn<'a> {
 
 /// An NTV feature bag: per row, the range of its items in the struct arrays.
 pub(super) struct Ntv<'a> {
+    /// Its place among the plan's bags (its code table's in the [`Memo`]).
+    index: usize,
     bag: &'a str,
     list: &'a ArrayRef,
     offsets: Vec<usize>,
     name: Strings<'a>,
     term: Option<Strings<'a>>,
     value: Numbers<'a>,
+    /// The name and term codes, when both are dictionaries (or there is no term) and the
+    /// memo has a code table for them.
+    codes: Option<(Codes<'a>, Option<Codes<'a>>)>,
 }
 
+type Codes<'a> = &'a arrow_array::DictionaryArray<arrow_array::types::Int32Type>;
+
 impl<'a> Ntv<'a> {
-    pub(super) fn of(bag: &'a str, list: &'a ArrayRef) -> Self {
+    /// Bag number `index`, `bag`, of a batch; binds its code table in `memo`.
+    pub(super) fn of(index: usize, bag: &'a str, list: &'a ArrayRef, memo: &mut Memo) -> Self {
         let (offsets, items): (Vec<usize>, &'a arrow_array::StructArray) = match list.data_type() {
             DataType::List(_) => {
                 let l = list.as_list::<i32>();
@@ -261,13 +261,22 @@ impl<'a> Ntv<'a> {
                 )
             }
         };
+        let name = items.column_by_name("name").expect("checked");
+        let term = items.column_by_name("term");
+        let coded = match (codes(name), term.map(codes)) {
+            (Some(names), None) => Some((names, None)),
+            (Some(names), Some(Some(terms))) => Some((names, Some(terms))),
+            _ => None,
+        };
         Ntv {
+            index,
             bag,
             list,
             offsets,
-            name: Strings::of(items.column_by_name("name").expect("checked")),
-            term: items.column_by_name("term").map(Strings::of),
+            name: Strings::of(name),
+            term: term.map(Strings::of),
             value: Numbers::of(items.column_by_name("value").expect("checked")),
+            codes: coded.filter(|&(names, terms)| memo.bind(index, names, terms)),
         }
     }
 
@@ -288,6 +297,25 @@ impl<'a> Ntv<'a> {
         // The memo's position: after the features of the bags before this one.
         let base = out.len();
         for (k, j) in (self.offsets[i]..self.offsets[i + 1]).enumerate() {
+            let value = self
+                .value
+                .get(j)
+                .ok_or_else(|| Error::input(path, line, at(k, "value"), "null value"))?;
+            if !value.is_finite() {
+                finite(path, line, &at(k, "value"), value)?;
+            }
+            let code = self.codes.and_then(|(names, terms)| {
+                let name = names.keys();
+                let term = match terms {
+                    Some(t) => t.keys().is_valid(j).then(|| t.keys().value(j) as usize)?,
+                    None => 0,
+                };
+                name.is_valid(j).then(|| (name.value(j) as usize, term))
+            });
+            if let Some(id) = code.and_then(|(n, t)| memo.coded(self.index, n, t)) {
+                out.push((id, value));
+                continue;
+            }
             let name = self
                 .name
                 .get(j)
@@ -297,13 +325,6 @@ impl<'a> Ntv<'a> {
                 .as_ref()
                 .and_then(|t| t.get(j))
                 .unwrap_or_default();
-            let value = self
-                .value
-                .get(j)
-                .ok_or_else(|| Error::input(path, line, at(k, "value"), "null value"))?;
-            if !value.is_finite() {
-                finite(path, line, &at(k, "value"), value)?;
-            }
             if name == "intercept" && term == "intercept" {
                 return Err(Error::input(
                     path,
@@ -312,7 +333,17 @@ impl<'a> Ntv<'a> {
                     "(intercept, intercept) is reserved for the implicit intercept",
                 ));
             }
-            out.push((memo.id(base + k, &name, &term, data), value));
+            let id = match code {
+                Some((n, t)) => {
+                    let id = data
+                        .features
+                        .id(&FeatureKey::new(name.as_ref(), term.as_ref()));
+                    memo.set_coded(self.index, n, t, id);
+                    id
+                }
+                None => memo.id(base + k, &name, &term, data),
+            };
+            out.push((id, value));
         }
         Ok(())
     }

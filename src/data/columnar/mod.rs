@@ -31,6 +31,7 @@ mod arrow_ipc;
 mod avro;
 mod chunks;
 mod columns;
+mod feature_ids;
 #[cfg(feature = "parquet")]
 mod parquet;
 #[cfg(feature = "parquet")]

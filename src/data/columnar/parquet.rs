@@ -4,10 +4,15 @@ use super::plan::Plan;
 use super::{append_in_order, AfterBatch, Batches, Decode, BATCH_ROWS};
 use crate::data::{Dataset, Ids, ReadOptions};
 use crate::error::{Error, Result};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use arrow_schema::{DataType, Field, Fields, Schema};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use parquet::arrow::ProjectionMask;
+use parquet::basic::Encoding;
 use std::fs::File;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Read every record of the Parquet file `path`.
 pub fn read_parquet(path: &Path, options: &ReadOptions) -> Result<Dataset> {
@@ -32,12 +37,13 @@ pub(super) fn read_parquet_into(
     mut after: Option<AfterBatch>,
 ) -> Result<(Dataset, Vec<Ids>)> {
     let open = || File::open(path).map_err(|e| Error::io(path, e));
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(open()?).map_err(|e| unreadable(path, e))?;
-    let plan = Plan::new(path, builder.schema(), options, id_keys)?;
+    let file = ArrowReaderMetadata::load(&open()?, ArrowReaderOptions::new())
+        .map_err(|e| unreadable(path, e))?;
+    let plan = Plan::new(path, file.schema(), options, id_keys)?;
+    let file = with_coded_names(file, &plan).map_err(|e| unreadable(path, e))?;
     let mut ids: Vec<Ids> = id_keys.iter().map(|_| Ids::default()).collect();
-    let projection = ProjectionMask::roots(builder.parquet_schema(), plan.roots());
-    let metadata = builder.metadata().clone();
+    let projection = ProjectionMask::roots(file.parquet_schema(), plan.roots());
+    let metadata = file.metadata().clone();
     let groups = metadata.num_row_groups();
     let mut first_row = Vec::with_capacity(groups + 1);
     first_row.push(0usize);
@@ -46,16 +52,14 @@ pub(super) fn read_parquet_into(
     }
     let decoders: Vec<Decode> = (0..groups)
         .map(|g| {
-            let projection = projection.clone();
+            let (projection, file) = (projection.clone(), file.clone());
             Box::new(move |queue: &Batches| {
-                let reader = open().and_then(|file| {
-                    ParquetRecordBatchReaderBuilder::try_new(file)
-                        .and_then(|b| {
-                            b.with_projection(projection)
-                                .with_row_groups(vec![g])
-                                .with_batch_size(BATCH_ROWS)
-                                .build()
-                        })
+                let reader = open().and_then(|f| {
+                    ParquetRecordBatchReaderBuilder::new_with_metadata(f, file)
+                        .with_projection(projection)
+                        .with_row_groups(vec![g])
+                        .with_batch_size(BATCH_ROWS)
+                        .build()
                         .map_err(|e| unreadable(path, e))
                 });
                 match reader {
@@ -96,6 +100,85 @@ pub(super) fn read_parquet_into(
         Ok(())
     })?;
     Ok((data, ids))
+}
+
+/// `file` with the `name` and `term` strings of the plan's NTV bags read as Arrow
+/// dictionaries wherever every data page of them is dictionary-encoded in every row group
+/// (which most writers do for such repetitive strings): their codes then find feature ids
+/// without the strings being copied out or compared ([`super::feature_ids`]). Elsewhere
+/// the reader would have to build a dictionary by hashing, so those stay plain strings.
+fn with_coded_names(
+    file: ArrowReaderMetadata,
+    plan: &Plan,
+) -> parquet::errors::Result<ArrowReaderMetadata> {
+    let parquet = file.metadata();
+    let leaves = parquet.file_metadata().schema_descr();
+    let all_coded = |bag: &str, field: &str| {
+        let leaf = (0..leaves.num_columns()).find(|&i| {
+            let column = leaves.column(i);
+            let parts = column.path().parts();
+            parts.first().map(String::as_str) == Some(bag)
+                && parts.last().map(String::as_str) == Some(field)
+                && parts.len() > 2
+        });
+        leaf.is_some_and(|i| {
+            parquet.row_groups().iter().all(|g| {
+                let c = g.column(i);
+                c.dictionary_page_offset().is_some()
+                    && c.page_encoding_stats_mask().is_some_and(|m| {
+                        m.is_only(Encoding::RLE_DICTIONARY) || m.is_only(Encoding::PLAIN_DICTIONARY)
+                    })
+            })
+        })
+    };
+    let coded = |f: &Field, bag: &str| -> Field {
+        let (DataType::Utf8 | DataType::LargeUtf8) = f.data_type() else {
+            return f.clone();
+        };
+        if !matches!(f.name().as_str(), "name" | "term") || !all_coded(bag, f.name()) {
+            return f.clone();
+        }
+        let dictionary =
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(f.data_type().clone()));
+        f.clone().with_data_type(dictionary)
+    };
+    let schema = file.schema();
+    let mut changed = false;
+    let fields: Vec<Field> = (schema.fields().iter())
+        .map(|root| {
+            let bag = root.name();
+            if !plan.bags().contains(bag) {
+                return root.as_ref().clone();
+            }
+            let item = match root.data_type() {
+                DataType::List(item) | DataType::LargeList(item) => item,
+                _ => return root.as_ref().clone(),
+            };
+            let DataType::Struct(members) = item.data_type() else {
+                return root.as_ref().clone();
+            };
+            let members: Fields = members.iter().map(|m| coded(m, bag)).collect();
+            let item = Arc::new(
+                item.as_ref()
+                    .clone()
+                    .with_data_type(DataType::Struct(members)),
+            );
+            let list = match root.data_type() {
+                DataType::List(_) => DataType::List(item),
+                _ => DataType::LargeList(item),
+            };
+            changed |= &list != root.data_type();
+            root.as_ref().clone().with_data_type(list)
+        })
+        .collect();
+    if !changed {
+        return Ok(file);
+    }
+    let schema = Schema::new_with_metadata(fields, schema.metadata().clone());
+    ArrowReaderMetadata::try_new(
+        parquet.clone(),
+        ArrowReaderOptions::new().with_schema(Arc::new(schema)),
+    )
 }
 
 fn unreadable(path: &Path, e: impl std::fmt::Display) -> Error {

@@ -2,8 +2,9 @@
 //! a batch of them. The columns are those of the module doc of [`super`].
 
 use super::columns::{
-    is_integer, is_ntv_list, is_numeric, is_string, is_string_map, IdColumn, Memo, Ntv, Numbers,
+    is_integer, is_ntv_list, is_numeric, is_string, is_string_map, IdColumn, Ntv, Numbers,
 };
+use super::feature_ids::Memo;
 use crate::data::{finite, Dataset, EntityMode, FeatureKey, Ids, ReadOptions};
 use crate::error::{Error, Result};
 use arrow_array::RecordBatch;
@@ -233,6 +234,11 @@ impl Plan {
         roots
     }
 
+    /// The NTV feature bags read (none when the features are wide columns).
+    pub(super) fn bags(&self) -> &[String] {
+        &self.bags
+    }
+
     /// What [`Self::append`] keeps from one batch to the next.
     pub(super) fn state(&self) -> Memo {
         Memo::default()
@@ -260,7 +266,9 @@ impl Plan {
             .iter()
             .map(|name| (FeatureKey::new(name.as_str(), ""), Numbers::of(col(name))))
             .collect();
-        let bags: Vec<Ntv> = self.bags.iter().map(|b| Ntv::of(b, col(b))).collect();
+        let bags: Vec<Ntv> = (self.bags.iter().enumerate())
+            .map(|(k, b)| Ntv::of(k, b, col(b), memo))
+            .collect();
         let wide_ids: Vec<u32> = wide.iter().map(|(key, _)| data.features.id(key)).collect();
         let mut row = Vec::new();
         let mut last_entity: Option<(Cow<str>, u32)> = None;
