@@ -29,11 +29,12 @@
 //! every batch before is committed, the one in progress is not) or are skipped and
 //! counted per batch ([`OnBadRecord::Skip`]).
 
-use crate::data::{Dataset, OffsetModel, ReadOptions};
+use crate::data::{Dataset, ReadOptions};
 use crate::error::{Error, Result};
 use crate::io::{ReadAhead, FNV1A_EMPTY};
 use crate::metrics::{auc, entity_auc, is_positive, logloss, rmse, AucHistogram};
 use crate::model::ModelSet;
+use crate::model::OffsetModel;
 use crate::objective::{softplus, Loss};
 use crate::score::score;
 use crate::store::{Commit, ModelStore};

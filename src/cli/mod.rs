@@ -16,8 +16,9 @@ mod train;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use glmix::data::{read_records, Dataset, EntityMode, Format, OffsetModel, ReadOptions};
+use glmix::data::{read_records, Dataset, EntityMode, Format, ReadOptions};
 use glmix::io::{check_paths, PathRole};
+use glmix::model::OffsetModel;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 
@@ -226,7 +227,7 @@ impl DataArgs {
         let mut data = read_records(&self.data, format, &self.options())?;
         unread_keys(&data, &self.data, self.strict)?;
         if let Some(model) = self.offset_model()? {
-            data.add_offsets(&model).with_context(|| {
+            model.add_to(&mut data).with_context(|| {
                 format!(
                     "--offset-model {}",
                     self.offset_model.as_ref().expect("read").display()

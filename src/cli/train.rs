@@ -225,7 +225,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 let failed = send.clone();
                 let mut emit = |mut chunk: Dataset| {
                     if let Some(model) = &offsets {
-                        chunk.add_offsets(model)?;
+                        model.add_to(&mut chunk)?;
                     }
                     // The trainer stopped (an error of its own): nothing more is wanted.
                     send.send(Ok(chunk))
@@ -248,7 +248,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             let chunks = ReadAhead::spawn(move || {
                 let mut next = reader.next_chunk();
                 if let (Ok(Some(chunk)), Some(model)) = (&mut next, &offsets) {
-                    chunk.add_offsets(model)?;
+                    model.add_to(chunk)?;
                 }
                 next
             });

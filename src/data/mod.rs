@@ -14,7 +14,6 @@ mod fast_record;
 mod grouped;
 pub mod json_path;
 mod jsonl;
-mod offset_model;
 mod raw_record;
 mod scan;
 mod tsv;
@@ -32,8 +31,7 @@ pub use jsonl::{
     entity_of, number_field, parse_line, parse_object, push_record, read_jsonl, write_jsonl,
     write_jsonl_record, ParsedLine, LINES_PER_CHUNK,
 };
-pub use offset_model::OffsetModel;
-pub use tsv::read_tsv;
+pub use tsv::{dense_feature, read_tsv};
 
 use crate::error::{Error, Result};
 use compact_str::CompactString;
@@ -452,39 +450,6 @@ impl Dataset {
                 }
             }
         });
-    }
-
-    /// Add `offset_model`'s score `β₀ + x·β` to every record's offset.
-    /// Add `model`'s score `β₀ + x·β` to every record's offset. A dense-text model must
-    /// cover every dense column of the records (`"1"`, `"2"`, … with term `""`).
-    pub fn add_offsets(&mut self, model: &OffsetModel) -> Result<()> {
-        if let Some(columns) = model.dense_columns {
-            let past = self.features.keys().iter().find_map(|k| {
-                let j: usize = k.term.is_empty().then(|| k.name.parse().ok())??;
-                (j > columns).then_some(j)
-            });
-            if let Some(j) = past {
-                return Err(Error::Config(format!(
-                    "the offset model has {columns} feature coefficients (one per line after the intercept), but the records have column {j}"
-                )));
-            }
-        }
-        let beta: Vec<f64> = self
-            .features
-            .keys()
-            .iter()
-            .map(|k| model.coefficient(k))
-            .collect();
-        for i in 0..self.num_rows() {
-            let (ids, vals) = self.row_features(i);
-            let s: f64 = ids
-                .iter()
-                .zip(vals)
-                .map(|(&f, &v)| beta[f as usize] * v)
-                .sum();
-            self.offset[i] += model.intercept + s;
-        }
-        Ok(())
     }
 }
 

@@ -25,12 +25,14 @@
 mod columns;
 mod file;
 pub mod linalg;
+mod offset;
 #[cfg(feature = "parquet")]
 mod parquet;
 #[cfg(feature = "avro")]
 pub mod photon;
 
 pub use file::{parse_model_line, read_models, write_model_line, write_models, ModelWriter};
+pub use offset::OffsetModel;
 
 use crate::data::FeatureKey;
 use crate::objective::ObjectiveKind;

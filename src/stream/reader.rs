@@ -83,7 +83,7 @@ impl BatchReader {
         let name = self.input.name();
         data.sort_features();
         if let Some(model) = &config.offset_model {
-            data.add_offsets(model)?;
+            model.add_to(&mut data)?;
         }
         self.cut = cut.unwrap_or(self.input.at());
         self.batch += 1;

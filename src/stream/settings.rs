@@ -174,7 +174,8 @@ pub fn legacy_fingerprint(config: &StreamConfig) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{FeatureKey, OffsetModel, ReadOptions};
+    use crate::data::{FeatureKey, ReadOptions};
+    use crate::model::OffsetModel;
     use crate::objective::ObjectiveKind;
     use crate::stream::OnBadRecord;
     use crate::train::TrainConfig;

@@ -4,11 +4,12 @@
 //! - dense text: one coefficient per line, the intercept first, then the dense features
 //!   `"1"`, `"2"`, … in column order (the Lambda Learner fixture's form);
 //! - model JSON lines ([`crate::model`]) holding exactly one model, whose means are used.
+//!
+//! [`OffsetModel::add_to`] adds its score to every record's offset.
 
-use super::tsv::dense_feature;
-use super::FeatureKey;
+use super::read_models;
+use crate::data::{dense_feature, finite, Dataset, FeatureKey};
 use crate::error::{Error, Result};
-use crate::model::read_models;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -75,7 +76,7 @@ impl OffsetModel {
                             format!("expected a number, got {t:?}"),
                         )
                     })?;
-                    values.push(super::finite(path, n + 1, "coefficient", v)?);
+                    values.push(finite(path, n + 1, "coefficient", v)?);
                 }
                 Ok(OffsetModel {
                     intercept: values[0],
@@ -88,5 +89,34 @@ impl OffsetModel {
                 })
             }
         }
+    }
+
+    /// Add the score `β₀ + x·β` to every record's offset of `data`. A dense-text model
+    /// must cover every dense column of the records (`"1"`, `"2"`, … with term `""`).
+    pub fn add_to(&self, data: &mut Dataset) -> Result<()> {
+        if let Some(columns) = self.dense_columns {
+            let past = data.features.keys().iter().find_map(|k| {
+                let j: usize = k.term.is_empty().then(|| k.name.parse().ok())??;
+                (j > columns).then_some(j)
+            });
+            if let Some(j) = past {
+                return Err(Error::Config(format!(
+                    "the offset model has {columns} feature coefficients (one per line after the intercept), but the records have column {j}"
+                )));
+            }
+        }
+        let beta: Vec<f64> = (data.features.keys().iter())
+            .map(|k| self.coefficient(k))
+            .collect();
+        for i in 0..data.num_rows() {
+            let (ids, vals) = data.row_features(i);
+            let s: f64 = ids
+                .iter()
+                .zip(vals)
+                .map(|(&f, &v)| beta[f as usize] * v)
+                .sum();
+            data.offset[i] += self.intercept + s;
+        }
+        Ok(())
     }
 }
