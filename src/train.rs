@@ -33,6 +33,7 @@ use std::time::Instant;
 
 mod pack;
 mod posterior;
+mod run;
 
 use pack::{pack_part, PartScratch, Plan};
 
@@ -41,6 +42,7 @@ use crate::eval::backend::CPU_PART_ENTITIES;
 pub use crate::eval::Backend;
 pub use posterior::PrecisionNote;
 use posterior::{posterior_model, Solution};
+pub use run::{train_chunks, Chunks, Progress, RunTotals, Silent};
 
 /// Settings of a training run.
 #[derive(Debug, Clone, PartialEq)]

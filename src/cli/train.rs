@@ -7,14 +7,12 @@ use glmix::data::{Dataset, EntityChunks, Format};
 use glmix::eval::GpuContext;
 use glmix::io::write_output;
 use glmix::io::{check_paths, OutputFile, PathRole, ReadAhead};
-use glmix::metrics::non_binary_labels;
 use glmix::model::{read_models, HessianType, ModelSet, ModelWriter};
-use glmix::objective::{Loss, ObjectiveKind, Regularization};
+use glmix::objective::{ObjectiveKind, Regularization};
 use glmix::solver::LbfgsOptions;
 use glmix::store::ModelStore;
-use glmix::train::{fit_on, Backend, FitOutput, FitTimings, TrainConfig, Verification};
+use glmix::train::{train_chunks, Backend, EntityReport, FitOutput, Progress, TrainConfig};
 use serde_json::json;
-use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -257,80 +255,70 @@ pub fn run(a: TrainArgs) -> Result<()> {
     };
     let mut chunks = chunks;
     let mut unread_pending = a.chunk_entities.is_some();
+    // The reader's own error (with its context), kept aside while the run stops.
+    let mut read_error: Option<anyhow::Error> = None;
+    let mut next_chunk = || -> glmix::Result<Option<Dataset>> {
+        let read = chunks().and_then(|data| {
+            // Whole files were checked as they were read; chunks are, until one notice.
+            if let Some(d) = data
+                .as_ref()
+                .filter(|d| unread_pending && !d.unread_keys.is_empty())
+            {
+                super::unread_keys(d, &a.data.data, a.data.strict)?;
+                unread_pending = false;
+            }
+            Ok(data)
+        });
+        read.map_err(|e| {
+            read_error = Some(e);
+            glmix::Error::Config("the records could not be read".into())
+        })
+    };
 
     let mut models = ModelWriter::create(&a.out)?;
     let mut report = a.report.as_deref().map(OutputFile::create).transpose()?;
-    let mut totals = Totals::default();
-    let bar = progress_bar(0, "training");
-    loop {
-        let clock = Instant::now();
-        let Some(data) = chunks()? else { break };
-        // Whole files were checked as they were read; chunks are, until one notice.
-        if unread_pending && !data.unread_keys.is_empty() {
-            super::unread_keys(&data, &a.data.data, a.data.strict)?;
-            unread_pending = false;
-        }
-        read_seconds += clock.elapsed().as_secs_f64();
-
-        if config.objective.loss() == Loss::Logistic {
-            totals.count_non_binary_labels(&data);
-        }
-        let clock = Instant::now();
-        let done = totals.entities as u64;
-        bar.inc_length(data.entities.len() as u64);
-        let out = fit_on(compute.backend(), prior.as_ref(), &data, &config, &|n| {
-            bar.set_position(done + n as u64)
-        });
-        let out = match (out, &a.prior) {
-            (Err(e @ glmix::Error::PriorMismatch { .. }), Some(p)) => {
-                return Err(e).with_context(|| format!("{}", p.display()))
-            }
-            (r, _) => r?,
-        };
-        compute.report_fallbacks(&out);
-        totals.solve_seconds += clock.elapsed().as_secs_f64();
-
-        let clock = Instant::now();
+    let bar = Bar(progress_bar(0, "training"));
+    let mut sink = |_: &Dataset, out: &FitOutput| -> glmix::Result<()> {
+        compute.report_fallbacks(out);
         models.write(&out.models.iter().collect::<Vec<_>>())?;
         if let Some(f) = report.as_mut() {
+            let path = f.path().to_path_buf();
+            let io = |e| glmix::Error::io(&path, e);
             for r in &out.reports {
-                let s = &r.solve;
-                let mut line = json!({
-                    "entity": r.entity, "rows": r.rows, "features": r.features,
-                    "initial_loss": s.initial_loss, "final_loss": s.final_loss,
-                    "iterations": s.iterations, "evaluations": s.evaluations,
-                    "gradient_norm": s.gradient_norm, "reason": s.reason.name(),
-                });
-                if let Some(note) = r.precision_note {
-                    line["precision_note"] = json!(note.name());
-                }
-                writeln!(f, "{line}")?;
+                writeln!(f, "{}", report_line(r)).map_err(io)?;
             }
         }
-        totals.write_seconds += clock.elapsed().as_secs_f64();
-        totals.add(&data, &out);
-    }
-    bar.finish_and_clear();
+        Ok(())
+    };
+    let run = train_chunks(
+        compute.backend(),
+        prior.as_ref(),
+        &config,
+        &mut next_chunk,
+        &mut sink,
+        &bar,
+    );
+    let mut totals = match (run, &a.prior) {
+        (Err(_), _) if read_error.is_some() => return Err(read_error.expect("kept")),
+        (Err(e @ glmix::Error::PriorMismatch { .. }), Some(p)) => {
+            return Err(e).with_context(|| format!("{}", p.display()))
+        }
+        (r, _) => r?,
+    };
+    bar.0.finish_and_clear();
     if totals.chunks == 0 {
         bail!("{}: no records", a.data.data.display());
     }
+    read_seconds += totals.read_seconds;
 
     let clock = Instant::now();
-    let carried: Vec<_> = prior
-        .as_ref()
-        .map(|p| {
-            p.models()
-                .iter()
-                .filter(|m| !totals.trained.contains(&m.entity))
-                .collect()
-        })
-        .unwrap_or_default();
+    let carried = totals.carried(prior.as_ref());
     models.write(&carried)?;
     models.commit()?;
     if let Some(f) = report {
         f.commit()?;
     }
-    totals.write_seconds += clock.elapsed().as_secs_f64();
+    totals.sink_seconds += clock.elapsed().as_secs_f64();
 
     let entities = totals.entities;
     let mut summary = json!({
@@ -342,7 +330,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         "hessian": config.hessian.name(),
         "read_seconds": read_seconds,
         "solve_seconds": totals.solve_seconds,
-        "write_seconds": totals.write_seconds,
+        "write_seconds": totals.sink_seconds,
         "build_seconds": totals.timings.build,
         "lbfgs_seconds": totals.timings.solve,
         "posterior_seconds": totals.timings.posterior,
@@ -392,64 +380,30 @@ pub fn run(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// What the chunks of a run add up to.
-#[derive(Default)]
-struct Totals {
-    chunks: usize,
-    entities: usize,
-    rows: usize,
-    evaluations: usize,
-    rounds: usize,
-    /// Entities a GPU solve handed to the f64 CPU evaluator to finish.
-    finished_in_f64: usize,
-    /// Entities whose precision is not the configured one, and the first with its note.
-    precision_notes: usize,
-    first_precision_note: Option<(String, &'static str)>,
-    reasons: BTreeMap<&'static str, usize>,
-    trained: HashSet<String>,
-    timings: FitTimings,
-    solve_seconds: f64,
-    write_seconds: f64,
-    verification: Option<Verification>,
-    /// Records whose label a logistic objective reads as a negative without being 0 or
-    /// −1, and the 1-based number of the first (over all chunks) with its label.
-    non_binary_labels: usize,
-    first_non_binary: Option<(usize, f64)>,
+/// A model's report line (JSON): entity, rows, features, initial_loss, final_loss,
+/// iterations, evaluations, gradient_norm, reason, and precision_note when it has one.
+fn report_line(r: &EntityReport) -> serde_json::Value {
+    let s = &r.solve;
+    let mut line = json!({
+        "entity": r.entity, "rows": r.rows, "features": r.features,
+        "initial_loss": s.initial_loss, "final_loss": s.final_loss,
+        "iterations": s.iterations, "evaluations": s.evaluations,
+        "gradient_norm": s.gradient_norm, "reason": s.reason.name(),
+    });
+    if let Some(note) = r.precision_note {
+        line["precision_note"] = json!(note.name());
+    }
+    line
 }
 
-impl Totals {
-    /// Count the chunk's labels that are not 0, 1 or −1 (before [`Totals::add`]).
-    fn count_non_binary_labels(&mut self, data: &Dataset) {
-        let (count, first) = non_binary_labels(&data.label);
-        self.non_binary_labels += count;
-        if let (None, Some(i)) = (self.first_non_binary, first) {
-            self.first_non_binary = Some((self.rows + i + 1, data.label[i]));
-        }
-    }
+/// The progress bar as a run's [`Progress`].
+struct Bar(indicatif::ProgressBar);
 
-    fn add(&mut self, data: &Dataset, out: &FitOutput) {
-        self.chunks += 1;
-        self.entities += out.reports.len();
-        self.rows += data.num_rows();
-        self.rounds += out.rounds;
-        for r in &out.reports {
-            self.evaluations += r.solve.evaluations;
-            self.finished_in_f64 += usize::from(r.solve.finished_precisely);
-            if let Some(note) = r.precision_note {
-                self.precision_notes += 1;
-                if self.first_precision_note.is_none() {
-                    self.first_precision_note = Some((r.entity.clone(), note.name()));
-                }
-            }
-            *self.reasons.entry(r.solve.reason.name()).or_default() += 1;
-            self.trained.insert(r.entity.clone());
-        }
-        self.timings.build += out.timings.build;
-        self.timings.solve += out.timings.solve;
-        self.timings.posterior += out.timings.posterior;
-        self.timings.finish += out.timings.finish;
-        if let Some(v) = out.verification {
-            self.verification = Some(self.verification.map_or(v, |w| w.merge(v)));
-        }
+impl Progress for Bar {
+    fn chunk(&self, entities: usize) {
+        self.0.inc_length(entities as u64);
+    }
+    fn done(&self, entities: usize) {
+        self.0.set_position(entities as u64);
     }
 }

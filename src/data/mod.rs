@@ -9,7 +9,7 @@
 #[cfg(any(feature = "parquet", feature = "avro"))]
 mod columnar;
 #[cfg(any(feature = "parquet", feature = "avro"))]
-pub use columnar::{for_each_columnar_batch, read_columnar_chunks};
+pub use columnar::{for_each_columnar_batch, read_columnar_chunks, read_record_batches};
 mod fast_record;
 mod grouped;
 pub mod json_path;

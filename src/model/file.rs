@@ -77,7 +77,7 @@ pub fn read_models(path: &Path, missing_precision: Option<f64>) -> Result<ModelS
 }
 
 /// The models of `path`, each with its line (or row): one per entity, at least one.
-fn collect(path: &Path, models: Vec<(usize, EntityModel)>) -> Result<ModelSet> {
+pub(super) fn collect(path: &Path, models: Vec<(usize, EntityModel)>) -> Result<ModelSet> {
     let mut set = ModelSet::new();
     let mut seen_lines: HashMap<String, usize> = HashMap::new();
     let mut lines = Vec::with_capacity(models.len());

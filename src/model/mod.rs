@@ -30,9 +30,13 @@ mod offset;
 mod parquet;
 #[cfg(feature = "avro")]
 pub mod photon;
+#[cfg(any(feature = "parquet", feature = "avro"))]
+mod table;
 
 pub use file::{parse_model_line, read_models, write_model_line, write_models, ModelWriter};
 pub use offset::OffsetModel;
+#[cfg(any(feature = "parquet", feature = "avro"))]
+pub use table::{models_from_batches, models_to_batch};
 
 use crate::data::FeatureKey;
 use crate::objective::ObjectiveKind;

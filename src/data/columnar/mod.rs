@@ -29,6 +29,7 @@
 mod arrow_ipc;
 #[cfg(feature = "avro")]
 mod avro;
+mod batches;
 mod chunks;
 mod columns;
 mod feature_ids;
@@ -42,6 +43,7 @@ mod plan;
 pub use arrow_ipc::read_arrow_ipc_with_ids;
 #[cfg(feature = "avro")]
 pub use avro::{avro_parts, avro_reader, read_avro_with_ids};
+pub use batches::read_record_batches;
 pub use chunks::{for_each_columnar_batch, read_columnar_chunks};
 #[cfg(feature = "parquet")]
 pub use parquet::{read_parquet, read_parquet_with_ids};
