@@ -235,6 +235,7 @@ impl Plan {
     }
 
     /// The NTV feature bags read (none when the features are wide columns).
+    #[cfg(feature = "parquet")]
     pub(super) fn bags(&self) -> &[String] {
         &self.bags
     }

@@ -1,0 +1,300 @@
+//! `glmix._glmix`: the Python package's extension module. Each function takes Arrow data
+//! (anything exporting the Arrow C stream, as pyarrow tables and record batch readers
+//! do) or a file path, runs the same library call as the CLI with the GIL released, on a
+//! thread pool of the size asked for, and returns Arrow tables; `glmix/__init__.py`
+//! gives them their keyword arguments and defaults.
+
+use arrow_array::{Float64Array, RecordBatch, StringArray, UInt64Array};
+use arrow_pyarrow::{FromPyArrow, IntoPyArrow, Table};
+use arrow_schema::{DataType, Field, Schema};
+use glmix::data::{read_record_batches, read_records, Dataset, EntityMode, Format, ReadOptions};
+use glmix::model::{
+    models_from_batches, models_to_batch, read_models, write_models, HessianType, ModelSet,
+    OffsetModel,
+};
+use glmix::objective::{ObjectiveKind, Regularization};
+use glmix::score::{MarginPlan, Thompson};
+use glmix::solver::LbfgsOptions;
+use glmix::store::ModelStore;
+use glmix::train::{train_chunks, Backend, FitOutput, Silent, TrainConfig};
+use pyo3::create_exception;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+create_exception!(
+    _glmix,
+    GlmixError,
+    PyValueError,
+    "Bad input or settings: the message names the file (or table), the record and the field."
+);
+
+fn error(e: glmix::Error) -> PyErr {
+    GlmixError::new_err(e.to_string())
+}
+
+fn arrow_error(e: arrow_schema::ArrowError) -> PyErr {
+    GlmixError::new_err(e.to_string())
+}
+
+/// Records: a path (read as the CLI reads `--data`) or an Arrow stream (a table).
+enum Records {
+    Path(PathBuf),
+    Table(Table),
+}
+
+impl Records {
+    fn of(data: &Bound<PyAny>) -> PyResult<Self> {
+        if let Ok(path) = data.extract::<PathBuf>() {
+            return Ok(Records::Path(path));
+        }
+        Ok(Records::Table(Table::from_pyarrow_bound(data)?))
+    }
+
+    fn read(self, options: &ReadOptions, format: Option<&str>) -> glmix::Result<Dataset> {
+        match self {
+            Records::Path(path) => {
+                let format = match format {
+                    None => Format::of_file(&path),
+                    Some("jsonl") => Format::Jsonl,
+                    Some("tsv") => Format::Tsv,
+                    Some("parquet") => Format::Parquet,
+                    Some("arrow") => Format::ArrowIpc,
+                    Some("avro") => Format::Avro,
+                    Some(other) => {
+                        return Err(glmix::Error::Config(format!(
+                            "format {other:?}: expected jsonl, tsv, parquet, arrow or avro"
+                        )))
+                    }
+                };
+                read_records(&path, format, options)
+            }
+            Records::Table(table) => {
+                let (batches, schema) = table.into_inner();
+                Ok(read_record_batches(Path::new("<table>"), &schema, batches, options, &[])?.0)
+            }
+        }
+    }
+}
+
+/// Models: a path (a model file in any format, or a store) or an Arrow model table.
+fn models_of(models: &Bound<PyAny>, missing_precision: Option<f64>) -> PyResult<ModelSet> {
+    if let Ok(path) = models.extract::<PathBuf>() {
+        let read = match ModelStore::is_store(&path) {
+            true => ModelStore::open_read_only(&path).and_then(|s| s.all_models()),
+            false => read_models(&path, missing_precision),
+        };
+        return read.map_err(error);
+    }
+    let (batches, _) = Table::from_pyarrow_bound(models)?.into_inner();
+    models_from_batches(Path::new("<models>"), batches, missing_precision).map_err(error)
+}
+
+fn models_table(py: Python, models: &[&glmix::model::EntityModel]) -> PyResult<Py<PyAny>> {
+    let batch = models_to_batch(models).map_err(error)?;
+    let schema = batch.schema();
+    let table = Table::try_new(vec![batch], schema).map_err(arrow_error)?;
+    Ok(table.into_pyarrow(py)?.unbind())
+}
+
+/// Run `work` without the GIL on a pool of `threads` threads (all cores when `None`).
+fn detached<T: Send>(
+    py: Python,
+    threads: Option<usize>,
+    work: impl FnOnce() -> glmix::Result<T> + Send,
+) -> PyResult<T> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.unwrap_or(0))
+        .build()
+        .map_err(|e| GlmixError::new_err(format!("threads: {e}")))?;
+    py.detach(|| pool.install(work)).map_err(error)
+}
+
+fn read_options(
+    entity_key: String,
+    feature_columns: Option<Vec<String>>,
+    feature_bags: Option<Vec<String>>,
+) -> ReadOptions {
+    ReadOptions {
+        entity: EntityMode::Key(entity_key),
+        timestamp_field: None,
+        feature_columns: feature_columns.unwrap_or_default(),
+        feature_bags: feature_bags.unwrap_or_default(),
+    }
+}
+
+/// Train the random effects of `data` (see `glmix.train`).
+#[pyfunction]
+#[pyo3(signature = (data, objective, penalty, delta, hessian, intercept_penalty, memory,
+    factr, pgtol, max_iterations, prior, offset_model, entity_key, feature_columns,
+    feature_bags, format, threads))]
+#[allow(clippy::too_many_arguments)]
+fn train(
+    py: Python,
+    data: &Bound<PyAny>,
+    objective: &str,
+    penalty: f64,
+    delta: f64,
+    hessian: &str,
+    intercept_penalty: bool,
+    memory: usize,
+    factr: f64,
+    pgtol: f64,
+    max_iterations: usize,
+    prior: Option<&Bound<PyAny>>,
+    offset_model: Option<PathBuf>,
+    entity_key: String,
+    feature_columns: Option<Vec<String>>,
+    feature_bags: Option<Vec<String>>,
+    format: Option<String>,
+    threads: Option<usize>,
+) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+    let objective: ObjectiveKind = objective.parse().map_err(GlmixError::new_err)?;
+    let hessian: HessianType = hessian.parse().map_err(GlmixError::new_err)?;
+    let config = TrainConfig {
+        regularization: Regularization {
+            penalty,
+            delta,
+            intercept_penalty,
+        },
+        hessian,
+        solver: LbfgsOptions {
+            memory,
+            factr,
+            pgtol,
+            max_iterations,
+            ..LbfgsOptions::default()
+        },
+        ..TrainConfig::new(objective)
+    };
+    let records = Records::of(data)?;
+    let prior = prior.map(|p| models_of(p, Some(penalty))).transpose()?;
+    let options = read_options(entity_key, feature_columns, feature_bags);
+    let (trained, totals, threads) = detached(py, threads, || {
+        let mut data = records.read(&options, format.as_deref())?;
+        if let Some(path) = &offset_model {
+            OffsetModel::read(path)?.add_to(&mut data)?;
+        }
+        let mut pending = Some(data);
+        let mut trained: Vec<glmix::model::EntityModel> = Vec::new();
+        let mut keep = |_: &Dataset, out: &FitOutput| {
+            trained.extend(out.models.iter().cloned());
+            Ok(())
+        };
+        let threads = rayon::current_num_threads();
+        let totals = train_chunks(
+            Backend::Cpu,
+            prior.as_ref(),
+            &config,
+            &mut || Ok(pending.take()),
+            &mut keep,
+            &Silent,
+        )?;
+        Ok((trained, totals, threads))
+    })?;
+    let mut all: Vec<&glmix::model::EntityModel> = trained.iter().collect();
+    all.extend(totals.carried(prior.as_ref()));
+    let summary = PyDict::new(py);
+    summary.set_item("entities", totals.entities)?;
+    summary.set_item("rows", totals.rows)?;
+    summary.set_item("carried_over", all.len() - trained.len())?;
+    summary.set_item("evaluations", totals.evaluations)?;
+    summary.set_item("rounds", totals.rounds)?;
+    summary.set_item(
+        "reasons",
+        totals.reasons.clone().into_iter().collect::<Vec<_>>(),
+    )?;
+    summary.set_item("read_seconds", totals.read_seconds)?;
+    summary.set_item("solve_seconds", totals.solve_seconds)?;
+    summary.set_item("non_binary_labels", totals.non_binary_labels)?;
+    summary.set_item("threads", threads)?;
+    Ok((models_table(py, &all)?, summary.into_any().unbind()))
+}
+
+/// Score every record of `data` (see `glmix.score`).
+#[pyfunction]
+#[pyo3(signature = (data, models, thompson, seed, offset_model, entity_key, feature_columns,
+    feature_bags, format, threads))]
+#[allow(clippy::too_many_arguments)]
+fn score(
+    py: Python,
+    data: &Bound<PyAny>,
+    models: &Bound<PyAny>,
+    thompson: Option<f64>,
+    seed: u64,
+    offset_model: Option<PathBuf>,
+    entity_key: String,
+    feature_columns: Option<Vec<String>>,
+    feature_bags: Option<Vec<String>>,
+    format: Option<String>,
+    threads: Option<usize>,
+) -> PyResult<Py<PyAny>> {
+    let records = Records::of(data)?;
+    // Coefficients without a variance score by their means alone.
+    let models = models_of(models, Some(0.0))?;
+    let options = read_options(entity_key, feature_columns, feature_bags);
+    let (data, scores) = detached(py, threads, || {
+        let mut data = records.read(&options, format.as_deref())?;
+        if let Some(path) = &offset_model {
+            OffsetModel::read(path)?.add_to(&mut data)?;
+        }
+        let plan = MarginPlan::new(&data, &models);
+        let scores = match thompson {
+            None => plan.margins(),
+            Some(multiplier) => plan.thompson_margins(Thompson { multiplier, seed })?,
+        };
+        Ok((data, scores))
+    })?;
+    let entity =
+        StringArray::from_iter_values(data.entity.iter().map(|&e| data.entities.key(e).as_str()));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("entity", DataType::Utf8, false),
+        Field::new("row", DataType::UInt64, false),
+        Field::new("score", DataType::Float64, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(entity),
+            Arc::new(UInt64Array::from_iter_values(0..scores.len() as u64)),
+            Arc::new(Float64Array::from(scores)),
+        ],
+    )
+    .map_err(arrow_error)?;
+    let table = Table::try_new(vec![batch], schema).map_err(arrow_error)?;
+    Ok(table.into_pyarrow(py)?.unbind())
+}
+
+/// The models of a model file (JSON lines, Parquet) or store, as a model table.
+#[pyfunction]
+#[pyo3(signature = (path, missing_precision))]
+fn load_models(py: Python, path: PathBuf, missing_precision: Option<f64>) -> PyResult<Py<PyAny>> {
+    let set = py
+        .detach(|| match ModelStore::is_store(&path) {
+            true => ModelStore::open_read_only(&path).and_then(|s| s.all_models()),
+            false => read_models(&path, missing_precision),
+        })
+        .map_err(error)?;
+    models_table(py, &set.models().iter().collect::<Vec<_>>())
+}
+
+/// Write a model table to `path` (JSON lines; Parquet when it ends in `.parquet`),
+/// atomically.
+#[pyfunction]
+fn save_models(py: Python, models: &Bound<PyAny>, path: PathBuf) -> PyResult<()> {
+    let set = models_of(models, None)?;
+    py.detach(|| write_models(&path, set.models()))
+        .map_err(error)
+}
+
+#[pymodule]
+fn _glmix(m: &Bound<PyModule>) -> PyResult<()> {
+    m.add("GlmixError", m.py().get_type::<GlmixError>())?;
+    m.add_function(wrap_pyfunction!(train, m)?)?;
+    m.add_function(wrap_pyfunction!(score, m)?)?;
+    m.add_function(wrap_pyfunction!(load_models, m)?)?;
+    m.add_function(wrap_pyfunction!(save_models, m)?)?;
+    Ok(())
+}
