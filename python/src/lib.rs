@@ -179,7 +179,7 @@ fn train(
         }
         let mut pending = Some(data);
         let mut trained: Vec<glmix::model::EntityModel> = Vec::new();
-        let mut keep = |_: &Dataset, out: &FitOutput| {
+        let mut keep = |out: &FitOutput| {
             trained.extend(out.models.iter().cloned());
             Ok(())
         };

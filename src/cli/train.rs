@@ -267,6 +267,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 super::unread_keys(d, &a.data.data, a.data.strict)?;
                 unread_pending = false;
             }
+            crate::release_freed_memory();
             Ok(data)
         });
         read.map_err(|e| {
@@ -278,7 +279,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let mut models = ModelWriter::create(&a.out)?;
     let mut report = a.report.as_deref().map(OutputFile::create).transpose()?;
     let bar = Bar(progress_bar(0, "training"));
-    let mut sink = |_: &Dataset, out: &FitOutput| -> glmix::Result<()> {
+    let mut sink = |out: &FitOutput| -> glmix::Result<()> {
+        crate::release_freed_memory();
         compute.report_fallbacks(out);
         models.write(&out.models.iter().collect::<Vec<_>>())?;
         if let Some(f) = report.as_mut() {

@@ -65,10 +65,10 @@ impl RunTotals {
         }
     }
 
-    fn add(&mut self, data: &Dataset, out: &FitOutput) {
+    fn add(&mut self, rows: usize, out: &FitOutput) {
         self.chunks += 1;
         self.entities += out.reports.len();
-        self.rows += data.num_rows();
+        self.rows += rows;
         self.rounds += out.rounds;
         for r in &out.reports {
             self.evaluations += r.solve.evaluations;
@@ -97,15 +97,16 @@ impl RunTotals {
 pub type Chunks<'a> = dyn FnMut() -> Result<Option<Dataset>> + 'a;
 
 /// Train every chunk `next_chunk` gives, each entity from its model in `prior` when it
-/// has one, handing each chunk and what it trained to `sink` before the next. `progress`
-/// gets the number of entities finished so far over the run, and the number of entities
-/// of each chunk as it starts ([`Progress`]). A run of no chunks has `chunks == 0`.
+/// has one, handing what each chunk trained to `sink` (once the chunk is dropped) before
+/// the next. `progress` gets the number of entities finished so far over the run, and the
+/// number of entities of each chunk as it starts ([`Progress`]). A run of no chunks has
+/// `chunks == 0`.
 pub fn train_chunks(
     backend: Backend,
     prior: Option<&ModelSet>,
     config: &TrainConfig,
     next_chunk: &mut Chunks,
-    sink: &mut dyn FnMut(&Dataset, &FitOutput) -> Result<()>,
+    sink: &mut dyn FnMut(&FitOutput) -> Result<()>,
     progress: &dyn Progress,
 ) -> Result<RunTotals> {
     let mut totals = RunTotals::default();
@@ -121,10 +122,13 @@ pub fn train_chunks(
         progress.chunk(data.entities.len());
         let out = fit_on(backend, prior, &data, config, &|n| progress.done(done + n))?;
         totals.solve_seconds += clock.elapsed().as_secs_f64();
+        totals.add(data.num_rows(), &out);
+        // The records go before the sink writes: they and its buffers are not resident at
+        // once.
+        drop(data);
         let clock = Instant::now();
-        sink(&data, &out)?;
+        sink(&out)?;
         totals.sink_seconds += clock.elapsed().as_secs_f64();
-        totals.add(&data, &out);
     }
     Ok(totals)
 }
