@@ -1,0 +1,122 @@
+"""glmix.spark in PySpark local[2]: both Arrow paths give `glmix train`'s models, whatever
+the partitioning; an update with priors from a model DataFrame gives `glmix train --prior`'s.
+
+Skipped when pyspark (or Java) is missing; .ci/run installs pyspark, so there it runs.
+"""
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+import glmix
+
+pyspark = pytest.importorskip("pyspark")
+if shutil.which("java") is None and "JAVA_HOME" not in os.environ:
+    pytest.skip("no Java for Spark", allow_module_level=True)
+
+import glmix.spark  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = os.environ.get("GLMIX_BIN", str(ROOT / "target" / "release" / "glmix"))
+SETTINGS = dict(penalty=3.0, delta=0.7, factr=1e5, pgtol=1e-7)
+CLI_SETTINGS = ["--penalty", "3.0", "--delta", "0.7", "--factr", "1e5", "--pgtol", "1e-7"]
+
+
+@pytest.fixture(scope="module")
+def spark():
+    from pyspark.sql import SparkSession
+
+    # The workers run this interpreter, with glmix and pyarrow installed.
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    s = (
+        SparkSession.builder.master("local[2]")
+        .appName("glmix-tests")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.ui.enabled", "false")
+        .getOrCreate()
+    )
+    yield s
+    s.stop()
+
+
+def records(n_entities, seed):
+    """Records of a few hundred entities in record order, each with its number `row`."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n_entities * 12):
+        e = rng.randrange(n_entities)
+        features = [
+            {"name": f"x{k}", "term": "", "value": rng.gauss(0, 1)}
+            for k in range(5)
+            if rng.random() < 0.7
+        ]
+        rows.append({
+            "row": i, "entity": f"u{e}", "label": float(rng.random() < 0.4),
+            "weight": 1.0, "offset": rng.uniform(-0.3, 0.3), "features": features,
+        })
+    return rows
+
+
+def cli_models(tmp_path, rows, name, prior=None):
+    """`glmix train` on `rows` as JSON lines (in record order), as model lines by entity."""
+    data = tmp_path / f"{name}.jsonl"
+    data.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "row"}) + "\n"
+                            for r in rows))
+    out = tmp_path / f"{name}.models.jsonl"
+    extra = ["--prior", str(prior)] if prior else []
+    done = subprocess.run([BIN, "train", "--data", str(data), "--objective", "bayes-logistic",
+                           "--device", "cpu", "--out", str(out), *CLI_SETTINGS, *extra],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def by_entity(path):
+    return sorted(path.read_text().splitlines(), key=lambda line: json.loads(line)["entity"])
+
+
+def spark_lines(tmp_path, models_df, name):
+    out = tmp_path / f"{name}.jsonl"
+    glmix.save_models(models_df.toArrow(), out)
+    return by_entity(out)
+
+
+def frame(spark, rows):
+    return spark.createDataFrame(pa.Table.from_pylist(rows))
+
+
+def test_both_arrow_paths_give_the_cli_models_whatever_the_partitioning(spark, tmp_path):
+    rows = records(300, seed=1)
+    expected = by_entity(cli_models(tmp_path, rows, "all"))
+    df = frame(spark, rows)
+    for k, (method, partitions, shuffled) in enumerate(
+        [("map", None, df), ("map", 3, df.repartition(7)), ("group", None, df.repartition(5))]
+    ):
+        models = glmix.spark.train(shuffled, "bayes-logistic", order_by="row", method=method,
+                                   partitions=partitions, **SETTINGS)
+        assert spark_lines(tmp_path, models, f"s{k}") == expected, (method, partitions)
+    # Without an order column, the rows' canonical order: still independent of partitioning.
+    a = spark_lines(tmp_path, glmix.spark.train(df.drop("row"), "bayes-logistic", **SETTINGS), "a")
+    b = spark_lines(tmp_path, glmix.spark.train(df.drop("row").repartition(9), "bayes-logistic",
+                                                partitions=2, **SETTINGS), "b")
+    assert a == b and len(a) == 300
+
+
+def test_an_update_with_priors_from_a_model_dataframe_is_glmix_train_prior(spark, tmp_path):
+    rows = records(300, seed=2)
+    first = rows[: len(rows) // 2]
+    # The update covers some entities only: the others keep their prior models.
+    second = [r for r in rows[len(rows) // 2:] if int(r["entity"][1:]) % 3 != 0]
+    prior_path = cli_models(tmp_path, first, "first")
+    expected = by_entity(cli_models(tmp_path, second, "second", prior=prior_path))
+    prior_df = spark.createDataFrame(glmix.load_models(prior_path))
+    models = glmix.spark.train(frame(spark, second), "bayes-logistic", prior=prior_df,
+                               order_by="row", **SETTINGS)
+    assert spark_lines(tmp_path, models, "update") == expected
