@@ -79,6 +79,46 @@ impl Records {
     }
 }
 
+/// Records with how to read them: their columns, format and offset model.
+struct Input {
+    records: Records,
+    options: ReadOptions,
+    format: Option<String>,
+    offset_model: Option<PathBuf>,
+}
+
+impl Input {
+    fn new(
+        data: &Bound<PyAny>,
+        entity_key: String,
+        feature_columns: Option<Vec<String>>,
+        feature_bags: Option<Vec<String>>,
+        format: Option<String>,
+        offset_model: Option<PathBuf>,
+    ) -> PyResult<Self> {
+        Ok(Input {
+            records: Records::of(data)?,
+            options: ReadOptions {
+                entity: EntityMode::Key(entity_key),
+                timestamp_field: None,
+                feature_columns: feature_columns.unwrap_or_default(),
+                feature_bags: feature_bags.unwrap_or_default(),
+            },
+            format,
+            offset_model,
+        })
+    }
+
+    /// The records, with the offset model's scores added to their offsets.
+    fn read(self) -> glmix::Result<Dataset> {
+        let mut data = self.records.read(&self.options, self.format.as_deref())?;
+        if let Some(path) = &self.offset_model {
+            OffsetModel::read(path)?.add_to(&mut data)?;
+        }
+        Ok(data)
+    }
+}
+
 /// Models: a path (a model file in any format, or a store) or an Arrow model table.
 fn models_of(models: &Bound<PyAny>, missing_precision: Option<f64>) -> PyResult<ModelSet> {
     if let Ok(path) = models.extract::<PathBuf>() {
@@ -110,19 +150,6 @@ fn detached<T: Send>(
         .build()
         .map_err(|e| GlmixError::new_err(format!("threads: {e}")))?;
     py.detach(|| pool.install(work)).map_err(error)
-}
-
-fn read_options(
-    entity_key: String,
-    feature_columns: Option<Vec<String>>,
-    feature_bags: Option<Vec<String>>,
-) -> ReadOptions {
-    ReadOptions {
-        entity: EntityMode::Key(entity_key),
-        timestamp_field: None,
-        feature_columns: feature_columns.unwrap_or_default(),
-        feature_bags: feature_bags.unwrap_or_default(),
-    }
 }
 
 /// Train the random effects of `data` (see `glmix.train`).
@@ -169,15 +196,17 @@ fn train(
         },
         ..TrainConfig::new(objective)
     };
-    let records = Records::of(data)?;
+    let input = Input::new(
+        data,
+        entity_key,
+        feature_columns,
+        feature_bags,
+        format,
+        offset_model,
+    )?;
     let prior = prior.map(|p| models_of(p, Some(penalty))).transpose()?;
-    let options = read_options(entity_key, feature_columns, feature_bags);
     let (trained, totals, threads) = detached(py, threads, || {
-        let mut data = records.read(&options, format.as_deref())?;
-        if let Some(path) = &offset_model {
-            OffsetModel::read(path)?.add_to(&mut data)?;
-        }
-        let mut pending = Some(data);
+        let mut pending = Some(input.read()?);
         let mut trained: Vec<glmix::model::EntityModel> = Vec::new();
         let mut keep = |out: &FitOutput| {
             trained.extend(out.models.iter().cloned());
@@ -231,15 +260,18 @@ fn score(
     format: Option<String>,
     threads: Option<usize>,
 ) -> PyResult<Py<PyAny>> {
-    let records = Records::of(data)?;
+    let input = Input::new(
+        data,
+        entity_key,
+        feature_columns,
+        feature_bags,
+        format,
+        offset_model,
+    )?;
     // Coefficients without a variance score by their means alone.
     let models = models_of(models, Some(0.0))?;
-    let options = read_options(entity_key, feature_columns, feature_bags);
     let (data, scores) = detached(py, threads, || {
-        let mut data = records.read(&options, format.as_deref())?;
-        if let Some(path) = &offset_model {
-            OffsetModel::read(path)?.add_to(&mut data)?;
-        }
+        let data = input.read()?;
         let plan = MarginPlan::new(&data, &models);
         let scores = match thompson {
             None => plan.margins(),
