@@ -21,10 +21,10 @@ features). Either way the models do not depend on how the DataFrame is partition
 
 The result is a model DataFrame with the columns of the model table (``entity``,
 ``objective``, ``hessian``, ``means``, ``variances``, ``precision``); ``glmix.save_models``
-takes ``df.toArrow()`` of it. Supported: PySpark 3.5 (``mapInArrow``) and 4.x (all
-paths; ``applyInArrow`` needs 4.0). The executors need the ``glmix`` package: install the
-wheel on every node, or ship a packed virtual environment with ``--archives`` and point
-``PYSPARK_PYTHON`` at its interpreter.
+takes ``df.toArrow()`` of it. Tested with PySpark 4.3; ``applyInArrow`` (the ``group``
+and ``prior`` paths) needs PySpark 4, and 3.5 has not been tried. The executors need the
+``glmix`` package: install the wheel on every node, or ship a packed virtual environment
+with ``--archives`` and point ``PYSPARK_PYTHON`` at its interpreter.
 """
 
 import glmix
