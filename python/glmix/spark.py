@@ -4,11 +4,11 @@ Each entity's records go to one task through Spark's own Arrow paths, and the ta
 them with :func:`glmix.train` on as many threads as it was given (``threads``, default
 1: a task's core). Two paths:
 
-- ``method="map"`` (the default): the records are repartitioned by entity and sorted
-  within each partition by Spark, and ``mapInArrow`` trains each partition's entities
-  in one glmix call;
-- ``method="group"``: ``groupBy(entity).applyInArrow`` trains one entity per call,
-  sorting its rows in Python (many more Python calls).
+- ``method="map"`` (the default): the records are repartitioned by entity, and
+  ``mapInArrow`` sorts each partition (pyarrow) and trains its entities in one glmix
+  call;
+- ``method="group"``: ``groupBy(entity).applyInArrow`` trains one entity per call (many
+  more Python calls).
 
 With a ``prior`` (a model DataFrame, as :func:`train` returns it), the records and the
 prior are cogrouped by entity (``cogroup(...).applyInArrow``): each entity is updated
@@ -16,8 +16,9 @@ from its prior model, and an entity of the prior without records keeps its model
 
 A model depends on the order of its entity's records (floating-point sums), so the rows
 of each entity are sorted before training: by ``order_by`` (column names, e.g. a
-timestamp and a record id), else by every column read (label, weight, offset, then the
-features). Either way the models do not depend on how the DataFrame is partitioned.
+timestamp and a record id; scalar columns), else by a hash of the row (Spark's
+``xxhash64`` of its columns; rows of equal hash keep their order). Either way the models
+do not depend on how the DataFrame is partitioned.
 
 The result is a model DataFrame with the columns of the model table (``entity``,
 ``objective``, ``hessian``, ``means``, ``variances``, ``precision``); ``glmix.save_models``
@@ -28,6 +29,9 @@ with ``--archives`` and point ``PYSPARK_PYTHON`` at its interpreter.
 """
 
 import glmix
+
+# The column of the rows' hash, added to sort them when no order is given.
+ORDER = "__glmix_order"
 
 MODEL_SCHEMA = (
     "entity string, objective string, hessian string, "
@@ -44,36 +48,9 @@ def _arrow_schema():
     return to_arrow_schema(_parse_datatype_string(MODEL_SCHEMA))
 
 
-def _sort_keys(columns, entity_key, order_by):
-    if order_by is not None:
-        return [order_by] if isinstance(order_by, str) else list(order_by)
-    return [c for c in ("label", "response", "weight", "offset") if c in columns] + [
-        c for c in columns if c not in (entity_key, "label", "response", "weight", "offset")
-    ]
-
-
 def _sorted(table, keys):
-    """`table` in the order Spark sorts `keys` (nested lists compared element-wise)."""
-    if table.num_rows < 2:
-        return table
-    rows = table.to_pylist()
-
-    def key(row):
-        return tuple(_comparable(row[k]) for k in keys)
-
-    order = sorted(range(len(rows)), key=lambda i: key(rows[i]))
-    return table.take(order)
-
-
-def _comparable(v):
-    # Nulls first, as Spark sorts ascending.
-    if v is None:
-        return (0,)
-    if isinstance(v, list):
-        return (1, tuple(_comparable(x) for x in v))
-    if isinstance(v, dict):
-        return (1, tuple(_comparable(x) for x in v.values()))
-    return (1, v)
+    """`table` sorted by the scalar columns `keys` (pyarrow's stable sort)."""
+    return table.sort_by([(k, "ascending") for k in keys])
 
 
 def train(
@@ -95,14 +72,21 @@ def train(
     import pyarrow as pa
 
     schema = _arrow_schema()
-    keys = _sort_keys(df.columns, entity_key, order_by)
+    if order_by is None:
+        from pyspark.sql import functions as F
+
+        df = df.withColumn(ORDER, F.xxhash64(*[c for c in df.columns if c != entity_key]))
+        keys = [ORDER]
+    else:
+        keys = [order_by] if isinstance(order_by, str) else list(order_by)
     settings = dict(options, entity_key=entity_key, threads=threads)
 
-    def fit(table, prior_table=None, presorted=False):
+    def fit(table, prior_table=None, by_entity=False):
         if table.num_rows == 0:
             return prior_table.cast(schema) if prior_table is not None else schema.empty_table()
-        if not presorted:
-            table = _sorted(table, keys)
+        table = _sorted(table, [entity_key, *keys] if by_entity else keys)
+        if ORDER in table.column_names:
+            table = table.drop_columns([ORDER])
         if prior_table is not None and prior_table.num_rows == 0:
             prior_table = None
         return glmix.train(table, objective, prior=prior_table, **settings).cast(schema)
@@ -127,7 +111,7 @@ def train(
     def fit_partition(batches):
         table = pa.Table.from_batches(list(batches))
         if table.num_rows:
-            yield from fit(table, presorted=True).to_batches()
+            yield from fit(table, by_entity=True).to_batches()
 
     parts = df.repartition(partitions, entity_key) if partitions else df.repartition(entity_key)
-    return parts.sortWithinPartitions(entity_key, *keys).mapInArrow(fit_partition, MODEL_SCHEMA)
+    return parts.mapInArrow(fit_partition, MODEL_SCHEMA)
