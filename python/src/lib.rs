@@ -4,25 +4,23 @@
 //! thread pool of the size asked for, and returns Arrow tables; `glmix/__init__.py`
 //! gives them their keyword arguments and defaults.
 
-use arrow_array::{Float64Array, RecordBatch, StringArray, UInt64Array};
 use arrow_pyarrow::{FromPyArrow, IntoPyArrow, Table};
-use arrow_schema::{DataType, Field, Schema};
-use glmix::data::{read_record_batches, read_records, Dataset, EntityMode, Format, ReadOptions};
+use glmix::data::{
+    read_record_batches, read_records, scores_batch, Dataset, EntityMode, Format, ReadOptions,
+};
 use glmix::model::{
-    models_from_batches, models_to_batch, read_models, write_models, HessianType, ModelSet,
-    OffsetModel,
+    models_from_batches, models_to_batch, write_models, HessianType, ModelSet, OffsetModel,
 };
 use glmix::objective::{ObjectiveKind, Regularization};
 use glmix::score::{MarginPlan, Thompson};
 use glmix::solver::LbfgsOptions;
-use glmix::store::ModelStore;
+use glmix::store::read_all_models;
 use glmix::train::{train_chunks, Backend, FitOutput, Silent, TrainConfig};
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 create_exception!(
     _glmix,
@@ -122,11 +120,7 @@ impl Input {
 /// Models: a path (a model file in any format, or a store) or an Arrow model table.
 fn models_of(models: &Bound<PyAny>, missing_precision: Option<f64>) -> PyResult<ModelSet> {
     if let Ok(path) = models.extract::<PathBuf>() {
-        let read = match ModelStore::is_store(&path) {
-            true => ModelStore::open_read_only(&path).and_then(|s| s.all_models()),
-            false => read_models(&path, missing_precision),
-        };
-        return read.map_err(error);
+        return read_all_models(&path, missing_precision).map_err(error);
     }
     let (batches, _) = Table::from_pyarrow_bound(models)?.into_inner();
     models_from_batches(Path::new("<models>"), batches, missing_precision).map_err(error)
@@ -279,22 +273,9 @@ fn score(
         };
         Ok((data, scores))
     })?;
-    let entity =
-        StringArray::from_iter_values(data.entity.iter().map(|&e| data.entities.key(e).as_str()));
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("entity", DataType::Utf8, false),
-        Field::new("row", DataType::UInt64, false),
-        Field::new("score", DataType::Float64, false),
-    ]));
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        vec![
-            Arc::new(entity),
-            Arc::new(UInt64Array::from_iter_values(0..scores.len() as u64)),
-            Arc::new(Float64Array::from(scores)),
-        ],
-    )
-    .map_err(arrow_error)?;
+    let entity = |i: usize| data.entities.key(data.entity[i]).as_str();
+    let batch = scores_batch(entity, 0..scores.len(), &scores).map_err(arrow_error)?;
+    let schema = batch.schema();
     let table = Table::try_new(vec![batch], schema).map_err(arrow_error)?;
     Ok(table.into_pyarrow(py)?.unbind())
 }
@@ -304,10 +285,7 @@ fn score(
 #[pyo3(signature = (path, missing_precision))]
 fn load_models(py: Python, path: PathBuf, missing_precision: Option<f64>) -> PyResult<Py<PyAny>> {
     let set = py
-        .detach(|| match ModelStore::is_store(&path) {
-            true => ModelStore::open_read_only(&path).and_then(|s| s.all_models()),
-            false => read_models(&path, missing_precision),
-        })
+        .detach(|| read_all_models(&path, missing_precision))
         .map_err(error)?;
     models_table(py, &set.models().iter().collect::<Vec<_>>())
 }

@@ -7,10 +7,10 @@ use glmix::data::{Dataset, EntityChunks, Format};
 use glmix::eval::GpuContext;
 use glmix::io::write_output;
 use glmix::io::{check_paths, OutputFile, PathRole, ReadAhead};
-use glmix::model::{read_models, HessianType, ModelSet, ModelWriter};
+use glmix::model::{HessianType, ModelSet, ModelWriter};
 use glmix::objective::{ObjectiveKind, Regularization};
 use glmix::solver::LbfgsOptions;
-use glmix::store::ModelStore;
+use glmix::store::read_all_models;
 use glmix::train::{train_chunks, Backend, EntityReport, FitOutput, Progress, TrainConfig};
 use serde_json::json;
 use std::io::Write;
@@ -198,10 +198,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let prior: Option<ModelSet> = a
         .prior
         .as_ref()
-        .map(|p| match ModelStore::is_store(p) {
-            true => ModelStore::open_read_only(p)?.all_models(),
-            false => read_models(p, Some(config.regularization.penalty)),
-        })
+        .map(|p| read_all_models(p, Some(config.regularization.penalty)))
         .transpose()?;
     let mut read_seconds = clock.elapsed().as_secs_f64();
 

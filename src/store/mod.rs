@@ -363,6 +363,16 @@ pub fn read_models_for<'e>(
     }
 }
 
+/// Every model of a model store or a model file (JSON lines or Parquet), whichever `path`
+/// is. `missing_precision` is as in [`crate::model::read_models`].
+pub fn read_all_models(path: &Path, missing_precision: Option<f64>) -> Result<ModelSet> {
+    if ModelStore::is_store(path) {
+        ModelStore::open_read_only(path)?.all_models()
+    } else {
+        crate::model::read_models(path, missing_precision)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

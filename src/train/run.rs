@@ -41,8 +41,6 @@ pub struct RunTotals {
     /// 0 or −1, and the 1-based number of the first (over all chunks) with its label.
     pub non_binary_labels: usize,
     pub first_non_binary: Option<(usize, f64)>,
-    /// Parts the GPU failed on (solved on the CPU instead), and why.
-    pub gpu_fallbacks: Vec<String>,
     trained: HashSet<String>,
 }
 
@@ -89,7 +87,6 @@ impl RunTotals {
         if let Some(v) = out.verification {
             self.verification = Some(self.verification.map_or(v, |w| w.merge(v)));
         }
-        self.gpu_fallbacks.extend(out.gpu_fallbacks.iter().cloned());
     }
 }
 

@@ -48,7 +48,7 @@ pub use chunks::{for_each_columnar_batch, read_columnar_chunks};
 #[cfg(feature = "parquet")]
 pub use parquet::{read_parquet, read_parquet_with_ids};
 #[cfg(feature = "parquet")]
-pub use parquet_scores::write_scores;
+pub use parquet_scores::{scores_batch, write_scores};
 
 #[cfg(doc)]
 use super::ReadOptions;

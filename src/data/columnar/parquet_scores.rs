@@ -3,15 +3,38 @@
 //! them; snappy-compressed row groups of at most 1 Mi rows.
 
 use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt64Array};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_schema::{ArrowError, DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use std::io::Write;
+use std::ops::Range;
 use std::sync::Arc;
 
 /// Rows per batch handed to the writer.
 const BATCH_ROWS: usize = 65_536;
+
+/// The scores of records `rows` as one batch of the scores table: `scores[i]` of record
+/// `i`, whose entity is `entity(i)`.
+pub fn scores_batch<'a>(
+    entity: impl Fn(usize) -> &'a str,
+    rows: Range<usize>,
+    scores: &[f64],
+) -> Result<RecordBatch, ArrowError> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("entity", DataType::Utf8, false),
+        Field::new("row", DataType::UInt64, false),
+        Field::new("score", DataType::Float64, false),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(rows.clone().map(entity))),
+        Arc::new(UInt64Array::from_iter_values(
+            rows.clone().map(|i| i as u64),
+        )),
+        Arc::new(Float64Array::from(scores[rows].to_vec())),
+    ];
+    RecordBatch::try_new(schema, columns)
+}
 
 /// Write `scores[i]` of record `i`, whose entity is `entity(i)`, to `out`.
 pub fn write_scores<'a>(
@@ -19,27 +42,18 @@ pub fn write_scores<'a>(
     entity: impl Fn(usize) -> &'a str,
     scores: &[f64],
 ) -> std::io::Result<()> {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("entity", DataType::Utf8, false),
-        Field::new("row", DataType::UInt64, false),
-        Field::new("score", DataType::Float64, false),
-    ]));
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(1 << 20))
         .build();
     let io = |e: parquet::errors::ParquetError| std::io::Error::other(e.to_string());
-    let mut writer = ArrowWriter::try_new(out, schema.clone(), Some(props)).map_err(io)?;
+    let schema = scores_batch(&entity, 0..0, scores)
+        .map_err(std::io::Error::other)?
+        .schema();
+    let mut writer = ArrowWriter::try_new(out, schema, Some(props)).map_err(io)?;
     for start in (0..scores.len()).step_by(BATCH_ROWS) {
         let rows = start..(start + BATCH_ROWS).min(scores.len());
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(rows.clone().map(&entity))),
-            Arc::new(UInt64Array::from_iter_values(
-                rows.clone().map(|i| i as u64),
-            )),
-            Arc::new(Float64Array::from(scores[rows].to_vec())),
-        ];
-        let batch = RecordBatch::try_new(schema.clone(), columns).map_err(std::io::Error::other)?;
+        let batch = scores_batch(&entity, rows, scores).map_err(std::io::Error::other)?;
         writer.write(&batch).map_err(io)?;
     }
     writer.close().map_err(io)?;
