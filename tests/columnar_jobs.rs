@@ -1,8 +1,8 @@
 #![cfg(all(feature = "parquet", feature = "avro"))]
 //! The jobs that read a file piece by piece, over columnar files, through the real binary:
 //! `glmix stream` — the records of a time-ordered JSON-lines stream as Parquet and as Avro
-//! give the JSON lines' stores, by record count and by time window; a run resumes after
-//! the records it committed; what a columnar stream cannot do is refused before anything
+//! (and as Parquet written by `glmix generate`) give the JSON lines' stores, by record
+//! count and by time window; a run resumes after the records it committed; what a columnar stream cannot do is refused before anything
 //! is written — and `glmix train --chunk-entities`, whose models are a whole run's.
 
 mod common;
@@ -124,6 +124,18 @@ fn parquet_and_avro_streams_give_the_json_lines_stores_and_resume() {
     let batch = columns(&jsonl);
     let parquet = write_parquet(&dir, "s.parquet", &batch);
     let avro = write_avro(&dir, "s.avro", &batch);
+    // The same workload written as Parquet by glmix itself.
+    let generated = dir.arg("generated.parquet");
+    glmix(&[
+        "generate",
+        "--entities",
+        "120",
+        "--rows",
+        "20",
+        "--time-ordered",
+        "--out",
+        &generated,
+    ]);
     for (k, batching) in [
         &["--batch-records", "500"][..],
         &["--batch-window", "0.1"][..],
@@ -137,6 +149,11 @@ fn parquet_and_avro_streams_give_the_json_lines_stores_and_resume() {
         assert!(from_parquet == from_json, "{batching:?}: Parquet differs");
         let from_avro = stream(&dir, &avro, &format!("avro{k}.redb"), batching);
         assert!(from_avro == from_json, "{batching:?}: Avro differs");
+        let from_generated = stream(&dir, &generated, &format!("gen{k}.redb"), batching);
+        assert!(
+            from_generated == from_json,
+            "{batching:?}: glmix's own Parquet differs"
+        );
     }
 
     // A store trained on the first 1,000 records resumes after them on the whole file.

@@ -60,6 +60,47 @@ def read_records(path):
     return problems
 
 
+def read_parquet_records(path):
+    """read_records for NTV Parquet (as `glmix generate --out F.parquet` writes it): the
+    same problems, built with numpy from the flat feature arrays, one entity at a time."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path, columns=["entity", "label", "weight", "offset", "features"])
+    entity = table["entity"].to_numpy(zero_copy_only=False)
+    label = np.where(table["label"].to_numpy() == 1.0, 1.0, -1.0)
+    weight, offset = table["weight"].to_numpy(), table["offset"].to_numpy()
+    features = table["features"].combine_chunks()
+    starts = features.offsets.to_numpy()
+    flat = features.flatten()
+    keys = pc.binary_join_element_wise(flat.field("name"), flat.field("term"), "\x00").dictionary_encode()
+    names = [tuple(k.split("\x00")) for k in keys.dictionary.to_pylist()]
+    # Feature codes renumbered in (name, term) order, as dense_problem sorts its columns.
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
+    ordered = sorted(names)
+    code = rank[keys.indices.to_numpy()]
+    value = flat.field("value").to_numpy()
+    bounds = np.flatnonzero(entity[1:] != entity[:-1]) + 1
+    runs = np.concatenate(([0], bounds, [len(entity)]))
+    problems, columns_of = {}, {}
+    for a, b in zip(runs[:-1], runs[1:]):
+        name = entity[a]
+        if name in problems:
+            sys.exit(f"{path}: entity {name!r} comes back; the file must be grouped by entity")
+        c, v = code[starts[a]:starts[b]], value[starts[a]:starts[b]]
+        row = np.repeat(np.arange(b - a), np.diff(starts[a:b + 1]))
+        own = np.unique(c)
+        x = np.zeros((b - a, len(own) + 1))
+        x[:, 0] = 1.0
+        x[row, 1 + np.searchsorted(own, c)] = v
+        signature = own.tobytes()
+        if signature not in columns_of:
+            columns_of[signature] = [INTERCEPT] + [ordered[k] for k in own]
+        problems[name] = (columns_of[signature], x, label[a:b].copy(), weight[a:b].copy(), offset[a:b].copy())
+    return problems
+
+
 def dense_problem(records):
     keys = sorted({k for _, feats in records for k in feats})
     col = {k: j + 1 for j, k in enumerate(keys)}
@@ -286,7 +327,7 @@ def main():
     ap.add_argument("--out", required=True, help="results (JSON)")
     args = ap.parse_args()
 
-    entities = read_records(args.data)
+    entities = (read_parquet_records if args.data.endswith(".parquet") else read_records)(args.data)
     reference = read_models(args.reference)
     subset = dict(list(entities.items())[: args.peer_entities]) if args.peer_entities else entities
 

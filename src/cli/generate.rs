@@ -21,7 +21,8 @@ pub struct GenerateArgs {
     /// grouped by entity.
     #[arg(long)]
     time_ordered: bool,
-    /// Output records (NTV JSON lines, entity key `entity`), written atomically.
+    /// Output records, entity key `entity`, written atomically: NTV Parquet when the name
+    /// ends in `.parquet`, else NTV JSON lines.
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
 }
@@ -47,12 +48,23 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     if a.time_ordered {
         synthetic.data = time_slice(&synthetic.data, 0.0, 1.0);
     }
-    write_output(&a.out, |f| write_jsonl(&synthetic.data, "entity", f))?;
+    #[cfg(feature = "parquet")]
+    let parquet = a.out.extension().is_some_and(|e| e == "parquet");
+    #[cfg(not(feature = "parquet"))]
+    let parquet = false;
+    write_output(&a.out, |f| {
+        #[cfg(feature = "parquet")]
+        if parquet {
+            return glmix::data::write_records_parquet(&synthetic.data, "entity", f);
+        }
+        write_jsonl(&synthetic.data, "entity", f)
+    })?;
     eprintln!(
-        "glmix: wrote {} records of {} entities to {}",
+        "glmix: wrote {} records of {} entities to {}{}",
         synthetic.data.num_rows(),
         synthetic.data.entities.len(),
-        a.out.display()
+        a.out.display(),
+        if parquet { " (Parquet)" } else { "" }
     );
     Ok(())
 }

@@ -22,8 +22,8 @@ mod tsv;
 pub use columnar::{avro_parts, avro_reader, read_avro_with_ids};
 #[cfg(feature = "parquet")]
 pub use columnar::{
-    read_arrow_ipc_with_ids, read_parquet, read_parquet_with_ids, scores_batch,
-    write_scores as write_scores_parquet,
+    read_arrow_ipc_with_ids, read_parquet, read_parquet_with_ids, records_batch, scores_batch,
+    write_records_parquet, write_scores as write_scores_parquet,
 };
 pub use fast_record::{parse_fast, FastRecord};
 pub use grouped::{group_by_entity, EntityChunks};

@@ -36,6 +36,8 @@ mod feature_ids;
 #[cfg(feature = "parquet")]
 mod parquet;
 #[cfg(feature = "parquet")]
+mod parquet_records;
+#[cfg(feature = "parquet")]
 mod parquet_scores;
 mod plan;
 
@@ -47,6 +49,8 @@ pub use batches::read_record_batches;
 pub use chunks::{for_each_columnar_batch, read_columnar_chunks};
 #[cfg(feature = "parquet")]
 pub use parquet::{read_parquet, read_parquet_with_ids};
+#[cfg(feature = "parquet")]
+pub use parquet_records::{records_batch, write_records_parquet};
 #[cfg(feature = "parquet")]
 pub use parquet_scores::{scores_batch, write_scores};
 

@@ -17,7 +17,8 @@
 //! values in column order, zero where a row lacks one, padded with zeros to ⌈dₑ/4⌉ vec4s.
 //! The intercept stays implicit (`m = o + θ₀ + x·θ`), so d = 32 is exactly 8 vec4s. A
 //! sparse entity's zeros are stored and read: its bytes grow by the inverse of its density
-//! over its own features (the README gives the figures measured).
+//! over its own features. Every entity is packed so; the README gives the figures measured
+//! on sparse data and why no CSR variant is kept beside it.
 //!
 //! **Tasks.** Per evaluation the host lists only the running entities, so a finished one
 //! costs nothing. An entity of n rows is one task when n ≤ [`rows_per_task`] (512 rows at
