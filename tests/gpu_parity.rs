@@ -605,6 +605,15 @@ fn a_thread_reuses_its_buffers_and_names_under_9_6_kb_per_entity_evaluation() {
     assert!(named <= 9_600.0, "{named} bytes per entity-evaluation");
     // Only running entities are evaluated: fewer than every entity in every round.
     assert!(g.entity_evaluations < 50 * out.rounds + 200, "{g:?}");
+    // Where the adapter has timestamp queries, every kernel second belongs to a stage:
+    // here the loss and gradient alone (the f64 finish leaves the Hessian to the CPU).
+    let staged: f64 = g.device_stages.iter().sum();
+    assert!((staged - g.device_kernels).abs() <= 1e-9, "{g:?}");
+    let (value_gradient, hessians) = (g.device_stages[0], g.device_stages[1] + g.device_stages[2]);
+    assert!(
+        hessians == 0.0 && (value_gradient > 0.0) == (g.device_kernels > 0.0),
+        "{g:?}"
+    );
 }
 
 #[test]

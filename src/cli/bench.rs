@@ -6,6 +6,7 @@ use super::WorkloadArgs;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 use glmix::data::Dataset;
+use glmix::eval::Stage;
 use glmix::io::{check_paths, write_output, PathRole};
 use glmix::model::HessianType;
 use glmix::objective::{ObjectiveKind, Regularization};
@@ -142,6 +143,18 @@ fn measure(
             rows.extend([
                 ("gpu kernel seconds (device)", m(|o| o.gpu.device_kernels)),
                 (
+                    "  entity_value_gradient",
+                    m(|o| o.gpu.device_stages[Stage::ValueGradient as usize]),
+                ),
+                (
+                    "  entity_hessian_diagonal",
+                    m(|o| o.gpu.device_stages[Stage::HessianDiagonal as usize]),
+                ),
+                (
+                    "  hessian_full",
+                    m(|o| o.gpu.device_stages[Stage::HessianFull as usize]),
+                ),
+                (
                     "gpu busy share of solve",
                     m(|o| o.gpu.device_kernels / o.solve),
                 ),
@@ -169,6 +182,10 @@ fn measure(
             "bytes_up": g.bytes_up,
             "bytes_down": g.bytes_down,
             "device_kernel_seconds": g.device_kernels,
+            "device_stage_seconds": Stage::ALL
+                .iter()
+                .map(|&k| (k.kernel().to_string(), json!(g.device_stages[k as usize])))
+                .collect::<serde_json::Map<_, _>>(),
         })
     });
     if let Some(g) = &gpu {

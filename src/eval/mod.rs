@@ -16,7 +16,7 @@ pub mod gpu;
 
 pub use backend::Backend;
 pub use cpu::CpuEvaluator;
-pub use gpu::{GpuContext, GpuError, GpuEvaluator, GpuTimings, GpuWorkspace};
+pub use gpu::{GpuContext, GpuError, GpuEvaluator, GpuTimings, GpuWorkspace, Stage};
 
 /// An error raised by an evaluator itself (device loss, a validation error…).
 /// A non-converging entity is never an error; it is a report of the solver.

@@ -3,7 +3,7 @@
 
 use super::context::{ENTITY_WORKGROUP, MAX_GPU_FEATURES};
 use super::workspace::Pass;
-use super::{GpuError, GpuTimings, GpuWorkspace};
+use super::{GpuError, GpuTimings, GpuWorkspace, Stage};
 use crate::eval::{entity_slices_mut, BatchEvaluator, EvalError};
 use crate::objective::TrainingBatch;
 use bytemuck::Zeroable;
@@ -147,7 +147,9 @@ impl<'w, 'c> GpuEvaluator<'w, 'c> {
             pipeline: &kernels.hessian_diagonal,
             tasks: self.ws.tasks.len() as u32,
         };
-        let out = self.ws.dispatch(&[pass], out_floats)?;
+        let out = self
+            .ws
+            .dispatch(Stage::HessianDiagonal, &[pass], out_floats)?;
         self.count(&all);
         let clock = Instant::now();
         let mut h = vec![0.0; self.batch.num_coefficients()];
@@ -173,14 +175,14 @@ impl<'w, 'c> GpuEvaluator<'w, 'c> {
             pipeline: &kernels.row_curvature,
             tasks: self.ws.tasks.len() as u32,
         };
-        self.ws.dispatch(&[pass], out_floats)?;
+        self.ws.dispatch(Stage::HessianFull, &[pass], out_floats)?;
         self.count(&all);
         let out_floats = self.list(&all, theta, |d| (d + 1) * (d + 1), true);
         let pass = Pass {
             pipeline: &kernels.hessian_full,
             tasks: self.ws.tasks.len() as u32,
         };
-        let out = self.ws.dispatch(&[pass], out_floats)?;
+        let out = self.ws.dispatch(Stage::HessianFull, &[pass], out_floats)?;
         Ok(out[..out_floats].iter().map(|&v| f64::from(v)).collect())
     }
 }
@@ -214,7 +216,9 @@ impl BatchEvaluator for GpuEvaluator<'_, '_> {
             pipeline: &kernels.value_gradient,
             tasks: self.ws.tasks.len() as u32,
         };
-        let out = self.ws.dispatch(&[pass], out_floats)?;
+        let out = self
+            .ws
+            .dispatch(Stage::ValueGradient, &[pass], out_floats)?;
         self.count(active);
         let clock = Instant::now();
         let coef_ptr = &self.batch.coef_ptr;

@@ -41,7 +41,7 @@ pub use context::{kernel_source, GpuContext, KERNELS, MAX_GPU_FEATURES, WIDE_COL
 pub use evaluator::GpuEvaluator;
 pub use layout::{GpuEntity, GpuTask};
 pub use probe::{KernelProbe, ProbeOptions, ProbeReport};
-pub use timings::GpuTimings;
+pub use timings::{GpuTimings, Stage};
 pub use workspace::GpuWorkspace;
 
 /// Why no GPU evaluator could be made.

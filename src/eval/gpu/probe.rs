@@ -20,7 +20,7 @@ use super::readback::read_back;
 use super::staging::Staging;
 use super::timer::KernelTimer;
 use super::workspace::Pass;
-use super::{GpuContext, GpuTimings, GpuWorkspace};
+use super::{GpuContext, GpuTimings, GpuWorkspace, Stage};
 use crate::eval::EvalError;
 use crate::objective::Loss;
 use bytemuck::Zeroable;
@@ -379,7 +379,7 @@ impl GpuContext {
                     pipeline,
                     tasks: ws.tasks.len() as u32,
                 };
-                ws.dispatch(&[pass], floats)?;
+                ws.dispatch(Stage::ValueGradient, &[pass], floats)?;
                 total += match self.has_timestamps() {
                     true => ws.timings.device_kernels - before.device_kernels,
                     false => clock.elapsed().as_secs_f64(),

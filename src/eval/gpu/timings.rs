@@ -2,6 +2,32 @@
 //! Seconds are host thread-seconds except `device_kernels`; on a software adapter only
 //! the counts mean anything.
 
+/// The kernels of a submission, for the device seconds of each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    ValueGradient,
+    HessianDiagonal,
+    /// `ℓ''` per row and then the d×d blocks (two submissions).
+    HessianFull,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 3] = [
+        Stage::ValueGradient,
+        Stage::HessianDiagonal,
+        Stage::HessianFull,
+    ];
+
+    /// The kernel's name, as its shader file has it.
+    pub fn kernel(self) -> &'static str {
+        match self {
+            Stage::ValueGradient => "entity_value_gradient",
+            Stage::HessianDiagonal => "entity_hessian_diagonal",
+            Stage::HessianFull => "hessian_full",
+        }
+    }
+}
+
 /// Seconds by phase and counts of device work, summed over evaluations and parts.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct GpuTimings {
@@ -16,6 +42,8 @@ pub struct GpuTimings {
     /// The kernels alone, timed on the device by timestamp queries (0 where the adapter
     /// has none).
     pub device_kernels: f64,
+    /// `device_kernels` by [`Stage`], indexed by `Stage as usize`.
+    pub device_stages: [f64; 3],
     /// Mapping and copying out the results, and adding the tasks' sums per entity.
     pub readback: f64,
     /// Evaluations dispatched (loss and gradient, or a Hessian).
@@ -54,6 +82,9 @@ impl GpuTimings {
         self.upload += other.upload;
         self.kernels += other.kernels;
         self.device_kernels += other.device_kernels;
+        for (s, o) in self.device_stages.iter_mut().zip(other.device_stages) {
+            *s += o;
+        }
         self.readback += other.readback;
         self.dispatches += other.dispatches;
         self.kernel_bytes += other.kernel_bytes;
@@ -78,6 +109,9 @@ impl GpuTimings {
             upload: self.upload - earlier.upload,
             kernels: self.kernels - earlier.kernels,
             device_kernels: self.device_kernels - earlier.device_kernels,
+            device_stages: std::array::from_fn(|k| {
+                self.device_stages[k] - earlier.device_stages[k]
+            }),
             readback: self.readback - earlier.readback,
             dispatches: self.dispatches - earlier.dispatches,
             kernel_bytes: self.kernel_bytes - earlier.kernel_bytes,

@@ -13,7 +13,7 @@ use super::layout::{DenseLayout, GpuTask};
 use super::readback::{copy_mapped, map_on_submit};
 use super::staging::Staging;
 use super::timer::KernelTimer;
-use super::{GpuContext, GpuError, GpuTimings};
+use super::{GpuContext, GpuError, GpuTimings, Stage};
 use crate::eval::EvalError;
 use std::time::Instant;
 
@@ -240,11 +240,12 @@ impl<'c> GpuWorkspace<'c> {
         Ok(())
     }
 
-    /// Write the listed tasks and θ, run `passes` in order (one compute pass each, so each
+    /// Write the listed tasks and θ, run `passes` of `stage` in order (one compute pass each, so each
     /// sees what the one before wrote), and read back the first `out_floats` outputs. One
     /// submission; errors of the device come back as values.
     pub(super) fn dispatch(
         &mut self,
+        stage: Stage,
         passes: &[Pass],
         out_floats: usize,
     ) -> Result<Vec<f32>, EvalError> {
@@ -349,7 +350,9 @@ impl<'c> GpuWorkspace<'c> {
         ctx.uncaptured_error()?;
         let values = values?;
         if let (Some(timer), Some(ticks)) = (&self.timer, ticks) {
-            self.timings.device_kernels += timer.seconds(&ticks?);
+            let seconds = timer.seconds(&ticks?);
+            self.timings.device_kernels += seconds;
+            self.timings.device_stages[stage as usize] += seconds;
         }
         self.timings.bytes_down += out_bytes;
         self.timings.dispatches += 1;
