@@ -31,7 +31,9 @@ use glmix::objective::ObjectiveKind;
 use glmix::plot::{line_chart, Series};
 use glmix::score::score;
 use glmix::store::ModelStore;
-use glmix::stream::{run_stream, Batching, OnBadRecord, Source, StreamConfig, Update};
+use glmix::stream::{
+    run_stream, Batching, CommitPolicy, OnBadRecord, Source, StreamConfig, Update,
+};
 use glmix::train::{fit, Backend, TrainConfig};
 use std::collections::HashMap;
 use std::io::Write;
@@ -200,6 +202,8 @@ fn main() -> anyhow::Result<()> {
                 on_bad_record: OnBadRecord::Fail,
                 strict_keys: false,
                 update,
+                // A row of metrics per time window.
+                commit: CommitPolicy::EVERY_MINI_BATCH,
             };
             let slug: String = name.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
             let store_path = a.out.join("stores").join(format!("{slug}.redb"));

@@ -32,23 +32,26 @@
 use crate::data::{Dataset, ReadOptions};
 use crate::error::{Error, Result};
 use crate::io::{ReadAhead, FNV1A_EMPTY};
-use crate::metrics::{auc, entity_auc, is_positive, logloss, rmse, AucHistogram};
-use crate::model::ModelSet;
 use crate::model::OffsetModel;
-use crate::objective::{softplus, Loss};
+use crate::objective::Loss;
 use crate::score::score;
 use crate::store::{Commit, ModelStore};
 use crate::train::{fit_on, Backend, TrainConfig};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::time::Instant;
 
+mod group;
 mod input;
 mod reader;
+mod report;
 mod settings;
 
+pub use group::CommitPolicy;
+use group::Group;
 pub use input::{Position, Source};
 use reader::{BatchReader, ReadBatch};
+pub use report::BatchReport;
+use report::Running;
 
 use settings::{legacy_fingerprint, StreamSettings};
 
@@ -94,6 +97,8 @@ pub struct StreamConfig {
     /// mini-batch holding it trains; otherwise it is reported in [`BatchReport`].
     pub strict_keys: bool,
     pub update: Update,
+    /// When trained mini-batches are committed to the store.
+    pub commit: CommitPolicy,
 }
 
 impl StreamConfig {
@@ -101,6 +106,9 @@ impl StreamConfig {
         match self.batching {
             Batching::Records(0) => {
                 return Err(Error::Config("a mini-batch needs at least 1 record".into()))
+            }
+            _ if self.commit.records == 0 => {
+                return Err(Error::Config("a commit needs at least 1 record".into()))
             }
             Batching::Window(w) if !(w > 0.0 && w.is_finite()) => {
                 return Err(Error::Config(format!(
@@ -124,169 +132,28 @@ pub fn committed_position(store: &ModelStore) -> Result<Option<Position>> {
         .transpose()
 }
 
-/// Running progressive-validation sums over every committed batch.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Running {
-    records: u64,
-    /// Σ log-loss (logistic) or Σ squared error (linear).
-    loss: f64,
-    offset_loss: f64,
-    auc: AucHistogram,
-    offset_auc: AucHistogram,
-}
-
-impl Running {
-    fn add(&mut self, kind: Loss, data: &Dataset, scores: &[f64]) {
-        for (i, &s) in scores.iter().enumerate() {
-            let (y, o) = (data.label[i], data.offset[i]);
-            let positive = is_positive(y);
-            let loss = |m: f64| match kind {
-                Loss::Logistic if positive => softplus(-m),
-                Loss::Logistic => softplus(m),
-                Loss::Squared => (m - y) * (m - y),
-            };
-            self.loss += loss(s);
-            self.offset_loss += loss(o);
-            if kind == Loss::Logistic {
-                self.auc.add(s, positive);
-                self.offset_auc.add(o, positive);
-            }
-        }
-        self.records += scores.len() as u64;
-    }
-
-    fn mean(&self, kind: Loss, sum: f64) -> Option<f64> {
-        let n = self.records as f64;
-        match kind {
-            _ if self.records == 0 => None,
-            Loss::Logistic => Some(sum / n),
-            Loss::Squared => Some((sum / n).sqrt()),
-        }
-    }
-}
-
-/// Progressive validation and timing of one mini-batch. Loss-type metrics are log-loss
-/// for logistic objectives and RMSE for linear ones (the other is `None`); AUCs are for
-/// logistic objectives only.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct BatchReport {
-    /// 1-based batch number over the whole stream (resumed runs continue it).
-    pub batch: u64,
-    /// Input lines the batch spans (blank and skipped lines included).
-    pub first_line: u64,
-    pub last_line: u64,
-    pub records: usize,
-    pub entities: usize,
-    /// Touched entities that had no model yet.
-    pub new_entities: usize,
-    pub skipped: usize,
-    /// Records older than the batch's time window (window batching only).
-    pub late: usize,
-    /// Start of the time window (window batching only).
-    pub window_start: Option<f64>,
-    pub auc: Option<f64>,
-    pub logloss: Option<f64>,
-    pub rmse: Option<f64>,
-    pub entity_auc: Option<f64>,
-    /// Entities with both classes in the batch, over which `entity_auc` is averaged.
-    pub entity_auc_entities: usize,
-    pub offset_auc: Option<f64>,
-    pub offset_logloss: Option<f64>,
-    pub offset_rmse: Option<f64>,
-    /// Over every record of the stream so far, this batch included.
-    pub running_records: u64,
-    pub running_auc: Option<f64>,
-    pub running_loss: Option<f64>,
-    pub running_offset_auc: Option<f64>,
-    pub running_offset_loss: Option<f64>,
-    /// Entities whose solve stopped at the iteration limit or a failed line search.
-    pub not_converged: usize,
-    /// Rows the solver trained on (more than `records` with [`Update::Retrain`]).
-    pub rows_trained: usize,
-    pub read_seconds: f64,
-    pub score_seconds: f64,
-    pub train_seconds: f64,
-    /// The batch's latency without its commit: reading it, then validating and training it
-    /// (the time it waited for the previous batch to finish is not counted; the commit
-    /// comes after, and [`StreamSummary::batch_seconds`] includes it).
-    pub seconds: f64,
-    /// Input bytes consumed once the batch is committed.
-    pub input_bytes: u64,
-    /// The first few skipped records' errors (not stored).
-    #[serde(skip)]
-    pub skipped_examples: Vec<String>,
-    /// Keys of the batch's records that no field reads, with their count of records and
-    /// first line (not stored).
-    #[serde(skip)]
-    pub unread_keys: Vec<(String, usize, usize)>,
-}
-
-impl BatchReport {
-    /// Columns of the metrics CSV, in order (the fields above).
-    pub const COLUMNS: &'static [&'static str] = &[
-        "batch",
-        "first_line",
-        "last_line",
-        "records",
-        "entities",
-        "new_entities",
-        "skipped",
-        "late",
-        "window_start",
-        "auc",
-        "logloss",
-        "rmse",
-        "entity_auc",
-        "entity_auc_entities",
-        "offset_auc",
-        "offset_logloss",
-        "offset_rmse",
-        "running_records",
-        "running_auc",
-        "running_loss",
-        "running_offset_auc",
-        "running_offset_loss",
-        "not_converged",
-        "rows_trained",
-        "read_seconds",
-        "score_seconds",
-        "train_seconds",
-        "seconds",
-        "input_bytes",
-    ];
-
-    /// One CSV line (no newline) in [`BatchReport::COLUMNS`] order; `None` is empty.
-    pub fn csv_row(&self) -> String {
-        let Value::Object(map) = serde_json::to_value(self).expect("a report serialises") else {
-            unreachable!("a struct serialises to an object")
-        };
-        Self::COLUMNS
-            .iter()
-            .map(|c| match &map[*c] {
-                Value::Null => String::new(),
-                v => v.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-}
-
 /// What one [`run_stream`] call did.
 #[derive(Debug, Clone, Default)]
 pub struct StreamSummary {
-    /// Batches committed before this run (resumed from).
+    /// Mini-batches committed before this run (resumed from).
     pub resumed_after: u64,
-    /// Batches committed by this run.
+    /// Mini-batches trained and committed by this run, and its commits.
     pub batches: u64,
+    pub commits: u64,
     pub records: u64,
     pub skipped: u64,
-    /// Each batch's latency: reading it, validating, training and committing it (not the
-    /// time it waited, read ahead, for the previous batch).
+    /// Each mini-batch's latency: reading it, validating and training it (not the time it
+    /// waited, read ahead, for the one before, nor the commit).
     pub batch_seconds: Vec<f64>,
+    /// Each commit's seconds.
+    pub commit_seconds: Vec<f64>,
     pub seconds: f64,
-    /// The last batch's report.
+    /// The last commit's report.
     pub last: Option<BatchReport>,
 }
+
+/// Records of mini-batches read ahead of training, beyond the next mini-batch.
+const READ_AHEAD_RECORDS: usize = 65_536;
 
 const POSITION: &str = "stream.position";
 const RUNNING: &str = "stream.running";
@@ -352,76 +219,131 @@ pub fn run_stream(
         )));
     }
 
-    let batches = ReadAhead::spawn(move || reader.next());
-    while let Some(ReadBatch {
-        data: batch,
-        mut report,
-        cut,
-    }) = batches.next()?
-    {
-        let started = Instant::now();
-        // 1. Progressive validation with the models as they stand.
-        let clock = Instant::now();
-        let priors: ModelSet = store.models(batch.entities.keys().iter().map(String::as_str))?;
-        let scores = score(&batch, &priors, None)?;
-        report.validate(kind, &batch, &scores, &priors);
-        running.add(kind, &batch, &scores);
-        report.running(kind, &running);
-        report.score_seconds = clock.elapsed().as_secs_f64();
+    // Small mini-batches queue up to READ_AHEAD_RECORDS, so that a one-record mini-batch
+    // is handed over by a lock, not by a meeting of two threads.
+    let batches = ReadAhead::spawn_weighted(
+        READ_AHEAD_RECORDS,
+        |b: &ReadBatch| b.data.num_rows().max(1),
+        move || reader.next(),
+    );
+    let mut group = Group::default();
+    let mut committer = Committer {
+        store,
+        kind,
+        settings: settings.encode(),
+        on_batch,
+    };
+    let trained = (|| -> Result<()> {
+        while let Some(ReadBatch {
+            data: batch,
+            mut report,
+            cut,
+        }) = batches.next()?
+        {
+            let started = Instant::now();
+            group.begin(started);
+            // 1. Progressive validation with the models as they stand.
+            let priors = group.priors(store, &batch)?;
+            let scores = score(&batch, &priors, None)?;
+            running.add(kind, &batch, &scores);
+            report.new_entities = batch
+                .entities
+                .keys()
+                .iter()
+                .filter(|e| !priors.contains(e))
+                .count();
+            report.score_seconds = started.elapsed().as_secs_f64();
 
-        // 2. Update every touched entity.
-        let clock = Instant::now();
-        let out = match config.update {
-            Update::Incremental => {
-                report.rows_trained = batch.num_rows();
-                fit_on(backend, Some(&priors), &batch, &config.train, &|_| {})?
-            }
-            Update::Retrain => {
-                history.append(&batch);
-                let touched = history.of(&batch);
-                report.rows_trained = touched.num_rows();
-                fit_on(backend, None, &touched, &config.train, &|_| {})?
-            }
-        };
-        report.not_converged = out
-            .reports
-            .iter()
-            .filter(|r| !r.solve.reason.converged())
-            .count();
-        report.train_seconds = clock.elapsed().as_secs_f64();
-        report.seconds = report.read_seconds + started.elapsed().as_secs_f64();
+            // 2. Update every touched entity.
+            let clock = Instant::now();
+            let out = match config.update {
+                Update::Incremental => {
+                    report.rows_trained = batch.num_rows();
+                    fit_on(backend, Some(&priors), &batch, &config.train, &|_| {})?
+                }
+                Update::Retrain => {
+                    history.append(&batch);
+                    let touched = history.of(&batch);
+                    report.rows_trained = touched.num_rows();
+                    fit_on(backend, None, &touched, &config.train, &|_| {})?
+                }
+            };
+            report.not_converged = out
+                .reports
+                .iter()
+                .filter(|r| !r.solve.reason.converged())
+                .count();
+            report.train_seconds = clock.elapsed().as_secs_f64();
+            report.seconds = report.read_seconds + started.elapsed().as_secs_f64();
 
-        // 3. Commit models, position and metrics together.
-        position = Position {
-            batches: report.batch,
-            lines: cut.lines,
-            bytes: cut.bytes,
-            hash: cut.hash,
-            records: position.records + batch.num_rows() as u64,
-            skipped: position.skipped + report.skipped as u64,
-        };
+            position = Position {
+                batches: report.batch,
+                lines: cut.lines,
+                bytes: cut.bytes,
+                hash: cut.hash,
+                records: position.records + batch.num_rows() as u64,
+                skipped: position.skipped + report.skipped as u64,
+            };
+            summary.batches += 1;
+            summary.records += batch.num_rows() as u64;
+            summary.skipped += report.skipped as u64;
+            summary.batch_seconds.push(report.seconds);
+            group.add(&batch, &scores, report, out.models);
+
+            // 3. Commit the group's models, the position and its metrics together.
+            if group.due(&config.commit) {
+                committer.commit(&mut group, &position, &running, &mut summary)?;
+            }
+        }
+        Ok(())
+    })();
+    // What trained before a failure is committed too, so that a run resumes after it.
+    if !group.is_empty() {
+        committer.commit(&mut group, &position, &running, &mut summary)?;
+    }
+    trained?;
+    summary.seconds = clock.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// Writes a [`Group`] to the store and reports it.
+struct Committer<'s, 'f> {
+    store: &'s ModelStore,
+    kind: Loss,
+    settings: Vec<u8>,
+    on_batch: &'f mut dyn FnMut(&BatchReport),
+}
+
+impl Committer<'_, '_> {
+    /// Commit `group` (its models, `position` and `running` after its last mini-batch,
+    /// and its report row) in one transaction, then hand the report to `on_batch`.
+    fn commit(
+        &mut self,
+        group: &mut Group,
+        position: &Position,
+        running: &Running,
+        summary: &mut StreamSummary,
+    ) -> Result<()> {
+        let clock = Instant::now();
+        let (models, mut report) = group.take(self.kind);
+        report.running(self.kind, running);
         let row = serde_json::to_string(&report).expect("a report serialises");
-        store.commit(Commit {
-            models: &out.models,
+        self.store.commit(Commit {
+            models: models.models(),
             state: vec![
-                (POSITION, encode(&position)),
-                (RUNNING, encode(&running)),
-                (SETTINGS, settings.encode()),
+                (POSITION, encode(position)),
+                (RUNNING, encode(running)),
+                (SETTINGS, self.settings.clone()),
             ],
             batch: Some((position.batches, row)),
         })?;
-
-        summary.batches += 1;
-        summary.records += batch.num_rows() as u64;
-        summary.skipped += report.skipped as u64;
-        summary
-            .batch_seconds
-            .push(report.read_seconds + started.elapsed().as_secs_f64());
-        on_batch(&report);
+        report.commit_seconds = clock.elapsed().as_secs_f64();
+        summary.commits += 1;
+        summary.commit_seconds.push(report.commit_seconds);
+        (self.on_batch)(&report);
         summary.last = Some(report);
+        Ok(())
     }
-    summary.seconds = clock.elapsed().as_secs_f64();
-    Ok(summary)
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -433,44 +355,6 @@ fn decode<T: for<'de> Deserialize<'de>>(store: &ModelStore, bytes: &[u8]) -> Res
         path: store.path().to_path_buf(),
         message: format!("unreadable stream state: {e}"),
     })
-}
-
-impl BatchReport {
-    fn validate(&mut self, kind: Loss, data: &Dataset, scores: &[f64], priors: &ModelSet) {
-        self.records = data.num_rows();
-        self.entities = data.entities.len();
-        self.new_entities = data
-            .entities
-            .keys()
-            .iter()
-            .filter(|e| !priors.contains(e))
-            .count();
-        match kind {
-            Loss::Logistic => {
-                let positive: Vec<bool> = data.label.iter().map(|&y| is_positive(y)).collect();
-                self.auc = auc(scores, &positive);
-                self.logloss = logloss(scores, &positive);
-                (self.entity_auc, self.entity_auc_entities) =
-                    entity_auc(&data.entity, scores, &positive);
-                self.offset_auc = auc(&data.offset, &positive);
-                self.offset_logloss = logloss(&data.offset, &positive);
-            }
-            Loss::Squared => {
-                self.rmse = rmse(scores, &data.label);
-                self.offset_rmse = rmse(&data.offset, &data.label);
-            }
-        }
-    }
-
-    fn running(&mut self, kind: Loss, running: &Running) {
-        self.running_records = running.records;
-        self.running_loss = running.mean(kind, running.loss);
-        self.running_offset_loss = running.mean(kind, running.offset_loss);
-        if kind == Loss::Logistic {
-            self.running_auc = running.auc.auc();
-            self.running_offset_auc = running.offset_auc.auc();
-        }
-    }
 }
 
 /// Every record so far, for [`Update::Retrain`], appended batch by batch (a resumed run

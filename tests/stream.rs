@@ -34,7 +34,8 @@ fn stream_file(dir: &Dir, name: &str, entities: usize, rows: usize) -> String {
     out
 }
 
-/// `glmix stream` arguments: bayes-logistic on the CPU, `batch` records per mini-batch.
+/// `glmix stream` arguments: bayes-logistic on the CPU, `batch` records per mini-batch,
+/// each committed on its own (`extra` may group commits: the later option wins).
 fn stream_args(data: &str, store: &str, batch: usize, extra: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = [
         "stream",
@@ -52,6 +53,8 @@ fn stream_args(data: &str, store: &str, batch: usize, extra: &[&str]) -> Vec<Str
         "cpu",
         "--batch-records",
         &batch.to_string(),
+        "--commit-ms",
+        "0",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -293,6 +296,8 @@ fn time_windows_cut_batches_and_count_late_records() {
         "cpu",
         "--batch-window",
         "10",
+        "--commit-ms",
+        "0",
         "--metrics",
         metrics.to_str().unwrap(),
     ]);
@@ -480,5 +485,115 @@ fn a_stream_with_a_multi_coefficient_offset_model_resumes() {
     // settings; several, so that an order that differed per process would show.
     for _ in 0..4 {
         run(&argv);
+    }
+}
+
+/// Per-record mini-batches with commits grouped by count: a run killed twice with SIGKILL
+/// (from a file, and from stdin) resumes after its last commit and ends with exactly the
+/// models of an uninterrupted run that commits every mini-batch; a row of metrics per
+/// commit, each once.
+#[test]
+fn a_killed_per_record_stream_with_grouped_commits_resumes_to_the_same_models() {
+    let dir = Dir::new();
+    let data = stream_file(&dir, "s.jsonl", 300, 12);
+    let records = data_lines(&data);
+    let args = |input: &str, store: &str, commit: usize, csv: &Path| -> Vec<String> {
+        [
+            "stream",
+            "--data",
+            input,
+            "--store",
+            store,
+            "--objective",
+            "bayes-logistic",
+            "--penalty",
+            "5",
+            "--device",
+            "cpu",
+            "--batch-records",
+            "1",
+            "--commit-records",
+            &commit.to_string(),
+            // Commits by count only, so that the rows are the same in every run.
+            "--commit-ms",
+            "3600000",
+            "--metrics",
+            csv.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let whole = dir.arg("whole.redb");
+    run(&args(&data, &whole, 1, &dir.path("whole.csv")));
+    let expected = export(&dir, &whole, "whole.jsonl");
+
+    for (commit, stdin) in [(7, false), (400, false), (40, true)] {
+        let store = dir.arg(&format!("killed-{commit}.redb"));
+        let csv = dir.path(&format!("killed-{commit}.csv"));
+        let input = if stdin { "-".to_string() } else { data.clone() };
+        let argv = args(&input, &store, commit, &csv);
+        let commits = records.div_ceil(commit);
+        for kill_after in [2, commits / 2] {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_glmix"))
+                .args(&argv)
+                .stdin(if stdin {
+                    Stdio::from(fs::File::open(&data).unwrap())
+                } else {
+                    Stdio::null()
+                })
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let clock = Instant::now();
+            loop {
+                let rows =
+                    fs::read_to_string(&csv).map_or(0, |t| t.lines().count().saturating_sub(1));
+                if rows >= kill_after || clock.elapsed() > Duration::from_secs(120) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            let committed = store_info(&store)["batches"].as_u64().unwrap() as usize;
+            assert!(
+                committed >= kill_after - 1 && committed < commits,
+                "commits of {commit}: killed after {committed} of {commits}: the kill must land mid-run"
+            );
+        }
+        let child = Command::new(env!("CARGO_BIN_EXE_glmix"))
+            .args(&argv)
+            .stdin(if stdin {
+                Stdio::from(fs::File::open(&data).unwrap())
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let summary = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{summary}");
+        assert!(
+            !summary.contains("\"resumed_after_batches\":0,"),
+            "{summary}"
+        );
+        assert!(
+            export(&dir, &store, &format!("killed-{commit}.jsonl")) == expected,
+            "commits of {commit} (stdin: {stdin}): the models differ from an uninterrupted run's"
+        );
+        let rows = metrics_rows(&csv);
+        assert_eq!(rows.len(), commits, "commits of {commit}");
+        let covered: usize = rows
+            .iter()
+            .map(|r| r["mini_batches"].parse::<usize>().unwrap())
+            .sum();
+        assert_eq!(covered, records);
+        assert!(rows
+            .iter()
+            .all(|r| r["records"].parse::<usize>().unwrap() <= commit));
     }
 }

@@ -13,7 +13,7 @@ use clap::Args;
 use glmix::data::{write_jsonl, EntityMode, ReadOptions};
 use glmix::io::write_output;
 use glmix::objective::{Loss, ObjectiveKind};
-use glmix::stream::{Batching, OnBadRecord, Source, StreamConfig, Update};
+use glmix::stream::{Batching, CommitPolicy, OnBadRecord, Source, StreamConfig, Update};
 use glmix::synth::{generate, time_slice, SyntheticSpec};
 use glmix::train::TrainConfig;
 use std::path::PathBuf;
@@ -89,6 +89,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         on_bad_record: OnBadRecord::Fail,
         strict_keys: false,
         update: Update::Incremental,
+        commit: CommitPolicy::EVERY_MINI_BATCH,
     };
     let outputs = Outputs {
         store: a.out_dir.join("models.redb"),

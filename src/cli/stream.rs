@@ -10,7 +10,9 @@ use glmix::io::{check_paths, write_output, PathRole};
 use glmix::model::OffsetModel;
 use glmix::plot::{line_chart, Series};
 use glmix::store::ModelStore;
-use glmix::stream::{run_stream, BatchReport, Batching, OnBadRecord, Source, StreamConfig, Update};
+use glmix::stream::{
+    run_stream, BatchReport, Batching, CommitPolicy, OnBadRecord, Source, StreamConfig, Update,
+};
 use serde_json::{json, Value};
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -61,8 +63,16 @@ pub struct StreamArgs {
     /// the prior. retrain: retrained from scratch on all its records so far (a baseline).
     #[arg(long, value_enum, default_value = "incremental")]
     update: UpdateArg,
-    /// Per-batch progressive-validation metrics, rewritten from the store at start and
-    /// appended after every commit: CSV (*.csv) or JSON lines (any other name).
+    /// Commit the mini-batches trained in memory once they hold N records (a row of
+    /// metrics per commit). A killed run resumes after its last commit.
+    #[arg(long, value_name = "N", default_value_t = CommitPolicy::default().records)]
+    commit_records: usize,
+    /// Commit them too once T milliseconds have passed since the first of them began (0:
+    /// after every mini-batch).
+    #[arg(long, value_name = "T", default_value_t = CommitPolicy::default().interval.as_millis() as u64)]
+    commit_ms: u64,
+    /// Progressive-validation metrics, a row per commit, rewritten from the store at start
+    /// and appended after every commit: CSV (*.csv) or JSON lines (any other name).
     #[arg(long, value_name = "FILE")]
     metrics: Option<PathBuf>,
     /// A chart of the metrics over the stream (SVG), written at the end.
@@ -144,6 +154,10 @@ pub fn run(a: StreamArgs) -> Result<()> {
         update: match a.update {
             UpdateArg::Incremental => Update::Incremental,
             UpdateArg::Retrain => Update::Retrain,
+        },
+        commit: CommitPolicy {
+            records: a.commit_records,
+            interval: std::time::Duration::from_millis(a.commit_ms),
         },
     };
     let compute = Compute::choose(a.model.device)?;
@@ -281,12 +295,12 @@ pub fn stream_into(
         plot(path, &store, kind)?;
     }
 
-    let mut latencies = summary.batch_seconds.clone();
-    latencies.sort_by(f64::total_cmp);
-    let quantile = |q: f64| {
-        (!latencies.is_empty())
-            .then(|| latencies[((latencies.len() - 1) as f64 * q).round() as usize])
+    let quantile = |seconds: &[f64], q: f64| {
+        let mut sorted = seconds.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        (!sorted.is_empty()).then(|| sorted[((sorted.len() - 1) as f64 * q).round() as usize])
     };
+    let (batch, commit) = (&summary.batch_seconds, &summary.commit_seconds);
     let last = summary.last.as_ref();
     let out = json!({
         "store": outputs.store,
@@ -297,8 +311,11 @@ pub fn stream_into(
         "skipped": summary.skipped,
         "seconds": summary.seconds,
         "records_per_second": summary.records as f64 / summary.seconds,
-        "batch_latency_median_seconds": quantile(0.5),
-        "batch_latency_p99_seconds": quantile(0.99),
+        "commits": summary.commits,
+        "batch_latency_median_seconds": quantile(batch, 0.5),
+        "batch_latency_p99_seconds": quantile(batch, 0.99),
+        "commit_latency_median_seconds": quantile(commit, 0.5),
+        "commit_latency_p99_seconds": quantile(commit, 0.99),
         "models_in_store": store.len()?,
         "running_auc": last.and_then(|r| r.running_auc),
         "running_loss": last.and_then(|r| r.running_loss),

@@ -200,6 +200,7 @@ mod tests {
             on_bad_record: OnBadRecord::Fail,
             strict_keys: false,
             update: Update::Incremental,
+            commit: crate::stream::CommitPolicy::default(),
         }
     }
 
