@@ -103,6 +103,12 @@ impl<K> Default for Interner<K> {
 }
 
 impl<K: Clone + Eq + std::hash::Hash> Interner<K> {
+    /// Forget every key, keeping the room.
+    pub fn clear(&mut self) {
+        self.keys.clear();
+        self.ids.clear();
+    }
+
     pub fn id(&mut self, key: &K) -> u32 {
         if let Some(&id) = self.ids.get(key) {
             return id;

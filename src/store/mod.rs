@@ -182,6 +182,16 @@ impl ModelStore {
         })
     }
 
+    /// A reader of the models as they stand now, for many lookups in one read
+    /// transaction (opening one takes a file lock). It does not see later commits.
+    pub fn reader(&self) -> Result<ModelReader<'_>> {
+        guarded(&self.path, || {
+            let txn = self.read()?;
+            let table = txn.open_table(MODELS).map_err(|e| self.err(e.into()))?;
+            Ok(ModelReader { store: self, table })
+        })
+    }
+
     /// Every stored model, in entity-id order.
     pub fn all_models(&self) -> Result<ModelSet> {
         guarded(&self.path, || {
@@ -293,6 +303,25 @@ impl ModelStore {
                 }
             }
             txn.commit().map_err(|e| self.err(e.into()))
+        })
+    }
+}
+
+/// The models of a store as they stood when [`ModelStore::reader`] was called.
+pub struct ModelReader<'s> {
+    store: &'s ModelStore,
+    table: redb::ReadOnlyTable<&'static str, &'static [u8]>,
+}
+
+impl ModelReader<'_> {
+    /// The stored model of `entity`, if it has one.
+    pub fn model(&self, entity: &str) -> Result<Option<EntityModel>> {
+        let store = self.store;
+        guarded(&store.path, || {
+            match self.table.get(entity).map_err(|e| store.err(e.into()))? {
+                Some(bytes) => store.decode(entity, bytes.value()).map(Some),
+                None => Ok(None),
+            }
         })
     }
 }

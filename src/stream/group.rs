@@ -14,7 +14,7 @@ use super::report::{BatchReport, Scored};
 use crate::data::Dataset;
 use crate::error::Result;
 use crate::model::{EntityModel, ModelSet};
-use crate::store::ModelStore;
+use crate::store::{ModelReader, ModelStore};
 use std::time::{Duration, Instant};
 
 /// When the mini-batches trained since the last commit are committed.
@@ -48,32 +48,37 @@ impl Default for CommitPolicy {
 
 /// The mini-batches trained since the last commit.
 #[derive(Default)]
-pub(super) struct Group {
+pub(super) struct Group<'s> {
     /// The newest model of every entity the group updated.
     models: ModelSet,
+    /// The store as the last commit left it, opened at the first lookup (a read
+    /// transaction takes a file lock) and closed by the next commit.
+    reader: Option<ModelReader<'s>>,
     report: Option<BatchReport>,
     scored: Scored,
     began: Option<Instant>,
 }
 
-impl Group {
+impl<'s> Group<'s> {
     pub(super) fn is_empty(&self) -> bool {
         self.report.is_none()
     }
 
-    /// The models of `batch`'s entities as they stand: the group's, else the store's.
-    pub(super) fn priors(&self, store: &ModelStore, batch: &Dataset) -> Result<ModelSet> {
-        let keys = batch.entities.keys();
+    /// The models of `batch`'s entities as they stand: the group's, else the store's
+    /// (read in one transaction per group: the store changes only by the group's commit).
+    pub(super) fn priors(&mut self, store: &'s ModelStore, batch: &Dataset) -> Result<ModelSet> {
         let mut set = ModelSet::new();
-        let mut missing = Vec::new();
-        for key in keys {
-            match self.models.get(key) {
-                Some(m) => set.insert(m.clone()),
-                None => missing.push(key.as_str()),
-            }
-        }
-        if !missing.is_empty() {
-            for m in store.models(missing)?.into_models() {
+        for key in batch.entities.keys() {
+            let model = match self.models.get(key) {
+                Some(m) => Some(m.clone()),
+                None => {
+                    if self.reader.is_none() {
+                        self.reader = Some(store.reader()?);
+                    }
+                    self.reader.as_ref().expect("just opened").model(key)?
+                }
+            };
+            if let Some(m) = model {
                 set.insert(m);
             }
         }
@@ -137,7 +142,9 @@ impl Group {
         let mut report = self.report.take().expect("a group that is not empty");
         report.validate(kind, &self.scored);
         let models = std::mem::take(&mut self.models);
-        *self = Group::default();
+        self.scored.clear();
+        self.began = None;
+        self.reader = None;
         (models, report)
     }
 }

@@ -21,6 +21,15 @@ pub(super) struct Scored {
 }
 
 impl Scored {
+    /// Empty, its room kept for the next commit's records.
+    pub(super) fn clear(&mut self) {
+        self.scores.clear();
+        self.labels.clear();
+        self.offsets.clear();
+        self.entity.clear();
+        self.entities.clear();
+    }
+
     pub(super) fn add(&mut self, data: &Dataset, scores: &[f64]) {
         self.scores.extend_from_slice(scores);
         self.labels.extend_from_slice(&data.label);
