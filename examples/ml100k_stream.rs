@@ -16,7 +16,8 @@
 //!   (`bayes-logistic`, δ = 0); (c) plain `logistic` warm-started from the previous
 //!   model; (d) incremental `bayes-logistic` for δ in a small sweep; (e) `logistic`
 //!   retrained from scratch on all of each touched user's ratings so far at every
-//!   mini-batch.
+//!   mini-batch; (f) incremental `bayes-logistic` after every rating (mini-batches of one
+//!   record, commits grouped), with its own λ and δ.
 //!
 //! Prints a Markdown table and a JSON summary, writes the stream, the stores, a metrics
 //! CSV per run and an SVG plot of the running AUC.
@@ -60,6 +61,11 @@ struct Args {
     /// Forgetting factors δ tried for (d).
     #[arg(long, value_delimiter = ',', default_value = "0.5,0.8,0.9,0.95,1.0")]
     deltas: Vec<f64>,
+    /// λ and δ of (f), an update after every rating (the best of 12 tried).
+    #[arg(long, default_value_t = 3.0)]
+    record_penalty: f64,
+    #[arg(long, default_value_t = 0.95)]
+    record_delta: f64,
 }
 
 struct Rating {
@@ -184,72 +190,82 @@ fn main() -> anyhow::Result<()> {
         stream_path.display()
     );
 
-    let run =
-        |name: &str, objective: ObjectiveKind, delta: f64, update: Update| -> anyhow::Result<Run> {
-            let mut train = TrainConfig::new(objective);
-            train.regularization.penalty = a.penalty;
-            train.regularization.delta = delta;
-            let config = StreamConfig {
-                train,
-                batching: Batching::Window(a.window),
-                read: ReadOptions {
-                    entity: EntityMode::Key("user".into()),
-                    timestamp_field: Some("timestamp".into()),
-                    feature_columns: Vec::new(),
-                    feature_bags: Vec::new(),
-                },
-                offset_model: None,
-                on_bad_record: OnBadRecord::Fail,
-                strict_keys: false,
-                update,
-                // A row of metrics per time window.
-                commit: CommitPolicy::EVERY_MINI_BATCH,
-            };
-            let slug: String = name.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-            let store_path = a.out.join("stores").join(format!("{slug}.redb"));
-            let _ = std::fs::remove_file(&store_path);
-            let store = ModelStore::open(&store_path)?;
-            let (mut train_seconds, mut rows_trained) = (0.0, 0);
-            let (mut curve, mut offset_curve) = (Vec::new(), Vec::new());
-            let (mut entity_auc_sum, mut entity_auc_n) = (0.0, 0usize);
-            let mut csv = std::fs::File::create(a.out.join(format!("{slug}.csv")))?;
-            writeln!(csv, "{}", glmix::stream::BatchReport::COLUMNS.join(","))?;
-            let summary = run_stream(
-                &Source::File(stream_path.clone()),
-                &store,
-                &config,
-                Backend::Cpu,
-                &mut |r| {
-                    train_seconds += r.train_seconds;
-                    rows_trained += r.rows_trained;
-                    let x = r.running_records as f64;
-                    curve.push((x, r.running_auc.unwrap_or(f64::NAN)));
-                    offset_curve.push((x, r.running_offset_auc.unwrap_or(f64::NAN)));
-                    if let Some(e) = r.entity_auc {
-                        entity_auc_sum += e * r.entity_auc_entities as f64;
-                        entity_auc_n += r.entity_auc_entities;
-                    }
-                    writeln!(csv, "{}", r.csv_row()).expect("write metrics");
-                },
-            )?;
-            let last = summary.last.expect("at least one batch");
-            eprintln!(
-                "{name}: {} batches, {:.2} s",
-                summary.batches, summary.seconds
-            );
-            Ok(Run {
-                name: name.into(),
-                auc: last.running_auc.unwrap_or(f64::NAN),
-                logloss: last.running_loss.unwrap_or(f64::NAN),
-                entity_auc: entity_auc_sum / entity_auc_n.max(1) as f64,
-                train_seconds,
-                rows_trained,
-                curve,
-                offset_auc: last.running_offset_auc.unwrap_or(f64::NAN),
-                offset_logloss: last.running_offset_loss.unwrap_or(f64::NAN),
-                offset_curve,
-            })
+    // Hourly mini-batches (a row of metrics each), or one rating at a time (commits
+    // grouped, a row per commit).
+    let hourly = (
+        Batching::Window(a.window),
+        a.penalty,
+        CommitPolicy::EVERY_MINI_BATCH,
+    );
+    let run = |name: &str,
+               objective: ObjectiveKind,
+               delta: f64,
+               update: Update,
+               (batching, penalty, commit): (Batching, f64, CommitPolicy)|
+     -> anyhow::Result<Run> {
+        let mut train = TrainConfig::new(objective);
+        train.regularization.penalty = penalty;
+        train.regularization.delta = delta;
+        let config = StreamConfig {
+            train,
+            batching,
+            read: ReadOptions {
+                entity: EntityMode::Key("user".into()),
+                timestamp_field: Some("timestamp".into()),
+                feature_columns: Vec::new(),
+                feature_bags: Vec::new(),
+            },
+            offset_model: None,
+            on_bad_record: OnBadRecord::Fail,
+            strict_keys: false,
+            update,
+            commit,
         };
+        let slug: String = name.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+        let store_path = a.out.join("stores").join(format!("{slug}.redb"));
+        let _ = std::fs::remove_file(&store_path);
+        let store = ModelStore::open(&store_path)?;
+        let (mut train_seconds, mut rows_trained) = (0.0, 0);
+        let (mut curve, mut offset_curve) = (Vec::new(), Vec::new());
+        let (mut entity_auc_sum, mut entity_auc_n) = (0.0, 0usize);
+        let mut csv = std::fs::File::create(a.out.join(format!("{slug}.csv")))?;
+        writeln!(csv, "{}", glmix::stream::BatchReport::COLUMNS.join(","))?;
+        let summary = run_stream(
+            &Source::File(stream_path.clone()),
+            &store,
+            &config,
+            Backend::Cpu,
+            &mut |r| {
+                train_seconds += r.train_seconds;
+                rows_trained += r.rows_trained;
+                let x = r.running_records as f64;
+                curve.push((x, r.running_auc.unwrap_or(f64::NAN)));
+                offset_curve.push((x, r.running_offset_auc.unwrap_or(f64::NAN)));
+                if let Some(e) = r.entity_auc {
+                    entity_auc_sum += e * r.entity_auc_entities as f64;
+                    entity_auc_n += r.entity_auc_entities;
+                }
+                writeln!(csv, "{}", r.csv_row()).expect("write metrics");
+            },
+        )?;
+        let last = summary.last.expect("at least one batch");
+        eprintln!(
+            "{name}: {} batches, {:.2} s",
+            summary.batches, summary.seconds
+        );
+        Ok(Run {
+            name: name.into(),
+            auc: last.running_auc.unwrap_or(f64::NAN),
+            logloss: last.running_loss.unwrap_or(f64::NAN),
+            entity_auc: entity_auc_sum / entity_auc_n.max(1) as f64,
+            train_seconds,
+            rows_trained,
+            curve,
+            offset_auc: last.running_offset_auc.unwrap_or(f64::NAN),
+            offset_logloss: last.running_offset_loss.unwrap_or(f64::NAN),
+            offset_curve,
+        })
+    };
 
     let mut runs = vec![
         run(
@@ -257,12 +273,14 @@ fn main() -> anyhow::Result<()> {
             ObjectiveKind::BayesLogistic,
             0.0,
             Update::Incremental,
+            hourly,
         )?,
         run(
             "(c) logistic, warm start",
             ObjectiveKind::Logistic,
             0.0,
             Update::Incremental,
+            hourly,
         )?,
     ];
     for &delta in &a.deltas {
@@ -271,6 +289,7 @@ fn main() -> anyhow::Result<()> {
             ObjectiveKind::BayesLogistic,
             delta,
             Update::Incremental,
+            hourly,
         )?);
     }
     runs.push(run(
@@ -278,11 +297,26 @@ fn main() -> anyhow::Result<()> {
         ObjectiveKind::Logistic,
         0.0,
         Update::Retrain,
+        hourly,
+    )?);
+    runs.push(run(
+        &format!(
+            "(f) bayes-logistic after every rating, λ = {}, δ = {}",
+            a.record_penalty, a.record_delta
+        ),
+        ObjectiveKind::BayesLogistic,
+        a.record_delta,
+        Update::Incremental,
+        (
+            Batching::Records(1),
+            a.record_penalty,
+            CommitPolicy::default(),
+        ),
     )?);
     let (offset_auc, offset_logloss) = (runs[0].offset_auc, runs[0].offset_logloss);
 
     println!(
-        "Progressive validation on the later 80% of MovieLens-100K ({} ratings, hourly mini-batches, λ = {}):\n",
+        "Progressive validation on the later 80% of MovieLens-100K ({} ratings, hourly mini-batches but (f), λ = {}):\n",
         stream.num_rows(),
         a.penalty
     );
@@ -302,7 +336,10 @@ fn main() -> anyhow::Result<()> {
         .filter(|r| r.name.starts_with("(d)"))
         .max_by(|x, y| x.auc.total_cmp(&y.auc))
         .expect("a δ was tried");
-    let retrain = runs.last().expect("(e) ran");
+    let retrain = runs
+        .iter()
+        .find(|r| r.name.starts_with("(e)"))
+        .expect("(e) ran");
     let summary = serde_json::json!({
         "offsets_auc": offset_auc,
         "runs": runs.iter().map(|r| serde_json::json!({

@@ -8,6 +8,10 @@
 //!   Hessians of the posterior are then left to the f64 CPU too. Without it, `polish`
 //!   f64 iterations may follow and the data Hessians come from the GPU.
 //!
+//! An entity with a single row (a stream's per-record update) is solved exactly by
+//! [`solve_one_row`] on either backend, one scalar Newton equation, and takes no part in
+//! the L-BFGS of the others.
+//!
 //! A part the GPU fails on (a device error, a part too large for a binding) is solved
 //! again from its start on the CPU, and the reason comes back in
 //! [`PartSolve::fallback`]: a GPU failure is a value, never a panic.
@@ -21,7 +25,7 @@ use crate::data::{Dataset, EntityRows};
 use crate::model::HessianType;
 use crate::objective::TrainingBatch;
 use crate::solver::{
-    minimize, minimize_with_finish, LbfgsOptions, SolveReport, SolveResult, StopReason,
+    minimize, minimize_settled, solve_one_row, LbfgsOptions, SolveReport, SolveResult, StopReason,
 };
 use std::ops::Range;
 
@@ -83,11 +87,22 @@ impl<'c> Backend<'c> {
         settings: &SolveSettings,
         progress: &mut dyn FnMut(usize),
     ) -> Result<PartSolve, EvalError> {
+        // Entities with one row (a stream's per-record update) need no L-BFGS.
+        let settled = || -> Vec<_> {
+            (0..batch.num_entities())
+                .map(|e| {
+                    let start = &batch.prior_mean[batch.coef_ptr[e]..batch.coef_ptr[e + 1]];
+                    solve_one_row(&batch.entity(e), start, settings.solver)
+                })
+                .collect()
+        };
         let on_cpu = |progress: &mut dyn FnMut(usize), fallback| {
             Ok(PartSolve {
-                solved: minimize(
+                solved: minimize_settled(
                     &mut CpuEvaluator::new(batch),
+                    None,
                     &batch.prior_mean,
+                    settled(),
                     settings.solver,
                     progress,
                 )?,
@@ -110,10 +125,11 @@ impl<'c> Backend<'c> {
         let finish = settings
             .f64_finish
             .then_some(&mut cpu as &mut dyn BatchEvaluator);
-        let solved = minimize_with_finish(
+        let solved = minimize_settled(
             &mut gpu,
             finish,
             &batch.prior_mean,
+            settled(),
             settings.solver,
             &mut *progress,
         );

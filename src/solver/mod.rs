@@ -19,6 +19,9 @@
 //! if that fails too the entity stops at its best point, which is its starting point (the
 //! prior) when no step was ever accepted.
 //!
+//! Entities already solved — one row each, by [`solve_one_row`] — can be handed in settled
+//! ([`minimize_settled`]): they are never evaluated, and keep their optimum and report.
+//!
 //! **The f64 finish** ([`minimize_with_finish`]). Given a more precise evaluator, an entity
 //! that would stop for any reason but its iteration limit is evaluated by it at its current
 //! point instead and goes on from there, its L-BFGS memory kept, under that evaluator's
@@ -28,9 +31,11 @@
 
 mod lbfgs_memory;
 mod line_search;
+mod one_row;
 
 pub use lbfgs_memory::LbfgsMemory;
 pub use line_search::{LineDecision, LinePoint, LineSearch};
+pub use one_row::solve_one_row;
 
 use crate::eval::{entity_slices_mut, BatchEvaluator, EvalError};
 use crate::vector::{dot, inf_norm};
@@ -195,13 +200,30 @@ pub fn minimize(
 /// at least as precise, this is [`minimize`].
 pub fn minimize_with_finish(
     evaluator: &mut dyn BatchEvaluator,
+    finish: Option<&mut dyn BatchEvaluator>,
+    start: &[f64],
+    options: &LbfgsOptions,
+    progress: impl FnMut(usize),
+) -> Result<SolveResult, EvalError> {
+    let n = evaluator.coef_ptr().len() - 1;
+    minimize_settled(evaluator, finish, start, vec![None; n], options, progress)
+}
+
+/// [`minimize_with_finish`] for the entities whose `settled[e]` is `None`; the others are
+/// solved already (their optimum and report, as [`solve_one_row`] gives them) and are
+/// never evaluated. Each entity's L-BFGS is its own, so which entities are settled
+/// changes no other entity's result.
+pub fn minimize_settled(
+    evaluator: &mut dyn BatchEvaluator,
     mut finish: Option<&mut dyn BatchEvaluator>,
     start: &[f64],
+    settled: Vec<Option<(Vec<f64>, SolveReport)>>,
     options: &LbfgsOptions,
     mut progress: impl FnMut(usize),
 ) -> Result<SolveResult, EvalError> {
     let coef_ptr = evaluator.coef_ptr().to_vec();
     let n = coef_ptr.len() - 1;
+    assert_eq!(settled.len(), n, "one entry per entity");
     assert_eq!(
         start.len(),
         coef_ptr[n],
@@ -219,15 +241,18 @@ pub fn minimize_with_finish(
     let mut trial = start.to_vec();
     let mut trial_loss = vec![0.0; n];
     let mut trial_grad = vec![0.0; start.len()];
-    let mut active: Vec<usize> = (0..n).collect();
+    let mut active: Vec<usize> = (0..n).filter(|&e| settled[e].is_none()).collect();
     let (mut evaluate_seconds, mut finish_seconds) = (0.0, 0.0);
-    let clock = Instant::now();
-    evaluator.evaluate(&active, &trial, &mut trial_loss, &mut trial_grad)?;
-    evaluate_seconds += clock.elapsed().as_secs_f64();
-    let mut rounds = 1;
+    let mut rounds = 0;
+    if !active.is_empty() {
+        let clock = Instant::now();
+        evaluator.evaluate(&active, &trial, &mut trial_loss, &mut trial_grad)?;
+        evaluate_seconds += clock.elapsed().as_secs_f64();
+        rounds = 1;
+    }
 
     // Every entity's vectors and L-BFGS memory in one allocation, cut into per-entity
-    // pieces (`active` still lists every entity).
+    // pieces.
     let mut storage_ptr = Vec::with_capacity(n + 1);
     storage_ptr.push(0);
     for e in 0..n {
@@ -235,15 +260,17 @@ pub fn minimize_with_finish(
         storage_ptr.push(storage_ptr[e] + EntityState::storage_len(d, options.memory));
     }
     let mut storage = vec![0.0; storage_ptr[n]];
-    let pieces = entity_slices_mut(&storage_ptr, &active, &mut storage);
+    let every: Vec<usize> = (0..n).collect();
+    let pieces = entity_slices_mut(&storage_ptr, &every, &mut storage);
     let can_finish = finish.is_some();
     let mut states: Vec<EntityState> = pieces
         .into_par_iter()
+        .zip(settled)
         .with_min_len(ENTITIES_PER_TASK)
         .enumerate()
-        .map(|(e, piece)| {
+        .map(|(e, (piece, settled))| {
             let r = coef_ptr[e]..coef_ptr[e + 1];
-            EntityState::start(
+            let mut state = EntityState::start(
                 &start[r.clone()],
                 trial_loss[e],
                 &trial_grad[r],
@@ -251,7 +278,13 @@ pub fn minimize_with_finish(
                 precision,
                 can_finish,
                 piece,
-            )
+            );
+            if let Some((optimum, report)) = settled {
+                state.x.copy_from_slice(&optimum);
+                state.report = report;
+                state.done = true;
+            }
+            state
         })
         .collect();
     let mut round = Round {
