@@ -534,8 +534,9 @@ fn a_killed_per_record_stream_with_grouped_commits_resumes_to_the_same_models() 
         let input = if stdin { "-".to_string() } else { data.clone() };
         let argv = args(&input, &store, commit, &csv);
         let commits = records.div_ceil(commit);
-        for kill_after in [2, commits / 2] {
-            let mut child = Command::new(env!("CARGO_BIN_EXE_glmix"))
+        // The stream, its input the file itself or the file on stdin.
+        let spawn = |stderr: Stdio| {
+            Command::new(env!("CARGO_BIN_EXE_glmix"))
                 .args(&argv)
                 .stdin(if stdin {
                     Stdio::from(fs::File::open(&data).unwrap())
@@ -543,9 +544,12 @@ fn a_killed_per_record_stream_with_grouped_commits_resumes_to_the_same_models() 
                     Stdio::null()
                 })
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(stderr)
                 .spawn()
-                .unwrap();
+                .unwrap()
+        };
+        for kill_after in [2, commits / 2] {
+            let mut child = spawn(Stdio::null());
             let clock = Instant::now();
             loop {
                 let rows =
@@ -563,18 +567,7 @@ fn a_killed_per_record_stream_with_grouped_commits_resumes_to_the_same_models() 
                 "commits of {commit}: killed after {committed} of {commits}: the kill must land mid-run"
             );
         }
-        let child = Command::new(env!("CARGO_BIN_EXE_glmix"))
-            .args(&argv)
-            .stdin(if stdin {
-                Stdio::from(fs::File::open(&data).unwrap())
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = spawn(Stdio::piped()).wait_with_output().unwrap();
         let summary = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{summary}");
         assert!(

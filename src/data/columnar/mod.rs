@@ -116,3 +116,30 @@ fn append_in_order(
         Ok(())
     })
 }
+
+/// Write the batches `batch(rows)` of `pieces` (one empty batch gives the schema when
+/// there are none) as snappy-compressed row groups of at most 1 Mi rows.
+#[cfg(feature = "parquet")]
+fn write_parquet_batches(
+    out: impl std::io::Write + Send,
+    batch: impl Fn(std::ops::Range<usize>) -> std::result::Result<RecordBatch, arrow_schema::ArrowError>,
+    pieces: impl Iterator<Item = std::ops::Range<usize>>,
+) -> std::io::Result<()> {
+    use ::parquet::arrow::ArrowWriter;
+    use ::parquet::basic::Compression;
+    use ::parquet::file::properties::WriterProperties;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(1 << 20))
+        .build();
+    let io = |e: ::parquet::errors::ParquetError| std::io::Error::other(e.to_string());
+    let schema = batch(0..0).map_err(std::io::Error::other)?.schema();
+    let mut writer = ArrowWriter::try_new(out, schema, Some(props)).map_err(io)?;
+    for rows in pieces {
+        writer
+            .write(&batch(rows).map_err(std::io::Error::other)?)
+            .map_err(io)?;
+    }
+    writer.close().map_err(io)?;
+    Ok(())
+}

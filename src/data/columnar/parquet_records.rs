@@ -2,16 +2,14 @@
 //! takes by default: the entity column (strings, named by the caller), `label`, `weight`
 //! and `offset` (double), `timestamp` (double, null where a record has none) and
 //! `features: list<struct<name, term, value>>`, as the JSON lines hold them.
-//! Snappy-compressed row groups of at most 1 Mi rows; the writer dictionary-encodes the
+//! Written as the scores are (`parquet_scores.rs`); the writer dictionary-encodes the
 //! names and terms, so the reader takes them by code.
 
+use super::write_parquet_batches;
 use crate::data::Dataset;
 use arrow_array::{ArrayRef, Float64Array, ListArray, RecordBatch, StringArray, StructArray};
 use arrow_buffer::{OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Fields, Schema};
-use parquet::arrow::ArrowWriter;
-use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
 use std::io::Write;
 use std::ops::Range;
 use std::sync::Arc;
@@ -94,22 +92,14 @@ pub fn write_records_parquet(
     entity_key: &str,
     out: impl Write + Send,
 ) -> std::io::Result<()> {
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(1 << 20))
-        .build();
-    let io = |e: parquet::errors::ParquetError| std::io::Error::other(e.to_string());
-    let schema = records_batch(data, entity_key, 0..0)
-        .map_err(std::io::Error::other)?
-        .schema();
-    let mut writer = ArrowWriter::try_new(out, schema, Some(props)).map_err(io)?;
-    for start in (0..data.num_rows()).step_by(BATCH_ROWS) {
-        let rows = start..(start + BATCH_ROWS).min(data.num_rows());
-        let batch = records_batch(data, entity_key, rows).map_err(std::io::Error::other)?;
-        writer.write(&batch).map_err(io)?;
-    }
-    writer.close().map_err(io)?;
-    Ok(())
+    let rows = data.num_rows();
+    write_parquet_batches(
+        out,
+        |r| records_batch(data, entity_key, r),
+        (0..rows)
+            .step_by(BATCH_ROWS)
+            .map(|start| start..(start + BATCH_ROWS).min(rows)),
+    )
 }
 
 #[cfg(test)]

@@ -2,11 +2,9 @@
 //! record number, uint64) and `score` (the margin, double), as the JSON-lines scores hold
 //! them; snappy-compressed row groups of at most 1 Mi rows.
 
+use super::write_parquet_batches;
 use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt64Array};
 use arrow_schema::{ArrowError, DataType, Field, Schema};
-use parquet::arrow::ArrowWriter;
-use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
 use std::io::Write;
 use std::ops::Range;
 use std::sync::Arc;
@@ -42,20 +40,10 @@ pub fn write_scores<'a>(
     entity: impl Fn(usize) -> &'a str,
     scores: &[f64],
 ) -> std::io::Result<()> {
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(1 << 20))
-        .build();
-    let io = |e: parquet::errors::ParquetError| std::io::Error::other(e.to_string());
-    let schema = scores_batch(&entity, 0..0, scores)
-        .map_err(std::io::Error::other)?
-        .schema();
-    let mut writer = ArrowWriter::try_new(out, schema, Some(props)).map_err(io)?;
-    for start in (0..scores.len()).step_by(BATCH_ROWS) {
-        let rows = start..(start + BATCH_ROWS).min(scores.len());
-        let batch = scores_batch(&entity, rows, scores).map_err(std::io::Error::other)?;
-        writer.write(&batch).map_err(io)?;
-    }
-    writer.close().map_err(io)?;
-    Ok(())
+    let pieces = (0..scores.len()).step_by(BATCH_ROWS);
+    write_parquet_batches(
+        out,
+        |rows| scores_batch(&entity, rows, scores),
+        pieces.map(|start| start..(start + BATCH_ROWS).min(scores.len())),
+    )
 }
