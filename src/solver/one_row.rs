@@ -208,7 +208,7 @@ mod tests {
     }
 
     #[test]
-    fn one_row_optima_equal_tight_lbfgs_ones_within_1e_9() {
+    fn one_row_optima_zero_the_gradient_and_match_tight_lbfgs() {
         // No relative-reduction stop: L-BFGS goes on until the gradient vanishes to
         // rounding (or no step can lower F any more).
         let tight = LbfgsOptions {
