@@ -110,32 +110,23 @@ fn stream(dir: &Dir, data: &str, name: &str, batching: &[&str]) -> Vec<u8> {
 #[test]
 fn parquet_and_avro_streams_give_the_json_lines_stores_and_resume() {
     let dir = Dir::new();
-    let jsonl = dir.arg("s.jsonl");
-    glmix(&[
-        "generate",
-        "--entities",
-        "120",
-        "--rows",
-        "20",
-        "--time-ordered",
-        "--out",
-        &jsonl,
-    ]);
+    // The workload as JSON lines, and as Parquet written by glmix itself.
+    let (jsonl, generated) = (dir.arg("s.jsonl"), dir.arg("generated.parquet"));
+    for out in [&jsonl, &generated] {
+        glmix(&[
+            "generate",
+            "--entities",
+            "120",
+            "--rows",
+            "20",
+            "--time-ordered",
+            "--out",
+            out,
+        ]);
+    }
     let batch = columns(&jsonl);
     let parquet = write_parquet(&dir, "s.parquet", &batch);
     let avro = write_avro(&dir, "s.avro", &batch);
-    // The same workload written as Parquet by glmix itself.
-    let generated = dir.arg("generated.parquet");
-    glmix(&[
-        "generate",
-        "--entities",
-        "120",
-        "--rows",
-        "20",
-        "--time-ordered",
-        "--out",
-        &generated,
-    ]);
     for (k, batching) in [
         &["--batch-records", "500"][..],
         &["--batch-window", "0.1"][..],

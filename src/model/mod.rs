@@ -207,11 +207,6 @@ impl ModelSet {
         self.index.contains_key(entity)
     }
 
-    /// The models, in the order inserted.
-    pub fn into_models(self) -> Vec<EntityModel> {
-        self.models
-    }
-
     pub fn models(&self) -> &[EntityModel] {
         &self.models
     }

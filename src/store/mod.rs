@@ -169,17 +169,14 @@ impl ModelStore {
 
     /// The stored models of `entities` (those that have one), in the order asked.
     pub fn models<'e>(&self, entities: impl IntoIterator<Item = &'e str>) -> Result<ModelSet> {
-        guarded(&self.path, || {
-            let txn = self.read()?;
-            let table = txn.open_table(MODELS).map_err(|e| self.err(e.into()))?;
-            let mut set = ModelSet::new();
-            for entity in entities {
-                if let Some(bytes) = table.get(entity).map_err(|e| self.err(e.into()))? {
-                    set.insert(self.decode(entity, bytes.value())?);
-                }
+        let reader = self.reader()?;
+        let mut set = ModelSet::new();
+        for entity in entities {
+            if let Some(model) = reader.model(entity)? {
+                set.insert(model);
             }
-            Ok(set)
-        })
+        }
+        Ok(set)
     }
 
     /// A reader of the models as they stand now, for many lookups in one read

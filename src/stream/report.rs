@@ -2,12 +2,11 @@
 //! (its progressive-validation metrics and timings), and [`Running`], the sums over every
 //! record so far.
 
+use crate::data::{Dataset, Interner};
 use crate::metrics::{auc, entity_auc, is_positive, logloss, rmse, AucHistogram};
 use crate::objective::{softplus, Loss};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-use crate::data::{Dataset, Interner};
 
 /// Records scored before they trained, gathered over the mini-batches of one commit.
 #[derive(Debug, Default)]
