@@ -250,6 +250,7 @@ mod tests {
             features: vec![a, b],
             means: vec![1.0, -2.0],
             precision,
+            last_seen: None,
         };
         (data, [model].into_iter().collect())
     }

@@ -19,6 +19,17 @@
 //!    hash of their bytes) and the batch's metrics go to the [`ModelStore`] in one
 //!    transaction.
 //!
+//! **Forgetting.** A fixed δ weights the prior at every update of an entity, so it forgets
+//! per update: per record with one-record mini-batches, per hour with hourly windows, and
+//! its best value depends on the cut. With a half-life `h`
+//! ([`crate::objective::Regularization::half_life`]) the weight is `δ_k = 2^{−Δt/h}`, `Δt`
+//! the time from the model's `last_seen` to the newest of the entity's records in `B_k`.
+//! For the squared loss, where an update is exact, two updates with `δ₁` and then `δ₂`
+//! leave `ℓ₂ + δ₂ℓ₁ + (1 − δ₁δ₂)λ/2‖θ‖² + δ₁δ₂/2 (θ−θ₀)ᵀH₀(θ−θ₀)`, and `δ₁δ₂ =
+//! 2^{−(t₂−t₀)/h}` is the weight one update over both would give: the cut changes only how
+//! records inside one mini-batch are weighted against each other (alike), and not at all
+//! when they share one time (a test checks it, with dense rows and a full precision).
+//!
 //! A run started on a store that already holds a position resumes after the last
 //! committed mini-batch: it re-reads (and hash-checks) the consumed lines, skips them, and
 //! goes on — so a run killed at any moment and started again ends with exactly the models

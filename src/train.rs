@@ -93,6 +93,20 @@ impl TrainConfig {
                 r.delta
             )));
         }
+        match r.half_life {
+            Some(h) if !(h > 0.0 && h.is_finite()) => {
+                return Err(Error::Config(format!(
+                    "the half-life must be a finite number > 0, got {h}"
+                )))
+            }
+            Some(_) if !self.objective.is_bayesian() => {
+                return Err(Error::Config(format!(
+                    "a half-life weights a prior: it needs a bayes-* objective, not {}",
+                    self.objective.name()
+                )))
+            }
+            _ => {}
+        }
         let o = &self.solver;
         if !(1..=1000).contains(&o.memory) {
             return Err(Error::Config(format!(
@@ -433,6 +447,7 @@ mod tests {
                 features: vec![FeatureKey::intercept()],
                 means: vec![0.0],
                 precision: Precision::None,
+                last_seen: None,
             });
         }
         let config = TrainConfig::new(ObjectiveKind::BayesLogistic);
@@ -491,5 +506,93 @@ mod tests {
         }
         // Packed either way, every entity trains.
         assert_eq!(fit(None, &data, &config, &|_| {}).unwrap().models.len(), 5);
+    }
+
+    #[test]
+    fn a_half_life_weights_each_prior_by_its_age_and_keeps_the_newest_time() {
+        let records = |rows: &[(&str, f64, f64, f64)]| {
+            let mut data = Dataset::new();
+            for &(entity, label, x, t) in rows {
+                let features = [(FeatureKey::new("x", ""), x)];
+                data.push(entity, label, 1.0, 0.1, Some(t), features);
+            }
+            data
+        };
+        let mut config = TrainConfig::new(ObjectiveKind::BayesLogistic);
+        config.hessian = HessianType::Full;
+        config.solver.factr = 10.0;
+        let old = records(&[
+            ("a", 1.0, 0.5, 0.0),
+            ("a", 0.0, -1.0, 1.0),
+            ("b", 1.0, 2.0, 0.0),
+            ("c", 0.0, 1.5, 0.0),
+        ]);
+        let mut prior: ModelSet = fit(None, &old, &config, &|_| {})
+            .unwrap()
+            .models
+            .into_iter()
+            .collect();
+        // a was last seen at 10, b at 5; c's prior came from a file, without a time.
+        let seen = [("a", Some(10.0)), ("b", Some(5.0)), ("c", None)];
+        let mut models = ModelSet::new();
+        for (entity, t) in seen {
+            let mut m = prior.get(entity).unwrap().clone();
+            m.last_seen = t;
+            models.insert(m);
+        }
+        prior = models;
+        let new = records(&[
+            ("a", 1.0, 1.0, 12.0),
+            ("a", 1.0, -0.5, 14.0),
+            ("b", 0.0, 1.0, 3.0),
+            ("c", 1.0, 0.2, 7.0),
+            ("d", 0.0, 0.7, 9.0),
+        ]);
+        config.regularization.half_life = Some(2.0);
+        let timed = fit(Some(&prior), &new, &config, &|_| {}).unwrap().models;
+        // Each entity as trained with its own δ and no half-life: a is 4 units past its
+        // prior (δ = 2^−2), b's record is older than its prior (δ = 1), c keeps --delta.
+        config.regularization.half_life = None;
+        let want = [
+            ("a", 0.25, Some(14.0)),
+            ("b", 1.0, Some(5.0)),
+            ("c", 0.8, Some(7.0)),
+            ("d", 0.8, Some(9.0)),
+        ];
+        for (model, (entity, delta, last_seen)) in timed.iter().zip(want) {
+            assert_eq!(model.entity, entity);
+            config.regularization.delta = delta;
+            let mut plain = fit(Some(&prior), &new, &config, &|_| {}).unwrap().models;
+            let mut plain =
+                plain.swap_remove(plain.iter().position(|m| m.entity == entity).unwrap());
+            assert_eq!(
+                plain.last_seen, None,
+                "{entity}: no time without a half-life"
+            );
+            plain.last_seen = last_seen;
+            assert_eq!(*model, plain, "{entity}");
+        }
+        // A cold fit's models carry their newest time too.
+        config.regularization.half_life = Some(2.0);
+        let cold = fit(None, &new, &config, &|_| {}).unwrap().models;
+        let times: Vec<_> = cold.iter().map(|m| m.last_seen).collect();
+        assert_eq!(times, [Some(14.0), Some(3.0), Some(7.0), Some(9.0)]);
+    }
+
+    #[test]
+    fn a_half_life_needs_a_positive_finite_value_and_a_prior_to_weight() {
+        let mut config = TrainConfig::new(ObjectiveKind::BayesLinear);
+        for h in [0.0, -1.0, f64::INFINITY, f64::NAN] {
+            config.regularization.half_life = Some(h);
+            let err = config.validate().unwrap_err().to_string();
+            assert!(
+                err.contains("half-life must be a finite number > 0"),
+                "{err}"
+            );
+        }
+        config.objective = ObjectiveKind::Linear;
+        config.regularization.half_life = Some(1.0);
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("needs a bayes-* objective"), "{err}");
     }
 }

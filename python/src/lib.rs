@@ -179,6 +179,7 @@ fn train(
             penalty,
             delta,
             intercept_penalty,
+            half_life: None,
         },
         hessian,
         solver: LbfgsOptions {

@@ -237,6 +237,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         penalty: a.penalty,
         delta: a.delta,
         intercept_penalty: true,
+        half_life: None,
     };
     config.hessian = a.hessian;
     config.batch_entities = a.batch_entities;

@@ -48,9 +48,16 @@ pub struct StreamArgs {
     /// Cut mini-batches by tumbling windows of this many time units over --time-field.
     #[arg(long, value_name = "SECONDS")]
     batch_window: Option<f64>,
-    /// Field of each record that holds its timestamp (a number; required by --batch-window).
+    /// Field of each record that holds its timestamp (a number; read with --batch-window
+    /// or --half-life).
     #[arg(long, value_name = "FIELD", default_value = "timestamp")]
     time_field: String,
+    /// Forget by time: each update weights an entity's prior by 2^(−Δt / H), Δt the time
+    /// units (of --time-field) since its model last saw a record, so that the prior's
+    /// weight does not depend on how the stream is cut. --delta then weights only priors
+    /// that carry no time (models imported from files).
+    #[arg(long, value_name = "H")]
+    half_life: Option<f64>,
     /// What to do with a record that cannot be read: fail (stop, naming the line and
     /// field; committed batches stay) or skip (count it in the batch's metrics).
     #[arg(long, value_enum, default_value = "fail")]
@@ -132,12 +139,15 @@ pub fn run(a: StreamArgs) -> Result<()> {
         (_, Some(w)) => Batching::Window(w),
         (n, None) => Batching::Records(n.unwrap_or(DEFAULT_BATCH_RECORDS)),
     };
+    let mut train = a.model.config();
+    train.regularization.half_life = a.half_life;
+    let timed = matches!(batching, Batching::Window(_)) || a.half_life.is_some();
     let config = StreamConfig {
-        train: a.model.config(),
+        train,
         batching,
         read: ReadOptions {
             entity: EntityMode::Key(a.entity_key.clone()),
-            timestamp_field: matches!(batching, Batching::Window(_)).then(|| a.time_field.clone()),
+            timestamp_field: timed.then(|| a.time_field.clone()),
             feature_columns: a.columns.feature_columns.clone(),
             feature_bags: a.columns.feature_bags.clone(),
         },

@@ -105,6 +105,7 @@ impl ModelArgs {
                 penalty: self.penalty,
                 delta: self.delta,
                 intercept_penalty: !self.no_intercept_penalty,
+                half_life: None,
             },
             hessian: self.hessian,
             solver: LbfgsOptions {

@@ -24,6 +24,8 @@ pub(super) struct RawModel {
     pub(super) variances: Option<Vec<RawCoefficient>>,
     #[serde(default)]
     pub(super) precision: Option<RawPrecision>,
+    #[serde(default)]
+    pub(super) last_seen: Option<f64>,
 }
 
 #[derive(Deserialize, Serialize)]
@@ -146,6 +148,9 @@ pub(super) fn convert(
         .map(|h| h.parse().map_err(|m| err("hessian", m)))
         .transpose()?;
 
+    if let Some(t) = raw.last_seen.filter(|t| !t.is_finite()) {
+        return Err(err("last_seen", format!("{t} is not a finite time")));
+    }
     let mut features = Vec::with_capacity(raw.means.len());
     let mut means = Vec::with_capacity(raw.means.len());
     let mut index: HashMap<FeatureKey, usize> = HashMap::new();
@@ -250,6 +255,7 @@ pub(super) fn convert(
         features,
         means,
         precision,
+        last_seen: raw.last_seen,
     })
 }
 
@@ -328,6 +334,8 @@ struct OutModel<'a> {
     variances: Option<Vec<RawCoefficient>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     precision: Option<RawPrecision>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_seen: Option<f64>,
 }
 
 fn coefficients(keys: &[FeatureKey], values: &[f64]) -> Vec<RawCoefficient> {
@@ -382,6 +390,7 @@ pub fn write_model_line(model: &EntityModel, out: &mut dyn Write) -> std::io::Re
         means: coefficients(&model.features, &model.means),
         variances: variances.map(|v| coefficients(&model.features, &v)),
         precision,
+        last_seen: model.last_seen,
     };
     serde_json::to_writer(&mut *out, &line)?;
     out.write_all(b"\n")

@@ -19,7 +19,9 @@
 //! back is bit-for-bit the model written. `variances` are for people and for files written
 //! by other tools: a file may hold only `entity`, `means` and `variances` (Lambda Learner's
 //! form), and a coefficient without a variance then gets the precision the reader is
-//! given (λ when the model is a training prior, as in the reference).
+//! given (λ when the model is a training prior, as in the reference). A model trained by a
+//! run with a half-life also holds `"last_seen": t`, the latest timestamp of its records,
+//! from which the next update's forgetting factor is computed.
 
 #[cfg(any(feature = "parquet", feature = "avro"))]
 mod columns;
@@ -110,6 +112,10 @@ pub struct EntityModel {
     pub features: Vec<FeatureKey>,
     pub means: Vec<f64>,
     pub precision: Precision,
+    /// The latest timestamp among the records that trained it, in the stream's time
+    /// units: kept by runs with a half-life (see `Regularization::half_life`), `None`
+    /// otherwise and in files written by other tools.
+    pub last_seen: Option<f64>,
 }
 
 impl EntityModel {

@@ -9,6 +9,7 @@
 //! | `means` | `list<struct<name, term, value>>` | the intercept is `("intercept", "intercept")` |
 //! | `variances` | `list<struct<name, term, value>>`, nullable | for people |
 //! | `precision` | `list<double>`, nullable | diagonal, or d×d row-major, in the order of `means` |
+//! | `last_seen` | double, nullable | the latest record time (runs with a half-life); optional on reading |
 //!
 //! A row is read through the same checks as a model line (`file.rs`), with the row number
 //! in place of the line, so a model reads back bit for bit what was written.
@@ -17,8 +18,8 @@ use super::columns;
 use super::file::{collect, convert, RawCoefficient, RawKey, RawModel, RawPrecision};
 use super::{EntityModel, HessianType, ModelSet, Precision};
 use crate::error::{Error, Result};
-use arrow_array::builder::StringBuilder;
-use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_array::builder::{Float64Builder, StringBuilder};
+use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch};
 use arrow_schema::{Field, Schema};
 use std::path::Path;
 use std::sync::Arc;
@@ -52,6 +53,7 @@ pub(super) fn to_batch(models: &[&EntityModel]) -> Result<RecordBatch, String> {
     );
     let (mut means, mut variances) = (columns::builder(), columns::builder());
     let mut precision = columns::doubles_builder();
+    let mut last_seen = Float64Builder::new();
     for m in models {
         let v = m
             .writable_variances()
@@ -78,6 +80,7 @@ pub(super) fn to_batch(models: &[&EntityModel]) -> Result<RecordBatch, String> {
                 precision.append(true);
             }
         }
+        last_seen.append_option(m.last_seen);
     }
     let columns: Vec<(&str, ArrayRef, bool)> = vec![
         ("entity", Arc::new(entity.finish()), false),
@@ -86,6 +89,7 @@ pub(super) fn to_batch(models: &[&EntityModel]) -> Result<RecordBatch, String> {
         ("means", Arc::new(means.finish()), false),
         ("variances", Arc::new(variances.finish()), true),
         ("precision", Arc::new(precision.finish()), true),
+        ("last_seen", Arc::new(last_seen.finish()), true),
     ];
     let fields: Vec<Field> = columns
         .iter()
@@ -125,6 +129,14 @@ pub(super) fn append_rows(
         .ok_or_else(|| schema_error("means", "no list of (name, term, value) structs".into()))?;
     let variances = columns::coefficient_list(batch, "variances");
     let precision = columns::double_list(batch, "precision");
+    let last_seen = match batch.column_by_name("last_seen") {
+        None => None,
+        Some(c) => Some(
+            c.as_any()
+                .downcast_ref::<Float64Array>()
+                .ok_or_else(|| schema_error("last_seen", "not a column of doubles".into()))?,
+        ),
+    };
     let raw_list = |list: &arrow_array::ListArray, i: usize| -> Vec<RawCoefficient> {
         columns::coefficients(list, i)
             .into_iter()
@@ -177,6 +189,7 @@ pub(super) fn append_rows(
             variances: variances.filter(|v| v.is_valid(i)).map(|v| raw_list(v, i)),
             means,
             precision,
+            last_seen: last_seen.filter(|t| t.is_valid(i)).map(|t| t.value(i)),
         };
         out.push((row, convert(path, row, raw, missing_precision)?));
     }

@@ -119,6 +119,11 @@ pub struct Regularization {
     /// Whether the intercept (coefficient 0) is penalised like the others (default true,
     /// Lambda Learner's behaviour; Photon-ML leaves it unpenalised).
     pub intercept_penalty: bool,
+    /// A half-life `h > 0` of the prior's weight, in the records' time units (default
+    /// none): an entity's forgetting factor becomes `2^{−Δt/h}`, `Δt` the time from its
+    /// model's `last_seen` to the newest of its records being trained, so that the prior
+    /// fades with elapsed time rather than with the number of updates.
+    pub half_life: Option<f64>,
 }
 
 impl Default for Regularization {
@@ -127,17 +132,30 @@ impl Default for Regularization {
             penalty: 1.0,
             delta: 0.8,
             intercept_penalty: true,
+            half_life: None,
         }
     }
 }
 
 impl Regularization {
-    /// The diagonal penalty `p_j` of coefficient `j` under `objective`.
-    pub fn coefficient_penalty(&self, objective: ObjectiveKind, j: usize) -> f64 {
+    /// The forgetting factor of an entity whose model was last seen at `prior_seen` and
+    /// whose newest record is at `seen`: `2^{−(seen − prior_seen)/h}` under a half-life
+    /// `h` (a late record's negative gap counts as 0), else δ. Without both times (a prior
+    /// from a model file, or no prior) it is δ.
+    pub fn forgetting(&self, prior_seen: Option<f64>, seen: Option<f64>) -> f64 {
+        match (self.half_life, prior_seen, seen) {
+            (Some(h), Some(t0), Some(t)) => (-(t - t0).max(0.0) / h).exp2(),
+            _ => self.delta,
+        }
+    }
+
+    /// The diagonal penalty `p_j` of coefficient `j` under `objective`, for an entity
+    /// whose forgetting factor is `delta` (see [`Self::forgetting`]).
+    pub fn coefficient_penalty(&self, objective: ObjectiveKind, j: usize, delta: f64) -> f64 {
         if j == 0 && !self.intercept_penalty {
             0.0
         } else if objective.is_bayesian() {
-            (1.0 - self.delta) * self.penalty
+            (1.0 - delta) * self.penalty
         } else {
             self.penalty
         }

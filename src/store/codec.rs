@@ -3,7 +3,7 @@
 //!
 //! | bytes | field |
 //! |---|---|
-//! | 1 | format version (2; 1 is still read) |
+//! | 1 | format version (2 or 3; 1 is still read) |
 //! | 1 | objective: 0 none, 1 linear, 2 logistic, 3 bayes-linear, 4 bayes-logistic |
 //! | 1 | Hessian type: 0 full, 1 diagonal, 2 identity, 3 none |
 //! | 4 | `d`, the number of coefficients (u32 LE) |
@@ -11,11 +11,15 @@
 //! | 8·d | means (f64 LE) |
 //! | 1 | precision: 0 none, 1 diagonal, 2 full |
 //! | 8·d or 8·d² | the precision (f64 LE, row-major) |
-//! | 8 | version 2: FNV-1a (64-bit, LE) of every byte before it |
+//! | 8 | version 3: the model's `last_seen` time (f64 LE) |
+//! | 8 | versions 2 and 3: FNV-1a (64-bit, LE) of every byte before it |
 //!
 //! The codes are fixed here, not positions in a list, so that a new objective or Hessian
-//! type cannot renumber stored ones. Version 1 had the same layout and codes without the
-//! checksum; a version-2 model whose checksum does not match is refused as damaged.
+//! type cannot renumber stored ones. A model is written in the oldest version that holds
+//! it: 3 when it has a `last_seen` time, else 2, so that stores of runs without a
+//! half-life stay readable by a glmix that knows only version 2. Version 1 had the
+//! layout of version 2 without the checksum; a model whose checksum does not match is
+//! refused as damaged.
 
 use crate::data::FeatureKey;
 use crate::io::{fnv1a, FNV1A_EMPTY};
@@ -23,7 +27,9 @@ use crate::model::{EntityModel, HessianType, Precision};
 use crate::objective::ObjectiveKind;
 use compact_str::CompactString;
 
+/// The version written for a model without, and with, a `last_seen` time.
 const VERSION: u8 = 2;
+const VERSION_SEEN: u8 = 3;
 
 fn objective_code(o: Option<ObjectiveKind>) -> u8 {
     match o {
@@ -68,7 +74,10 @@ fn hessian_of(code: u8) -> Result<HessianType, String> {
 /// Append `model`'s encoding (its entity id is the store's key, not part of it).
 pub fn encode(model: &EntityModel, out: &mut Vec<u8>) {
     let start = out.len();
-    out.push(VERSION);
+    out.push(match model.last_seen {
+        None => VERSION,
+        Some(_) => VERSION_SEEN,
+    });
     out.push(objective_code(model.objective));
     out.push(hessian_code(model.hessian));
     out.extend_from_slice(&(model.means.len() as u32).to_le_bytes());
@@ -95,6 +104,9 @@ pub fn encode(model: &EntityModel, out: &mut Vec<u8>) {
             floats(out, h);
         }
     }
+    if let Some(t) = model.last_seen {
+        floats(out, &[t]);
+    }
     let checksum = fnv1a(FNV1A_EMPTY, &out[start..]);
     out.extend_from_slice(&checksum.to_le_bytes());
 }
@@ -104,7 +116,7 @@ pub fn decode(entity: &str, bytes: &[u8]) -> Result<EntityModel, String> {
     let version = *bytes.first().ok_or("no bytes")?;
     let bytes = match version {
         1 => bytes,
-        2 => {
+        VERSION | VERSION_SEEN => {
             let body = bytes
                 .len()
                 .checked_sub(8)
@@ -136,6 +148,10 @@ pub fn decode(entity: &str, bytes: &[u8]) -> Result<EntityModel, String> {
         2 => Precision::Full(r.floats(d * d)?),
         _ => return Err("bad precision code".into()),
     };
+    let last_seen = match version {
+        VERSION_SEEN => Some(r.floats(1)?[0]),
+        _ => None,
+    };
     if r.at != bytes.len() {
         return Err(format!("{} trailing bytes", bytes.len() - r.at));
     }
@@ -146,6 +162,7 @@ pub fn decode(entity: &str, bytes: &[u8]) -> Result<EntityModel, String> {
         features,
         means,
         precision,
+        last_seen,
     })
 }
 
@@ -212,6 +229,7 @@ mod tests {
                 ],
                 means: vec![0.1 + 0.2, -1e-17],
                 precision,
+                last_seen: None,
             };
             let mut bytes = Vec::new();
             encode(&m, &mut bytes);
@@ -230,6 +248,7 @@ mod tests {
             features: vec![FeatureKey::intercept(), FeatureKey::new("genre", "Drama")],
             means: vec![0.25, -1.5],
             precision: Precision::Full(vec![2.0, 0.5, 0.5, 3.0]),
+            last_seen: None,
         }
     }
 
@@ -261,6 +280,31 @@ mod tests {
         bytes[at] ^= 0x10;
         let err = decode("u1", &bytes).unwrap_err();
         assert!(err.contains("checksum does not match"), "{err}");
+    }
+
+    /// `golden()` last seen at 1,700,000,000.25, as version 3 writes it.
+    const V3: &str = "0304000200000009000000696e7465726365707409000000696e746572636570740500000067656e7265050000004472616d61000000000000d03f000000000000f8bf020000000000000040000000000000e03f000000000000e03f000000000000084000001040fc54d941be4a9e3a7276c5a3";
+
+    #[test]
+    fn a_time_is_written_as_version_3_and_bytes_of_version_3_are_read() {
+        let mut timed = golden();
+        timed.last_seen = Some(1_700_000_000.25);
+        let mut bytes = Vec::new();
+        encode(&timed, &mut bytes);
+        assert_eq!(bytes, hex(V3));
+        assert_eq!(decode("u1", &hex(V3)).unwrap(), timed);
+        // Version 2's layout, then the time, then the checksum.
+        let mut v2 = Vec::new();
+        encode(&golden(), &mut v2);
+        assert_eq!(bytes[1..v2.len() - 8], v2[1..v2.len() - 8]);
+        assert_eq!(
+            bytes[v2.len() - 8..v2.len()],
+            1_700_000_000.25f64.to_le_bytes()
+        );
+        // A truncated time is caught by its checksum.
+        let mut short = bytes[..v2.len() - 4].to_vec();
+        short.extend_from_slice(&bytes[bytes.len() - 8..]);
+        assert!(decode("u1", &short).is_err());
     }
 
     /// A model of each shape as version 2 writes it (commit 9bbcce4): later versions must

@@ -413,6 +413,7 @@ mod tests {
             features: vec![FeatureKey::intercept(), FeatureKey::new("g", "x")],
             means: vec![mean, 0.1 + mean / 3.0],
             precision: Precision::Diagonal(vec![10.5, 1.0 / 3.0]),
+            last_seen: None,
         }
     }
 

@@ -21,6 +21,9 @@ pub struct StreamSettings {
     pub penalty: f64,
     pub delta: f64,
     pub intercept_penalty: bool,
+    /// Added within format 1: a store without it had none.
+    #[serde(default)]
+    pub half_life: Option<f64>,
     pub hessian: String,
     pub memory: usize,
     pub factr: f64,
@@ -66,6 +69,7 @@ impl StreamSettings {
             penalty: r.penalty,
             delta: r.delta,
             intercept_penalty: r.intercept_penalty,
+            half_life: r.half_life,
             hessian: t.hessian.name().into(),
             memory: s.memory,
             factr: s.factr,
@@ -119,8 +123,11 @@ impl StreamSettings {
             unreachable!("settings are an object")
         };
         // Fields added within format 1 are their defaults in stores written before them.
-        let added =
-            |k: &str| matches!(k, "feature_columns" | "feature_bags").then(|| Value::Array(vec![]));
+        let added = |k: &str| match k {
+            "feature_columns" | "feature_bags" => Some(Value::Array(vec![])),
+            "half_life" => Some(Value::Null),
+            _ => None,
+        };
         let differences: Vec<String> = asked
             .iter()
             .filter(|(k, v)| stored.get(*k).cloned().or_else(|| added(k)).as_ref() != Some(v))
@@ -160,10 +167,19 @@ pub fn legacy_fingerprint(config: &StreamConfig) -> String {
         "ReadOptions {{ entity: {:?}, timestamp_field: {:?} }}",
         config.read.entity, config.read.timestamp_field
     );
+    // The regularisation as it was then (it had three fields); a half-life, which came
+    // later, never matches a store of then.
+    let r = &t.regularization;
+    let mut regularization = format!(
+        "Regularization {{ penalty: {:?}, delta: {:?}, intercept_penalty: {:?} }}",
+        r.penalty, r.delta, r.intercept_penalty
+    );
+    if let Some(h) = r.half_life {
+        regularization.push_str(&format!(" half_life: {h:?}"));
+    }
     format!(
-        "objective={} regularization={:?} hessian={} solver={:?} batching={:?} read={read} offset_model={offset} update={:?}",
+        "objective={} regularization={regularization} hessian={} solver={:?} batching={:?} read={read} offset_model={offset} update={:?}",
         t.objective.name(),
-        t.regularization,
         t.hessian,
         t.solver,
         config.batching,
@@ -208,8 +224,11 @@ mod tests {
     /// later versions must read it.
     const FORMAT_1: &str = r#"{"format":1,"objective":"bayes-logistic","penalty":5.0,"delta":0.8,"intercept_penalty":true,"hessian":"diagonal","memory":10,"factr":10000000.0,"pgtol":0.00001,"max_iterations":15000,"max_line_search":20,"batch_records":100,"batch_window":null,"entity_key":"entity","single_entity":null,"timestamp_field":null,"offset_intercept":0.1,"offset_coefficients":[["1","",0.2]],"update":"incremental"}"#;
 
-    /// What this version writes for `config()`.
+    /// What glmix wrote for `config()` before the half-life was added.
     const FORMAT_1_COLUMNS: &str = r#"{"format":1,"objective":"bayes-logistic","penalty":5.0,"delta":0.8,"intercept_penalty":true,"hessian":"diagonal","memory":10,"factr":10000000.0,"pgtol":0.00001,"max_iterations":15000,"max_line_search":20,"batch_records":100,"batch_window":null,"entity_key":"entity","single_entity":null,"timestamp_field":null,"feature_columns":[],"feature_bags":[],"offset_intercept":0.1,"offset_coefficients":[["1","",0.2]],"update":"incremental"}"#;
+
+    /// What this version writes for `config()`.
+    const FORMAT_1_HALF_LIFE: &str = r#"{"format":1,"objective":"bayes-logistic","penalty":5.0,"delta":0.8,"intercept_penalty":true,"half_life":null,"hessian":"diagonal","memory":10,"factr":10000000.0,"pgtol":0.00001,"max_iterations":15000,"max_line_search":20,"batch_records":100,"batch_window":null,"entity_key":"entity","single_entity":null,"timestamp_field":null,"feature_columns":[],"feature_bags":[],"offset_intercept":0.1,"offset_coefficients":[["1","",0.2]],"update":"incremental"}"#;
 
     /// What a store from before format 1 held for `config()` (glmix at commit bf6178a).
     const LEGACY: &str = r#"objective=bayes-logistic regularization=Regularization { penalty: 5.0, delta: 0.8, intercept_penalty: true } hessian=diagonal solver=LbfgsOptions { memory: 10, factr: 10000000.0, pgtol: 1e-5, max_iterations: 15000, max_line_search: 20 } batching=Records(100) read=ReadOptions { entity: Key("entity"), timestamp_field: None } offset_model=Some(OffsetModel { intercept: 0.1, coefficients: {FeatureKey { name: "1", term: "" }: 0.2} }) update=Incremental"#;
@@ -218,7 +237,11 @@ mod tests {
     fn format_1_bytes_and_the_legacy_text_are_read() {
         let c = config();
         let s = StreamSettings::of(&c);
-        assert_eq!(String::from_utf8(s.encode()).unwrap(), FORMAT_1_COLUMNS);
+        assert_eq!(String::from_utf8(s.encode()).unwrap(), FORMAT_1_HALF_LIFE);
+        assert_eq!(
+            s.check(FORMAT_1_HALF_LIFE.as_bytes(), &legacy_fingerprint(&c)),
+            Ok(())
+        );
         assert_eq!(legacy_fingerprint(&c), LEGACY);
         assert_eq!(
             s.check(FORMAT_1_COLUMNS.as_bytes(), &legacy_fingerprint(&c)),
@@ -259,6 +282,21 @@ mod tests {
             why.contains(r#"feature_bags: stored nothing, asked ["more"]"#),
             "{why}"
         );
+        // A half-life asked of a store begun without one (or before it existed).
+        let mut c = config();
+        c.train.regularization.half_life = Some(30.0);
+        for stored in [FORMAT_1, FORMAT_1_HALF_LIFE] {
+            let why = StreamSettings::of(&c)
+                .check(stored.as_bytes(), &legacy_fingerprint(&c))
+                .unwrap_err();
+            assert!(
+                why.contains("half_life: stored nothing, asked 30.0")
+                    || why.contains("half_life: stored null, asked 30.0"),
+                "{why}"
+            );
+        }
+        let why = StreamSettings::of(&c).check(LEGACY.as_bytes(), &legacy_fingerprint(&c));
+        assert!(why.is_err(), "a legacy store had no half-life");
         let newer = FORMAT_1.replace(r#""format":1"#, r#""format":2"#);
         let why = StreamSettings::of(&config())
             .check(newer.as_bytes(), "")

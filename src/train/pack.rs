@@ -22,6 +22,11 @@ pub(super) struct Plan<'p> {
     pub(super) in_prior: Vec<Option<usize>>,
     /// Whether every row has the features of the first (as in dense data).
     pub(super) uniform_rows: bool,
+    /// The forgetting factor δ of its prior ([`crate::objective::Regularization::forgetting`]).
+    pub(super) delta: f64,
+    /// The trained model's `last_seen` under a half-life: the newest time of its rows and
+    /// its prior's; `None` without a half-life.
+    pub(super) last_seen: Option<f64>,
 }
 
 impl Plan<'_> {
@@ -163,6 +168,22 @@ pub(super) fn plan_entity<'p>(
     let key = data.entities.key(entity);
     let origin = prior.and_then(|p| p.origin(key));
     let prior = prior.and_then(|p| p.get(key));
+    let reg = &config.regularization;
+    let (delta, last_seen) = match reg.half_life {
+        None => (reg.delta, None),
+        Some(_) => {
+            let newest = rows
+                .iter()
+                .filter_map(|&i| data.timestamp[i])
+                .reduce(f64::max);
+            let prior_seen = prior.and_then(|p| p.last_seen);
+            let last_seen = match (newest, prior_seen) {
+                (Some(t), Some(t0)) => Some(t.max(t0)),
+                (t, t0) => t.or(t0),
+            };
+            (reg.forgetting(prior_seen, newest), last_seen)
+        }
+    };
     let mut plan = Plan {
         entity,
         rows,
@@ -170,6 +191,8 @@ pub(super) fn plan_entity<'p>(
         data_features,
         prior,
         uniform_rows,
+        delta,
+        last_seen,
     };
     if let Some(pm) = prior {
         check_prior_fits(pm, origin, config)?;
@@ -274,7 +297,7 @@ fn pack_entity(
             _ => 0.0,
         }
     };
-    let delta = reg.delta;
+    let delta = plan.delta;
     let PartScratch {
         penalty,
         mean,
@@ -282,7 +305,7 @@ fn pack_entity(
         ..
     } = scratch;
     penalty.clear();
-    penalty.extend((0..d).map(|j| reg.coefficient_penalty(objective, j)));
+    penalty.extend((0..d).map(|j| reg.coefficient_penalty(objective, j, delta)));
     mean.clear();
     mean.extend((0..d).map(|j| match (plan.prior, plan.in_prior[j]) {
         (Some(pm), Some(pj)) => pm.means[pj],

@@ -131,6 +131,7 @@ pub(super) fn posterior_model(
         features: plan.keys(data),
         means,
         precision,
+        last_seen: plan.last_seen,
     };
     (model, note)
 }

@@ -23,6 +23,7 @@ pub fn random_batch(
         penalty: rng.gen_range(0.1..5.0),
         delta: rng.gen_range(0.0..1.0),
         intercept_penalty: rng.gen_bool(0.7),
+        half_life: None,
     };
     let loss = objective.loss();
     let shape = if objective.is_bayesian() {
@@ -54,7 +55,7 @@ pub fn random_batch(
             );
         }
         let penalty: Vec<f64> = (0..d)
-            .map(|j| reg.coefficient_penalty(objective, j))
+            .map(|j| reg.coefficient_penalty(objective, j, reg.delta))
             .collect();
         let mean: Vec<f64> = (0..d).map(|_| rng.gen_range(-1.0..1.0)).collect();
         let q: Vec<f64> = match shape {

@@ -268,6 +268,7 @@ pub fn from_batch(
             features,
             means: values,
             precision,
+            last_seen: None,
         });
     }
     Ok(out)
