@@ -255,7 +255,7 @@ pub fn run_stream(
             group.begin(started);
             // 1. Progressive validation with the models as they stand.
             let priors = group.priors(store, &batch)?;
-            let scores = score(&batch, &priors, None)?;
+            let scores = score(&batch, priors, None)?;
             running.add(kind, &batch, &scores);
             report.new_entities = batch
                 .entities
@@ -270,7 +270,7 @@ pub fn run_stream(
             let out = match config.update {
                 Update::Incremental => {
                     report.rows_trained = batch.num_rows();
-                    fit_on(backend, Some(&priors), &batch, &config.train, &|_| {})?
+                    fit_on(backend, Some(priors), &batch, &config.train, &|_| {})?
                 }
                 Update::Retrain => {
                     history.append(&batch);
@@ -336,11 +336,11 @@ impl Committer<'_, '_> {
         summary: &mut StreamSummary,
     ) -> Result<()> {
         let clock = Instant::now();
-        let (models, mut report) = group.take(self.kind);
+        let mut report = group.take_report(self.kind);
         report.running(self.kind, running);
         let row = serde_json::to_string(&report).expect("a report serialises");
         self.store.commit(Commit {
-            models: models.models(),
+            models: group.trained(),
             state: vec![
                 (POSITION, encode(position)),
                 (RUNNING, encode(running)),
@@ -348,6 +348,7 @@ impl Committer<'_, '_> {
             ],
             batch: Some((position.batches, row)),
         })?;
+        group.committed();
         report.commit_seconds = clock.elapsed().as_secs_f64();
         summary.commits += 1;
         summary.commit_seconds.push(report.commit_seconds);

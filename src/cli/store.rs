@@ -122,7 +122,7 @@ pub fn run(a: StoreArgs) -> Result<()> {
             let set = read_models(&models, missing_precision)?;
             let s = ModelStore::open(&store)?;
             s.commit(Commit {
-                models: set.models(),
+                models: set.models().iter().collect(),
                 ..Default::default()
             })?;
             eprintln!(

@@ -102,6 +102,7 @@ enum UpdateArg {
 const DEFAULT_BATCH_RECORDS: usize = 10_000;
 
 pub fn run(a: StreamArgs) -> Result<()> {
+    crate::keep_freed_memory();
     let mut paths = vec![
         PathRole::input("--data", &a.data),
         PathRole::store("--store", &a.store),

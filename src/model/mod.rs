@@ -182,13 +182,19 @@ impl ModelSet {
         ModelSet::default()
     }
 
-    /// Add a model; a second model for the same entity replaces the first.
-    pub fn insert(&mut self, model: EntityModel) {
+    /// Add a model; a second model for the same entity replaces the first, in its
+    /// place. Returns the model's position in [`Self::models`].
+    pub fn insert(&mut self, model: EntityModel) -> usize {
         match self.index.get(&model.entity) {
-            Some(&i) => self.models[i] = model,
+            Some(&i) => {
+                self.models[i] = model;
+                i
+            }
             None => {
-                self.index.insert(model.entity.clone(), self.models.len());
+                let i = self.models.len();
+                self.index.insert(model.entity.clone(), i);
                 self.models.push(model);
+                i
             }
         }
     }

@@ -60,7 +60,7 @@ pub struct ModelStore {
 #[derive(Debug, Default)]
 pub struct Commit<'a> {
     /// Models to insert or replace.
-    pub models: &'a [EntityModel],
+    pub models: Vec<&'a EntityModel>,
     /// State blobs to set.
     pub state: Vec<(&'a str, Vec<u8>)>,
     /// A mini-batch's metrics row (JSON object), by batch number.
@@ -267,7 +267,7 @@ impl ModelStore {
             // Check and encode first: a model that could not be exported as JSON (non-finite
             // values) is refused before anything is written.
             let mut encoded = Vec::with_capacity(commit.models.len());
-            for m in commit.models {
+            for m in &commit.models {
                 if let Some(why) = unwritable(m) {
                     return Err(Error::Store {
                         path: self.path.clone(),
@@ -426,7 +426,7 @@ mod tests {
         let first = [model("a", 0.1), model("b", -0.7)];
         store
             .commit(Commit {
-                models: &first,
+                models: first.iter().collect(),
                 state: vec![("pos", b"1".to_vec())],
                 batch: Some((1, "{\"records\":2}".into())),
             })
@@ -434,7 +434,7 @@ mod tests {
         let second = [model("b", 1.0 / 7.0)];
         store
             .commit(Commit {
-                models: &second,
+                models: second.iter().collect(),
                 state: vec![("pos", b"2".to_vec())],
                 batch: Some((2, "{\"records\":1}".into())),
             })
@@ -459,7 +459,7 @@ mod tests {
         let bad = [model("a", 0.3), model("b", f64::NAN)];
         assert!(store
             .commit(Commit {
-                models: &bad,
+                models: bad.iter().collect(),
                 ..Default::default()
             })
             .is_err());
