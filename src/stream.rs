@@ -8,7 +8,7 @@
 //!    on `B_1 … B_{k−1}` only), so every metric is measured on data the models have not
 //!    seen. Per batch: AUC, log-loss (logistic) or RMSE (linear), per-entity AUC, and the
 //!    same for the offsets alone (the fixed effect); running values over the whole stream
-//!    so far (AUC from an [`AucHistogram`]).
+//!    so far (AUC from an [`crate::metrics::AucHistogram`]).
 //! 2. **Update.** Every entity `B_k` touches is trained at once with the batched solver,
 //!    its stored model as the prior: `bayes-*` objectives give the sequential-Bayesian
 //!    update `θ_k = argmin ℓ_k(θ) + (1−δ)λ/2‖θ‖² + δ/2 (θ−θ_{k−1})ᵀ H_{k−1} (θ−θ_{k−1})`;

@@ -121,7 +121,7 @@ pub struct BatchReport {
     pub running_offset_loss: Option<f64>,
     /// Entities whose solve stopped at the iteration limit or a failed line search.
     pub not_converged: usize,
-    /// Rows the solver trained on (more than `records` with [`Update::Retrain`]).
+    /// Rows the solver trained on (more than `records` with [`super::Update::Retrain`]).
     pub rows_trained: usize,
     pub read_seconds: f64,
     pub score_seconds: f64,
