@@ -21,7 +21,7 @@ timestamp and a record id; scalar columns), else by a hash of the row (Spark's
 do not depend on how the DataFrame is partitioned.
 
 The result is a model DataFrame with the columns of the model table (``entity``,
-``objective``, ``hessian``, ``means``, ``variances``, ``precision``); ``glmix.save_models``
+``objective``, ``hessian``, ``means``, ``variances``, ``precision``, ``last_seen``); ``glmix.save_models``
 takes ``df.toArrow()`` of it. Tested with PySpark 4.3; ``applyInArrow`` (the ``group``
 and ``prior`` paths) needs PySpark 4, and 3.5 has not been tried. The executors need the
 ``glmix`` package: install the wheel on every node, or ship a packed virtual environment
@@ -37,7 +37,7 @@ MODEL_SCHEMA = (
     "entity string, objective string, hessian string, "
     "means array<struct<name:string,term:string,value:double>>, "
     "variances array<struct<name:string,term:string,value:double>>, "
-    "precision array<double>"
+    "precision array<double>, last_seen double"
 )
 
 
@@ -46,6 +46,16 @@ def _arrow_schema():
     from pyspark.sql.types import _parse_datatype_string
 
     return to_arrow_schema(_parse_datatype_string(MODEL_SCHEMA))
+
+
+def _as_model_table(table, schema):
+    """`table` with the model schema's columns; a model table written before `last_seen`
+    existed gets it as nulls."""
+    import pyarrow as pa
+
+    if "last_seen" not in table.column_names:
+        table = table.append_column("last_seen", pa.nulls(table.num_rows, pa.float64()))
+    return table.cast(schema)
 
 
 def _sorted(table, keys):
@@ -83,13 +93,15 @@ def train(
 
     def fit(table, prior_table=None, by_entity=False):
         if table.num_rows == 0:
-            return prior_table.cast(schema) if prior_table is not None else schema.empty_table()
+            if prior_table is None:
+                return schema.empty_table()
+            return _as_model_table(prior_table, schema)
         table = _sorted(table, [entity_key, *keys] if by_entity else keys)
         if ORDER in table.column_names:
             table = table.drop_columns([ORDER])
         if prior_table is not None and prior_table.num_rows == 0:
             prior_table = None
-        return glmix.train(table, objective, prior=prior_table, **settings).cast(schema)
+        return _as_model_table(glmix.train(table, objective, prior=prior_table, **settings), schema)
 
     if prior is not None:
         def update(records, models):
