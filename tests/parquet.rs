@@ -9,7 +9,7 @@ mod common;
 use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
 use arrow_schema::{Field, Schema};
 use common::records::*;
-use common::{glmix, glmix_output, Dir};
+use common::{glmix, glmix_output, sorted_lines, Dir};
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 use std::fs;
@@ -326,16 +326,7 @@ fn a_parquet_file_is_known_by_its_bytes_and_glmix_group_groups_it() {
     let grouped = dir.arg("g.jsonl");
     glmix(&["group", "--data", &data, "--out", &grouped, "--parts", "3"]);
     let chunked = train(&dir, &grouped, "c.jsonl", &["--chunk-entities", "3"]);
-    let sorted = |b: Vec<u8>| {
-        let mut l: Vec<String> = String::from_utf8(b)
-            .unwrap()
-            .lines()
-            .map(str::to_string)
-            .collect();
-        l.sort();
-        l
-    };
-    assert_eq!(sorted(chunked), sorted(models));
+    assert_eq!(sorted_lines(chunked), sorted_lines(models));
 }
 
 #[test]
@@ -372,15 +363,6 @@ fn an_arrow_ipc_file_gives_the_json_lines_models() {
 fn models_written_as_parquet_read_back_bit_for_bit() {
     let dir = Dir::new();
     let jsonl = write_jsonl(&dir, "r.jsonl");
-    let sorted = |bytes: Vec<u8>| {
-        let mut lines: Vec<String> = String::from_utf8(bytes)
-            .unwrap()
-            .lines()
-            .map(str::to_string)
-            .collect();
-        lines.sort();
-        lines
-    };
     for hessian in ["diagonal", "full", "identity", "none"] {
         let h = ["--hessian", hessian];
         let as_lines = train(&dir, &jsonl, "m.jsonl", &h);
@@ -391,8 +373,8 @@ fn models_written_as_parquet_read_back_bit_for_bit() {
         glmix(&["store", "import", "--store", &store, "--models", &models]);
         glmix(&["store", "export", "--store", &store, "--out", &back]);
         assert_eq!(
-            sorted(fs::read(&back).unwrap()),
-            sorted(as_lines.clone()),
+            sorted_lines(fs::read(&back).unwrap()),
+            sorted_lines(as_lines.clone()),
             "{hessian}"
         );
         // As a prior and as the scoring models, the same as the JSON lines.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_means_close, glmix, glmix_output, gpu_ran, read_models, Dir};
+use common::{assert_means_close, glmix, glmix_output, gpu_ran, read_models, sorted_lines, Dir};
 use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
@@ -65,6 +65,11 @@ fn stream_args(data: &str, store: &str, batch: usize, extra: &[&str]) -> Vec<Str
 
 fn run(args: &[String]) -> std::process::Output {
     glmix(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// `glmix` with `args`, whether it succeeds or not.
+fn run_output(args: &[String]) -> std::process::Output {
+    glmix_output(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 fn export(dir: &Dir, store: &str, name: &str) -> Vec<u8> {
@@ -253,7 +258,7 @@ fn bad_records_stop_the_run_with_their_line_or_are_skipped_and_counted() {
     // A resumed run must use the settings the store was built with.
     let mut other = stream_args(&clean, &reference, 1000, &[]);
     other[8] = "1".into(); // --penalty
-    let out = glmix_output(&other.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = run_output(&other);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("other settings"), "{stderr}");
@@ -459,7 +464,7 @@ fn a_gpu_stream_ends_with_the_cpu_models() {
     let gpu = dir.arg("gpu.redb");
     let mut args = stream_args(&data, &gpu, 600, &["--polish", "20"]);
     args[12] = "gpu".into(); // --device
-    let out = glmix_output(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = run_output(&args);
     if !gpu_ran(&out, "GPU stream test") {
         return;
     }
@@ -634,18 +639,9 @@ fn a_half_life_stream_keeps_each_models_newest_time() {
     glmix(&["store", "export", "--store", &store, "--out", &parquet]);
     let again = dir.arg("again.redb");
     glmix(&["store", "import", "--store", &again, "--models", &parquet]);
-    let sorted = |bytes: Vec<u8>| {
-        let mut l: Vec<String> = String::from_utf8(bytes)
-            .unwrap()
-            .lines()
-            .map(Into::into)
-            .collect();
-        l.sort();
-        l
-    };
     assert_eq!(
-        sorted(export(&dir, &again, "again.jsonl")),
-        sorted(exported)
+        sorted_lines(export(&dir, &again, "again.jsonl")),
+        sorted_lines(exported)
     );
 
     // Resuming with another half-life, or none, is refused.
@@ -657,7 +653,7 @@ fn a_half_life_stream_keeps_each_models_newest_time() {
         (&[][..], "half_life: stored 0.5, asked null"),
     ] {
         let args = stream_args(&data, &store, 7, extra);
-        let out = glmix_output(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let out = run_output(&args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && stderr.contains(says), "{stderr}");
     }
@@ -673,7 +669,7 @@ fn a_half_life_stream_keeps_each_models_newest_time() {
         7,
         &["--half-life", "0.5"],
     );
-    let out = glmix_output(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = run_output(&args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(

@@ -177,10 +177,7 @@ pub(super) fn plan_entity<'p>(
                 .filter_map(|&i| data.timestamp[i])
                 .reduce(f64::max);
             let prior_seen = prior.and_then(|p| p.last_seen);
-            let last_seen = match (newest, prior_seen) {
-                (Some(t), Some(t0)) => Some(t.max(t0)),
-                (t, t0) => t.or(t0),
-            };
+            let last_seen = newest.into_iter().chain(prior_seen).reduce(f64::max);
             (reg.forgetting(prior_seen, newest), last_seen)
         }
     };

@@ -126,6 +126,18 @@ pub struct ModelLine {
     pub variances: Vec<Coefficient>,
 }
 
+/// The lines of `bytes` (UTF-8), sorted: files that hold the same lines in another order
+/// compare equal.
+pub fn sorted_lines(bytes: Vec<u8>) -> Vec<String> {
+    let mut lines: Vec<String> = String::from_utf8(bytes)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
+
 /// Every model of a model JSON-lines file, in file order.
 pub fn read_models(path: &std::path::Path) -> Vec<ModelLine> {
     std::fs::read_to_string(path)
