@@ -8,8 +8,10 @@
 //! - [`eval`]: the [`eval::BatchEvaluator`] trait and its CPU implementation;
 //! - [`solver`]: the lockstep batched L-BFGS;
 //! - [`data`], [`model`]: records, model files, priors;
-//! - [`train`]: `fit(prior, data)`; [`score`], [`metrics`]; [`synth`]: seeded workloads.
+//! - [`train`]: `fit(prior, data)`; [`score`], [`metrics`]; [`synth`]: seeded workloads;
+//! - [`bandit`]: ranking candidates by a policy over the posteriors.
 
+pub mod bandit;
 pub mod data;
 pub mod error;
 pub mod eval;

@@ -9,13 +9,12 @@
 //! order, so a run is reproducible.
 
 use crate::data::Dataset;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::eval::{EvalError, GpuContext};
-use crate::model::linalg::Cholesky;
-use crate::model::{EntityModel, ModelSet, Precision};
+use crate::model::posterior::Posterior;
+use crate::model::{EntityModel, ModelSet};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 use std::collections::HashMap;
 
@@ -25,12 +24,6 @@ pub struct Thompson {
     /// Exploration multiplier `t ≥ 0` on the posterior covariance.
     pub multiplier: f64,
     pub seed: u64,
-}
-
-enum Sampler {
-    /// Posterior standard deviation of each coefficient.
-    Diagonal(Vec<f64>),
-    Full(Cholesky),
 }
 
 /// Where a model's coefficients lie in [`MarginPlan`]'s `theta`.
@@ -119,11 +112,10 @@ impl<'a> MarginPlan<'a> {
 
     /// The margin `o_i + x_i·θ` of every record, in f64.
     pub fn margins(&self) -> Vec<f64> {
-        let offset = &self.data.offset;
-        (0..offset.len())
+        (0..self.data.num_rows())
             .into_par_iter()
             .with_min_len(4096)
-            .map(|i| offset[i] + self.row_dot(i, &self.theta, 0))
+            .map(|i| self.margin(i))
             .collect()
     }
 
@@ -154,65 +146,61 @@ impl<'a> MarginPlan<'a> {
     /// Margins with every record scored by its own posterior draw `θ̃ ~ N(θ, t Σ)`, drawn in
     /// record order from a ChaCha8 stream seeded by `t.seed`.
     pub fn thompson_margins(&self, t: Thompson) -> Result<Vec<f64>> {
-        if !(t.multiplier >= 0.0 && t.multiplier.is_finite()) {
-            return Err(Error::Config(format!(
-                "the Thompson multiplier must be a finite number ≥ 0, got {}",
-                t.multiplier
-            )));
-        }
-        let samplers: Vec<Option<Sampler>> = self
-            .models
-            .iter()
-            .map(|m| m.map(|m| sampler(m, t.multiplier)).transpose())
-            .collect::<Result<_>>()?;
+        let posteriors = self.posteriors(t.multiplier)?;
         let mut rng = ChaCha8Rng::seed_from_u64(t.seed);
-        let sqrt_t = t.multiplier.sqrt();
         let mut draw: Vec<f64> = Vec::new();
-        let offset = &self.data.offset;
-        let mut out = Vec::with_capacity(offset.len());
+        let mut out = Vec::with_capacity(self.data.num_rows());
         for (i, &e) in self.data.entity.iter().enumerate() {
             let e = e as usize;
-            let Some(sampler) = &samplers[e] else {
-                out.push(offset[i]);
+            let Some(posterior) = &posteriors[e] else {
+                out.push(self.data.offset[i]);
                 continue;
             };
-            let (base, end) = (self.theta_ptr[e], self.theta_ptr[e + 1]);
-            let theta = &self.theta[base..end];
-            draw.clear();
-            draw.extend((0..theta.len()).map(|_| -> f64 { StandardNormal.sample(&mut rng) }));
-            match sampler {
-                Sampler::Diagonal(sd) => draw.iter_mut().zip(sd).for_each(|(z, sd)| *z *= sd),
-                Sampler::Full(chol) => {
-                    chol.solve_upper(&mut draw);
-                    draw.iter_mut().for_each(|z| *z *= sqrt_t);
-                }
-            }
-            draw.iter_mut().zip(theta).for_each(|(z, th)| *z += th);
-            out.push(offset[i] + self.row_dot(i, &draw, base));
+            posterior.draw(self.means(e), &mut rng, &mut draw);
+            out.push(self.margin_with(i, &draw));
         }
         Ok(out)
     }
-}
 
-/// The draw of a model's coefficients: standard deviations `√(t/H_jj)` for a diagonal
-/// precision, the Cholesky factor of `H` for a full one.
-fn sampler(m: &EntityModel, multiplier: f64) -> Result<Sampler> {
-    match &m.precision {
-        Precision::None => Err(Error::Config(format!(
-            "model of entity {:?} keeps no precision; Thompson sampling needs one",
-            m.entity
-        ))),
-        Precision::Diagonal(h) => Ok(Sampler::Diagonal(
-            h.iter().map(|h| (multiplier / h).sqrt()).collect(),
-        )),
-        Precision::Full(h) => Cholesky::new(h, m.means.len())
-            .map(Sampler::Full)
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "model of entity {:?}: precision is not positive definite",
-                    m.entity
-                ))
-            }),
+    /// The posterior of every entity's model under multiplier `t` (`None` without a model).
+    pub(crate) fn posteriors(&self, t: f64) -> Result<Vec<Option<Posterior>>> {
+        self.models
+            .iter()
+            .map(|m| m.map(|m| Posterior::new(m, t)).transpose())
+            .collect()
+    }
+
+    /// The coefficient means of entity `e`'s model (empty without one).
+    pub(crate) fn means(&self, e: usize) -> &[f64] {
+        &self.theta[self.theta_ptr[e]..self.theta_ptr[e + 1]]
+    }
+
+    /// The entity of record `i`.
+    pub(crate) fn entity(&self, i: usize) -> usize {
+        self.data.entity[i] as usize
+    }
+
+    /// The margin `o_i + x_i·θ` of record `i` under the means.
+    pub(crate) fn margin(&self, i: usize) -> f64 {
+        self.data.offset[i] + self.row_dot(i, &self.theta, 0)
+    }
+
+    /// The margin of record `i` under coefficients `theta` of its entity's model.
+    pub(crate) fn margin_with(&self, i: usize, theta: &[f64]) -> f64 {
+        self.data.offset[i] + self.row_dot(i, theta, self.theta_ptr[self.entity(i)])
+    }
+
+    /// The variance of record `i`'s margin under `posterior` (its entity's), with `x` as
+    /// scratch.
+    pub(crate) fn margin_variance(&self, i: usize, posterior: &Posterior, x: &mut Vec<f64>) -> f64 {
+        let e = self.entity(i);
+        let base = self.theta_ptr[e];
+        x.clear();
+        x.resize(self.theta_ptr[e + 1] - base, 0.0);
+        for (j, v) in self.entries(i) {
+            x[j as usize - base] += v;
+        }
+        posterior.margin_variance(x)
     }
 }
 
@@ -220,7 +208,8 @@ fn sampler(m: &EntityModel, multiplier: f64) -> Result<Sampler> {
 mod tests {
     use super::*;
     use crate::data::FeatureKey;
-    use crate::model::{EntityModel, HessianType};
+    use crate::error::Error;
+    use crate::model::{EntityModel, HessianType, Precision};
 
     /// One entity with coefficients `a`, `b` (no intercept), mean (1, −2), and `n` records of
     /// each of the rows x = (1, 0), (0, 1), (1, 1).

@@ -17,6 +17,7 @@ mod jsonl;
 mod raw_record;
 mod scan;
 mod tsv;
+mod with_ids;
 
 #[cfg(feature = "avro")]
 pub use columnar::{avro_parts, avro_reader, read_avro_with_ids};
@@ -32,6 +33,7 @@ pub use jsonl::{
     write_jsonl_record, ParsedLine, LINES_PER_CHUNK,
 };
 pub use tsv::{dense_feature, read_tsv};
+pub use with_ids::read_records_with_ids;
 
 use crate::error::{Error, Result};
 use compact_str::CompactString;

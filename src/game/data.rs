@@ -9,16 +9,12 @@
 //! A coordinate sees every record through its feature set (features whose name is in the
 //! set) and its entity key (the fixed effect has one entity, named after the coordinate).
 
-use crate::data::{
-    parse_line, read_columnar_with_ids, Dataset, EntityMode, Format, Interner, ReadOptions,
-};
-use crate::error::{Error, Result};
-use crate::io::{fnv1a, LineReader, FNV1A_EMPTY};
+use crate::data::{read_records_with_ids, Dataset, EntityMode, Format, Interner, ReadOptions};
+use crate::error::Result;
+use crate::io::{fnv1a, FNV1A_EMPTY};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 /// The entity ids of one key, one per record.
@@ -39,88 +35,23 @@ pub struct GameData {
 }
 
 impl GameData {
-    /// Read NTV JSON lines, keeping the id fields named by `keys`; every record must have
-    /// each of them. An empty file is an error.
+    /// Read NTV JSON lines (or a columnar file, by its name or first bytes), keeping the
+    /// id fields named by `keys`; every record must have each of them. An empty file is an
+    /// error.
     pub fn read(path: &Path, keys: &[String]) -> Result<Self> {
-        let format = Format::of_file(path);
-        if format.is_columnar() {
-            return Self::read_columns(path, keys, format);
-        }
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let reader = BufReader::with_capacity(1 << 20, file);
         let options = ReadOptions {
             entity: EntityMode::Single("all".into()),
             timestamp_field: None,
             feature_columns: Vec::new(),
             feature_bags: Vec::new(),
         };
-        let mut records = Dataset::new();
-        let mut id_columns: Vec<IdColumn> = keys
-            .iter()
-            .map(|k| IdColumn {
-                key: k.clone(),
-                ids: Interner::default(),
-                of_record: Vec::new(),
-            })
-            .collect();
-        let mut line = String::new();
-        let mut ids = Vec::with_capacity(keys.len());
-        let mut reader = LineReader::new(reader, path);
-        while reader.read_line(&mut line)? {
-            let number = reader.number();
-            if line.trim().is_empty() {
-                continue;
-            }
-            let record = parse_line(path, number, &line, &options, keys)?;
-            ids.clear();
-            for k in 0..keys.len() {
-                ids.push(record.id(path, number, keys, k).map_err(|e| match e {
-                    Error::Input {
-                        path, line, field, ..
-                    } => Error::input(
-                        path,
-                        line,
-                        field,
-                        "missing entity field (a random effect of the configuration uses it)",
-                    ),
-                    e => e,
-                })?);
-            }
-            record.push(path, number, &options, &mut records)?;
-            for (column, id) in id_columns.iter_mut().zip(&ids) {
-                let id = column.ids.id(id);
-                column.of_record.push(id);
-            }
-        }
-        if records.num_rows() == 0 {
-            return Err(Error::EmptyInput {
-                path: path.to_path_buf(),
-                message: "no records".into(),
-            });
-        }
-        Ok(GameData {
-            path: path.to_path_buf(),
-            records,
-            id_columns,
-        })
-    }
-
-    /// [`Self::read`] for a Parquet or Arrow IPC file ([`read_columnar_with_ids`]): the
-    /// id fields are columns of strings or integers.
-    fn read_columns(path: &Path, keys: &[String], format: Format) -> Result<Self> {
-        let options = ReadOptions {
-            entity: EntityMode::Single("all".into()),
-            timestamp_field: None,
-            feature_columns: Vec::new(),
-            feature_bags: Vec::new(),
-        };
-        let (records, ids) = read_columnar_with_ids(path, format, &options, keys)?;
-        if records.num_rows() == 0 {
-            return Err(Error::EmptyInput {
-                path: path.to_path_buf(),
-                message: "no records".into(),
-            });
-        }
+        let (records, ids) = read_records_with_ids(
+            path,
+            Format::of_file(path),
+            &options,
+            keys,
+            "missing entity field (a random effect of the configuration uses it)",
+        )?;
         let id_columns = keys
             .iter()
             .zip(ids)

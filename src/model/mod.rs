@@ -32,6 +32,7 @@ mod offset;
 mod parquet;
 #[cfg(feature = "avro")]
 pub mod photon;
+pub mod posterior;
 #[cfg(any(feature = "parquet", feature = "avro"))]
 mod table;
 
