@@ -9,6 +9,7 @@ mod generate;
 #[cfg(feature = "avro")]
 mod photon;
 mod probe;
+mod rank;
 mod score;
 mod store;
 mod stream;
@@ -16,7 +17,9 @@ mod train;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use glmix::data::{read_records, Dataset, EntityMode, Format, ReadOptions};
+use glmix::data::{
+    read_records, read_records_with_ids, Dataset, EntityMode, Format, Ids, ReadOptions,
+};
 use glmix::io::{check_paths, PathRole};
 use glmix::model::OffsetModel;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -41,6 +44,10 @@ enum Command {
     Store(store::StoreArgs),
     /// Score records with trained models (margins), optionally with Thompson sampling.
     Score(score::ScoreArgs),
+    /// Rank each request's candidates by a bandit policy over the models' posteriors
+    /// (Thompson sampling, UCB, greedy, ε-greedy, random) and write the shown ones with
+    /// their propensities.
+    Rank(rank::RankArgs),
     /// Evaluate models on labelled records: AUC, RMSE, log-loss, per-entity AUC.
     Eval(eval::EvalArgs),
     /// GAME models: a fixed effect plus random effects of several types, trained by
@@ -73,6 +80,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Stream(a) => stream::run(a),
         Command::Store(a) => store::run(a),
         Command::Score(a) => score::run(a),
+        Command::Rank(a) => rank::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Game(a) => game::run(a),
         Command::Generate(a) => generate::run(a),
@@ -221,10 +229,29 @@ impl DataArgs {
     }
 
     fn read(&self) -> Result<Dataset> {
+        let format = self.checked_format()?;
+        let data = read_records(&self.data, format, &self.options())?;
+        self.finish(data)
+    }
+
+    /// [`Self::read`] with each record's id under every key of `keys` (`missing`: the
+    /// error for a record without one).
+    fn read_with_ids(&self, keys: &[String], missing: &str) -> Result<(Dataset, Vec<Ids>)> {
+        let format = self.checked_format()?;
+        let (data, ids) =
+            read_records_with_ids(&self.data, format, &self.options(), keys, missing)?;
+        Ok((self.finish(data)?, ids))
+    }
+
+    fn checked_format(&self) -> Result<Format> {
         let format = self.format();
         self.columns
             .refuse_unless_columnar(&self.data, format.is_columnar())?;
-        let mut data = read_records(&self.data, format, &self.options())?;
+        Ok(format)
+    }
+
+    /// Report the keys no field read, and add the offset model's scores.
+    fn finish(&self, mut data: Dataset) -> Result<Dataset> {
         unread_keys(&data, &self.data, self.strict)?;
         if let Some(model) = self.offset_model()? {
             model.add_to(&mut data).with_context(|| {
