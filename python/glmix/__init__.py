@@ -23,7 +23,7 @@ file (``<table>`` for a table), the record and the field.
 from . import _glmix
 from ._glmix import GlmixError
 
-__all__ = ["GlmixError", "train", "score", "load_models", "save_models"]
+__all__ = ["GlmixError", "train", "score", "rank", "load_models", "save_models"]
 
 
 def _records(data):
@@ -120,6 +120,55 @@ def score(
         _records(data),
         _records(models),
         None if thompson is None else float(thompson),
+        int(seed),
+        offset_model,
+        entity_key,
+        _columns(feature_columns),
+        _columns(feature_bags),
+        format,
+        threads,
+    )
+
+
+def rank(
+    data,
+    models,
+    request_key,
+    *,
+    policy="thompson",
+    top=1,
+    multiplier=1.0,
+    propensity_draws=100,
+    alpha=1.0,
+    epsilon=0.1,
+    seed=0,
+    offset_model=None,
+    entity_key="entity",
+    feature_columns=None,
+    feature_bags=None,
+    format=None,
+    threads=None,
+):
+    """Rank the candidates of each request of ``data`` (the records sharing a value of
+    ``request_key``) by a policy over ``models``' posteriors, as ``glmix rank`` does: a
+    table of the shown candidates, ``request``, ``position`` (0 is the top), ``row`` (the
+    candidate's 0-based record number), ``entity``, ``score`` (what the policy ordered by)
+    and ``propensity`` (the probability of that candidate at that position).
+
+    ``policy``: ``thompson`` (one draw ``θ̃ ~ N(θ, multiplier·Σ)`` per entity of a request;
+    propensities from ``propensity_draws`` more draws), ``ucb`` (mean + ``alpha``·sd of the
+    margin), ``greedy``, ``epsilon-greedy`` (a random order with probability ``epsilon``)
+    or ``random``; ``top`` candidates are shown per request."""
+    return _glmix.rank(
+        _records(data),
+        _records(models),
+        request_key,
+        policy,
+        int(top),
+        float(multiplier),
+        int(propensity_draws),
+        float(alpha),
+        float(epsilon),
         int(seed),
         offset_model,
         entity_key,

@@ -4,9 +4,13 @@
 //! thread pool of the size asked for, and returns Arrow tables; `glmix/__init__.py`
 //! gives them their keyword arguments and defaults.
 
+use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt64Array};
 use arrow_pyarrow::{FromPyArrow, IntoPyArrow, Table};
+use arrow_schema::{DataType, Field, Schema};
+use glmix::bandit::{Policy, RankOptions};
 use glmix::data::{
-    read_record_batches, read_records, scores_batch, Dataset, EntityMode, Format, ReadOptions,
+    read_record_batches, read_records, read_records_with_ids, scores_batch, Dataset, EntityMode,
+    Format, Ids, ReadOptions,
 };
 use glmix::model::{
     models_from_batches, models_to_batch, write_models, HessianType, ModelSet, OffsetModel,
@@ -21,6 +25,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 create_exception!(
     _glmix,
@@ -51,7 +56,15 @@ impl Records {
         Ok(Records::Table(Table::from_pyarrow_bound(data)?))
     }
 
-    fn read(self, options: &ReadOptions, format: Option<&str>) -> glmix::Result<Dataset> {
+    /// The records, with each one's id under every key of `id_keys` (`missing`: the error
+    /// for a record without one).
+    fn read(
+        self,
+        options: &ReadOptions,
+        format: Option<&str>,
+        id_keys: &[String],
+        missing: &str,
+    ) -> glmix::Result<(Dataset, Vec<Ids>)> {
         match self {
             Records::Path(path) => {
                 let format = match format {
@@ -67,11 +80,15 @@ impl Records {
                         )))
                     }
                 };
-                read_records(&path, format, options)
+                if id_keys.is_empty() {
+                    return Ok((read_records(&path, format, options)?, Vec::new()));
+                }
+                read_records_with_ids(&path, format, options, id_keys, missing)
             }
             Records::Table(table) => {
                 let (batches, schema) = table.into_inner();
-                Ok(read_record_batches(Path::new("<table>"), &schema, batches, options, &[])?.0)
+                let path = Path::new("<table>");
+                read_record_batches(path, &schema, batches, options, id_keys)
             }
         }
     }
@@ -109,11 +126,21 @@ impl Input {
 
     /// The records, with the offset model's scores added to their offsets.
     fn read(self) -> glmix::Result<Dataset> {
-        let mut data = self.records.read(&self.options, self.format.as_deref())?;
+        self.read_with_ids(&[], "").map(|(data, _)| data)
+    }
+
+    /// [`Self::read`] with each record's ids under `id_keys`.
+    fn read_with_ids(
+        self,
+        id_keys: &[String],
+        missing: &str,
+    ) -> glmix::Result<(Dataset, Vec<Ids>)> {
+        let format = self.format.as_deref();
+        let (mut data, ids) = self.records.read(&self.options, format, id_keys, missing)?;
         if let Some(path) = &self.offset_model {
             OffsetModel::read(path)?.add_to(&mut data)?;
         }
-        Ok(data)
+        Ok((data, ids))
     }
 }
 
@@ -281,6 +308,95 @@ fn score(
     Ok(table.into_pyarrow(py)?.unbind())
 }
 
+/// Rank each request's candidates by a policy (see `glmix.rank`).
+#[pyfunction]
+#[pyo3(signature = (data, models, request_key, policy, top, multiplier, propensity_draws,
+    alpha, epsilon, seed, offset_model, entity_key, feature_columns, feature_bags, format,
+    threads))]
+#[allow(clippy::too_many_arguments)]
+fn rank(
+    py: Python,
+    data: &Bound<PyAny>,
+    models: &Bound<PyAny>,
+    request_key: String,
+    policy: &str,
+    top: usize,
+    multiplier: f64,
+    propensity_draws: usize,
+    alpha: f64,
+    epsilon: f64,
+    seed: u64,
+    offset_model: Option<PathBuf>,
+    entity_key: String,
+    feature_columns: Option<Vec<String>>,
+    feature_bags: Option<Vec<String>>,
+    format: Option<String>,
+    threads: Option<usize>,
+) -> PyResult<Py<PyAny>> {
+    let policy = match policy {
+        "thompson" => Policy::Thompson {
+            multiplier,
+            draws: propensity_draws,
+        },
+        "ucb" => Policy::Ucb { alpha },
+        "greedy" => Policy::Greedy,
+        "epsilon-greedy" => Policy::EpsilonGreedy { epsilon },
+        "random" => Policy::Random,
+        other => {
+            return Err(GlmixError::new_err(format!(
+                "policy {other:?}: expected thompson, ucb, greedy, epsilon-greedy or random"
+            )))
+        }
+    };
+    let input = Input::new(
+        data,
+        entity_key,
+        feature_columns,
+        feature_bags,
+        format,
+        offset_model,
+    )?;
+    let models = models_of(models, Some(0.0))?;
+    let options = RankOptions { policy, top, seed };
+    let (data, requests, shown) = detached(py, threads, || {
+        let missing = "missing request field (set it with request_key)";
+        let (data, mut ids) = input.read_with_ids(std::slice::from_ref(&request_key), missing)?;
+        let requests = ids.pop().expect("one id column per key");
+        let shown = glmix::bandit::rank(&data, &requests, &models, &options)?;
+        Ok((data, requests, shown))
+    })?;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("request", DataType::Utf8, false),
+        Field::new("position", DataType::UInt64, false),
+        Field::new("row", DataType::UInt64, false),
+        Field::new("entity", DataType::Utf8, false),
+        Field::new("score", DataType::Float64, false),
+        Field::new("propensity", DataType::Float64, true),
+    ]));
+    let entity = |i: usize| data.entities.key(data.entity[i]).as_str();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            shown.iter().map(|s| requests.0.key(s.request).as_str()),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            shown.iter().map(|s| s.position as u64),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            shown.iter().map(|s| s.row as u64),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            shown.iter().map(|s| entity(s.row)),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            shown.iter().map(|s| s.score),
+        )),
+        Arc::new(shown.iter().map(|s| s.propensity).collect::<Float64Array>()),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(arrow_error)?;
+    let table = Table::try_new(vec![batch], schema).map_err(arrow_error)?;
+    Ok(table.into_pyarrow(py)?.unbind())
+}
+
 /// The models of a model file (JSON lines, Parquet) or store, as a model table.
 #[pyfunction]
 #[pyo3(signature = (path, missing_precision))]
@@ -305,6 +421,7 @@ fn _glmix(m: &Bound<PyModule>) -> PyResult<()> {
     m.add("GlmixError", m.py().get_type::<GlmixError>())?;
     m.add_function(wrap_pyfunction!(train, m)?)?;
     m.add_function(wrap_pyfunction!(score, m)?)?;
+    m.add_function(wrap_pyfunction!(rank, m)?)?;
     m.add_function(wrap_pyfunction!(load_models, m)?)?;
     m.add_function(wrap_pyfunction!(save_models, m)?)?;
     Ok(())

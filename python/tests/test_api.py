@@ -174,3 +174,26 @@ def test_the_thread_count_is_honoured_and_changes_nothing(tmp_path):
         assert summary["threads"] == threads
         runs[threads] = models
     assert runs[1].equals(runs[3])
+
+
+def test_rank_gives_the_cli_shown_candidates(tmp_path):
+    rows = records()
+    for i, r in enumerate(rows):
+        r["request"] = f"q{i // 5}"
+    data = write_jsonl(tmp_path / "r.jsonl", rows)
+    cli("train", "--data", data, "--objective", "bayes-logistic", "--device", "cpu",
+        "--out", tmp_path / "m.jsonl", *CLI_SETTINGS)
+    for extra, kwargs in [
+        ([], {}),
+        (["--policy", "ucb", "--alpha", 2, "--top", 2], {"policy": "ucb", "alpha": 2, "top": 2}),
+        (["--policy", "epsilon-greedy", "--seed", 4], {"policy": "epsilon-greedy", "seed": 4}),
+    ]:
+        cli("rank", "--data", data, "--model", tmp_path / "m.jsonl", "--request-key", "request",
+            "--out", tmp_path / "shown.jsonl", *extra)
+        expected = [json.loads(line) for line in (tmp_path / "shown.jsonl").read_text().splitlines()]
+        shown = glmix.rank(table(rows), tmp_path / "m.jsonl", "request", **kwargs).to_pylist()
+        assert shown == expected
+    with pytest.raises(glmix.GlmixError, match="request"):
+        glmix.rank(table(records()), tmp_path / "m.jsonl", "request")
+    with pytest.raises(glmix.GlmixError, match="policy"):
+        glmix.rank(table(rows), tmp_path / "m.jsonl", "request", policy="best")
