@@ -10,8 +10,11 @@
 //! what off-policy estimators divide by.
 //!
 //! - [`rank`]: the policies (greedy, UCB, Thompson sampling, ε-greedy, random) and their
-//!   propensities.
+//!   propensities;
+//! - [`offline`]: estimates of a policy's mean reward from rounds another logged (IPS,
+//!   self-normalised IPS, replay) with bootstrap intervals.
 
+pub mod offline;
 mod rank;
 
 pub use rank::{rank, Policy, RankOptions, Shown};
