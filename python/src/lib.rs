@@ -155,6 +155,11 @@ fn models_of(models: &Bound<PyAny>, missing_precision: Option<f64>) -> PyResult<
 
 fn models_table(py: Python, models: &[&glmix::model::EntityModel]) -> PyResult<Py<PyAny>> {
     let batch = models_to_batch(models).map_err(error)?;
+    table_of(py, batch)
+}
+
+/// One batch as a pyarrow table.
+fn table_of(py: Python, batch: RecordBatch) -> PyResult<Py<PyAny>> {
     let schema = batch.schema();
     let table = Table::try_new(vec![batch], schema).map_err(arrow_error)?;
     Ok(table.into_pyarrow(py)?.unbind())
@@ -303,9 +308,7 @@ fn score(
     })?;
     let entity = |i: usize| data.entities.key(data.entity[i]).as_str();
     let batch = scores_batch(entity, 0..scores.len(), &scores).map_err(arrow_error)?;
-    let schema = batch.schema();
-    let table = Table::try_new(vec![batch], schema).map_err(arrow_error)?;
-    Ok(table.into_pyarrow(py)?.unbind())
+    table_of(py, batch)
 }
 
 /// Rank each request's candidates by a policy (see `glmix.rank`).
@@ -392,9 +395,8 @@ fn rank(
         )),
         Arc::new(shown.iter().map(|s| s.propensity).collect::<Float64Array>()),
     ];
-    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(arrow_error)?;
-    let table = Table::try_new(vec![batch], schema).map_err(arrow_error)?;
-    Ok(table.into_pyarrow(py)?.unbind())
+    let batch = RecordBatch::try_new(schema, columns).map_err(arrow_error)?;
+    table_of(py, batch)
 }
 
 /// The models of a model file (JSON lines, Parquet) or store, as a model table.
