@@ -264,3 +264,129 @@ fn a_candidate_without_a_request_is_an_error_and_leaves_no_output() {
     );
     assert!(!dir.path("shown.jsonl").exists());
 }
+
+/// `shown` (rank's output) with each shown candidate's label, from `candidates`, as its
+/// reward: the log `glmix ope` reads.
+fn with_rewards(shown: &[Value], candidates: &str) -> (String, f64) {
+    let labels: Vec<f64> = lines(candidates)
+        .iter()
+        .map(|r| r["label"].as_f64().unwrap())
+        .collect();
+    let mut sum = 0.0;
+    let text = shown
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            let reward = labels[s["row"].as_u64().unwrap() as usize];
+            sum += reward;
+            s["reward"] = reward.into();
+            s.to_string() + "\n"
+        })
+        .collect();
+    (text, sum / shown.len() as f64)
+}
+
+fn ope(dir: &Dir, candidates: &str, model: &str, log: &str, out: &str, policy: &[&str]) -> Value {
+    let out = dir.arg(out);
+    let mut argv = vec![
+        "ope",
+        "--data",
+        candidates,
+        "--model",
+        model,
+        "--request-key",
+        "request",
+        "--log",
+        log,
+        "--out",
+        &out,
+    ];
+    argv.extend(policy);
+    glmix(&argv);
+    lines(&out).remove(0)
+}
+
+#[test]
+fn ope_of_the_logging_policy_on_its_own_log_is_the_logs_mean_reward() {
+    let dir = Dir::new();
+    let model = trained(&dir, "diagonal");
+    let candidates = dir.write("candidates.jsonl", &records(1200, 20, 6, 6));
+    let policy = [
+        "--policy",
+        "epsilon-greedy",
+        "--epsilon",
+        "0.3",
+        "--seed",
+        "5",
+    ];
+    let shown = rank(
+        &dir,
+        &candidates,
+        &model,
+        "shown.jsonl",
+        &[&policy[..], &["--top", "2"]].concat(),
+    );
+    let (text, mean) = with_rewards(&shown, &candidates);
+    let log = dir.write("log.jsonl", &text);
+    // ε-greedy's propensities are exact, so every importance weight is 1.
+    let own = ope(&dir, &candidates, &model, &log, "own.json", &policy);
+    assert_eq!(own["rounds"], 400);
+    assert_eq!(own["logged_reward"].as_f64().unwrap(), mean);
+    for estimator in ["ips", "snips"] {
+        let e = &own["estimates"][estimator];
+        let value = e["value"].as_f64().unwrap();
+        assert!((value - mean).abs() < 1e-12, "{estimator}: {e}");
+        assert!(e["low"].as_f64().unwrap() < value && value < e["high"].as_f64().unwrap());
+    }
+    assert!((own["effective_rounds"].as_f64().unwrap() - 400.0).abs() < 1e-9);
+    // Greedy agrees with the log on the rounds ε-greedy did not explore (and some it did):
+    // its weights are 0 or 1/(0.7 + 0.05), so the log is worth fewer of its rounds.
+    let greedy = ope(
+        &dir,
+        &candidates,
+        &model,
+        &log,
+        "greedy.json",
+        &["--policy", "greedy"],
+    );
+    let effective = greedy["effective_rounds"].as_f64().unwrap();
+    assert!(effective > 200.0 && effective < 400.0, "{greedy}");
+    assert!(greedy["unsupported_rounds"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn a_log_line_of_another_request_is_an_error_and_leaves_no_output() {
+    let dir = Dir::new();
+    let model = trained(&dir, "diagonal");
+    let candidates = dir.write("candidates.jsonl", &records(60, 20, 6, 7));
+    let log = dir.write(
+        "log.jsonl",
+        concat!(
+            r#"{"request":"q0","row":2,"position":0,"propensity":0.5,"reward":1}"#,
+            "\n",
+            r#"{"request":"q0","row":7,"position":0,"propensity":0.5,"reward":0}"#,
+            "\n"
+        ),
+    );
+    let out = dir.arg("report.json");
+    let run = glmix_output(&[
+        "ope",
+        "--data",
+        &candidates,
+        "--model",
+        &model,
+        "--request-key",
+        "request",
+        "--log",
+        &log,
+        "--out",
+        &out,
+    ]);
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("log.jsonl:2") && err.contains("request") && err.contains("q1"),
+        "{err}"
+    );
+    assert!(!dir.path("report.json").exists());
+}

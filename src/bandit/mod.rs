@@ -12,9 +12,14 @@
 //! - [`rank`]: the policies (greedy, UCB, Thompson sampling, ε-greedy, random) and their
 //!   propensities;
 //! - [`offline`]: estimates of a policy's mean reward from rounds another logged (IPS,
-//!   self-normalised IPS, replay) with bootstrap intervals.
+//!   self-normalised IPS, replay) with bootstrap intervals;
+//! - [`log`]: the log of shown candidates and their rewards (rank's output plus a reward);
+//! - [`evaluate_policy`]: a ranking policy's estimates on such a log.
 
+mod evaluate;
+pub mod log;
 pub mod offline;
 mod rank;
 
-pub use rank::{rank, Policy, RankOptions, Shown};
+pub use evaluate::{evaluate_policy, Evaluation};
+pub use rank::{choice_probabilities, rank, Choice, Policy, RankOptions, Shown};

@@ -121,11 +121,7 @@ pub fn rank(
     let (ids, of_record) = requests;
     assert_eq!(of_record.len(), data.num_rows(), "one request per record");
     let plan = MarginPlan::new(data, models);
-    let posteriors = match options.policy {
-        Policy::Ucb { .. } => plan.posteriors(1.0)?,
-        Policy::Thompson { multiplier, .. } => plan.posteriors(multiplier)?,
-        _ => Vec::new(),
-    };
+    let posteriors = ranker_posteriors(&plan, options)?;
     let ranker = Ranker {
         plan: &plan,
         posteriors: &posteriors,
@@ -140,6 +136,77 @@ pub fn rank(
         })
         .collect();
     Ok(shown.into_iter().flatten().collect())
+}
+
+/// A candidate at a position: what a log says was shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Choice {
+    /// The candidate's record number (0-based).
+    pub row: usize,
+    /// 0 for the top.
+    pub position: usize,
+}
+
+/// The probability that the policy of `options` puts each of `choices` at its position of
+/// its request (the request of its record): what an off-policy estimate weighs a logged
+/// round by. Exact for greedy, UCB, ε-greedy and random; for Thompson sampling `hits / N`
+/// over `N = draws` draws of the request's ranking from the request's own stream, an
+/// unbiased estimate (0 where no draw put it there). A position past the request's
+/// candidates has probability 0.
+pub fn choice_probabilities(
+    data: &Dataset,
+    requests: &Ids,
+    models: &ModelSet,
+    options: &RankOptions,
+    choices: &[Choice],
+) -> Result<Vec<f64>> {
+    options.check()?;
+    if let Policy::Thompson { draws: 0, .. } = options.policy {
+        return Err(Error::Config(
+            "Thompson sampling's choice probabilities need at least one draw".into(),
+        ));
+    }
+    let (ids, of_record) = requests;
+    assert_eq!(of_record.len(), data.num_rows(), "one request per record");
+    let plan = MarginPlan::new(data, models);
+    let posteriors = ranker_posteriors(&plan, options)?;
+    let ranker = Ranker {
+        plan: &plan,
+        posteriors: &posteriors,
+        options,
+    };
+    let (ptr, rows) = candidates_by_request(of_record, ids.len());
+    // Each request's choices, as (index into `choices`, candidate index, position).
+    let mut asked: Vec<Vec<(usize, usize, usize)>> = vec![Vec::new(); ids.len()];
+    for (i, c) in choices.iter().enumerate() {
+        assert!(c.row < data.num_rows(), "a choice's row is a record");
+        let r = of_record[c.row] as usize;
+        let candidates = &rows[ptr[r]..ptr[r + 1]];
+        let at = candidates
+            .binary_search(&c.row)
+            .expect("a record is a candidate of its request");
+        asked[r].push((i, at, c.position));
+    }
+    let answers: Vec<Vec<(usize, f64)>> = (0..ids.len())
+        .into_par_iter()
+        .map(|r| match asked[r].is_empty() {
+            true => Vec::new(),
+            false => ranker.probabilities(ids.key(r as u32), &rows[ptr[r]..ptr[r + 1]], &asked[r]),
+        })
+        .collect();
+    let mut out = vec![0.0; choices.len()];
+    for (i, p) in answers.into_iter().flatten() {
+        out[i] = p;
+    }
+    Ok(out)
+}
+
+fn ranker_posteriors(plan: &MarginPlan, options: &RankOptions) -> Result<Vec<Option<Posterior>>> {
+    match options.policy {
+        Policy::Ucb { .. } => plan.posteriors(1.0),
+        Policy::Thompson { multiplier, .. } => plan.posteriors(multiplier),
+        _ => Ok(Vec::new()),
+    }
 }
 
 /// The records of each request, in record order: request `r`'s are
@@ -225,14 +292,7 @@ impl Ranker<'_> {
                     greedy.clone()
                 };
                 let propensity = (0..top)
-                    .map(|j| {
-                        let kept = if greedy[j] == order[j] {
-                            1.0 - epsilon
-                        } else {
-                            0.0
-                        };
-                        Some(kept + epsilon / k as f64)
-                    })
+                    .map(|j| Some(epsilon_greedy(epsilon, k, greedy[j] == order[j])))
                     .collect();
                 (means, order, propensity)
             }
@@ -253,6 +313,61 @@ impl Ranker<'_> {
                 propensity,
             })
             .collect()
+    }
+
+    /// The probability of each asked `(index, candidate, position)` of the request `key`
+    /// whose records are `rows`, as `(index, probability)`.
+    fn probabilities(
+        &self,
+        key: &str,
+        rows: &[usize],
+        asked: &[(usize, usize, usize)],
+    ) -> Vec<(usize, f64)> {
+        let k = rows.len();
+        let means: Vec<f64> = rows.iter().map(|&i| self.plan.margin(i)).collect();
+        let at =
+            |order: &[usize], c: usize, j: usize| f64::from(u8::from(order.get(j) == Some(&c)));
+        let answer = |p: &dyn Fn(usize, usize) -> f64| -> Vec<(usize, f64)> {
+            asked.iter().map(|&(i, c, j)| (i, p(c, j))).collect()
+        };
+        match self.options.policy {
+            Policy::Greedy => {
+                let order = descending(&means);
+                answer(&|c, j| at(&order, c, j))
+            }
+            Policy::Ucb { alpha } => {
+                let order = descending(&self.upper_bounds(rows, &means, alpha));
+                answer(&|c, j| at(&order, c, j))
+            }
+            Policy::EpsilonGreedy { epsilon } => {
+                let order = descending(&means);
+                answer(&|c, j| match j < k {
+                    true => epsilon_greedy(epsilon, k, order[j] == c),
+                    false => 0.0,
+                })
+            }
+            Policy::Random => answer(&|_, j| match j < k {
+                true => 1.0 / k as f64,
+                false => 0.0,
+            }),
+            Policy::Thompson { draws, .. } => {
+                let mut rng = ChaCha8Rng::seed_from_u64(self.options.seed);
+                rng.set_stream(fnv1a(FNV1A_EMPTY, key.as_bytes()));
+                let mut scratch = Draws::default();
+                let mut hits = vec![0usize; asked.len()];
+                for _ in 0..draws {
+                    let order = descending(&self.thompson_margins(rows, &mut rng, &mut scratch));
+                    for (h, &(_, c, j)) in hits.iter_mut().zip(asked) {
+                        *h += usize::from(order.get(j) == Some(&c));
+                    }
+                }
+                asked
+                    .iter()
+                    .zip(hits)
+                    .map(|(&(i, _, _), h)| (i, h as f64 / draws as f64))
+                    .collect()
+            }
+        }
     }
 
     /// `m_c + α s_c` of each candidate.
@@ -298,6 +413,13 @@ impl Ranker<'_> {
             })
             .collect()
     }
+}
+
+/// ε-greedy's probability of a candidate at a position of a request of `k` candidates:
+/// `1 − ε + ε/k` where greedy puts it there, `ε/k` elsewhere.
+fn epsilon_greedy(epsilon: f64, k: usize, greedy: bool) -> f64 {
+    let kept = if greedy { 1.0 - epsilon } else { 0.0 };
+    kept + epsilon / k as f64
 }
 
 /// Candidate indices by descending score, ties in candidate order.

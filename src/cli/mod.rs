@@ -6,6 +6,7 @@ mod demo;
 mod eval;
 mod game;
 mod generate;
+mod ope;
 #[cfg(feature = "avro")]
 mod photon;
 mod probe;
@@ -48,6 +49,9 @@ enum Command {
     /// (Thompson sampling, UCB, greedy, ε-greedy, random) and write the shown ones with
     /// their propensities.
     Rank(rank::RankArgs),
+    /// Estimate a ranking policy's mean reward from a log of another's shown candidates
+    /// and rewards (off-policy evaluation: IPS, self-normalised IPS, replay).
+    Ope(ope::OpeArgs),
     /// Evaluate models on labelled records: AUC, RMSE, log-loss, per-entity AUC.
     Eval(eval::EvalArgs),
     /// GAME models: a fixed effect plus random effects of several types, trained by
@@ -81,6 +85,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Store(a) => store::run(a),
         Command::Score(a) => score::run(a),
         Command::Rank(a) => rank::run(a),
+        Command::Ope(a) => ope::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Game(a) => game::run(a),
         Command::Generate(a) => generate::run(a),

@@ -4,6 +4,7 @@ use super::{models_for, DataArgs};
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 use glmix::bandit::{rank, Policy, RankOptions};
+use glmix::data::{Dataset, Ids};
 use glmix::io::{check_paths, write_output, PathRole};
 use serde_json::json;
 use std::io::Write;
@@ -36,16 +37,29 @@ pub struct RankArgs {
     /// integer); a request's candidates need not be consecutive.
     #[arg(long, value_name = "KEY")]
     request_key: String,
-    #[arg(long, value_enum, default_value = "thompson")]
-    policy: PolicyArg,
+    #[command(flatten)]
+    policy: PolicyArgs,
     /// Candidates shown per request.
     #[arg(long, value_name = "K", default_value_t = 1)]
     top: usize,
+    /// Output: one JSON line per shown candidate — request, position (0 is the top), row
+    /// (the candidate's 0-based record number), entity, score (what the policy ordered
+    /// by) and propensity (the probability of that candidate at that position).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+/// A ranking policy and its settings, shared by `rank` and `ope`.
+#[derive(Args, Debug)]
+pub(super) struct PolicyArgs {
+    #[arg(long, value_enum, default_value = "thompson")]
+    policy: PolicyArg,
     /// Thompson sampling: the exploration multiplier t on the posterior covariance.
     #[arg(long, value_name = "T", default_value_t = 1.0)]
     multiplier: f64,
-    /// Thompson sampling: further draws of each request's ranking that estimate the
-    /// propensities (0: none are written).
+    /// Thompson sampling: draws of each request's ranking that estimate the probability
+    /// of a choice (rank: the propensities written, 0 for none; ope: the target's
+    /// probability of each logged choice).
     #[arg(long, value_name = "N", default_value_t = 100)]
     propensity_draws: usize,
     /// UCB: the multiplier α of the margin's standard deviation.
@@ -57,16 +71,11 @@ pub struct RankArgs {
     /// Seed of the policy's randomness (each request draws from its own stream).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Output: one JSON line per shown candidate — request, position (0 is the top), row
-    /// (the candidate's 0-based record number), entity, score (what the policy ordered
-    /// by) and propensity (the probability of that candidate at that position).
-    #[arg(long, value_name = "FILE")]
-    out: PathBuf,
 }
 
-impl RankArgs {
-    fn policy(&self) -> Policy {
-        match self.policy {
+impl PolicyArgs {
+    pub(super) fn options(&self, top: usize) -> RankOptions {
+        let policy = match self.policy {
             PolicyArg::Thompson => Policy::Thompson {
                 multiplier: self.multiplier,
                 draws: self.propensity_draws,
@@ -77,8 +86,31 @@ impl RankArgs {
                 epsilon: self.epsilon,
             },
             PolicyArg::Random => Policy::Random,
+        };
+        RankOptions {
+            policy,
+            top,
+            seed: self.seed,
         }
     }
+
+    /// The policy's name as the command line spells it.
+    pub(super) fn name(&self) -> String {
+        self.policy
+            .to_possible_value()
+            .expect("no variant is skipped")
+            .get_name()
+            .to_string()
+    }
+}
+
+/// Read the candidate records of `data` and the request of each.
+pub(super) fn candidates(data: &DataArgs, request_key: &str) -> Result<(Dataset, Ids)> {
+    let (data, mut ids) = data.read_with_ids(
+        &[request_key.to_string()],
+        "missing request field (set it with --request-key)",
+    )?;
+    Ok((data, ids.pop().expect("one id column per key")))
 }
 
 pub fn run(a: RankArgs) -> Result<()> {
@@ -86,17 +118,9 @@ pub fn run(a: RankArgs) -> Result<()> {
     paths.push(PathRole::input("--model", &a.model));
     paths.push(PathRole::output("--out", &a.out));
     check_paths(&paths)?;
-    let (data, mut ids) = a.data.read_with_ids(
-        std::slice::from_ref(&a.request_key),
-        "missing request field (set it with --request-key)",
-    )?;
-    let requests = ids.pop().expect("one id column per key");
+    let (data, requests) = candidates(&a.data, &a.request_key)?;
     let models = models_for(&data, &a.model)?;
-    let options = RankOptions {
-        policy: a.policy(),
-        top: a.top,
-        seed: a.seed,
-    };
+    let options = a.policy.options(a.top);
     let shown = rank(&data, &requests, &models, &options)?;
     write_output(&a.out, |f| {
         for s in &shown {
@@ -116,10 +140,7 @@ pub fn run(a: RankArgs) -> Result<()> {
         "ranked {} candidates of {} requests by {}: {} shown, written to {}",
         data.num_rows(),
         requests.0.len(),
-        a.policy
-            .to_possible_value()
-            .expect("no variant is skipped")
-            .get_name(),
+        a.policy.name(),
         shown.len(),
         a.out.display()
     );

@@ -347,3 +347,92 @@ fn bad_settings_and_models_without_a_precision_are_refused() {
     )
     .is_err());
 }
+
+#[test]
+fn choice_probabilities_are_the_policies_own() {
+    let models = ModelSet::new();
+    let per: &[Slot] = &[
+        ("a", 0.0, &[]),
+        ("b", 3.0, &[]),
+        ("c", 1.0, &[]),
+        ("d", 2.0, &[]),
+    ];
+    let (data, requests) = repeated(2, per);
+    // b on top, d second, c at a position past the request's four candidates.
+    let choices = [
+        Choice {
+            row: 1,
+            position: 0,
+        },
+        Choice {
+            row: 3,
+            position: 0,
+        },
+        Choice {
+            row: 7,
+            position: 1,
+        },
+        Choice {
+            row: 6,
+            position: 4,
+        },
+    ];
+    let of = |policy| {
+        choice_probabilities(&data, &requests, &models, &options(policy, 1), &choices).unwrap()
+    };
+    assert_eq!(of(Policy::Greedy), [1.0, 0.0, 1.0, 0.0]);
+    assert_eq!(of(Policy::Ucb { alpha: 3.0 }), [1.0, 0.0, 1.0, 0.0]);
+    assert_eq!(
+        of(Policy::EpsilonGreedy { epsilon: 0.2 }),
+        [0.8 + 0.05, 0.05, 0.8 + 0.05, 0.0]
+    );
+    assert_eq!(of(Policy::Random), [0.25, 0.25, 0.25, 0.0]);
+}
+
+#[test]
+fn thompson_choice_probabilities_estimate_the_gaussian_one() {
+    // The two entities of `thompson_picks_distinct_entities_with_the_gaussian_probability`:
+    // P(a on top) = Φ(1).
+    let models: ModelSet = [
+        model("a", &["f"], &[0.0], Precision::Diagonal(vec![8.0])),
+        model("b", &["f"], &[0.0], Precision::Full(vec![8.0 / 3.0])),
+    ]
+    .into_iter()
+    .collect();
+    let per: &[Slot] = &[("a", 1.5, &[("f", 1.0)]), ("b", 0.5, &[("f", 1.0)])];
+    let (data, requests) = repeated(1, per);
+    let choices = [
+        Choice {
+            row: 0,
+            position: 0,
+        },
+        Choice {
+            row: 1,
+            position: 0,
+        },
+        Choice {
+            row: 1,
+            position: 1,
+        },
+    ];
+    let policy = |draws| Policy::Thompson {
+        multiplier: 2.0,
+        draws,
+    };
+    let p = choice_probabilities(
+        &data,
+        &requests,
+        &models,
+        &options(policy(8000), 1),
+        &choices,
+    )
+    .unwrap();
+    // Standard error √(Φ(1)(1 − Φ(1))/8000) ≈ 0.0038; every draw puts one of the two on
+    // top, the other second.
+    assert!((p[0] - PHI_1).abs() < 0.016, "{p:?}");
+    assert_eq!(p[0] + p[1], 1.0);
+    assert_eq!(p[2], p[0]);
+    assert!(
+        choice_probabilities(&data, &requests, &models, &options(policy(0), 1), &choices).is_err()
+    );
+}
