@@ -24,12 +24,13 @@
 //! Prints a Markdown table and a JSON summary, writes the stream, the stores, a metrics
 //! CSV per run and an SVG plot of the running AUC.
 
+#[path = "common/movielens.rs"]
+mod movielens;
 #[path = "common/recbole.rs"]
 mod recbole;
 
 use clap::Parser;
-use glmix::data::{write_jsonl, Dataset, EntityMode, FeatureKey, ReadOptions};
-use glmix::model::ModelSet;
+use glmix::data::{write_jsonl, Dataset, EntityMode, ReadOptions};
 use glmix::objective::ObjectiveKind;
 use glmix::plot::{line_chart, Series};
 use glmix::score::score;
@@ -37,8 +38,8 @@ use glmix::store::ModelStore;
 use glmix::stream::{
     run_stream, Batching, CommitPolicy, OnBadRecord, Source, StreamConfig, Update,
 };
-use glmix::train::{fit, Backend, TrainConfig};
-use std::collections::HashMap;
+use glmix::train::{Backend, TrainConfig};
+use movielens::MovieLens;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -76,13 +77,6 @@ struct Args {
     half_life: f64,
 }
 
-struct Rating {
-    user: String,
-    item: String,
-    positive: bool,
-    timestamp: f64,
-}
-
 struct Run {
     name: String,
     auc: f64,
@@ -100,90 +94,25 @@ fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     std::fs::create_dir_all(a.out.join("stores"))?;
 
-    // Ratings in time order (ties keep file order), movies and users.
-    let mut ratings: Vec<Rating> = recbole::table(&a.data.join("ml-100k.inter"))
-        .into_iter()
-        .map(|r| Rating {
-            user: r[0].clone(),
-            item: r[1].clone(),
-            positive: r[2].parse::<f64>().expect("rating") >= 4.0,
-            timestamp: r[3].parse().expect("timestamp"),
-        })
-        .collect();
-    ratings.sort_by(|x, y| x.timestamp.total_cmp(&y.timestamp));
-    let items: HashMap<String, (Vec<String>, String)> =
-        recbole::table(&a.data.join("ml-100k.item"))
-            .into_iter()
-            .map(|r| {
-                let genres = r.get(3).map_or(vec![], |g| {
-                    g.split_whitespace().map(str::to_string).collect()
-                });
-                let decade = r
-                    .get(2)
-                    .and_then(|y| y.parse::<u32>().ok())
-                    .map_or("unknown".into(), |y| format!("{}0s", y / 10));
-                (r[0].clone(), (genres, decade))
-            })
-            .collect();
-    let users: HashMap<String, Vec<(String, String)>> =
-        recbole::table(&a.data.join("ml-100k.user"))
-            .into_iter()
-            .map(|r| {
-                let age: u32 = r[1].parse().expect("age");
-                let band = match age {
-                    0..=17 => "<18",
-                    18..=24 => "18-24",
-                    25..=34 => "25-34",
-                    35..=44 => "35-44",
-                    45..=54 => "45-54",
-                    _ => "55+",
-                };
-                let f = vec![
-                    ("gender".into(), r[2].clone()),
-                    ("age".into(), band.into()),
-                    ("occupation".into(), r[3].clone()),
-                ];
-                (r[0].clone(), f)
-            })
-            .collect();
-    let genres = |item: &str| items.get(item).map_or(&[][..], |(g, _)| &g[..]);
+    let ml = MovieLens::read(&a.data);
+    let ratings = &ml.ratings;
+    let split = ml.split();
 
     // The global fixed effect on the earliest 20%, and every rating's offset.
-    let split = ratings.len() / 5;
+    let clock = Instant::now();
+    let fixed_model = ml.fixed_effect()?;
+    let fixed_seconds = clock.elapsed().as_secs_f64();
     let mut global = Dataset::new();
-    for r in &ratings {
-        let mut f: Vec<(FeatureKey, f64)> = genres(&r.item)
-            .iter()
-            .map(|g| (FeatureKey::new("genre", g), 1.0))
-            .collect();
-        if let Some((_, decade)) = items.get(&r.item) {
-            f.push((FeatureKey::new("decade", decade), 1.0));
-        }
-        for (name, term) in users.get(&r.user).into_iter().flatten() {
-            f.push((FeatureKey::new(name, term), 1.0));
-        }
+    for r in ratings {
+        let f = ml.global_features(&r.user, &r.item);
         global.push("global", f64::from(u8::from(r.positive)), 1.0, 0.0, None, f);
     }
-    let mut first = Dataset::new();
-    for i in 0..split {
-        first.push_row_of(&global, i);
-    }
-    let mut fixed = TrainConfig::new(ObjectiveKind::Logistic);
-    fixed.regularization.penalty = 1.0;
-    let clock = Instant::now();
-    let fixed_model: ModelSet = fit(None, &first, &fixed, &|_| {})?
-        .models
-        .into_iter()
-        .collect();
-    let fixed_seconds = clock.elapsed().as_secs_f64();
     let offsets = score(&global, &fixed_model, None)?;
 
     // The stream: the later 80%, per-user genres, the fixed effect's score as offset.
     let mut stream = Dataset::new();
     for (r, &o) in ratings.iter().zip(&offsets).skip(split) {
-        let f = genres(&r.item)
-            .iter()
-            .map(|g| (FeatureKey::new("genre", g), 1.0));
+        let f = ml.genre_features(&r.item);
         let label = f64::from(u8::from(r.positive));
         stream.push(&r.user, label, 1.0, o, Some(r.timestamp), f);
     }
