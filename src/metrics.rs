@@ -105,6 +105,72 @@ pub fn entity_auc(entities: &[u32], scores: &[f64], positive: &[bool]) -> (Optio
     }
 }
 
+/// A metric `glmix eval` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    Auc,
+    Rmse,
+    Logloss,
+    EntityAuc,
+}
+
+impl Metric {
+    /// The metric named `name` (`auc`, `rmse`, `logloss`, `entity-auc`).
+    pub fn parse(name: &str) -> crate::Result<Metric> {
+        match name {
+            "auc" => Ok(Metric::Auc),
+            "rmse" => Ok(Metric::Rmse),
+            "logloss" => Ok(Metric::Logloss),
+            "entity-auc" => Ok(Metric::EntityAuc),
+            other => Err(crate::Error::Config(format!(
+                "unknown metric {other:?}: expected auc, rmse, logloss or entity-auc"
+            ))),
+        }
+    }
+
+    /// Its key in a report: `auc`, `rmse`, `logloss`, `entity_auc`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Metric::Auc => "auc",
+            Metric::Rmse => "rmse",
+            Metric::Logloss => "logloss",
+            Metric::EntityAuc => "entity_auc",
+        }
+    }
+
+    /// What to report without a choice: AUC, log-loss and per-entity AUC when every label
+    /// is binary ([`is_binary_label`]), else RMSE.
+    pub fn defaults(labels: &[f64]) -> Vec<Metric> {
+        if labels.iter().all(|&y| is_binary_label(y)) {
+            vec![Metric::Auc, Metric::Logloss, Metric::EntityAuc]
+        } else {
+            vec![Metric::Rmse]
+        }
+    }
+}
+
+/// Each of `metrics` of the records of `data` scored `scores` (`None` where it is
+/// undefined: an AUC with one class).
+pub fn evaluate(
+    data: &crate::data::Dataset,
+    scores: &[f64],
+    metrics: &[Metric],
+) -> Vec<(Metric, Option<f64>)> {
+    let positive: Vec<bool> = data.label.iter().map(|&y| is_positive(y)).collect();
+    metrics
+        .iter()
+        .map(|&m| {
+            let value = match m {
+                Metric::Auc => auc(scores, &positive),
+                Metric::Rmse => rmse(scores, &data.label),
+                Metric::Logloss => logloss(scores, &positive),
+                Metric::EntityAuc => entity_auc(&data.entity, scores, &positive).0,
+            };
+            (m, value)
+        })
+        .collect()
+}
+
 /// AUC over a stream too long to keep every score: counts of positives and negatives in
 /// equal-width bins of `σ(score)`. Pairs in different bins are ordered exactly; pairs in
 /// one bin count as ties, so the result is within the share of positive–negative pairs

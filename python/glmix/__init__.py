@@ -18,12 +18,24 @@ intercept is ``("intercept", "intercept")``) and ``precision`` (the diagonal, or
 d×d matrix row-major, in the order of ``means``) — the columns of a Parquet model
 file. Bad input raises :class:`GlmixError` with the CLI's message, which names the
 file (``<table>`` for a table), the record and the field.
+
+Arrays (a numpy matrix or a scipy.sparse one, with label and entity vectors) become
+such a table with :func:`records`.
 """
 
 from . import _glmix
 from ._glmix import GlmixError
 
-__all__ = ["GlmixError", "train", "score", "rank", "load_models", "save_models"]
+__all__ = [
+    "GlmixError",
+    "records",
+    "train",
+    "score",
+    "eval",
+    "rank",
+    "load_models",
+    "save_models",
+]
 
 
 def _records(data):
@@ -37,6 +49,78 @@ def _records(data):
     if type(data).__module__.startswith("pandas"):
         return pa.Table.from_pandas(data, preserve_index=False)
     return data
+
+
+def records(
+    features,
+    label=None,
+    entity=None,
+    *,
+    weight=None,
+    offset=None,
+    timestamp=None,
+    feature_names=None,
+    entity_key="entity",
+):
+    """Records from arrays, as a table every function here reads: row ``i`` of
+    ``features`` (a 2-D numpy array, or a scipy.sparse matrix) is record ``i``, with
+    ``label[i]`` (0 when ``label`` is ``None``, for scoring and ranking), entity
+    ``entity[i]`` (strings or integers; one entity ``"0"`` when ``None``), and optional
+    ``weight``, ``offset`` and ``timestamp`` vectors. Feature ``j`` is named
+    ``feature_names[j]`` (default ``x0``, ``x1``, …) with term ``""``; a record holds its
+    nonzero values only, as glmix reads wide numeric columns (a zero adds nothing to a
+    margin). The table has the columns ``entity_key``, ``label``, the optional ones, and
+    an NTV ``features`` list."""
+    import numpy as np
+    import pyarrow as pa
+
+    if hasattr(features, "tocsr"):
+        csr = features.tocsr(copy=True)
+        csr.eliminate_zeros()
+        csr.sort_indices()
+        n, d = csr.shape
+        indptr = np.asarray(csr.indptr, dtype=np.int64)
+        columns = np.asarray(csr.indices, dtype=np.int64)
+        values = np.asarray(csr.data, dtype=np.float64)
+    else:
+        dense = np.asarray(features, dtype=np.float64)
+        if dense.ndim != 2:
+            raise GlmixError(f"features: expected a 2-D array, got {dense.ndim} dimensions")
+        n, d = dense.shape
+        nonzero = dense != 0
+        indptr = np.concatenate([[0], np.cumsum(nonzero.sum(axis=1))]).astype(np.int64)
+        columns = np.nonzero(nonzero)[1].astype(np.int64)
+        values = dense[nonzero]
+    names = [f"x{j}" for j in range(d)] if feature_names is None else list(feature_names)
+    if len(names) != d:
+        raise GlmixError(f"feature_names: {len(names)} names for {d} feature columns")
+
+    def vector(name, v, default=None):
+        if v is None:
+            return None if default is None else pa.array(np.full(n, default))
+        a = np.asarray(v)
+        if a.shape != (n,):
+            raise GlmixError(f"{name}: expected {n} values (one per row), got shape {a.shape}")
+        return pa.array(a)
+
+    nnz = len(values)
+    bag = pa.StructArray.from_arrays(
+        [
+            pa.array(names, pa.string()).take(pa.array(columns)),
+            pa.array([""], pa.string()).take(pa.array(np.zeros(nnz, dtype=np.int64))),
+            pa.array(values, pa.float64()),
+        ],
+        names=["name", "term", "value"],
+    )
+    out = {
+        entity_key: vector(entity_key, entity) if entity is not None else pa.array(["0"] * n),
+        "label": vector("label", label, 0.0),
+    }
+    for name, v in [("weight", weight), ("offset", offset), ("timestamp", timestamp)]:
+        if v is not None:
+            out[name] = vector(name, v)
+    out["features"] = pa.LargeListArray.from_arrays(pa.array(indptr), bag)
+    return pa.table(out)
 
 
 def _columns(names):
@@ -127,6 +211,39 @@ def score(
         _columns(feature_bags),
         format,
         threads,
+    )
+
+
+def eval(
+    data,
+    models,
+    *,
+    metrics=None,
+    offset_model=None,
+    entity_key="entity",
+    feature_columns=None,
+    feature_bags=None,
+    format=None,
+    threads=None,
+):
+    """Evaluate ``models`` on the labelled records of ``data``, as ``glmix eval`` does: a
+    dict of ``auc``, ``rmse``, ``logloss`` and ``entity_auc`` (the mean AUC of the
+    entities with both classes) for the ``metrics`` asked (``"auc"``, ``"rmse"``,
+    ``"logloss"``, ``"entity-auc"``; by default AUC, log-loss and per-entity AUC when
+    every label is 0/1 or −1/1, else RMSE). A metric undefined on the data (AUC with one
+    class) is ``None``."""
+    return dict(
+        _glmix.eval(
+            _records(data),
+            _records(models),
+            _columns(metrics),
+            offset_model,
+            entity_key,
+            _columns(feature_columns),
+            _columns(feature_bags),
+            format,
+            threads,
+        )
     )
 
 

@@ -12,6 +12,7 @@ use glmix::data::{
     read_record_batches, read_records, read_records_with_ids, scores_batch, Dataset, EntityMode,
     Format, Ids, ReadOptions,
 };
+use glmix::metrics::{evaluate, Metric};
 use glmix::model::{
     models_from_batches, models_to_batch, write_models, HessianType, ModelSet, OffsetModel,
 };
@@ -311,6 +312,50 @@ fn score(
     table_of(py, batch)
 }
 
+/// Evaluate `models` on the labelled records of `data` (see `glmix.eval`): the metrics'
+/// keys and values (`None` where undefined).
+#[pyfunction]
+#[pyo3(signature = (data, models, metrics, offset_model, entity_key, feature_columns,
+    feature_bags, format, threads))]
+#[allow(clippy::too_many_arguments)]
+fn eval(
+    py: Python,
+    data: &Bound<PyAny>,
+    models: &Bound<PyAny>,
+    metrics: Option<Vec<String>>,
+    offset_model: Option<PathBuf>,
+    entity_key: String,
+    feature_columns: Option<Vec<String>>,
+    feature_bags: Option<Vec<String>>,
+    format: Option<String>,
+    threads: Option<usize>,
+) -> PyResult<Vec<(&'static str, Option<f64>)>> {
+    let input = Input::new(
+        data,
+        entity_key,
+        feature_columns,
+        feature_bags,
+        format,
+        offset_model,
+    )?;
+    let models = models_of(models, Some(0.0))?;
+    let asked = metrics
+        .map(|m| {
+            m.iter()
+                .map(|m| Metric::parse(m))
+                .collect::<glmix::Result<Vec<_>>>()
+        })
+        .transpose()
+        .map_err(error)?;
+    let values = detached(py, threads, || {
+        let data = input.read()?;
+        let scores = MarginPlan::new(&data, &models).margins();
+        let metrics = asked.unwrap_or_else(|| Metric::defaults(&data.label));
+        Ok(evaluate(&data, &scores, &metrics))
+    })?;
+    Ok(values.into_iter().map(|(m, v)| (m.key(), v)).collect())
+}
+
 /// Rank each request's candidates by a policy (see `glmix.rank`).
 #[pyfunction]
 #[pyo3(signature = (data, models, request_key, policy, top, multiplier, propensity_draws,
@@ -423,6 +468,7 @@ fn _glmix(m: &Bound<PyModule>) -> PyResult<()> {
     m.add("GlmixError", m.py().get_type::<GlmixError>())?;
     m.add_function(wrap_pyfunction!(train, m)?)?;
     m.add_function(wrap_pyfunction!(score, m)?)?;
+    m.add_function(wrap_pyfunction!(eval, m)?)?;
     m.add_function(wrap_pyfunction!(rank, m)?)?;
     m.add_function(wrap_pyfunction!(load_models, m)?)?;
     m.add_function(wrap_pyfunction!(save_models, m)?)?;

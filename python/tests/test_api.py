@@ -197,3 +197,74 @@ def test_rank_gives_the_cli_shown_candidates(tmp_path):
         glmix.rank(table(records()), tmp_path / "m.jsonl", "request")
     with pytest.raises(glmix.GlmixError, match="policy"):
         glmix.rank(table(rows), tmp_path / "m.jsonl", "request", policy="best")
+
+
+def arrays(n=900, d=6, entities=40, seed=5):
+    """A dense feature matrix with many zeros, labels, entity ids and offsets."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)) * (rng.random((n, d)) < 0.5)
+    margin = x[:, 0] - 0.5 * x[:, 1]
+    y = (rng.random(n) < 1 / (1 + np.exp(-margin))).astype(float)
+    users = rng.integers(0, entities, size=n)
+    return x, y, np.array([f"u{u}" for u in users]), rng.uniform(-0.5, 0.5, size=n)
+
+
+def test_numpy_and_scipy_sparse_arrays_train_as_their_records_do(tmp_path):
+    import scipy.sparse
+
+    x, y, users, offsets = arrays()
+    names = [f"f{j}" for j in range(x.shape[1])]
+    rows = [
+        {
+            "entity": users[i],
+            "label": y[i],
+            "offset": offsets[i],
+            "features": [
+                {"name": names[j], "term": "", "value": x[i, j]}
+                for j in range(x.shape[1])
+                if x[i, j] != 0
+            ],
+        }
+        for i in range(len(y))
+    ]
+    data = write_jsonl(tmp_path / "r.jsonl", rows)
+    cli("train", "--data", data, "--objective", "bayes-logistic", "--device", "cpu",
+        "--out", tmp_path / "cli.jsonl", *CLI_SETTINGS)
+    # An explicit zero in the sparse matrix is no feature, as in the dense one.
+    sparse = scipy.sparse.csr_matrix(x)
+    sparse.data[::7] = 0.0
+    dense = sparse.toarray()
+    rows_dense = glmix.records(dense, y, users, offset=offsets, feature_names=names)
+    for features in [dense, sparse, scipy.sparse.csc_matrix(dense)]:
+        t = glmix.records(features, y, users, offset=offsets, feature_names=names)
+        assert t.equals(rows_dense)
+    # The dense matrix without the zeroed entries is x itself.
+    t = glmix.records(x, y, users, offset=offsets, feature_names=names)
+    glmix.save_models(glmix.train(t, "bayes-logistic", **SETTINGS), tmp_path / "py.jsonl")
+    assert (tmp_path / "py.jsonl").read_bytes() == (tmp_path / "cli.jsonl").read_bytes()
+    # Scoring arrays needs no labels.
+    scores = glmix.score(glmix.records(x, entity=users, offset=offsets, feature_names=names),
+                         tmp_path / "cli.jsonl")
+    assert scores.column("score").to_pylist() == glmix.score(t, tmp_path / "cli.jsonl").column("score").to_pylist()
+    with pytest.raises(glmix.GlmixError, match="label: expected 900 values"):
+        glmix.records(x, y[:10], users)
+    with pytest.raises(glmix.GlmixError, match="feature_names: 2 names for 6"):
+        glmix.records(x, y, users, feature_names=["a", "b"])
+
+
+def test_eval_gives_the_cli_metrics(tmp_path):
+    rows = records()
+    data = write_jsonl(tmp_path / "r.jsonl", rows)
+    cli("train", "--data", data, "--objective", "bayes-logistic", "--device", "cpu",
+        "--out", tmp_path / "m.jsonl", *CLI_SETTINGS)
+    for asked in [None, ["auc", "rmse"]]:
+        extra = [] if asked is None else ["--metrics", ",".join(asked)]
+        expected = json.loads(cli("eval", "--data", data, "--model", tmp_path / "m.jsonl",
+                                  *extra).stdout)
+        got = glmix.eval(table(rows), tmp_path / "m.jsonl", metrics=asked)
+        assert got == expected
+    assert list(glmix.eval(table(rows), tmp_path / "m.jsonl")) == ["auc", "logloss", "entity_auc"]
+    with pytest.raises(glmix.GlmixError, match="unknown metric"):
+        glmix.eval(table(rows), tmp_path / "m.jsonl", metrics=["accuracy"])

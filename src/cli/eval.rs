@@ -1,9 +1,9 @@
 //! `glmix eval`.
 
 use super::{models_for, DataArgs};
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
-use glmix::metrics::{auc, entity_auc, is_binary_label, is_positive, logloss, rmse};
+use glmix::metrics::{evaluate, Metric};
 use glmix::score::score;
 use serde_json::{Map, Value};
 use std::path::PathBuf;
@@ -26,26 +26,26 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let data = a.data.read()?;
     let models = models_for(&data, &a.model)?;
     let scores = score(&data, &models, None)?;
-    let positive: Vec<bool> = data.label.iter().map(|&y| is_positive(y)).collect();
-    let binary = data.label.iter().all(|&y| is_binary_label(y));
-    let metrics: Vec<String> = match (a.metrics.is_empty(), binary) {
-        (false, _) => a.metrics.clone(),
-        (true, true) => vec!["auc".into(), "logloss".into(), "entity-auc".into()],
-        (true, false) => vec!["rmse".into()],
+    let metrics = match a.metrics.is_empty() {
+        true => Metric::defaults(&data.label),
+        false => a
+            .metrics
+            .iter()
+            .map(|m| Metric::parse(m))
+            .collect::<Result<_, _>>()?,
     };
     let mut out = Map::new();
-    for m in &metrics {
-        let (key, value) = match m.as_str() {
-            "auc" => ("auc", auc(&scores, &positive)),
-            "rmse" => ("rmse", rmse(&scores, &data.label)),
-            "logloss" => ("logloss", logloss(&scores, &positive)),
-            "entity-auc" => ("entity_auc", entity_auc(&data.entity, &scores, &positive).0),
-            other => bail!("unknown metric {other:?}: expected auc, rmse, logloss or entity-auc"),
-        };
+    for (metric, value) in evaluate(&data, &scores, &metrics) {
         if value.is_none() {
-            eprintln!("glmix: warning: {key} is undefined on this data (AUC needs both classes) and is reported as null");
+            eprintln!(
+                "glmix: warning: {} is undefined on this data (AUC needs both classes) and is reported as null",
+                metric.key()
+            );
         }
-        out.insert(key.to_string(), value.map_or(Value::Null, Value::from));
+        out.insert(
+            metric.key().to_string(),
+            value.map_or(Value::Null, Value::from),
+        );
     }
     println!("{}", Value::Object(out));
     Ok(())
