@@ -20,7 +20,12 @@ timestamp and a record id; scalar columns), else by a hash of the row (Spark's
 ``xxhash64`` of its columns; rows of equal hash keep their order). Either way the models
 do not depend on how the DataFrame is partitioned.
 
-The result is a model DataFrame with the columns of the model table (``entity``,
+:func:`score` scores a record DataFrame with a model DataFrame the same way: the records
+and the models are cogrouped by entity and each group is scored by :func:`glmix.score`
+(the margin ``offset + x·θ`` under the means; a record whose entity has no model scores
+its offset), so a record's score does not depend on the partitioning either.
+
+The result of :func:`train` is a model DataFrame with the columns of the model table (``entity``,
 ``objective``, ``hessian``, ``means``, ``variances``, ``precision``, ``last_seen``); ``glmix.save_models``
 takes ``df.toArrow()`` of it. Tested with PySpark 4.3; ``applyInArrow`` (the ``group``
 and ``prior`` paths) needs PySpark 4, and 3.5 has not been tried. The executors need the
@@ -127,3 +132,40 @@ def train(
 
     parts = df.repartition(partitions, entity_key) if partitions else df.repartition(entity_key)
     return parts.mapInArrow(fit_partition, MODEL_SCHEMA)
+
+
+def score(df, models, *, entity_key="entity", keep=None, threads=1, **options):
+    """Score every record of ``df`` with the model DataFrame ``models`` (as :func:`train`
+    returns it, or read from a model file): a DataFrame of the ``keep`` columns of
+    ``df`` (default: every column but the feature lists) and ``score``, one row per
+    record. ``options``: the records options of :func:`glmix.score` (``feature_columns``,
+    ``feature_bags``, ``offset_model``); Thompson draws are not offered here, as a draw
+    per record would depend on how the records are grouped. Needs PySpark 4
+    (``cogroup(...).applyInArrow``)."""
+    import pyarrow as pa
+    from pyspark.sql.types import DoubleType, StructField, StructType
+
+    if "thompson" in options:
+        raise ValueError("glmix.spark.score scores by the means: Thompson draws are not offered")
+    bags = set(options.get("feature_bags") or ["features"])
+    if keep is None:
+        keep = [f.name for f in df.schema.fields if f.name not in bags]
+    out = StructType([df.schema[c] for c in keep] + [StructField("score", DoubleType(), False)])
+    out_arrow = pa.schema([pa.field(f.name, _arrow_type(f), f.nullable) for f in out.fields])
+    settings = dict(options, entity_key=entity_key, threads=threads)
+
+    def score_group(records, group_models):
+        if records.num_rows == 0:
+            return out_arrow.empty_table()
+        scores = glmix.score(records, group_models, **settings)
+        rows = scores.column("row")
+        columns = [records.column(c).take(rows) for c in keep] + [scores.column("score")]
+        return pa.Table.from_arrays(columns, schema=out_arrow)
+
+    return df.groupBy(entity_key).cogroup(models.groupBy("entity")).applyInArrow(score_group, out)
+
+
+def _arrow_type(field):
+    from pyspark.sql.pandas.types import to_arrow_type
+
+    return to_arrow_type(field.dataType)

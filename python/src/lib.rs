@@ -151,6 +151,11 @@ fn models_of(models: &Bound<PyAny>, missing_precision: Option<f64>) -> PyResult<
         return read_all_models(&path, missing_precision).map_err(error);
     }
     let (batches, _) = Table::from_pyarrow_bound(models)?.into_inner();
+    // A table without rows is no models (a file without any is an error): what a Spark
+    // group of records whose entity has no model is given.
+    if batches.iter().all(|b| b.num_rows() == 0) {
+        return Ok(ModelSet::new());
+    }
     models_from_batches(Path::new("<models>"), batches, missing_precision).map_err(error)
 }
 

@@ -120,3 +120,24 @@ def test_an_update_with_priors_from_a_model_dataframe_is_glmix_train_prior(spark
     models = glmix.spark.train(frame(spark, second), "bayes-logistic", prior=prior_df,
                                order_by="row", **SETTINGS)
     assert spark_lines(tmp_path, models, "update") == expected
+
+
+def test_scores_from_a_model_dataframe_are_glmix_scores(spark, tmp_path):
+    rows = records(300, seed=3)
+    models_path = cli_models(tmp_path, rows[: len(rows) // 2], "train")
+    data = tmp_path / "score.jsonl"
+    data.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "row"}) + "\n"
+                            for r in rows))
+    out = tmp_path / "scores.jsonl"
+    done = subprocess.run([BIN, "score", "--data", str(data), "--model", str(models_path),
+                           "--device", "cpu", "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    expected = [json.loads(line)["score"] for line in out.read_text().splitlines()]
+    # Some entities have no model (they score their offsets).
+    models_df = spark.createDataFrame(glmix.load_models(models_path))
+    assert models_df.count() < 300
+    df = frame(spark, rows)
+    for shuffled in [df, df.repartition(7)]:
+        got = glmix.spark.score(shuffled, models_df).toArrow().to_pylist()
+        assert sorted(got[0]) == ["entity", "label", "offset", "row", "score", "weight"]
+        assert [g["score"] for g in sorted(got, key=lambda g: g["row"])] == expected
