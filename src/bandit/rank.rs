@@ -117,25 +117,40 @@ pub fn rank(
     models: &ModelSet,
     options: &RankOptions,
 ) -> Result<Vec<Shown>> {
+    let ids = &requests.0;
+    let shown: Vec<Vec<Shown>> = with_ranker(data, requests, models, options, |ranker, of| {
+        (0..ids.len())
+            .into_par_iter()
+            .map(|r| ranker.request(r as u32, ids.key(r as u32), of.of_request(r)))
+            .collect()
+    })?;
+    Ok(shown.into_iter().flatten().collect())
+}
+
+/// Run `work` with the [`Ranker`] of `options` over `data` and a function giving each
+/// request's candidate records.
+fn with_ranker<T>(
+    data: &Dataset,
+    requests: &Ids,
+    models: &ModelSet,
+    options: &RankOptions,
+    work: impl FnOnce(&Ranker, &Candidates) -> T,
+) -> Result<T> {
     options.check()?;
     let (ids, of_record) = requests;
     assert_eq!(of_record.len(), data.num_rows(), "one request per record");
     let plan = MarginPlan::new(data, models);
-    let posteriors = ranker_posteriors(&plan, options)?;
+    let posteriors = match options.policy {
+        Policy::Ucb { .. } => plan.posteriors(1.0)?,
+        Policy::Thompson { multiplier, .. } => plan.posteriors(multiplier)?,
+        _ => Vec::new(),
+    };
     let ranker = Ranker {
         plan: &plan,
         posteriors: &posteriors,
         options,
     };
-    let (ptr, rows) = candidates_by_request(of_record, ids.len());
-    let shown: Vec<Vec<Shown>> = (0..ids.len())
-        .into_par_iter()
-        .map(|r| {
-            let candidates = &rows[ptr[r]..ptr[r + 1]];
-            ranker.request(r as u32, ids.key(r as u32), candidates)
-        })
-        .collect();
-    Ok(shown.into_iter().flatten().collect())
+    Ok(work(&ranker, &Candidates::of(of_record, ids.len())))
 }
 
 /// A candidate at a position: what a log says was shown.
@@ -160,72 +175,69 @@ pub fn choice_probabilities(
     options: &RankOptions,
     choices: &[Choice],
 ) -> Result<Vec<f64>> {
-    options.check()?;
     if let Policy::Thompson { draws: 0, .. } = options.policy {
         return Err(Error::Config(
             "Thompson sampling's choice probabilities need at least one draw".into(),
         ));
     }
     let (ids, of_record) = requests;
-    assert_eq!(of_record.len(), data.num_rows(), "one request per record");
-    let plan = MarginPlan::new(data, models);
-    let posteriors = ranker_posteriors(&plan, options)?;
-    let ranker = Ranker {
-        plan: &plan,
-        posteriors: &posteriors,
-        options,
-    };
-    let (ptr, rows) = candidates_by_request(of_record, ids.len());
-    // Each request's choices, as (index into `choices`, candidate index, position).
-    let mut asked: Vec<Vec<(usize, usize, usize)>> = vec![Vec::new(); ids.len()];
-    for (i, c) in choices.iter().enumerate() {
-        assert!(c.row < data.num_rows(), "a choice's row is a record");
-        let r = of_record[c.row] as usize;
-        let candidates = &rows[ptr[r]..ptr[r + 1]];
-        let at = candidates
-            .binary_search(&c.row)
-            .expect("a record is a candidate of its request");
-        asked[r].push((i, at, c.position));
-    }
-    let answers: Vec<Vec<(usize, f64)>> = (0..ids.len())
-        .into_par_iter()
-        .map(|r| match asked[r].is_empty() {
-            true => Vec::new(),
-            false => ranker.probabilities(ids.key(r as u32), &rows[ptr[r]..ptr[r + 1]], &asked[r]),
-        })
-        .collect();
-    let mut out = vec![0.0; choices.len()];
-    for (i, p) in answers.into_iter().flatten() {
-        out[i] = p;
-    }
-    Ok(out)
-}
-
-fn ranker_posteriors(plan: &MarginPlan, options: &RankOptions) -> Result<Vec<Option<Posterior>>> {
-    match options.policy {
-        Policy::Ucb { .. } => plan.posteriors(1.0),
-        Policy::Thompson { multiplier, .. } => plan.posteriors(multiplier),
-        _ => Ok(Vec::new()),
-    }
+    with_ranker(data, requests, models, options, |ranker, of| {
+        // Each request's choices, as (index into `choices`, candidate index, position).
+        let mut asked: Vec<Vec<(usize, usize, usize)>> = vec![Vec::new(); ids.len()];
+        for (i, c) in choices.iter().enumerate() {
+            assert!(c.row < data.num_rows(), "a choice's row is a record");
+            let r = of_record[c.row] as usize;
+            let at = of
+                .of_request(r)
+                .binary_search(&c.row)
+                .expect("a record is a candidate of its request");
+            asked[r].push((i, at, c.position));
+        }
+        let answers: Vec<Vec<(usize, f64)>> = (0..ids.len())
+            .into_par_iter()
+            .map(|r| match asked[r].is_empty() {
+                true => Vec::new(),
+                false => ranker.probabilities(ids.key(r as u32), of.of_request(r), &asked[r]),
+            })
+            .collect();
+        let mut out = vec![0.0; choices.len()];
+        for (i, p) in answers.into_iter().flatten() {
+            out[i] = p;
+        }
+        out
+    })
 }
 
 /// The records of each request, in record order: request `r`'s are
 /// `rows[ptr[r]..ptr[r + 1]]`.
-fn candidates_by_request(of_record: &[u32], requests: usize) -> (Vec<usize>, Vec<usize>) {
-    let mut ptr = vec![0usize; requests + 1];
-    for &r in of_record {
-        ptr[r as usize + 1] += 1;
+struct Candidates {
+    ptr: Vec<usize>,
+    rows: Vec<usize>,
+}
+
+impl Candidates {
+    /// Group the records by `of_record`, their requests' numbers below `requests`.
+    fn of(of_record: &[u32], requests: usize) -> Self {
+        let mut ptr = vec![0usize; requests + 1];
+        for &r in of_record {
+            ptr[r as usize + 1] += 1;
+        }
+        for r in 0..requests {
+            ptr[r + 1] += ptr[r];
+        }
+        let mut next = ptr.clone();
+        let mut rows = vec![0; of_record.len()];
+        for (i, &r) in of_record.iter().enumerate() {
+            rows[next[r as usize]] = i;
+            next[r as usize] += 1;
+        }
+        Candidates { ptr, rows }
     }
-    for r in 0..requests {
-        ptr[r + 1] += ptr[r];
+
+    /// Request `r`'s records.
+    fn of_request(&self, r: usize) -> &[usize] {
+        &self.rows[self.ptr[r]..self.ptr[r + 1]]
     }
-    let mut next = ptr.clone();
-    let mut rows = vec![0; of_record.len()];
-    for (i, &r) in of_record.iter().enumerate() {
-        rows[next[r as usize]] = i;
-        next[r as usize] += 1;
-    }
-    (ptr, rows)
 }
 
 struct Ranker<'a> {

@@ -140,17 +140,24 @@ fn ucb_adds_alpha_times_the_sd_of_the_margin() {
     }
 }
 
-#[test]
-fn thompson_picks_distinct_entities_with_the_gaussian_probability() {
-    // With t = 2, a's margin is N(1.5, 2/8) and b's N(0.5, 2·3/8): their difference is
-    // N(1, 1), so P(a on top) = Φ(1).
+/// Two candidates of entities `a` and `b`: under Thompson sampling with t = 2, a's margin
+/// is N(1.5, 2/8) and b's N(0.5, 2·3/8), their difference N(1, 1), so P(a on top) = Φ(1).
+fn two_entities() -> (ModelSet, &'static [Slot<'static>]) {
     let models: ModelSet = [
         model("a", &["f"], &[0.0], Precision::Diagonal(vec![8.0])),
         model("b", &["f"], &[0.0], Precision::Full(vec![8.0 / 3.0])),
     ]
     .into_iter()
     .collect();
-    let per: &[Slot] = &[("a", 1.5, &[("f", 1.0)]), ("b", 0.5, &[("f", 1.0)])];
+    (
+        models,
+        &[("a", 1.5, &[("f", 1.0)]), ("b", 0.5, &[("f", 1.0)])],
+    )
+}
+
+#[test]
+fn thompson_picks_distinct_entities_with_the_gaussian_probability() {
+    let (models, per) = two_entities();
     let n = 20_000;
     let (data, requests) = repeated(n, per);
     let thompson = |draws| Policy::Thompson {
@@ -307,9 +314,12 @@ fn choices_depend_only_on_the_seed_the_request_and_its_candidates() {
 
 #[test]
 fn a_requests_candidates_need_not_be_consecutive() {
-    let (ptr, rows) = candidates_by_request(&[1, 0, 1, 2, 0], 3);
-    assert_eq!(ptr, [0, 2, 4, 5]);
-    assert_eq!(rows, [1, 4, 0, 2, 3]);
+    let c = Candidates::of(&[1, 0, 1, 2, 0], 3);
+    assert_eq!(
+        (c.of_request(0), c.of_request(1)),
+        (&[1, 4][..], &[0, 2][..])
+    );
+    assert_eq!(c.of_request(2), [3]);
 }
 
 #[test]
@@ -391,15 +401,7 @@ fn choice_probabilities_are_the_policies_own() {
 
 #[test]
 fn thompson_choice_probabilities_estimate_the_gaussian_one() {
-    // The two entities of `thompson_picks_distinct_entities_with_the_gaussian_probability`:
-    // P(a on top) = Φ(1).
-    let models: ModelSet = [
-        model("a", &["f"], &[0.0], Precision::Diagonal(vec![8.0])),
-        model("b", &["f"], &[0.0], Precision::Full(vec![8.0 / 3.0])),
-    ]
-    .into_iter()
-    .collect();
-    let per: &[Slot] = &[("a", 1.5, &[("f", 1.0)]), ("b", 0.5, &[("f", 1.0)])];
+    let (models, per) = two_entities();
     let (data, requests) = repeated(1, per);
     let choices = [
         Choice {
