@@ -27,10 +27,13 @@ its offset), so a record's score does not depend on the partitioning either.
 
 The result of :func:`train` is a model DataFrame with the columns of the model table (``entity``,
 ``objective``, ``hessian``, ``means``, ``variances``, ``precision``, ``last_seen``); ``glmix.save_models``
-takes ``df.toArrow()`` of it. Tested with PySpark 4.3; ``applyInArrow`` (the ``group``
-and ``prior`` paths) needs PySpark 4, and 3.5 has not been tried. The executors need the
-``glmix`` package: install the wheel on every node, or ship a packed virtual environment
-with ``--archives`` and point ``PYSPARK_PYTHON`` at its interpreter.
+takes :func:`to_arrow` of it (``df.toArrow()`` on PySpark 4). Tested with PySpark 4.3
+and 3.5.9: PySpark 3.5 has no ``applyInArrow``, so there the ``group``, ``prior`` and
+:func:`score` paths hand each group to glmix through ``applyInPandas`` (pandas frames
+converted to Arrow and back), and :func:`from_arrow` and :func:`to_arrow` move tables
+through Spark's own Arrow conversions. The executors need the ``glmix`` package: install
+the wheel on every node, or ship a packed virtual environment with ``--archives`` and
+point ``PYSPARK_PYTHON`` at its interpreter.
 """
 
 import glmix
@@ -44,6 +47,57 @@ MODEL_SCHEMA = (
     "variances array<struct<name:string,term:string,value:double>>, "
     "precision array<double>, last_seen double"
 )
+
+
+def from_arrow(spark, table):
+    """A DataFrame of the pyarrow ``table`` (``spark.createDataFrame(table)`` on PySpark 4;
+    from its rows as Python objects, with the table's schema, on 3.5)."""
+    import pyspark
+
+    if int(pyspark.__version__.split(".")[0]) >= 4:
+        return spark.createDataFrame(table)
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return spark.createDataFrame(table.to_pylist(), schema=from_arrow_schema(table.schema))
+
+
+def to_arrow(df):
+    """The DataFrame ``df`` collected as a pyarrow table (``df.toArrow()`` on PySpark 4;
+    Spark's Arrow collection on 3.5)."""
+    import pyarrow as pa
+
+    if hasattr(df, "toArrow"):
+        return df.toArrow()
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    batches = df._collect_as_arrow()
+    return pa.Table.from_batches(batches, schema=to_arrow_schema(df.schema))
+
+
+def _apply(grouped, fn, schema, *inputs):
+    """``grouped.applyInArrow(fn, schema)`` (grouped or cogrouped data, PySpark 4), or the
+    same through pandas frames on PySpark 3.5; ``inputs``: the DataFrames grouped (one,
+    or the two cogrouped), whose schemas turn the frames back into Arrow tables."""
+    if hasattr(grouped, "applyInArrow"):
+        return grouped.applyInArrow(fn, schema)
+    import pyarrow as pa
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    schemas = [to_arrow_schema(df.schema) for df in inputs]
+
+    def table(frame, schema):
+        # Nested structs arrive as Rows (tuples); the schema says what they are.
+        return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+
+    # Spark tells a cogroup's function from a group's by its number of arguments.
+    if len(inputs) == 2:
+        def via_pandas(left, right):
+            return fn(table(left, schemas[0]), table(right, schemas[1])).to_pandas()
+    else:
+        def via_pandas(frame):
+            return fn(table(frame, schemas[0])).to_pandas()
+
+    return grouped.applyInPandas(via_pandas, schema)
 
 
 def _arrow_schema():
@@ -112,16 +166,13 @@ def train(
         def update(records, models):
             return fit(records, models)
 
-        return (
-            df.groupBy(entity_key)
-            .cogroup(prior.groupBy("entity"))
-            .applyInArrow(update, MODEL_SCHEMA)
-        )
+        grouped = df.groupBy(entity_key).cogroup(prior.groupBy("entity"))
+        return _apply(grouped, update, MODEL_SCHEMA, df, prior)
     if method == "group":
         def fit_group(table):
             return fit(table)
 
-        return df.groupBy(entity_key).applyInArrow(fit_group, MODEL_SCHEMA)
+        return _apply(df.groupBy(entity_key), fit_group, MODEL_SCHEMA, df)
     if method != "map":
         raise ValueError(f"method {method!r}: expected 'map' or 'group'")
 
@@ -140,8 +191,7 @@ def score(df, models, *, entity_key="entity", keep=None, threads=1, **options):
     ``df`` (default: every column but the feature lists) and ``score``, one row per
     record. ``options``: the records options of :func:`glmix.score` (``feature_columns``,
     ``feature_bags``, ``offset_model``); Thompson draws are not offered here, as a draw
-    per record would depend on how the records are grouped. Needs PySpark 4
-    (``cogroup(...).applyInArrow``)."""
+    per record would depend on how the records are grouped."""
     import pyarrow as pa
     from pyspark.sql.types import DoubleType, StructField, StructType
 
@@ -162,7 +212,8 @@ def score(df, models, *, entity_key="entity", keep=None, threads=1, **options):
         columns = [records.column(c).take(rows) for c in keep] + [scores.column("score")]
         return pa.Table.from_arrays(columns, schema=out_arrow)
 
-    return df.groupBy(entity_key).cogroup(models.groupBy("entity")).applyInArrow(score_group, out)
+    grouped = df.groupBy(entity_key).cogroup(models.groupBy("entity"))
+    return _apply(grouped, score_group, out, df, models)
 
 
 def _arrow_type(field):

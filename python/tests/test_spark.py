@@ -1,5 +1,6 @@
-"""glmix.spark in PySpark local[2]: both Arrow paths give `glmix train`'s models, whatever
-the partitioning; an update with priors from a model DataFrame gives `glmix train --prior`'s.
+"""glmix.spark in PySpark local[2] (4.3 and 3.5): both Arrow paths give `glmix train`'s
+models, whatever the partitioning; an update with priors from a model DataFrame gives
+`glmix train --prior`'s; scores from a model DataFrame are `glmix score`'s.
 
 Skipped when pyspark (or Java) is missing; .ci/run installs pyspark, so there it runs.
 """
@@ -84,12 +85,12 @@ def by_entity(path):
 
 def spark_lines(tmp_path, models_df, name):
     out = tmp_path / f"{name}.jsonl"
-    glmix.save_models(models_df.toArrow(), out)
+    glmix.save_models(glmix.spark.to_arrow(models_df), out)
     return by_entity(out)
 
 
 def frame(spark, rows):
-    return spark.createDataFrame(pa.Table.from_pylist(rows))
+    return glmix.spark.from_arrow(spark, pa.Table.from_pylist(rows))
 
 
 def test_both_arrow_paths_give_the_cli_models_whatever_the_partitioning(spark, tmp_path):
@@ -116,7 +117,7 @@ def test_an_update_with_priors_from_a_model_dataframe_is_glmix_train_prior(spark
     second = [r for r in rows[len(rows) // 2:] if int(r["entity"][1:]) % 3 != 0]
     prior_path = cli_models(tmp_path, first, "first")
     expected = by_entity(cli_models(tmp_path, second, "second", prior=prior_path))
-    prior_df = spark.createDataFrame(glmix.load_models(prior_path))
+    prior_df = glmix.spark.from_arrow(spark, glmix.load_models(prior_path))
     models = glmix.spark.train(frame(spark, second), "bayes-logistic", prior=prior_df,
                                order_by="row", **SETTINGS)
     assert spark_lines(tmp_path, models, "update") == expected
@@ -134,10 +135,10 @@ def test_scores_from_a_model_dataframe_are_glmix_scores(spark, tmp_path):
     assert done.returncode == 0, done.stderr
     expected = [json.loads(line)["score"] for line in out.read_text().splitlines()]
     # Some entities have no model (they score their offsets).
-    models_df = spark.createDataFrame(glmix.load_models(models_path))
+    models_df = glmix.spark.from_arrow(spark, glmix.load_models(models_path))
     assert models_df.count() < 300
     df = frame(spark, rows)
     for shuffled in [df, df.repartition(7)]:
-        got = glmix.spark.score(shuffled, models_df).toArrow().to_pylist()
+        got = glmix.spark.to_arrow(glmix.spark.score(shuffled, models_df)).to_pylist()
         assert sorted(got[0]) == ["entity", "label", "offset", "row", "score", "weight"]
         assert [g["score"] for g in sorted(got, key=lambda g: g["row"])] == expected
