@@ -20,6 +20,10 @@ timestamp and a record id; scalar columns), else by a hash of the row (Spark's
 ``xxhash64`` of its columns; rows of equal hash keep their order). Either way the models
 do not depend on how the DataFrame is partitioned.
 
+:func:`game_train` trains a GAME model (a fixed effect and random effects, by coordinate
+descent) from ``glmix game train``'s configuration: the fixed effect by L-BFGS-B on the
+driver from partial sums that each partition returns, the random effects by :func:`train`.
+
 :func:`score` scores a record DataFrame with a model DataFrame the same way: the records
 and the models are cogrouped by entity and each group is scored by :func:`glmix.score`
 (the margin ``offset + x·θ`` under the means; a record whose entity has no model scores
@@ -220,3 +224,150 @@ def _arrow_type(field):
     from pyspark.sql.pandas.types import to_arrow_type
 
     return to_arrow_type(field.dataType)
+
+
+# Columns the GAME driver adds to the records: a row id and each coordinate's scores.
+ROW = "__glmix_row"
+
+
+def _score_column(k):
+    return f"__glmix_score_{k}"
+
+
+def game_train(df, config, *, order_by=None, threads=1):
+    """Train a GAME model on the DataFrame ``df`` by coordinate descent, as ``glmix game
+    train --config`` does on a file: ``config`` is that JSON configuration (a path or a
+    dict; the records carry each random effect's ``entity_key`` column). Returns a dict
+    of a model DataFrame per coordinate, in configuration order.
+
+    Each pass trains the coordinates in order, each on the offsets the others leave
+    (``offset`` plus their scores, kept per record in columns of a cached DataFrame). The
+    fixed effect is fitted on the driver by L-BFGS-B (scipy) from partial sums: every
+    evaluation is one Spark job in which each partition returns its loss and gradient
+    (``glmix.game.partial``), the driver adds the penalty; its precision is the summed
+    Hessian diagonal plus the penalty. A random effect is :func:`train` by entity, warm
+    started from its previous pass, and scored with :func:`score`. ``order_by`` orders
+    each entity's records as in :func:`train` (give the records' file order to match the
+    CLI). Per-entity data controls (``min_rows`` above 1, ``max_rows``) and precisions
+    other than diagonal for the fixed effect are not offered here."""
+    import json
+
+    import numpy as np
+    import pyarrow as pa
+    from pyspark.sql import functions as F
+
+    if not isinstance(config, dict):
+        with open(config) as f:
+            config = json.load(f)
+    sets = config["feature_sets"]
+    coordinates = config["coordinates"]
+    for c in coordinates:
+        if c.get("min_rows", 1) != 1 or c.get("max_rows") is not None:
+            raise glmix.GlmixError(f"coordinate {c['name']!r}: min_rows and max_rows are not offered on Spark")
+        if c["type"] == "fixed" and c.get("hessian", "diagonal") != "diagonal":
+            raise glmix.GlmixError(f"coordinate {c['name']!r}: a fixed effect keeps a diagonal precision on Spark")
+    base = F.col("offset") if "offset" in df.columns else F.lit(0.0)
+    weight = F.col("weight") if "weight" in df.columns else F.lit(1.0)
+    state = df.withColumn("offset", base.cast("double")).withColumn("weight", weight.cast("double"))
+    state = state.withColumn(ROW, F.monotonically_increasing_id())
+    for k in range(len(coordinates)):
+        state = state.withColumn(_score_column(k), F.lit(0.0))
+    state = state.cache()
+    order = [order_by] if isinstance(order_by, str) else order_by
+    models = [None] * len(coordinates)
+    for _ in range(config.get("passes", 1)):
+        for k, c in enumerate(coordinates):
+            others = [F.col(_score_column(j)) for j in range(len(coordinates)) if j != k]
+            offset = sum(others, F.col("offset"))
+            names = sets[c["feature_set"]]
+            features = F.filter("features", lambda f: f["name"].isin(names)).alias("features")
+            if c["type"] == "fixed":
+                view = state.select(F.lit(c["name"]).alias("entity"), "label", "weight",
+                                    offset.alias("offset"), features, ROW)
+                models[k], scores = _fixed_effect(view, c, models[k])
+            else:
+                key = c["entity_key"]
+                keep = [key, "label", "weight", offset.alias("offset"), features, ROW]
+                keep += [o for o in order or [] if o not in (key, ROW)]
+                view = state.select(*keep)
+                settings = {o: c[o] for o in ("penalty", "intercept_penalty", "hessian", "memory",
+                                               "factr", "pgtol", "max_iterations") if o in c}
+                models[k] = train(view.drop(ROW), c["objective"], entity_key=key, prior=models[k],
+                                  order_by=order, threads=threads, **settings).cache()
+                zero = view.withColumn("offset", F.lit(0.0))
+                scores = score(zero, models[k], entity_key=key, keep=[ROW], threads=threads)
+            scores = scores.withColumnRenamed("score", _score_column(k))
+            state = state.drop(_score_column(k)).join(scores, ROW).cache()
+    return {c["name"]: m for c, m in zip(coordinates, models)}
+
+
+def _fixed_effect(view, c, previous):
+    """The fixed effect of coordinate ``c`` on ``view`` (entity, label, weight, offset,
+    features, row id) from partial sums, warm-started from ``previous``; returns its model
+    DataFrame and a DataFrame of each row's score."""
+    import numpy as np
+    import pyarrow as pa
+    from pyspark.sql import functions as F
+    from scipy.optimize import minimize
+
+    spark = view.sparkSession
+    pairs = view.select(F.explode("features").alias("f")).select("f.name", "f.term").distinct()
+    keys = [("intercept", "intercept")] + sorted((r["name"], r["term"]) for r in pairs.collect())
+    objective = c["objective"]
+    penalty = float(c.get("penalty", 1.0))
+    penalised = np.array([c.get("intercept_penalty", True) or k != ("intercept", "intercept")
+                          for k in keys], dtype=float) * penalty
+    records = view.drop(ROW)
+
+    def sums(theta, with_hessian):
+        def partition(batches):
+            table = pa.Table.from_batches(list(batches))
+            if table.num_rows == 0:
+                return
+            loss, grad, hess, _ = glmix._glmix.fixed_effect_sums(
+                table, keys, list(theta), objective, with_hessian, "entity")
+            yield pa.RecordBatch.from_pydict({
+                "loss": [loss], "gradient": [grad], "hessian": [hess or []]})
+
+        rows = records.mapInArrow(
+            partition, "loss double, gradient array<double>, hessian array<double>").collect()
+        loss = sum(r["loss"] for r in rows)
+        grad = np.sum([np.array(r["gradient"]) for r in rows], axis=0)
+        hess = np.sum([np.array(r["hessian"]) for r in rows], axis=0) if with_hessian else None
+        return loss, grad, hess
+
+    def objective_and_gradient(theta):
+        loss, grad, _ = sums(theta, False)
+        return loss + 0.5 * np.sum(penalised * theta * theta), grad + penalised * theta
+
+    start = np.zeros(len(keys))
+    if previous is not None:
+        means = {(m["name"], m["term"]): m["value"] for m in to_arrow(previous).to_pylist()[0]["means"]}
+        start = np.array([means.get(k, 0.0) for k in keys])
+    eps = np.finfo(float).eps
+    fit = minimize(objective_and_gradient, start, jac=True, method="L-BFGS-B", options={
+        "maxcor": int(c.get("memory", 10)), "ftol": float(c.get("factr", 1e7)) * eps,
+        "gtol": float(c.get("pgtol", 1e-5)), "maxiter": int(c.get("max_iterations", 15000)),
+    })
+    theta = fit.x
+    _, _, hess = sums(theta, True)
+    precision = hess + penalised
+    coefficient = lambda values: [{"name": n, "term": t, "value": float(v)}  # noqa: E731
+                                  for (n, t), v in zip(keys, values)]
+    model = pa.table({
+        "entity": [c["name"]], "objective": [objective], "hessian": ["diagonal"],
+        "means": [coefficient(theta)], "variances": [coefficient(1.0 / precision)],
+        "precision": [[float(p) for p in precision]], "last_seen": pa.array([None], pa.float64()),
+    })
+    model_df = from_arrow(spark, _as_model_table(model, _arrow_schema()))
+
+    def scored(batches):
+        for batch in batches:
+            table = pa.Table.from_batches([batch])
+            if table.num_rows == 0:
+                continue
+            _, _, _, s = glmix._glmix.fixed_effect_sums(
+                table.drop_columns([ROW]), keys, list(theta), objective, False, "entity")
+            yield pa.RecordBatch.from_pydict({ROW: batch.column(ROW), "score": s})
+
+    return model_df, view.mapInArrow(scored, f"{ROW} long, score double")

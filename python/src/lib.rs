@@ -10,8 +10,9 @@ use arrow_schema::{DataType, Field, Schema};
 use glmix::bandit::{Policy, RankOptions};
 use glmix::data::{
     read_record_batches, read_records, read_records_with_ids, scores_batch, Dataset, EntityMode,
-    Format, Ids, ReadOptions,
+    FeatureKey, Format, Ids, ReadOptions,
 };
+use glmix::game::partial::fixed_effect_sums as fixed_effect_sums_of;
 use glmix::metrics::{evaluate, Metric};
 use glmix::model::{
     models_from_batches, models_to_batch, write_models, HessianType, ModelSet, OffsetModel,
@@ -361,6 +362,49 @@ fn eval(
     Ok(values.into_iter().map(|(m, v)| (m.key(), v)).collect())
 }
 
+/// A fixed effect's partial sums over the records of `data` at `theta` (see
+/// `glmix::game::partial`): `(loss, gradient, Hessian diagonal or None, scores)`.
+#[pyfunction]
+#[pyo3(signature = (data, keys, theta, objective, with_hessian, entity_key))]
+#[allow(clippy::type_complexity)]
+fn fixed_effect_sums(
+    py: Python,
+    data: &Bound<PyAny>,
+    keys: Vec<(String, String)>,
+    theta: Vec<f64>,
+    objective: &str,
+    with_hessian: bool,
+    entity_key: String,
+) -> PyResult<(f64, Vec<f64>, Option<Vec<f64>>, Vec<f64>)> {
+    let loss = objective
+        .parse::<ObjectiveKind>()
+        .map_err(GlmixError::new_err)?
+        .loss();
+    if keys.len() != theta.len() {
+        return Err(GlmixError::new_err(format!(
+            "{} keys for {} coefficients",
+            keys.len(),
+            theta.len()
+        )));
+    }
+    let keys: Vec<FeatureKey> = keys
+        .into_iter()
+        .map(|(n, t)| FeatureKey::new(n, t))
+        .collect();
+    let input = Input::new(data, entity_key, None, None, None, None)?;
+    let sums = detached(py, Some(1), || {
+        let data = input.read()?;
+        Ok(fixed_effect_sums_of(
+            &data,
+            &keys,
+            &theta,
+            loss,
+            with_hessian,
+        ))
+    })?;
+    Ok((sums.loss, sums.gradient, sums.hessian_diagonal, sums.scores))
+}
+
 /// Rank each request's candidates by a policy (see `glmix.rank`).
 #[pyfunction]
 #[pyo3(signature = (data, models, request_key, policy, top, multiplier, propensity_draws,
@@ -474,6 +518,7 @@ fn _glmix(m: &Bound<PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(train, m)?)?;
     m.add_function(wrap_pyfunction!(score, m)?)?;
     m.add_function(wrap_pyfunction!(eval, m)?)?;
+    m.add_function(wrap_pyfunction!(fixed_effect_sums, m)?)?;
     m.add_function(wrap_pyfunction!(rank, m)?)?;
     m.add_function(wrap_pyfunction!(load_models, m)?)?;
     m.add_function(wrap_pyfunction!(save_models, m)?)?;

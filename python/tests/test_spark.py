@@ -142,3 +142,61 @@ def test_scores_from_a_model_dataframe_are_glmix_scores(spark, tmp_path):
         got = glmix.spark.to_arrow(glmix.spark.score(shuffled, models_df)).to_pylist()
         assert sorted(got[0]) == ["entity", "label", "offset", "row", "score", "weight"]
         assert [g["score"] for g in sorted(got, key=lambda g: g["row"])] == expected
+
+
+def game_records(n_users, seed):
+    """Logistic GAME records: global features f0..f2, a per-user feature u."""
+    rng = random.Random(seed)
+    slopes = [rng.gauss(0, 1) for _ in range(n_users)]
+    rows = []
+    for i in range(n_users * 15):
+        user = rng.randrange(n_users)
+        f = [rng.gauss(0, 1) for _ in range(3)]
+        u = rng.gauss(0, 1)
+        margin = 0.3 + f[0] - 0.5 * f[1] + slopes[user] * u
+        features = [{"name": f"f{k}", "term": "", "value": v} for k, v in enumerate(f)]
+        features.append({"name": "u", "term": "", "value": u})
+        rows.append({"row": i, "user": f"u{user}", "label": float(rng.random() < 1 / (1 + 2.718 ** -margin)),
+                     "offset": rng.uniform(-0.2, 0.2), "features": features})
+    return rows
+
+
+def test_a_two_coordinate_game_is_glmix_game_train(spark, tmp_path):
+    rows = game_records(120, seed=4)
+    tight = {"factr": 10.0, "pgtol": 1e-10}
+    config = {
+        "passes": 2,
+        "feature_sets": {"global": ["f0", "f1", "f2"], "user": ["u"]},
+        "coordinates": [
+            {"name": "global", "type": "fixed", "feature_set": "global", "objective": "logistic",
+             "penalty": 1.0, "intercept_penalty": False, **tight},
+            {"name": "per-user", "type": "random", "entity_key": "user", "feature_set": "user",
+             "objective": "logistic", "penalty": 2.0, **tight},
+        ],
+    }
+    (tmp_path / "game.json").write_text(json.dumps(config))
+    data = tmp_path / "game.jsonl"
+    data.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "row"}) + "\n"
+                            for r in rows))
+    done = subprocess.run([BIN, "game", "train", "--device", "cpu", "--config",
+                           str(tmp_path / "game.json"), "--data", str(data), "--out",
+                           str(tmp_path / "cli")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    models = glmix.spark.game_train(frame(spark, rows).repartition(3), tmp_path / "game.json",
+                                    order_by="row")
+    assert list(models) == ["global", "per-user"]
+    for name, df in models.items():
+        cli = {m["entity"]: m for m in map(json.loads, (tmp_path / "cli" / f"{name}.jsonl")
+                                           .read_text().splitlines())}
+        got = {m["entity"]: m for m in glmix.spark.to_arrow(df).to_pylist()}
+        assert sorted(got) == sorted(cli)
+        worst = 0.0
+        for entity, m in got.items():
+            for part in ["means", "variances"]:
+                want = {(c["name"], c["term"]): c["value"] for c in cli[entity][part]}
+                have = {(c["name"], c["term"]): c["value"] for c in m[part]}
+                assert sorted(have) == sorted(want), (name, entity, part)
+                scale = max(abs(v) for v in want.values())
+                worst = max(worst, *(abs(have[k] - want[k]) / scale for k in want))
+        print(f"{name}: largest relative difference {worst:.2e}")
+        assert worst < 1e-6, (name, worst)

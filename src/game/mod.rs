@@ -22,6 +22,7 @@
 mod config;
 mod data;
 mod files;
+pub mod partial;
 
 pub use config::{Coordinate, CoordinateKind, GameConfig};
 pub use data::{active_rows, ActiveRows, GameData, IdColumn};
