@@ -148,6 +148,7 @@ fn main() -> anyhow::Result<()> {
             train,
             batching,
             read: ReadOptions {
+                default_label: None,
                 entity: EntityMode::Key("user".into()),
                 timestamp_field: Some("timestamp".into()),
                 feature_columns: Vec::new(),

@@ -390,3 +390,47 @@ fn a_log_line_of_another_request_is_an_error_and_leaves_no_output() {
     );
     assert!(!dir.path("report.json").exists());
 }
+
+#[test]
+fn candidates_and_records_to_score_need_no_label() {
+    let dir = Dir::new();
+    let model = trained(&dir, "diagonal");
+    let text = records(120, 20, 4, 8);
+    let unlabelled: String = text
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("label");
+            v.to_string() + "\n"
+        })
+        .collect();
+    let labelled = dir.write("labelled.jsonl", &text);
+    let bare = dir.write("bare.jsonl", &unlabelled);
+    let policy = ["--policy", "thompson", "--top", "2", "--seed", "3"];
+    assert_eq!(
+        rank(&dir, &bare, &model, "a.jsonl", &policy),
+        rank(&dir, &labelled, &model, "b.jsonl", &policy)
+    );
+    let score = |data: &str, out: &str| {
+        let out = dir.arg(out);
+        glmix(&[
+            "score", "--data", data, "--model", &model, "--device", "cpu", "--out", &out,
+        ]);
+        lines(&out)
+    };
+    assert_eq!(score(&bare, "s1.jsonl"), score(&labelled, "s2.jsonl"));
+    // Training still needs every label.
+    let run = glmix_output(&[
+        "train",
+        "--data",
+        &bare,
+        "--objective",
+        "logistic",
+        "--device",
+        "cpu",
+        "--out",
+        &dir.arg("m.jsonl"),
+    ]);
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("label"));
+}

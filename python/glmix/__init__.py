@@ -64,7 +64,7 @@ def records(
 ):
     """Records from arrays, as a table every function here reads: row ``i`` of
     ``features`` (a 2-D numpy array, or a scipy.sparse matrix) is record ``i``, with
-    ``label[i]`` (0 when ``label`` is ``None``, for scoring and ranking), entity
+    ``label[i]`` (0 when ``label`` is ``None``: scoring and ranking read no label), entity
     ``entity[i]`` (strings or integers; one entity ``"0"`` when ``None``), and optional
     ``weight``, ``offset`` and ``timestamp`` vectors. Feature ``j`` is named
     ``feature_names[j]`` (default ``x0``, ``x1``, …) with term ``""``; a record holds its

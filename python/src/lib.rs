@@ -116,6 +116,7 @@ impl Input {
         Ok(Input {
             records: Records::of(data)?,
             options: ReadOptions {
+                default_label: None,
                 entity: EntityMode::Key(entity_key),
                 timestamp_field: None,
                 feature_columns: feature_columns.unwrap_or_default(),
@@ -124,6 +125,12 @@ impl Input {
             format,
             offset_model,
         })
+    }
+
+    /// Records without a label read as label 0 (scoring and ranking read no labels).
+    fn unlabelled(mut self) -> Self {
+        self.options.default_label = Some(0.0);
+        self
     }
 
     /// The records, with the offset model's scores added to their offsets.
@@ -301,7 +308,8 @@ fn score(
         feature_bags,
         format,
         offset_model,
-    )?;
+    )?
+    .unlabelled();
     // Coefficients without a variance score by their means alone.
     let models = models_of(models, Some(0.0))?;
     let (data, scores) = detached(py, threads, || {
@@ -452,7 +460,8 @@ fn rank(
         feature_bags,
         format,
         offset_model,
-    )?;
+    )?
+    .unlabelled();
     let models = models_of(models, Some(0.0))?;
     let options = RankOptions { policy, top, seed };
     let (data, requests, shown) = detached(py, threads, || {

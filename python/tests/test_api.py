@@ -268,3 +268,17 @@ def test_eval_gives_the_cli_metrics(tmp_path):
     assert list(glmix.eval(table(rows), tmp_path / "m.jsonl")) == ["auc", "logloss", "entity_auc"]
     with pytest.raises(glmix.GlmixError, match="unknown metric"):
         glmix.eval(table(rows), tmp_path / "m.jsonl", metrics=["accuracy"])
+
+
+def test_scoring_and_ranking_read_no_labels(tmp_path):
+    rows = records()
+    for i, r in enumerate(rows):
+        r["request"] = f"q{i // 4}"
+    cli("train", "--data", write_jsonl(tmp_path / "r.jsonl", rows), "--objective",
+        "bayes-logistic", "--device", "cpu", "--out", tmp_path / "m.jsonl", *CLI_SETTINGS)
+    bare = table(rows).drop_columns(["label"])
+    assert glmix.score(bare, tmp_path / "m.jsonl").equals(glmix.score(table(rows), tmp_path / "m.jsonl"))
+    assert glmix.rank(bare, tmp_path / "m.jsonl", "request", top=2).equals(
+        glmix.rank(table(rows), tmp_path / "m.jsonl", "request", top=2))
+    with pytest.raises(glmix.GlmixError, match="label"):
+        glmix.train(bare, "logistic")

@@ -80,6 +80,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         train,
         batching: Batching::Window(1.0 / a.batches as f64),
         read: ReadOptions {
+            default_label: None,
             entity: EntityMode::Key("entity".into()),
             timestamp_field: Some("timestamp".into()),
             feature_columns: Vec::new(),

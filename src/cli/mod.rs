@@ -212,12 +212,14 @@ impl DataArgs {
         roles
     }
 
-    fn options(&self) -> ReadOptions {
+    /// The read options; `default_label`: see [`ReadOptions::default_label`].
+    fn options(&self, default_label: Option<f64>) -> ReadOptions {
         let entity = match &self.single_entity {
             Some(id) => EntityMode::Single(id.clone()),
             None => EntityMode::Key(self.entity_key.clone()),
         };
         ReadOptions {
+            default_label,
             entity,
             timestamp_field: None,
             feature_columns: self.columns.feature_columns.clone(),
@@ -233,18 +235,28 @@ impl DataArgs {
             .transpose()?)
     }
 
+    /// The records, each with its label.
     fn read(&self) -> Result<Dataset> {
+        self.read_labels(None)
+    }
+
+    /// The records, a missing label read as 0: for jobs that do not read labels.
+    fn read_unlabelled(&self) -> Result<Dataset> {
+        self.read_labels(Some(0.0))
+    }
+
+    fn read_labels(&self, default_label: Option<f64>) -> Result<Dataset> {
         let format = self.checked_format()?;
-        let data = read_records(&self.data, format, &self.options())?;
+        let data = read_records(&self.data, format, &self.options(default_label))?;
         self.finish(data)
     }
 
-    /// [`Self::read`] with each record's id under every key of `keys` (`missing`: the
-    /// error for a record without one).
+    /// [`Self::read_unlabelled`] with each record's id under every key of `keys`
+    /// (`missing`: the error for a record without one).
     fn read_with_ids(&self, keys: &[String], missing: &str) -> Result<(Dataset, Vec<Ids>)> {
         let format = self.checked_format()?;
-        let (data, ids) =
-            read_records_with_ids(&self.data, format, &self.options(), keys, missing)?;
+        let options = self.options(Some(0.0));
+        let (data, ids) = read_records_with_ids(&self.data, format, &options, keys, missing)?;
         Ok((self.finish(data)?, ids))
     }
 
@@ -416,6 +428,7 @@ fn group(a: GroupArgs) -> Result<()> {
     a.columns
         .refuse_unless_columnar(&a.data, Format::of_file(&a.data).is_columnar())?;
     let options = ReadOptions {
+        default_label: None,
         entity: EntityMode::Key(a.entity_key),
         timestamp_field: None,
         feature_columns: a.columns.feature_columns,

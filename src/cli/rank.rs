@@ -26,8 +26,8 @@ enum PolicyArg {
 
 #[derive(Args, Debug)]
 pub struct RankArgs {
-    /// Candidate records, in any records format. They need a label field as every record
-    /// does; its value is not used (0 will do).
+    /// Candidate records, in any records format; a label is not read (one that is absent
+    /// or null reads as 0).
     #[command(flatten)]
     data: DataArgs,
     /// Trained models: model JSON lines or a model store (`glmix stream --store`).

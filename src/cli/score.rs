@@ -40,7 +40,7 @@ pub fn run(a: ScoreArgs) -> Result<()> {
     paths.push(PathRole::input("--model", &a.model));
     paths.push(PathRole::output("--out", &a.out));
     check_paths(&paths)?;
-    let data = a.data.read()?;
+    let data = a.data.read_unlabelled()?;
     let models = models_for(&data, &a.model)?;
     let plan = MarginPlan::new(&data, &models);
     let (scores, device) = match a.thompson {

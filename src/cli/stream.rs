@@ -147,6 +147,7 @@ pub fn run(a: StreamArgs) -> Result<()> {
         train,
         batching,
         read: ReadOptions {
+            default_label: None,
             entity: EntityMode::Key(a.entity_key.clone()),
             timestamp_field: timed.then(|| a.time_field.clone()),
             feature_columns: a.columns.feature_columns.clone(),

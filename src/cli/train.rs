@@ -214,7 +214,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         #[cfg(any(feature = "parquet", feature = "avro"))]
         Some(n) if a.data.format().is_columnar() => {
             // The file is read and cut on a thread of its own, a chunk ahead.
-            let (path, format, options) = (a.data.data.clone(), a.data.format(), a.data.options());
+            let (path, format, options) =
+                (a.data.data.clone(), a.data.format(), a.data.options(None));
             let offsets = a.data.offset_model()?;
             let (send, chunks) = std::sync::mpsc::sync_channel::<glmix::Result<Dataset>>(1);
             std::thread::spawn(move || {
@@ -239,7 +240,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             if a.data.format() != Format::Jsonl {
                 bail!("--chunk-entities reads NTV JSON lines, Parquet, Arrow and Avro (a TSV file is one entity)");
             }
-            let mut reader = EntityChunks::open(&a.data.data, &a.data.options(), n)?;
+            let mut reader = EntityChunks::open(&a.data.data, &a.data.options(None), n)?;
             let offsets = a.data.offset_model()?;
             let chunks = ReadAhead::spawn(move || {
                 let mut next = reader.next_chunk();

@@ -80,7 +80,7 @@ pub fn parse_fast(text: &str, options: &ReadOptions, id_keys: &[String]) -> Opti
     }
     Some(FastRecord {
         entity,
-        label: finite(raw.label?)?,
+        label: finite(raw.label.or(options.default_label)?)?,
         weight,
         offset: finite(raw.offset.unwrap_or(0.0))?,
         timestamp,
@@ -313,6 +313,7 @@ mod tests {
     #[test]
     fn the_fast_path_reads_what_the_checked_path_reads_or_declines() {
         let options = ReadOptions {
+            default_label: None,
             entity: EntityMode::Key("uid".into()),
             timestamp_field: Some("ts".into()),
             feature_columns: Vec::new(),
@@ -373,6 +374,7 @@ mod tests {
             space in proptest::sample::select(vec!["", " ", "\t", "  \n"]),
         ) {
             let options = ReadOptions {
+                default_label: None,
                 entity: EntityMode::Key("uid".into()),
                 timestamp_field: None,
                 feature_columns: Vec::new(),
@@ -405,6 +407,7 @@ mod tests {
     #[test]
     fn extra_id_fields_are_read_and_required() {
         let options = ReadOptions {
+            default_label: None,
             entity: EntityMode::Single("all".into()),
             timestamp_field: None,
             feature_columns: Vec::new(),

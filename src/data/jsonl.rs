@@ -329,7 +329,7 @@ pub fn push_record(
     };
 
     let entity = entity_of(path, line, obj, &options.entity)?;
-    let label = number("label", None)?;
+    let label = number("label", options.default_label)?;
     let weight = number("weight", Some(1.0))?;
     if weight < 0.0 {
         return Err(Error::input(
@@ -506,6 +506,7 @@ pub(super) mod test_files {
 
     pub fn options() -> ReadOptions {
         ReadOptions {
+            default_label: None,
             entity: EntityMode::Key("entity".into()),
             timestamp_field: None,
             feature_columns: Vec::new(),
@@ -545,6 +546,32 @@ mod tests {
         match read(&lines) {
             Err(Error::Input { line, field, .. }) => {
                 assert_eq!((line, field.as_str()), (first, "label"))
+            }
+            other => panic!("expected an input error, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn a_default_label_stands_in_for_a_missing_or_null_one() {
+        // The first line takes the fast path, the second the checked one.
+        let lines = [
+            r#"{"entity":"a","features":[{"name":"f","term":"","value":1}]}"#,
+            r#"{"entity":"b","label":null,"extra":{"x":[1]},"features":[]}"#,
+            r#"{"entity":"c","label":1,"features":[]}"#,
+        ]
+        .map(String::from);
+        let (_dir, path) = write(&lines);
+        let unlabelled = ReadOptions {
+            default_label: Some(0.0),
+            ..options()
+        };
+        assert_eq!(
+            read_jsonl(&path, &unlabelled).unwrap().label,
+            [0.0, 0.0, 1.0]
+        );
+        match read(&lines) {
+            Err(Error::Input { line, field, .. }) => {
+                assert_eq!((line, field.as_str()), (1, "label"))
             }
             other => panic!("expected an input error, got {:?}", other.map(|_| ())),
         }

@@ -491,6 +491,9 @@ pub struct ReadOptions {
     /// Columnar files only: the NTV list columns whose features a record has, merged
     /// (Photon-ML's feature bags). Empty: the column `features`.
     pub feature_bags: Vec<String>,
+    /// The label of a record without one (JSON lines, columnar files), for jobs that do
+    /// not read labels (scoring, ranking candidates); `None`: a missing label is an error.
+    pub default_label: Option<f64>,
 }
 
 impl ReadOptions {

@@ -215,6 +215,7 @@ mod tests {
 
     fn options() -> ReadOptions {
         ReadOptions {
+            default_label: None,
             entity: EntityMode::Key("uid".into()),
             timestamp_field: Some("ts".into()),
             feature_columns: Vec::new(),

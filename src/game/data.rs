@@ -40,6 +40,7 @@ impl GameData {
     /// error.
     pub fn read(path: &Path, keys: &[String]) -> Result<Self> {
         let options = ReadOptions {
+            default_label: None,
             entity: EntityMode::Single("all".into()),
             timestamp_field: None,
             feature_columns: Vec::new(),

@@ -203,6 +203,7 @@ mod tests {
             train,
             batching: Batching::Records(100),
             read: ReadOptions {
+                default_label: None,
                 entity: EntityMode::Key("entity".into()),
                 timestamp_field: None,
                 feature_columns: Vec::new(),

@@ -48,8 +48,11 @@ pub(super) struct Plan {
     single: Option<String>,
     /// Further id columns, one list of ids each.
     id_keys: Vec<IdAt>,
-    /// `label` or `response`.
-    label: &'static str,
+    /// `label` or `response`; `None` when the file has neither and a default label is
+    /// given.
+    label: Option<&'static str>,
+    /// The label of a record with a null label, or of every record without a column.
+    default_label: Option<f64>,
     timestamp: Option<String>,
     /// The NTV feature bags; empty when the features are `wide` columns.
     bags: Vec<String>,
@@ -143,12 +146,21 @@ impl Plan {
                 false => Err(refuse(name, format!("expected a numeric column, got {t}"))),
             }
         };
-        let (label, i) = LABELS
+        let label = match LABELS
             .iter()
             .find_map(|&name| column(name).map(|i| (name, i)))
-            .ok_or_else(|| missing(LABELS[0], "every record needs a label (or `response`)"))?;
-        numeric(label, i)?;
-        want(&mut read, i);
+        {
+            Some((label, i)) => {
+                numeric(label, i)?;
+                want(&mut read, i);
+                Some(label)
+            }
+            None if options.default_label.is_some() => None,
+            None => Err(missing(
+                LABELS[0],
+                "every record needs a label (or `response`)",
+            ))?,
+        };
         for name in [WEIGHT, OFFSET] {
             if let Some(i) = column(name) {
                 numeric(name, i)?;
@@ -220,6 +232,7 @@ impl Plan {
             single,
             id_keys,
             label,
+            default_label: options.default_label,
             timestamp: options.timestamp_field.clone(),
             bags,
             wide,
@@ -258,7 +271,7 @@ impl Plan {
         let col = |name: &str| column(batch, name);
         let id_columns: Vec<IdColumn> = self.id_keys.iter().map(|k| k.of(batch)).collect();
         let ids = self.entity.as_ref().map(|k| k.of(batch));
-        let label = Numbers::of(col(self.label));
+        let label = self.label.map(|l| Numbers::of(col(l)));
         let optional = |name: &str| batch.column_by_name(name).map(Numbers::of);
         let (weight, offset) = (optional(WEIGHT), optional(OFFSET));
         let timestamp = self.timestamp.as_deref().map(|t| Numbers::of(col(t)));
@@ -293,10 +306,13 @@ impl Plan {
                     id
                 }
             };
+            let name = self.label.unwrap_or(LABELS[0]);
             let label = label
-                .get(i)
-                .ok_or_else(|| bad(self.label, "null label".into()))?;
-            let label = finite(path, line, self.label, label)?;
+                .as_ref()
+                .and_then(|l| l.get(i))
+                .or(self.default_label)
+                .ok_or_else(|| bad(name, "null label".into()))?;
+            let label = finite(path, line, name, label)?;
             let weight = weight.as_ref().and_then(|w| w.get(i)).unwrap_or(1.0);
             let weight = finite(path, line, WEIGHT, weight)?;
             if weight < 0.0 {
