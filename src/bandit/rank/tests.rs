@@ -207,15 +207,18 @@ fn thompson_ranks_one_entitys_candidates_by_one_draw() {
     assert!((share - PHI_HALF).abs() < 0.013, "{share} vs {PHI_HALF}");
 }
 
+/// Four candidates without features, ranked by their offsets alone: b, d, c, a.
+const FOUR_OFFSETS: &[Slot] = &[
+    ("a", 0.0, &[]),
+    ("b", 3.0, &[]),
+    ("c", 1.0, &[]),
+    ("d", 2.0, &[]),
+];
+
 #[test]
 fn epsilon_greedy_propensities_are_exact() {
     let models = ModelSet::new();
-    let per: &[Slot] = &[
-        ("a", 0.0, &[]),
-        ("b", 3.0, &[]),
-        ("c", 1.0, &[]),
-        ("d", 2.0, &[]),
-    ];
+    let per = FOUR_OFFSETS;
     let (data, requests) = repeated(10_000, per);
     let epsilon = 0.2;
     let policy = Policy::EpsilonGreedy { epsilon };
@@ -361,12 +364,7 @@ fn bad_settings_and_models_without_a_precision_are_refused() {
 #[test]
 fn choice_probabilities_are_the_policies_own() {
     let models = ModelSet::new();
-    let per: &[Slot] = &[
-        ("a", 0.0, &[]),
-        ("b", 3.0, &[]),
-        ("c", 1.0, &[]),
-        ("d", 2.0, &[]),
-    ];
+    let per = FOUR_OFFSETS;
     let (data, requests) = repeated(2, per);
     // b on top, d second, c at a position past the request's four candidates.
     let choices = [
