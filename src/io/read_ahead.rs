@@ -10,9 +10,11 @@ use std::sync::{Arc, Condvar, Mutex};
 /// With [`ReadAhead::spawn`] the budget is one item: the next chunk of input is read while
 /// the current one is worked on. With [`ReadAhead::spawn_weighted`], many small items
 /// (a stream's one-record mini-batches) wait in the queue, so that handing one over costs
-/// a lock rather than a meeting of two threads. The thread stops after the last item, the
-/// first error, or once the `ReadAhead` is dropped (it is not joined, as it may be
-/// waiting on stdin).
+/// a lock rather than a meeting of two threads: a full queue's producer sleeps until it
+/// has drained to half the budget, and each side wakes the other only when that one
+/// sleeps, so that a queue that stays near full costs no wake-up per item. The thread
+/// stops after the last item, the first error, or once the `ReadAhead` is dropped (it is
+/// not joined, as it may be waiting on stdin).
 pub struct ReadAhead<T> {
     shared: Arc<Shared<T>>,
     /// Whether the last item was given: later calls give `None` again.
@@ -32,6 +34,11 @@ struct Queue<T> {
     weight: usize,
     /// The consumer was dropped, or the producer panicked.
     closed: bool,
+    /// Who sleeps on the queue: the consumer on an empty one, the producer on a full one
+    /// until its weight is at most `resume`.
+    consumer_waits: bool,
+    producer_waits: bool,
+    resume: usize,
 }
 
 impl<T: Send + 'static> ReadAhead<T> {
@@ -51,6 +58,9 @@ impl<T: Send + 'static> ReadAhead<T> {
                 items: VecDeque::new(),
                 weight: 0,
                 closed: false,
+                consumer_waits: false,
+                producer_waits: false,
+                resume: budget / 2,
             }),
             filled: Condvar::new(),
             drained: Condvar::new(),
@@ -69,15 +79,21 @@ impl<T: Send + 'static> ReadAhead<T> {
                 }
                 queue.items.push_back((item, w));
                 queue.weight += w;
-                producer.filled.notify_one();
+                if queue.consumer_waits {
+                    producer.filled.notify_one();
+                }
                 if last {
                     return;
                 }
-                while queue.weight >= budget && !queue.closed {
-                    queue = producer
-                        .drained
-                        .wait(queue)
-                        .expect("no panic holds the lock");
+                if queue.weight >= budget {
+                    queue.producer_waits = true;
+                    while queue.weight > queue.resume && !queue.closed {
+                        queue = producer
+                            .drained
+                            .wait(queue)
+                            .expect("no panic holds the lock");
+                    }
+                    queue.producer_waits = false;
                 }
                 if queue.closed {
                     return;
@@ -103,18 +119,22 @@ impl<T: Send + 'static> ReadAhead<T> {
         loop {
             if let Some((item, w)) = queue.items.pop_front() {
                 queue.weight -= w;
-                self.shared.drained.notify_one();
+                if queue.producer_waits && queue.weight <= queue.resume {
+                    self.shared.drained.notify_one();
+                }
                 self.ended.set(matches!(item, Ok(None)));
                 return item;
             }
             if queue.closed {
                 return Err(Error::Config("the input reader stopped".into()));
             }
+            queue.consumer_waits = true;
             queue = self
                 .shared
                 .filled
                 .wait(queue)
                 .expect("no panic holds the lock");
+            queue.consumer_waits = false;
         }
     }
 }
@@ -176,9 +196,16 @@ mod tests {
             },
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
-        // Three items of 4 reach the budget of 10; the producer then waits.
-        assert_eq!(made.load(std::sync::atomic::Ordering::SeqCst), 3);
+        // Three items of 4 reach the budget of 10; the producer then waits until the
+        // queue has drained to half of it (5).
+        let made_now = || made.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(made_now(), 3);
         assert_eq!(items.next().unwrap(), Some(4));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(made_now(), 3, "8 queued is above half the budget");
+        assert_eq!(items.next().unwrap(), Some(4));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(made_now(), 5, "from 4 queued, two more reach the budget");
         drop(items);
     }
 
