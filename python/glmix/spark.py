@@ -252,8 +252,6 @@ def game_train(df, config, *, order_by=None, threads=1):
     other than diagonal for the fixed effect are not offered here."""
     import json
 
-    import numpy as np
-    import pyarrow as pa
     from pyspark.sql import functions as F
 
     if not isinstance(config, dict):

@@ -257,10 +257,17 @@ struct Draws {
 }
 
 impl Ranker<'_> {
-    /// The shown candidates of request `request` (id `key`), whose records are `rows`.
-    fn request(&self, request: u32, key: &str, rows: &[usize]) -> Vec<Shown> {
+    /// The random stream of the request with id `key`: the user's seed, the stream
+    /// selected by the id's hash (see the module doc).
+    fn stream(&self, key: &str) -> ChaCha8Rng {
         let mut rng = ChaCha8Rng::seed_from_u64(self.options.seed);
         rng.set_stream(fnv1a(FNV1A_EMPTY, key.as_bytes()));
+        rng
+    }
+
+    /// The shown candidates of request `request` (id `key`), whose records are `rows`.
+    fn request(&self, request: u32, key: &str, rows: &[usize]) -> Vec<Shown> {
+        let mut rng = self.stream(key);
         let k = rows.len();
         let top = self.options.top.min(k);
         let means: Vec<f64> = rows.iter().map(|&i| self.plan.margin(i)).collect();
@@ -363,8 +370,7 @@ impl Ranker<'_> {
                 false => 0.0,
             }),
             Policy::Thompson { draws, .. } => {
-                let mut rng = ChaCha8Rng::seed_from_u64(self.options.seed);
-                rng.set_stream(fnv1a(FNV1A_EMPTY, key.as_bytes()));
+                let mut rng = self.stream(key);
                 let mut scratch = Draws::default();
                 let mut hits = vec![0usize; asked.len()];
                 for _ in 0..draws {

@@ -50,19 +50,14 @@ pub fn run(a: OpeArgs) -> Result<()> {
     let (data, requests) = candidates(&a.data, &a.request_key)?;
     let models = models_for(&data, &a.model)?;
     let log = read_log(&a.log)?;
+    // The policy's options; `top` plays no part in a choice's probability.
+    let options = a.policy.options(1);
     let bootstrap = Bootstrap {
         resamples: a.resamples,
         level: a.level,
-        seed: a.policy.options(1).seed,
+        seed: options.seed,
     };
-    let e = evaluate_policy(
-        &data,
-        &requests,
-        &models,
-        &a.policy.options(1),
-        &log,
-        bootstrap,
-    )?;
+    let e = evaluate_policy(&data, &requests, &models, &options, &log, bootstrap)?;
     let name = |estimator| match estimator {
         Estimator::Ips => "ips",
         Estimator::Snips => "snips",
