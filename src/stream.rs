@@ -53,6 +53,7 @@ use std::time::Instant;
 
 mod group;
 mod input;
+mod per_record;
 mod reader;
 mod report;
 mod settings;
@@ -60,7 +61,7 @@ mod settings;
 pub use group::CommitPolicy;
 use group::Group;
 pub use input::{Position, Source};
-use reader::{BatchReader, ReadBatch};
+use reader::{BatchReader, ReadBatch, ReadRun};
 pub use report::BatchReport;
 use report::Running;
 
@@ -197,7 +198,7 @@ pub fn run_stream(
         position = committed;
         running = decode(store, &store.state(RUNNING)?.unwrap_or_default())?;
     }
-    let mut summary = StreamSummary {
+    let summary = StreamSummary {
         resumed_after: position.batches,
         ..Default::default()
     };
@@ -230,130 +231,163 @@ pub fn run_stream(
         )));
     }
 
-    // Small mini-batches queue up to READ_AHEAD_RECORDS, so that a one-record mini-batch
-    // is handed over by a lock, not by a meeting of two threads.
-    let batches = ReadAhead::spawn_weighted(
-        READ_AHEAD_RECORDS,
-        |b: &ReadBatch| b.data.num_rows().max(1),
-        move || reader.next(),
-    );
-    let mut group = Group::default();
-    let mut committer = Committer {
+    let mut trainer = Trainer {
         store,
         kind,
         settings: settings.encode(),
         on_batch,
+        group: Group::default(),
+        running,
+        position,
+        summary,
     };
-    let trained = (|| -> Result<()> {
-        while let Some(ReadBatch {
-            data: batch,
-            mut report,
-            cut,
-        }) = batches.next()?
-        {
-            let started = Instant::now();
-            group.begin(started);
-            // 1. Progressive validation with the models as they stand.
-            let priors = group.priors(store, &batch)?;
-            let scores = score(&batch, priors, None)?;
-            running.add(kind, &batch, &scores);
-            report.new_entities = batch
-                .entities
-                .keys()
-                .iter()
-                .filter(|e| !priors.contains(e))
-                .count();
-            report.score_seconds = started.elapsed().as_secs_f64();
-
-            // 2. Update every touched entity.
-            let clock = Instant::now();
-            let out = match config.update {
-                Update::Incremental => {
-                    report.rows_trained = batch.num_rows();
-                    fit_on(backend, Some(priors), &batch, &config.train, &|_| {})?
-                }
-                Update::Retrain => {
-                    history.append(&batch);
-                    let touched = history.of(&batch);
-                    report.rows_trained = touched.num_rows();
-                    fit_on(backend, None, &touched, &config.train, &|_| {})?
-                }
-            };
-            report.not_converged = out
-                .reports
-                .iter()
-                .filter(|r| !r.solve.reason.converged())
-                .count();
-            report.train_seconds = clock.elapsed().as_secs_f64();
-            report.seconds = report.read_seconds + started.elapsed().as_secs_f64();
-
-            position = Position {
-                batches: report.batch,
-                lines: cut.lines,
-                bytes: cut.bytes,
-                hash: cut.hash,
-                records: position.records + batch.num_rows() as u64,
-                skipped: position.skipped + report.skipped as u64,
-            };
-            summary.batches += 1;
-            summary.records += batch.num_rows() as u64;
-            summary.skipped += report.skipped as u64;
-            summary.batch_seconds.push(report.seconds);
-            group.add(&batch, &scores, report, out.models);
-
-            // 3. Commit the group's models, the position and its metrics together.
-            if group.due(&config.commit) {
-                committer.commit(&mut group, &position, &running, &mut summary)?;
-            }
-        }
-        Ok(())
-    })();
+    // Small mini-batches queue up to READ_AHEAD_RECORDS, so that a one-record mini-batch
+    // is handed over by a lock, not by a meeting of two threads.
+    let trained = if per_record::applies(config, &reader) {
+        let runs = ReadAhead::spawn_weighted(
+            READ_AHEAD_RECORDS,
+            |r: &ReadRun| r.batches.len(),
+            move || reader.next_run(),
+        );
+        per_record::train(&mut trainer, &runs, config)
+    } else {
+        let batches = ReadAhead::spawn_weighted(
+            READ_AHEAD_RECORDS,
+            |b: &ReadBatch| b.data.num_rows().max(1),
+            move || reader.next(),
+        );
+        train_batches(&mut trainer, &batches, config, backend, &mut history)
+    };
     // What trained before a failure is committed too, so that a run resumes after it.
-    if !group.is_empty() {
-        committer.commit(&mut group, &position, &running, &mut summary)?;
+    if !trainer.group.is_empty() {
+        trainer.commit()?;
     }
     trained?;
+    let mut summary = trainer.summary;
     summary.seconds = clock.elapsed().as_secs_f64();
     Ok(summary)
 }
 
-/// Writes a [`Group`] to the store and reports it.
-struct Committer<'s, 'f> {
+/// Train every mini-batch of `batches` with the batched solver, committing as due.
+fn train_batches(
+    t: &mut Trainer,
+    batches: &ReadAhead<ReadBatch>,
+    config: &StreamConfig,
+    backend: Backend,
+    history: &mut History,
+) -> Result<()> {
+    while let Some(ReadBatch {
+        data: batch,
+        mut report,
+        cut,
+    }) = batches.next()?
+    {
+        let started = Instant::now();
+        t.group.begin(started);
+        // 1. Progressive validation with the models as they stand.
+        let priors = t.group.priors(t.store, &batch)?;
+        let scores = score(&batch, priors, None)?;
+        t.running.add(t.kind, &batch, &scores);
+        report.new_entities = batch
+            .entities
+            .keys()
+            .iter()
+            .filter(|e| !priors.contains(e))
+            .count();
+        report.score_seconds = started.elapsed().as_secs_f64();
+
+        // 2. Update every touched entity.
+        let clock = Instant::now();
+        let out = match config.update {
+            Update::Incremental => {
+                report.rows_trained = batch.num_rows();
+                fit_on(backend, Some(priors), &batch, &config.train, &|_| {})?
+            }
+            Update::Retrain => {
+                history.append(&batch);
+                let touched = history.of(&batch);
+                report.rows_trained = touched.num_rows();
+                fit_on(backend, None, &touched, &config.train, &|_| {})?
+            }
+        };
+        report.not_converged = out
+            .reports
+            .iter()
+            .filter(|r| !r.solve.reason.converged())
+            .count();
+        report.train_seconds = clock.elapsed().as_secs_f64();
+        report.seconds = report.read_seconds + started.elapsed().as_secs_f64();
+        t.advance(&report, &cut, batch.num_rows());
+        t.group.add(&batch, &scores, report, out.models);
+
+        // 3. Commit the group's models, the position and its metrics together.
+        t.commit_if_due(&config.commit)?;
+    }
+    Ok(())
+}
+
+/// What the training loop carries from one mini-batch to the next, and commits.
+struct Trainer<'s, 'f> {
     store: &'s ModelStore,
     kind: Loss,
     settings: Vec<u8>,
     on_batch: &'f mut dyn FnMut(&BatchReport),
+    group: Group<'s>,
+    running: Running,
+    /// Where the input stands after the last trained mini-batch.
+    position: Position,
+    summary: StreamSummary,
 }
 
-impl Committer<'_, '_> {
-    /// Commit `group` (its models, `position` and `running` after its last mini-batch,
-    /// and its report row) in one transaction, then hand the report to `on_batch`.
-    fn commit(
-        &mut self,
-        group: &mut Group,
-        position: &Position,
-        running: &Running,
-        summary: &mut StreamSummary,
-    ) -> Result<()> {
+impl Trainer<'_, '_> {
+    /// Count a trained mini-batch of `records` records, reported by `report`, that ends
+    /// at `cut`.
+    fn advance(&mut self, report: &BatchReport, cut: &Position, records: usize) {
+        self.position = Position {
+            batches: report.batch,
+            lines: cut.lines,
+            bytes: cut.bytes,
+            hash: cut.hash,
+            records: self.position.records + records as u64,
+            skipped: self.position.skipped + report.skipped as u64,
+        };
+        let summary = &mut self.summary;
+        summary.batches += 1;
+        summary.records += records as u64;
+        summary.skipped += report.skipped as u64;
+        summary.batch_seconds.push(report.seconds);
+    }
+
+    fn commit_if_due(&mut self, policy: &CommitPolicy) -> Result<()> {
+        match self.group.due(policy) {
+            true => self.commit(),
+            false => Ok(()),
+        }
+    }
+
+    /// Commit the group (its models, the position and running sums after its last
+    /// mini-batch, and its report row) in one transaction, then hand the report to
+    /// `on_batch`.
+    fn commit(&mut self) -> Result<()> {
         let clock = Instant::now();
-        let mut report = group.take_report(self.kind);
-        report.running(self.kind, running);
+        let mut report = self.group.take_report(self.kind);
+        report.running(self.kind, &self.running);
         let row = serde_json::to_string(&report).expect("a report serialises");
         self.store.commit(Commit {
-            models: group.trained(),
+            models: self.group.trained(),
             state: vec![
-                (POSITION, encode(position)),
-                (RUNNING, encode(running)),
+                (POSITION, encode(&self.position)),
+                (RUNNING, encode(&self.running)),
                 (SETTINGS, self.settings.clone()),
             ],
-            batch: Some((position.batches, row)),
+            batch: Some((self.position.batches, row)),
         })?;
-        group.committed();
+        self.group.committed();
         report.commit_seconds = clock.elapsed().as_secs_f64();
-        summary.commits += 1;
-        summary.commit_seconds.push(report.commit_seconds);
+        self.summary.commits += 1;
+        self.summary.commit_seconds.push(report.commit_seconds);
         (self.on_batch)(&report);
-        summary.last = Some(report);
+        self.summary.last = Some(report);
         Ok(())
     }
 }

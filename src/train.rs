@@ -33,6 +33,7 @@ use std::time::Instant;
 
 mod pack;
 mod posterior;
+mod record;
 mod run;
 
 use pack::{pack_part, PartScratch, Plan};
@@ -42,6 +43,7 @@ use crate::eval::backend::CPU_PART_ENTITIES;
 pub use crate::eval::Backend;
 pub use posterior::PrecisionNote;
 use posterior::{posterior_model, Solution};
+pub use record::{update_record, RecordScratch, RecordUpdate};
 pub use run::{train_chunks, Chunks, Progress, RunTotals, Silent};
 
 /// Settings of a training run.

@@ -173,7 +173,8 @@ impl EntityModel {
 #[derive(Debug, Clone, Default)]
 pub struct ModelSet {
     models: Vec<EntityModel>,
-    index: HashMap<String, usize>,
+    /// Hashed with foldhash: a stream looks an entity up several times per record.
+    index: HashMap<String, usize, foldhash::fast::RandomState>,
     /// The file the set was read from and each model's line in it, for error messages.
     source: Option<(PathBuf, Vec<usize>)>,
 }

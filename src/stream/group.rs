@@ -99,13 +99,18 @@ impl<'s> Group<'s> {
     /// only by the group's commit).
     pub(super) fn priors(&mut self, store: &'s ModelStore, batch: &Dataset) -> Result<&ModelSet> {
         for key in batch.entities.keys() {
-            if self.models.contains(key) {
-                continue;
-            }
+            self.prior_of(store, key)?;
+        }
+        Ok(&self.models)
+    }
+
+    /// The models as they stand, holding `entity`'s if it has one (see [`Self::priors`]).
+    pub(super) fn prior_of(&mut self, store: &'s ModelStore, entity: &str) -> Result<&ModelSet> {
+        if !self.models.contains(entity) {
             if self.reader.is_none() {
                 self.reader = Some(store.reader()?);
             }
-            if let Some(m) = self.reader.as_ref().expect("just opened").model(key)? {
+            if let Some(m) = self.reader.as_ref().expect("just opened").model(entity)? {
                 self.models.insert(m);
             }
         }
@@ -127,6 +132,24 @@ impl<'s> Group<'s> {
         models: Vec<EntityModel>,
     ) {
         self.scored.add(batch, scores);
+        self.add_trained(report, models);
+    }
+
+    /// Add a one-record mini-batch: record `i` of `data`, its progressive `score`, its
+    /// report and the model it trained.
+    pub(super) fn add_record(
+        &mut self,
+        data: &Dataset,
+        i: usize,
+        score: f64,
+        report: BatchReport,
+        model: EntityModel,
+    ) {
+        self.scored.add_record(data, i, score);
+        self.add_trained(report, [model]);
+    }
+
+    fn add_trained(&mut self, report: BatchReport, models: impl IntoIterator<Item = EntityModel>) {
         for m in models {
             let i = self.models.insert(m);
             if i >= self.dirty.len() {

@@ -117,9 +117,9 @@ pub(super) struct ParsedLines {
     pub(super) queue: VecDeque<Parsed>,
     /// The position after the last line handed out.
     pub(super) at: Position,
-    /// Whether lines may be read ahead of a time window's end (not from a pipe, where the
-    /// next lines may be a long time coming).
-    pub(super) window_ahead: bool,
+    /// Whether lines may be read ahead of what a mini-batch needs (not from a pipe, where
+    /// the next lines may be a long time coming).
+    pub(super) read_ahead: bool,
 }
 
 /// One line of the input: the positions before and after it, and its record (`None`
@@ -139,7 +139,7 @@ impl ParsedLines {
             texts: vec![String::new(); LINES_PER_CHUNK],
             queue: VecDeque::new(),
             at,
-            window_ahead: !matches!(source, Source::Stdin),
+            read_ahead: !matches!(source, Source::Stdin),
         })
     }
 

@@ -21,6 +21,14 @@ pub(super) struct ReadBatch {
     pub(super) cut: Position,
 }
 
+/// One-record mini-batches as read ([`BatchReader::next_run`]): record `i` of `data` is
+/// mini-batch `batches[i]`, with its report (the run's read time and unread keys on the
+/// first) and the position once it is committed.
+pub(super) struct ReadRun {
+    pub(super) data: Dataset,
+    pub(super) batches: Vec<(BatchReport, Position)>,
+}
+
 /// Cuts the input into mini-batches (see [`Batching`]); the same input always gives the
 /// same batches, which is what makes resuming exact.
 pub(super) struct BatchReader {
@@ -32,6 +40,8 @@ pub(super) struct BatchReader {
     /// Number of the next batch, and the line it starts after.
     pub(super) batch: u64,
     pub(super) cut: Position,
+    /// An error met after the records of a run, returned by the next call.
+    pub(super) failed: Option<Error>,
 }
 
 impl BatchReader {
@@ -49,7 +59,13 @@ impl BatchReader {
             pending: None,
             batch: 1,
             cut,
+            failed: None,
         })
+    }
+
+    /// Whether the input is JSON lines (not a columnar file).
+    pub(super) fn reads_lines(&self) -> bool {
+        matches!(self.input, Input::Lines(_))
     }
 
     /// Skip the input up to `position` (an earlier run's last cut) without reading records.
@@ -167,16 +183,86 @@ impl BatchReader {
     }
 
     /// The next mini-batch of JSON lines (see [`Self::next_records`]).
-    fn next_lines(&mut self, mut report: BatchReport) -> Result<Option<Cut>> {
+    fn next_lines(&mut self, report: BatchReport) -> Result<Option<Cut>> {
+        let (mut data, window) = match self.pending.take() {
+            Some((opening, w)) => (opening, Some(w)),
+            None => (Dataset::new(), None),
+        };
+        let read = self.append_lines(&mut data, window, report)?;
+        Ok(read.map(|(report, window, cut)| (data, report, window, cut)))
+    }
+
+    /// The next one-record mini-batches of JSON lines: as many as are parsed already
+    /// (reading a file, up to [`LINES_PER_CHUNK`] lines are parsed ahead; from a pipe, only
+    /// what has come), at least one; `None` at the end. An error after some of them is
+    /// returned by the next call, so that the records before it train.
+    pub(super) fn next_run(&mut self) -> Result<Option<ReadRun>> {
+        debug_assert_eq!(self.config.batching, Batching::Records(1));
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        let started = Instant::now();
+        let mut data = Dataset::new();
+        let mut batches: Vec<(BatchReport, Position)> = Vec::new();
+        loop {
+            let Input::Lines(lines) = &self.input else {
+                unreachable!("per-record runs read JSON lines")
+            };
+            if !batches.is_empty() && lines.queue.is_empty() {
+                break;
+            }
+            let report = BatchReport {
+                batch: self.batch,
+                first_line: self.cut.lines + 1,
+                ..BatchReport::default()
+            };
+            match self.append_lines(&mut data, None, report) {
+                Ok(Some((mut report, _, _))) => {
+                    self.cut = self.input.at();
+                    self.batch += 1;
+                    report.last_line = self.cut.lines;
+                    report.input_bytes = self.cut.bytes;
+                    batches.push((report, self.cut));
+                }
+                Ok(None) => break,
+                Err(e) if batches.is_empty() => return Err(e),
+                Err(e) => {
+                    self.failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if batches.is_empty() {
+            return Ok(None);
+        }
+        data.sort_features();
+        if let Some(model) = &self.config.offset_model {
+            model.add_to(&mut data)?;
+        }
+        let first = &mut batches[0].0;
+        first.unread_keys = data
+            .unread_keys
+            .iter()
+            .map(|(k, u)| (k.to_string(), u.records, u.first_line))
+            .collect();
+        first.read_seconds = started.elapsed().as_secs_f64();
+        Ok(Some(ReadRun { data, batches }))
+    }
+
+    /// Append the next mini-batch of JSON lines to `data` (empty, or holding the record
+    /// that opens `window`): its report, window and cut; `None` when no record is left.
+    fn append_lines(
+        &mut self,
+        data: &mut Dataset,
+        mut window: Option<i64>,
+        mut report: BatchReport,
+    ) -> Result<Option<Appended>> {
         let config = &self.config;
         let Input::Lines(lines) = &mut self.input else {
             unreachable!("a lines input")
         };
         let name = lines.lines.name.clone();
-        let (mut data, mut window) = match self.pending.take() {
-            Some((opening, w)) => (opening, Some(w)),
-            None => (Dataset::new(), None),
-        };
+        let start = data.num_rows();
         let mut cut = None;
         let bad = |e: Error, report: &mut BatchReport| -> Result<()> {
             match config.on_bad_record {
@@ -191,13 +277,15 @@ impl BatchReader {
             }
         };
         loop {
-            if matches!(config.batching, Batching::Records(n) if data.num_rows() == n) {
+            let rows = data.num_rows() - start;
+            if matches!(config.batching, Batching::Records(n) if rows == n) {
                 break;
             }
-            // A batch of n records needs at least n more lines; a window, any number.
+            // From a pipe, a batch of n records waits for n more lines and a window for
+            // one; a file is parsed ahead.
             let wanted = match config.batching {
-                Batching::Records(n) => n - data.num_rows(),
-                Batching::Window(_) if lines.window_ahead => LINES_PER_CHUNK,
+                _ if lines.read_ahead => LINES_PER_CHUNK,
+                Batching::Records(n) => n - rows,
                 Batching::Window(_) => 1,
             };
             let Some(Parsed { before, record, .. }) = lines.next(&config.read, wanted)? else {
@@ -241,22 +329,25 @@ impl BatchReader {
                     _ => window = Some(w),
                 }
             }
-            match record.push(&name, line as usize, &config.read, &mut data) {
+            match record.push(&name, line as usize, &config.read, data) {
                 Ok(()) => report.late += usize::from(late),
                 Err(e) => bad(e, &mut report)?,
             }
         }
-        if data.num_rows() == 0 {
+        if data.num_rows() == start {
             // Only blank or skipped lines were left: they make no batch.
             return Ok(None);
         }
-        Ok(Some((data, report, window, cut)))
+        Ok(Some((report, window, cut)))
     }
 }
 
 /// A mini-batch as cut: its records, report, window and where it ends (`None`: where the
 /// input stands).
 type Cut = (Dataset, BatchReport, Option<i64>, Option<Position>);
+
+/// A mini-batch appended to a dataset: a [`Cut`] without the records.
+type Appended = (BatchReport, Option<i64>, Option<Position>);
 
 /// The time window of `record` (0 when mini-batches are cut by count).
 fn window_of(config: &StreamConfig, name: &Path, line: u64, record: &ParsedLine) -> Result<i64> {

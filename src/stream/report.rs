@@ -30,13 +30,18 @@ impl Scored {
     }
 
     pub(super) fn add(&mut self, data: &Dataset, scores: &[f64]) {
-        self.scores.extend_from_slice(scores);
-        self.labels.extend_from_slice(&data.label);
-        self.offsets.extend_from_slice(&data.offset);
-        for &e in &data.entity {
-            let id = self.entities.id_str(data.entities.key(e));
-            self.entity.push(id);
+        for (i, &score) in scores.iter().enumerate() {
+            self.add_record(data, i, score);
         }
+    }
+
+    /// Add record `i` of `data`, scored `score`.
+    pub(super) fn add_record(&mut self, data: &Dataset, i: usize, score: f64) {
+        self.scores.push(score);
+        self.labels.push(data.label[i]);
+        self.offsets.push(data.offset[i]);
+        let id = self.entities.id_str(data.entities.key(data.entity[i]));
+        self.entity.push(id);
     }
 }
 
@@ -54,21 +59,26 @@ pub(super) struct Running {
 impl Running {
     pub(super) fn add(&mut self, kind: Loss, data: &Dataset, scores: &[f64]) {
         for (i, &s) in scores.iter().enumerate() {
-            let (y, o) = (data.label[i], data.offset[i]);
-            let positive = is_positive(y);
-            let loss = |m: f64| match kind {
-                Loss::Logistic if positive => softplus(-m),
-                Loss::Logistic => softplus(m),
-                Loss::Squared => (m - y) * (m - y),
-            };
-            self.loss += loss(s);
-            self.offset_loss += loss(o);
-            if kind == Loss::Logistic {
-                self.auc.add(s, positive);
-                self.offset_auc.add(o, positive);
-            }
+            self.add_record(kind, data, i, s);
         }
-        self.records += scores.len() as u64;
+    }
+
+    /// Add record `i` of `data`, scored `s`.
+    pub(super) fn add_record(&mut self, kind: Loss, data: &Dataset, i: usize, s: f64) {
+        let (y, o) = (data.label[i], data.offset[i]);
+        let positive = is_positive(y);
+        let loss = |m: f64| match kind {
+            Loss::Logistic if positive => softplus(-m),
+            Loss::Logistic => softplus(m),
+            Loss::Squared => (m - y) * (m - y),
+        };
+        self.loss += loss(s);
+        self.offset_loss += loss(o);
+        if kind == Loss::Logistic {
+            self.auc.add(s, positive);
+            self.offset_auc.add(o, positive);
+        }
+        self.records += 1;
     }
 
     fn mean(&self, kind: Loss, sum: f64) -> Option<f64> {
@@ -124,6 +134,8 @@ pub struct BatchReport {
     /// Rows the solver trained on (more than `records` with [`super::Update::Retrain`]).
     pub rows_trained: usize,
     pub read_seconds: f64,
+    /// Scoring the records before they train (per-record mini-batches score inside
+    /// their update, counted in `train_seconds`).
     pub score_seconds: f64,
     pub train_seconds: f64,
     /// The mini-batches' latency without the commit: reading them, then validating and

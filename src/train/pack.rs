@@ -106,17 +106,8 @@ pub(super) fn pack_part<'p>(
         config,
         ..
     } = *fit;
-    let loss = config.objective.loss();
-    let shape = match (config.objective.is_bayesian(), config.hessian) {
-        (false, _) => PrecisionShape::None,
-        (true, HessianType::Full) => PrecisionShape::Full,
-        (true, _) => PrecisionShape::Diagonal,
-    };
     let rows = &groups.rows[groups.ptr[part.start]..groups.ptr[part.end]];
-    let mut b = match scratch.spare.take() {
-        Some(spare) => spare.into_builder(loss, shape),
-        None => TrainingBatch::builder(loss, shape),
-    };
+    let mut b = builder(config, scratch);
     b.reserve(part.len(), rows.len(), feature_nnz(data, rows));
     let mut plans = Vec::with_capacity(part.len());
     for e in part {
@@ -132,6 +123,20 @@ pub(super) fn pack_part<'p>(
         plans.push(plan);
     }
     Ok((plans, b.build()))
+}
+
+/// A builder for `config`'s batches, on the thread's spare buffers when it has them.
+pub(super) fn builder(config: &TrainConfig, scratch: &mut PartScratch) -> TrainingBatchBuilder {
+    let loss = config.objective.loss();
+    let shape = match (config.objective.is_bayesian(), config.hessian) {
+        (false, _) => PrecisionShape::None,
+        (true, HessianType::Full) => PrecisionShape::Full,
+        (true, _) => PrecisionShape::Diagonal,
+    };
+    match scratch.spare.take() {
+        Some(spare) => spare.into_builder(loss, shape),
+        None => TrainingBatch::builder(loss, shape),
+    }
 }
 
 /// The plan of `entity`, whose records are `rows`: its features in id order and where its
@@ -247,7 +252,8 @@ fn check_prior_fits(
     }
 }
 
-fn pack_entity(
+/// Pack `plan`'s rows, penalties, prior mean and prior precision into `b`.
+pub(super) fn pack_entity(
     b: &mut TrainingBatchBuilder,
     data: &Dataset,
     plan: &Plan,

@@ -1,0 +1,63 @@
+//! Per-record updates: a stream cut into one-record mini-batches (`--batch-records 1`),
+//! trained incrementally.
+//!
+//! Each record is a mini-batch as in [`super::run_stream`]: scored by its entity's model
+//! as it stands, then that model updated by the record alone ([`update_record`]: the
+//! score [`crate::score::score`] gives and the model [`crate::train::fit_on`] gives a
+//! one-record mini-batch, bit for bit), and committed in groups as any mini-batch is. What changes is
+//! the cost: the reader hands over the records it has parsed ahead as one dataset (a
+//! *run*, [`ReadRun`]) instead of a dataset per record, and the training loop builds no
+//! score plan, entity grouping or parts for one record. The run's records still train
+//! one after another, each on the model the one before left.
+//!
+//! It is taken for JSON-lines input without `--strict` (whose error must stop the stream
+//! before the record holding an unread key trains; a run reads past it), and always
+//! solves on the CPU: one record's optimum is one scalar equation.
+
+use super::reader::{BatchReader, ReadRun};
+use super::{Batching, CommitPolicy, StreamConfig, Trainer, Update};
+use crate::error::Result;
+use crate::io::ReadAhead;
+use crate::train::{update_record, RecordScratch};
+use std::time::Instant;
+
+/// Whether `config`'s stream, read by `reader`, is trained record by record here.
+pub(super) fn applies(config: &StreamConfig, reader: &BatchReader) -> bool {
+    config.batching == Batching::Records(1)
+        && config.update == Update::Incremental
+        && !config.strict_keys
+        && reader.reads_lines()
+}
+
+/// Score and train every record of `runs`, committing as due.
+pub(super) fn train(
+    t: &mut Trainer,
+    runs: &ReadAhead<ReadRun>,
+    config: &StreamConfig,
+) -> Result<()> {
+    config.train.validate()?;
+    let mut scratch = RecordScratch::default();
+    let policy: &CommitPolicy = &config.commit;
+    while let Some(ReadRun { data, batches }) = runs.next()? {
+        for (i, (mut report, cut)) in batches.into_iter().enumerate() {
+            let started = Instant::now();
+            t.group.begin(started);
+            let entity = data.entities.key(data.entity[i]);
+            let models = t.group.prior_of(t.store, entity)?;
+            report.new_entities = usize::from(!models.contains(entity));
+            let update = update_record(models, &data, i, &config.train, &mut scratch)?;
+            let score = update.prior_margin;
+            t.running.add_record(t.kind, &data, i, score);
+            report.rows_trained = 1;
+            report.not_converged = usize::from(!update.report.reason.converged());
+            let trained = Instant::now();
+            // Scoring is part of the update: it reads the prior where the update finds it.
+            report.train_seconds = (trained - started).as_secs_f64();
+            report.seconds = report.read_seconds + report.train_seconds;
+            t.advance(&report, &cut, 1);
+            t.group.add_record(&data, i, score, report, update.model);
+            t.commit_if_due(policy)?;
+        }
+    }
+    Ok(())
+}
