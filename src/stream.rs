@@ -57,6 +57,7 @@ mod per_record;
 mod reader;
 mod report;
 mod settings;
+mod writer;
 
 pub use group::CommitPolicy;
 use group::Group;
@@ -66,6 +67,7 @@ pub use report::BatchReport;
 use report::Running;
 
 use settings::{legacy_fingerprint, StreamSettings};
+use writer::Writer;
 
 /// How the stream is cut into mini-batches.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -231,41 +233,46 @@ pub fn run_stream(
         )));
     }
 
-    let mut trainer = Trainer {
-        store,
-        kind,
-        settings: settings.encode(),
-        on_batch,
-        group: Group::default(),
-        running,
-        position,
-        summary,
-    };
-    // Small mini-batches queue up to READ_AHEAD_RECORDS, so that a one-record mini-batch
-    // is handed over by a lock, not by a meeting of two threads.
-    let trained = if per_record::applies(config, &reader) {
-        let runs = ReadAhead::spawn_weighted(
-            READ_AHEAD_RECORDS,
-            |r: &ReadRun| r.batches.len(),
-            move || reader.next_run(),
-        );
-        per_record::train(&mut trainer, &runs, config)
-    } else {
-        let batches = ReadAhead::spawn_weighted(
-            READ_AHEAD_RECORDS,
-            |b: &ReadBatch| b.data.num_rows().max(1),
-            move || reader.next(),
-        );
-        train_batches(&mut trainer, &batches, config, backend, &mut history)
-    };
-    // What trained before a failure is committed too, so that a run resumes after it.
-    if !trainer.group.is_empty() {
-        trainer.commit()?;
-    }
-    trained?;
-    let mut summary = trainer.summary;
-    summary.seconds = clock.elapsed().as_secs_f64();
-    Ok(summary)
+    std::thread::scope(|scope| {
+        let mut trainer = Trainer {
+            store,
+            kind,
+            settings: settings.encode(),
+            on_batch,
+            group: Group::default(),
+            running,
+            position,
+            summary,
+            writer: Writer::spawn(scope, store),
+            in_flight: None,
+        };
+        // Small mini-batches queue up to READ_AHEAD_RECORDS, so that a one-record
+        // mini-batch is handed over by a lock, not by a meeting of two threads.
+        let trained = if per_record::applies(config, &reader) {
+            let runs = ReadAhead::spawn_weighted(
+                READ_AHEAD_RECORDS,
+                |r: &ReadRun| r.batches.len(),
+                move || reader.next_run(),
+            );
+            per_record::train(&mut trainer, &runs, config)
+        } else {
+            let batches = ReadAhead::spawn_weighted(
+                READ_AHEAD_RECORDS,
+                |b: &ReadBatch| b.data.num_rows().max(1),
+                move || reader.next(),
+            );
+            train_batches(&mut trainer, &batches, config, backend, &mut history)
+        };
+        // What trained before a failure is committed too, so that a run resumes after it.
+        if !trainer.group.is_empty() {
+            trainer.commit()?;
+        }
+        trainer.flush()?;
+        trained?;
+        let mut summary = trainer.summary;
+        summary.seconds = clock.elapsed().as_secs_f64();
+        Ok(summary)
+    })
 }
 
 /// Train every mini-batch of `batches` with the batched solver, committing as due.
@@ -337,6 +344,9 @@ struct Trainer<'s, 'f> {
     /// Where the input stands after the last trained mini-batch.
     position: Position,
     summary: StreamSummary,
+    writer: Writer,
+    /// The report of the commit in flight, and the seconds its encoding took.
+    in_flight: Option<(BatchReport, f64)>,
 }
 
 impl Trainer<'_, '_> {
@@ -358,7 +368,11 @@ impl Trainer<'_, '_> {
         summary.batch_seconds.push(report.seconds);
     }
 
+    /// Report the commit in flight if it has landed, and commit the group if it is due.
     fn commit_if_due(&mut self, policy: &CommitPolicy) -> Result<()> {
+        if let Some(landed) = self.writer.landed() {
+            self.land(landed)?;
+        }
         match self.group.due(policy) {
             true => self.commit(),
             false => Ok(()),
@@ -366,14 +380,15 @@ impl Trainer<'_, '_> {
     }
 
     /// Commit the group (its models, the position and running sums after its last
-    /// mini-batch, and its report row) in one transaction, then hand the report to
-    /// `on_batch`.
+    /// mini-batch, and its report row) in one transaction, written by the commit thread
+    /// once the commit before it has landed.
     fn commit(&mut self) -> Result<()> {
+        self.flush()?;
         let clock = Instant::now();
         let mut report = self.group.take_report(self.kind);
         report.running(self.kind, &self.running);
         let row = serde_json::to_string(&report).expect("a report serialises");
-        self.store.commit(Commit {
+        let encoded = self.store.encode(Commit {
             models: self.group.trained(),
             state: vec![
                 (POSITION, encode(&self.position)),
@@ -382,8 +397,26 @@ impl Trainer<'_, '_> {
             ],
             batch: Some((self.position.batches, row)),
         })?;
-        self.group.committed();
-        report.commit_seconds = clock.elapsed().as_secs_f64();
+        self.group.handed_off();
+        self.writer.start(encoded)?;
+        self.in_flight = Some((report, clock.elapsed().as_secs_f64()));
+        Ok(())
+    }
+
+    /// Wait for the commit in flight, if any, and report it.
+    fn flush(&mut self) -> Result<()> {
+        match self.writer.wait() {
+            Some(landed) => self.land(landed),
+            None => Ok(()),
+        }
+    }
+
+    /// The commit in flight has landed: hand its report to `on_batch`.
+    fn land(&mut self, (written, seconds): (Result<()>, f64)) -> Result<()> {
+        let (mut report, encoding) = self.in_flight.take().expect("a commit in flight");
+        written?;
+        self.group.landed();
+        report.commit_seconds = encoding + seconds;
         self.summary.commits += 1;
         self.summary.commit_seconds.push(report.commit_seconds);
         (self.on_batch)(&report);

@@ -225,6 +225,11 @@ impl ModelSet {
         &self.models
     }
 
+    /// The models, in the order they were first inserted.
+    pub fn into_models(self) -> Vec<EntityModel> {
+        self.models
+    }
+
     pub fn len(&self) -> usize {
         self.models.len()
     }

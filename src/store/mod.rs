@@ -257,6 +257,35 @@ impl ModelStore {
     /// Write `commit` in one durable transaction: after a crash, either all of it is in
     /// the store or none of it is.
     pub fn commit(&self, commit: Commit<'_>) -> Result<()> {
+        self.write(self.encode(commit)?)
+    }
+
+    /// Check and encode `commit`, so that [`Self::write`] can write it on another thread.
+    /// A model that could not be exported as JSON (non-finite values) is refused here,
+    /// before anything is written.
+    pub fn encode(&self, commit: Commit<'_>) -> Result<Encoded> {
+        let mut models = Vec::with_capacity(commit.models.len());
+        for m in &commit.models {
+            if let Some(why) = unwritable(m) {
+                return Err(Error::Store {
+                    path: self.path.clone(),
+                    message: format!("entity {:?}: {why}", m.entity),
+                });
+            }
+            let mut bytes = Vec::with_capacity(64 + 24 * m.means.len());
+            codec::encode(m, &mut bytes);
+            models.push((m.entity.clone(), bytes));
+        }
+        let state = commit.state.into_iter().map(|(k, v)| (k.to_string(), v));
+        Ok(Encoded {
+            models,
+            state: state.collect(),
+            batch: commit.batch,
+        })
+    }
+
+    /// Write an encoded commit in one durable transaction (see [`Self::commit`]).
+    pub fn write(&self, encoded: Encoded) -> Result<()> {
         guarded(&self.path, || {
             let Handle::Write(db) = &self.db else {
                 return Err(Error::Store {
@@ -264,35 +293,21 @@ impl ModelStore {
                     message: "opened read-only".into(),
                 });
             };
-            // Check and encode first: a model that could not be exported as JSON (non-finite
-            // values) is refused before anything is written.
-            let mut encoded = Vec::with_capacity(commit.models.len());
-            for m in &commit.models {
-                if let Some(why) = unwritable(m) {
-                    return Err(Error::Store {
-                        path: self.path.clone(),
-                        message: format!("entity {:?}: {why}", m.entity),
-                    });
-                }
-                let mut bytes = Vec::with_capacity(64 + 24 * m.means.len());
-                codec::encode(m, &mut bytes);
-                encoded.push(bytes);
-            }
             let txn = db.begin_write().map_err(|e| self.err(e.into()))?;
             {
                 let mut models = txn.open_table(MODELS).map_err(|e| self.err(e.into()))?;
-                for (m, line) in commit.models.iter().zip(&encoded) {
+                for (entity, bytes) in &encoded.models {
                     models
-                        .insert(m.entity.as_str(), line.as_slice())
+                        .insert(entity.as_str(), bytes.as_slice())
                         .map_err(|e| self.err(e.into()))?;
                 }
                 let mut state = txn.open_table(STATE).map_err(|e| self.err(e.into()))?;
-                for (key, value) in &commit.state {
+                for (key, value) in &encoded.state {
                     state
-                        .insert(*key, value.as_slice())
+                        .insert(key.as_str(), value.as_slice())
                         .map_err(|e| self.err(e.into()))?;
                 }
-                if let Some((k, row)) = &commit.batch {
+                if let Some((k, row)) = &encoded.batch {
                     let mut batches = txn.open_table(BATCHES).map_err(|e| self.err(e.into()))?;
                     batches
                         .insert(*k, row.as_str())
@@ -302,6 +317,14 @@ impl ModelStore {
             txn.commit().map_err(|e| self.err(e.into()))
         })
     }
+}
+
+/// A [`Commit`] checked and encoded, owning its bytes ([`ModelStore::encode`]).
+#[derive(Debug)]
+pub struct Encoded {
+    models: Vec<(String, Vec<u8>)>,
+    state: Vec<(String, Vec<u8>)>,
+    batch: Option<(u64, String)>,
 }
 
 /// The models of a store as they stood when [`ModelStore::reader`] was called.

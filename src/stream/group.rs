@@ -210,12 +210,23 @@ impl<'s> Group<'s> {
             .collect()
     }
 
-    /// After the group's commit: its models are the store's, kept as a cache while there
-    /// are at most `cache_models`; the next lookup reads the store as committed.
-    pub(super) fn committed(&mut self) {
+    /// The group has been handed to the commit thread: the models trained from now on
+    /// are the next group's. Its models stay in memory until it lands.
+    pub(super) fn handed_off(&mut self) {
         self.dirty.clear();
+    }
+
+    /// The last group handed off is in the store: its models are the store's, kept as a
+    /// cache while there are at most `cache_models` (those trained since are kept
+    /// whatever their number); the next lookup reads the store as committed.
+    pub(super) fn landed(&mut self) {
         if self.models.len() > self.cache_models {
-            self.models = ModelSet::new();
+            let models = std::mem::take(&mut self.models).into_models();
+            let dirty = std::mem::take(&mut self.dirty);
+            for (m, _) in models.into_iter().zip(dirty).filter(|(_, d)| *d) {
+                self.models.insert(m);
+            }
+            self.dirty = vec![true; self.models.len()];
         }
         self.reader = None;
     }
@@ -280,7 +291,8 @@ mod tests {
                 ..Default::default()
             })
             .unwrap();
-        group.committed();
+        group.handed_off();
+        group.landed();
         written
     }
 

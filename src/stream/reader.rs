@@ -12,6 +12,10 @@ use std::time::Instant;
 /// Skipped records whose errors a batch report keeps.
 const EXAMPLES: usize = 3;
 
+/// One-record mini-batches handed over together at most ([`BatchReader::next_run`]):
+/// enough to make the hand-over cheap, few enough that a run's buffers are reused.
+const RUN_RECORDS: usize = 1024;
+
 /// A mini-batch as read, before it is validated and trained.
 pub(super) struct ReadBatch {
     pub(super) data: Dataset,
@@ -194,7 +198,7 @@ impl BatchReader {
 
     /// The next one-record mini-batches of JSON lines: as many as are parsed already
     /// (reading a file, up to [`LINES_PER_CHUNK`] lines are parsed ahead; from a pipe, only
-    /// what has come), at least one; `None` at the end. An error after some of them is
+    /// what has come), at least one and at most [`RUN_RECORDS`]; `None` at the end. An error after some of them is
     /// returned by the next call, so that the records before it train.
     pub(super) fn next_run(&mut self) -> Result<Option<ReadRun>> {
         debug_assert_eq!(self.config.batching, Batching::Records(1));
@@ -208,7 +212,7 @@ impl BatchReader {
             let Input::Lines(lines) = &self.input else {
                 unreachable!("per-record runs read JSON lines")
             };
-            if !batches.is_empty() && lines.queue.is_empty() {
+            if !batches.is_empty() && (lines.queue.is_empty() || batches.len() == RUN_RECORDS) {
                 break;
             }
             let report = BatchReport {
