@@ -46,7 +46,7 @@ use crate::io::{ReadAhead, FNV1A_EMPTY};
 use crate::model::OffsetModel;
 use crate::objective::Loss;
 use crate::score::score;
-use crate::store::{Commit, ModelStore};
+use crate::store::{Commit, Encoded, ModelStore};
 use crate::train::{fit_on, Backend, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -67,7 +67,7 @@ pub use report::BatchReport;
 use report::Running;
 
 use settings::{legacy_fingerprint, StreamSettings};
-use writer::Writer;
+use writer::{Landed, Writer};
 
 /// How the stream is cut into mini-batches.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -245,16 +245,19 @@ pub fn run_stream(
             summary,
             writer: Writer::spawn(scope, store),
             in_flight: None,
+            spare: Encoded::default(),
         };
         // Small mini-batches queue up to READ_AHEAD_RECORDS, so that a one-record
         // mini-batch is handed over by a lock, not by a meeting of two threads.
         let trained = if per_record::applies(config, &reader) {
+            let (recycle, spare_runs) = std::sync::mpsc::channel();
+            reader.spare_runs = Some(spare_runs);
             let runs = ReadAhead::spawn_weighted(
                 READ_AHEAD_RECORDS,
                 |r: &ReadRun| r.batches.len(),
                 move || reader.next_run(),
             );
-            per_record::train(&mut trainer, &runs, config)
+            per_record::train(&mut trainer, &runs, &recycle, config)
         } else {
             let batches = ReadAhead::spawn_weighted(
                 READ_AHEAD_RECORDS,
@@ -347,6 +350,8 @@ struct Trainer<'s, 'f> {
     writer: Writer,
     /// The report of the commit in flight, and the seconds its encoding took.
     in_flight: Option<(BatchReport, f64)>,
+    /// The buffers of the last commit, for the next to encode into.
+    spare: Encoded,
 }
 
 impl Trainer<'_, '_> {
@@ -388,15 +393,19 @@ impl Trainer<'_, '_> {
         let mut report = self.group.take_report(self.kind);
         report.running(self.kind, &self.running);
         let row = serde_json::to_string(&report).expect("a report serialises");
-        let encoded = self.store.encode(Commit {
-            models: self.group.trained(),
-            state: vec![
-                (POSITION, encode(&self.position)),
-                (RUNNING, encode(&self.running)),
-                (SETTINGS, self.settings.clone()),
-            ],
-            batch: Some((self.position.batches, row)),
-        })?;
+        let mut encoded = std::mem::take(&mut self.spare);
+        self.store.encode_into(
+            Commit {
+                models: self.group.trained(),
+                state: vec![
+                    (POSITION, encode(&self.position)),
+                    (RUNNING, encode(&self.running)),
+                    (SETTINGS, self.settings.clone()),
+                ],
+                batch: Some((self.position.batches, row)),
+            },
+            &mut encoded,
+        )?;
         self.group.handed_off();
         self.writer.start(encoded)?;
         self.in_flight = Some((report, clock.elapsed().as_secs_f64()));
@@ -412,8 +421,9 @@ impl Trainer<'_, '_> {
     }
 
     /// The commit in flight has landed: hand its report to `on_batch`.
-    fn land(&mut self, (written, seconds): (Result<()>, f64)) -> Result<()> {
+    fn land(&mut self, (written, seconds, buffers): Landed) -> Result<()> {
         let (mut report, encoding) = self.in_flight.take().expect("a commit in flight");
+        self.spare = buffers;
         written?;
         self.group.landed();
         report.commit_seconds = encoding + seconds;

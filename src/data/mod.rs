@@ -266,6 +266,21 @@ impl Dataset {
         }
     }
 
+    /// Empty, its room kept for the records to come.
+    pub fn clear(&mut self) {
+        self.entities.clear();
+        self.features.clear();
+        self.entity.clear();
+        self.label.clear();
+        self.weight.clear();
+        self.offset.clear();
+        self.timestamp.clear();
+        self.nz_ptr.truncate(1);
+        self.feature_ids.clear();
+        self.values.clear();
+        self.unread_keys.clear();
+    }
+
     /// Room for `rows` more rows holding `nnz` more feature values in all.
     pub fn reserve(&mut self, rows: usize, nnz: usize) {
         self.entity.reserve(rows);

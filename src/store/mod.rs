@@ -257,14 +257,21 @@ impl ModelStore {
     /// Write `commit` in one durable transaction: after a crash, either all of it is in
     /// the store or none of it is.
     pub fn commit(&self, commit: Commit<'_>) -> Result<()> {
-        self.write(self.encode(commit)?)
+        self.write(&self.encode(commit)?)
     }
 
     /// Check and encode `commit`, so that [`Self::write`] can write it on another thread.
     /// A model that could not be exported as JSON (non-finite values) is refused here,
     /// before anything is written.
     pub fn encode(&self, commit: Commit<'_>) -> Result<Encoded> {
-        let mut models = Vec::with_capacity(commit.models.len());
+        let mut encoded = Encoded::default();
+        self.encode_into(commit, &mut encoded)?;
+        Ok(encoded)
+    }
+
+    /// [`Self::encode`] into the buffers of an earlier commit, reused.
+    pub fn encode_into(&self, commit: Commit<'_>, encoded: &mut Encoded) -> Result<()> {
+        encoded.len = 0;
         for m in &commit.models {
             if let Some(why) = unwritable(m) {
                 return Err(Error::Store {
@@ -272,20 +279,25 @@ impl ModelStore {
                     message: format!("entity {:?}: {why}", m.entity),
                 });
             }
-            let mut bytes = Vec::with_capacity(64 + 24 * m.means.len());
-            codec::encode(m, &mut bytes);
-            models.push((m.entity.clone(), bytes));
+            if encoded.len == encoded.models.len() {
+                let bytes = Vec::with_capacity(64 + 24 * m.means.len());
+                encoded.models.push((String::new(), bytes));
+            }
+            let (entity, bytes) = &mut encoded.models[encoded.len];
+            entity.clear();
+            entity.push_str(&m.entity);
+            bytes.clear();
+            codec::encode(m, bytes);
+            encoded.len += 1;
         }
         let state = commit.state.into_iter().map(|(k, v)| (k.to_string(), v));
-        Ok(Encoded {
-            models,
-            state: state.collect(),
-            batch: commit.batch,
-        })
+        encoded.state = state.collect();
+        encoded.batch = commit.batch;
+        Ok(())
     }
 
     /// Write an encoded commit in one durable transaction (see [`Self::commit`]).
-    pub fn write(&self, encoded: Encoded) -> Result<()> {
+    pub fn write(&self, encoded: &Encoded) -> Result<()> {
         guarded(&self.path, || {
             let Handle::Write(db) = &self.db else {
                 return Err(Error::Store {
@@ -296,7 +308,7 @@ impl ModelStore {
             let txn = db.begin_write().map_err(|e| self.err(e.into()))?;
             {
                 let mut models = txn.open_table(MODELS).map_err(|e| self.err(e.into()))?;
-                for (entity, bytes) in &encoded.models {
+                for (entity, bytes) in &encoded.models[..encoded.len] {
                     models
                         .insert(entity.as_str(), bytes.as_slice())
                         .map_err(|e| self.err(e.into()))?;
@@ -320,9 +332,11 @@ impl ModelStore {
 }
 
 /// A [`Commit`] checked and encoded, owning its bytes ([`ModelStore::encode`]).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Encoded {
+    /// The first `len` are this commit's; the rest, an earlier one's buffers to reuse.
     models: Vec<(String, Vec<u8>)>,
+    len: usize,
     state: Vec<(String, Vec<u8>)>,
     batch: Option<(u64, String)>,
 }

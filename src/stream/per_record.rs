@@ -19,6 +19,7 @@ use super::{Batching, CommitPolicy, StreamConfig, Trainer, Update};
 use crate::error::Result;
 use crate::io::ReadAhead;
 use crate::train::{update_record, RecordScratch};
+use std::sync::mpsc::Sender;
 use std::time::Instant;
 
 /// Whether `config`'s stream, read by `reader`, is trained record by record here.
@@ -29,25 +30,28 @@ pub(super) fn applies(config: &StreamConfig, reader: &BatchReader) -> bool {
         && reader.reads_lines()
 }
 
-/// Score and train every record of `runs`, committing as due.
+/// Score and train every record of `runs`, committing as due; each run, once trained, is
+/// handed back through `recycle` for the reader to fill again.
 pub(super) fn train(
     t: &mut Trainer,
     runs: &ReadAhead<ReadRun>,
+    recycle: &Sender<ReadRun>,
     config: &StreamConfig,
 ) -> Result<()> {
     config.train.validate()?;
     let mut scratch = RecordScratch::default();
     let policy: &CommitPolicy = &config.commit;
-    while let Some(ReadRun { data, batches }) = runs.next()? {
-        for (i, (mut report, cut)) in batches.into_iter().enumerate() {
+    while let Some(mut run) = runs.next()? {
+        let ReadRun { data, batches } = &mut run;
+        for (i, (mut report, cut)) in batches.drain(..).enumerate() {
             let started = Instant::now();
             t.group.begin(started);
             let entity = data.entities.key(data.entity[i]);
             let models = t.group.prior_of(t.store, entity)?;
             report.new_entities = usize::from(!models.contains(entity));
-            let update = update_record(models, &data, i, &config.train, &mut scratch)?;
+            let update = update_record(models, data, i, &config.train, &mut scratch)?;
             let score = update.prior_margin;
-            t.running.add_record(t.kind, &data, i, score);
+            t.running.add_record(t.kind, data, i, score);
             report.rows_trained = 1;
             report.not_converged = usize::from(!update.report.reason.converged());
             let trained = Instant::now();
@@ -55,9 +59,11 @@ pub(super) fn train(
             report.train_seconds = (trained - started).as_secs_f64();
             report.seconds = report.read_seconds + report.train_seconds;
             t.advance(&report, &cut, 1);
-            t.group.add_record(&data, i, score, report, update.model);
+            t.group.add_record(data, i, score, report, update.model);
             t.commit_if_due(policy)?;
         }
+        // The reader may have stopped (at the end, or on an error): the run is dropped.
+        let _ = recycle.send(run);
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ use super::{BatchReport, Batching, OnBadRecord, StreamConfig};
 use crate::data::{number_field, Dataset, ParsedLine, LINES_PER_CHUNK};
 use crate::error::{Error, Result};
 use std::path::Path;
+use std::sync::mpsc::Receiver;
 use std::time::Instant;
 
 /// Skipped records whose errors a batch report keeps.
@@ -46,6 +47,9 @@ pub(super) struct BatchReader {
     pub(super) cut: Position,
     /// An error met after the records of a run, returned by the next call.
     pub(super) failed: Option<Error>,
+    /// Runs the training thread is done with, to read the next ones into (so that what
+    /// this thread allocates is not freed by the other).
+    pub(super) spare_runs: Option<Receiver<ReadRun>>,
 }
 
 impl BatchReader {
@@ -64,6 +68,7 @@ impl BatchReader {
             batch: 1,
             cut,
             failed: None,
+            spare_runs: None,
         })
     }
 
@@ -206,8 +211,16 @@ impl BatchReader {
             return Err(e);
         }
         let started = Instant::now();
-        let mut data = Dataset::new();
-        let mut batches: Vec<(BatchReport, Position)> = Vec::new();
+        let spare = self.spare_runs.as_ref().and_then(|r| r.try_recv().ok());
+        let ReadRun {
+            mut data,
+            mut batches,
+        } = spare.unwrap_or_else(|| ReadRun {
+            data: Dataset::new(),
+            batches: Vec::with_capacity(RUN_RECORDS),
+        });
+        data.clear();
+        batches.clear();
         loop {
             let Input::Lines(lines) = &self.input else {
                 unreachable!("per-record runs read JSON lines")

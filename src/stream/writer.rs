@@ -14,8 +14,10 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::thread::Scope;
 use std::time::Instant;
 
-/// How a commit ended: its result and the seconds its write took.
-type Landed = (Result<()>, f64);
+/// How a commit ended: its result, the seconds its write took, and its buffers, handed
+/// back for the next commit to encode into (so that what one thread allocates is not
+/// freed by the other).
+pub(super) type Landed = (Result<()>, f64, Encoded);
 
 pub(super) struct Writer {
     jobs: SyncSender<Encoded>,
@@ -35,11 +37,9 @@ impl Writer {
         scope.spawn(move || {
             for job in queue {
                 let clock = Instant::now();
-                let result = store.write(job);
-                if finished
-                    .send((result, clock.elapsed().as_secs_f64()))
-                    .is_err()
-                {
+                let result = store.write(&job);
+                let seconds = clock.elapsed().as_secs_f64();
+                if finished.send((result, seconds, job)).is_err() {
                     break;
                 }
             }
@@ -74,7 +74,7 @@ impl Writer {
             Err(TryRecvError::Empty) => None,
             Err(TryRecvError::Disconnected) => {
                 self.in_flight = false;
-                Some((Err(self.stopped()), 0.0))
+                Some((Err(self.stopped()), 0.0, Encoded::default()))
             }
         }
     }
@@ -85,11 +85,8 @@ impl Writer {
             return None;
         }
         self.in_flight = false;
-        Some(
-            self.done
-                .recv()
-                .unwrap_or_else(|_| (Err(self.stopped()), 0.0)),
-        )
+        let stopped = || (Err(self.stopped()), 0.0, Encoded::default());
+        Some(self.done.recv().unwrap_or_else(|_| stopped()))
     }
 
     fn stopped(&self) -> Error {
