@@ -284,6 +284,10 @@ fn time_windows_cut_batches_and_count_late_records() {
         rec("a", 25.0, 1),
         rec("b", 26.0, 0),
         rec("a", 29.5, 1),
+        // Windows of one record each, in the middle and at the end.
+        rec("c", 33.0, 1),
+        rec("a", 45.0, 0),
+        rec("b", 51.0, 1),
     ];
     let data = dir.path("w.jsonl");
     fs::write(&data, records.join("\n") + "\n").unwrap();
@@ -312,12 +316,12 @@ fn time_windows_cut_batches_and_count_late_records() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let col = |k: &str| rows.iter().map(|r| r[k].clone()).collect::<Vec<_>>();
-    assert_eq!(col("records"), [2, 2, 3]);
-    assert_eq!(col("late"), [0, 1, 0]);
-    assert_eq!(col("window_start"), [0.0, 10.0, 20.0]);
-    assert_eq!(col("first_line"), [1, 3, 5]);
-    assert_eq!(col("last_line"), [2, 4, 7]);
-    assert_eq!(store_info(&store)["models"], 2);
+    assert_eq!(col("records"), [2, 2, 3, 1, 1, 1]);
+    assert_eq!(col("late"), [0, 1, 0, 0, 0, 0]);
+    assert_eq!(col("window_start"), [0.0, 10.0, 20.0, 30.0, 40.0, 50.0]);
+    assert_eq!(col("first_line"), [1, 3, 5, 8, 9, 10]);
+    assert_eq!(col("last_line"), [2, 4, 7, 8, 9, 10]);
+    assert_eq!(store_info(&store)["models"], 3);
 
     // Without a timestamp the record cannot be placed in a window.
     fs::write(

@@ -197,7 +197,7 @@ impl BatchReader {
             Some((opening, w)) => (opening, Some(w)),
             None => (Dataset::new(), None),
         };
-        let read = self.append_lines(&mut data, window, report)?;
+        let read = self.append_lines(&mut data, 0, window, report)?;
         Ok(read.map(|(report, window, cut)| (data, report, window, cut)))
     }
 
@@ -233,7 +233,8 @@ impl BatchReader {
                 first_line: self.cut.lines + 1,
                 ..BatchReport::default()
             };
-            match self.append_lines(&mut data, None, report) {
+            let start = data.num_rows();
+            match self.append_lines(&mut data, start, None, report) {
                 Ok(Some((mut report, _, _))) => {
                     self.cut = self.input.at();
                     self.batch += 1;
@@ -266,11 +267,13 @@ impl BatchReader {
         Ok(Some(ReadRun { data, batches }))
     }
 
-    /// Append the next mini-batch of JSON lines to `data` (empty, or holding the record
-    /// that opens `window`): its report, window and cut; `None` when no record is left.
+    /// Append the next mini-batch of JSON lines to `data`, whose rows from `start` on are
+    /// the mini-batch's (the record that opens `window`, if any): its report, window and
+    /// cut; `None` when it would hold no record.
     fn append_lines(
         &mut self,
         data: &mut Dataset,
+        start: usize,
         mut window: Option<i64>,
         mut report: BatchReport,
     ) -> Result<Option<Appended>> {
@@ -279,7 +282,6 @@ impl BatchReader {
             unreachable!("a lines input")
         };
         let name = lines.lines.name.clone();
-        let start = data.num_rows();
         let mut cut = None;
         let bad = |e: Error, report: &mut BatchReport| -> Result<()> {
             match config.on_bad_record {
