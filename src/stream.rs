@@ -64,10 +64,10 @@ use group::Group;
 pub use input::{Position, Source};
 use reader::{BatchReader, ReadBatch, ReadRun};
 pub use report::BatchReport;
-use report::Running;
+use report::{Running, Scored};
 
 use settings::{legacy_fingerprint, StreamSettings};
-use writer::{Landed, Writer};
+use writer::{Job, Landed, Writer};
 
 /// How the stream is cut into mini-batches.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -245,7 +245,7 @@ pub fn run_stream(
             summary,
             writer: Writer::spawn(scope, store),
             in_flight: None,
-            spare: Encoded::default(),
+            spare: Default::default(),
         };
         // Small mini-batches queue up to READ_AHEAD_RECORDS, so that a one-record
         // mini-batch is handed over by a lock, not by a meeting of two threads.
@@ -348,10 +348,10 @@ struct Trainer<'s, 'f> {
     position: Position,
     summary: StreamSummary,
     writer: Writer,
-    /// The report of the commit in flight, and the seconds its encoding took.
-    in_flight: Option<(BatchReport, f64)>,
-    /// The buffers of the last commit, for the next to encode into.
-    spare: Encoded,
+    /// The seconds the encoding of the commit in flight took.
+    in_flight: Option<f64>,
+    /// The buffers of the last commit, for the next to fill.
+    spare: (Encoded, Scored),
 }
 
 impl Trainer<'_, '_> {
@@ -376,7 +376,7 @@ impl Trainer<'_, '_> {
     /// Report the commit in flight if it has landed, and commit the group if it is due.
     fn commit_if_due(&mut self, policy: &CommitPolicy) -> Result<()> {
         if let Some(landed) = self.writer.landed() {
-            self.land(landed)?;
+            self.land(landed?)?;
         }
         match self.group.due(policy) {
             true => self.commit(),
@@ -390,10 +390,10 @@ impl Trainer<'_, '_> {
     fn commit(&mut self) -> Result<()> {
         self.flush()?;
         let clock = Instant::now();
-        let mut report = self.group.take_report(self.kind);
+        let (spare_encoded, spare_scored) = std::mem::take(&mut self.spare);
+        let (mut report, scored) = self.group.take_report(spare_scored);
         report.running(self.kind, &self.running);
-        let row = serde_json::to_string(&report).expect("a report serialises");
-        let mut encoded = std::mem::take(&mut self.spare);
+        let mut encoded = spare_encoded;
         self.store.encode_into(
             Commit {
                 models: self.group.trained(),
@@ -402,28 +402,40 @@ impl Trainer<'_, '_> {
                     (RUNNING, encode(&self.running)),
                     (SETTINGS, self.settings.clone()),
                 ],
-                batch: Some((self.position.batches, row)),
+                batch: None,
             },
             &mut encoded,
         )?;
         self.group.handed_off();
-        self.writer.start(encoded)?;
-        self.in_flight = Some((report, clock.elapsed().as_secs_f64()));
+        self.writer.start(Job {
+            encoded,
+            report,
+            scored,
+            kind: self.kind,
+        })?;
+        self.in_flight = Some(clock.elapsed().as_secs_f64());
         Ok(())
     }
 
     /// Wait for the commit in flight, if any, and report it.
     fn flush(&mut self) -> Result<()> {
         match self.writer.wait() {
-            Some(landed) => self.land(landed),
+            Some(landed) => self.land(landed?),
             None => Ok(()),
         }
     }
 
     /// The commit in flight has landed: hand its report to `on_batch`.
-    fn land(&mut self, (written, seconds, buffers): Landed) -> Result<()> {
-        let (mut report, encoding) = self.in_flight.take().expect("a commit in flight");
-        self.spare = buffers;
+    fn land(&mut self, landed: Landed) -> Result<()> {
+        let encoding = self.in_flight.take().expect("a commit in flight");
+        let Landed {
+            written,
+            seconds,
+            mut report,
+            encoded,
+            scored,
+        } = landed;
+        self.spare = (encoded, scored);
         written?;
         self.group.landed();
         report.commit_seconds = encoding + seconds;

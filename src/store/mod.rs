@@ -331,6 +331,13 @@ impl ModelStore {
     }
 }
 
+impl Encoded {
+    /// Set the mini-batch metrics row the commit writes (replacing its [`Commit::batch`]).
+    pub fn set_batch_row(&mut self, batch: u64, row: String) {
+        self.batch = Some((batch, row));
+    }
+}
+
 /// A [`Commit`] checked and encoded, owning its bytes ([`ModelStore::encode`]).
 #[derive(Debug, Default)]
 pub struct Encoded {

@@ -190,14 +190,13 @@ impl<'s> Group<'s> {
             || self.began.is_some_and(|t| t.elapsed() >= policy.interval)
     }
 
-    /// The group's report (its metrics over all its records), leaving its records and
-    /// report empty; its models wait for [`Self::committed`].
-    pub(super) fn take_report(&mut self, kind: crate::objective::Loss) -> BatchReport {
-        let mut report = self.report.take().expect("a group that is not empty");
-        report.validate(kind, &self.scored);
-        self.scored.clear();
+    /// The group's report and its scored records (whose metrics the report still lacks),
+    /// leaving the group with `spare`'s room for the next group's records; its models wait
+    /// for [`Self::handed_off`].
+    pub(super) fn take_report(&mut self, spare: Scored) -> (BatchReport, Scored) {
+        let report = self.report.take().expect("a group that is not empty");
         self.began = None;
-        report
+        (report, std::mem::replace(&mut self.scored, spare))
     }
 
     /// The models the group trained.
@@ -283,7 +282,7 @@ mod tests {
     }
 
     fn commit(group: &mut Group, store: &ModelStore) -> Vec<String> {
-        group.take_report(crate::objective::Loss::Logistic);
+        group.take_report(Scored::default());
         let written = group.trained().iter().map(|m| m.entity.clone()).collect();
         store
             .commit(Commit {

@@ -1,4 +1,5 @@
-//! The stream's commit thread: it writes one encoded group at a time to the store
+//! The stream's commit thread: it finishes one group's report row at a time (the metrics
+//! of the group's progressive scores) and writes the group to the store
 //! ([`ModelStore::write`], the durable `fsync` most of a commit's time goes to) while the
 //! training thread trains the next group.
 //!
@@ -6,21 +7,39 @@
 //! one before has landed ([`Writer::wait`]), and learns of a landing by polling between
 //! mini-batches ([`Writer::landed`]). What the store holds is therefore always a prefix of
 //! the committed groups, in order, each whole; the models of the group in flight stay in
-//! memory until it lands, so no lookup reads the store behind them.
+//! memory until it lands, so no lookup reads the store behind them. The buffers of a
+//! landed commit go back to the training thread for the next one, so that what one thread
+//! allocates is not freed by the other.
 
+use super::report::{BatchReport, Scored};
 use crate::error::{Error, Result};
+use crate::objective::Loss;
 use crate::store::{Encoded, ModelStore};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::thread::Scope;
 use std::time::Instant;
 
-/// How a commit ended: its result, the seconds its write took, and its buffers, handed
-/// back for the next commit to encode into (so that what one thread allocates is not
-/// freed by the other).
-pub(super) type Landed = (Result<()>, f64, Encoded);
+/// A group to commit: its models and state, encoded, and its report, whose metrics over
+/// `scored` the commit thread fills in before it writes the report as the batch row.
+pub(super) struct Job {
+    pub(super) encoded: Encoded,
+    pub(super) report: BatchReport,
+    pub(super) scored: Scored,
+    pub(super) kind: Loss,
+}
+
+/// How a commit ended: its result, the seconds the commit thread spent on it, its report
+/// with its metrics, and its buffers.
+pub(super) struct Landed {
+    pub(super) written: Result<()>,
+    pub(super) seconds: f64,
+    pub(super) report: BatchReport,
+    pub(super) encoded: Encoded,
+    pub(super) scored: Scored,
+}
 
 pub(super) struct Writer {
-    jobs: SyncSender<Encoded>,
+    jobs: SyncSender<Job>,
     done: Receiver<Landed>,
     in_flight: bool,
     path: std::path::PathBuf,
@@ -32,14 +51,11 @@ impl Writer {
         scope: &'scope Scope<'scope, '_>,
         store: &'scope ModelStore,
     ) -> Self {
-        let (jobs, queue) = mpsc::sync_channel::<Encoded>(1);
+        let (jobs, queue) = mpsc::sync_channel::<Job>(1);
         let (finished, done) = mpsc::channel();
         scope.spawn(move || {
             for job in queue {
-                let clock = Instant::now();
-                let result = store.write(&job);
-                let seconds = clock.elapsed().as_secs_f64();
-                if finished.send((result, seconds, job)).is_err() {
+                if finished.send(write(store, job)).is_err() {
                     break;
                 }
             }
@@ -52,41 +68,40 @@ impl Writer {
         }
     }
 
-    /// Hand `encoded` to the commit thread; the one before must have landed.
-    pub(super) fn start(&mut self, encoded: Encoded) -> Result<()> {
+    /// Hand `job` to the commit thread; the one before must have landed.
+    pub(super) fn start(&mut self, job: Job) -> Result<()> {
         debug_assert!(!self.in_flight, "one commit in flight at a time");
-        self.jobs.send(encoded).map_err(|_| self.stopped())?;
+        self.jobs.send(job).map_err(|_| self.stopped())?;
         self.in_flight = true;
         Ok(())
     }
 
     /// The commit in flight, once it has landed; `None` while it is still being written
     /// or when none is in flight.
-    pub(super) fn landed(&mut self) -> Option<Landed> {
+    pub(super) fn landed(&mut self) -> Option<Result<Landed>> {
         if !self.in_flight {
             return None;
         }
         match self.done.try_recv() {
             Ok(landed) => {
                 self.in_flight = false;
-                Some(landed)
+                Some(Ok(landed))
             }
             Err(TryRecvError::Empty) => None,
             Err(TryRecvError::Disconnected) => {
                 self.in_flight = false;
-                Some((Err(self.stopped()), 0.0, Encoded::default()))
+                Some(Err(self.stopped()))
             }
         }
     }
 
     /// Wait for the commit in flight to land; `None` when none is in flight.
-    pub(super) fn wait(&mut self) -> Option<Landed> {
+    pub(super) fn wait(&mut self) -> Option<Result<Landed>> {
         if !self.in_flight {
             return None;
         }
         self.in_flight = false;
-        let stopped = || (Err(self.stopped()), 0.0, Encoded::default());
-        Some(self.done.recv().unwrap_or_else(|_| stopped()))
+        Some(self.done.recv().map_err(|_| self.stopped()))
     }
 
     fn stopped(&self) -> Error {
@@ -94,5 +109,28 @@ impl Writer {
             path: self.path.clone(),
             message: "the commit thread stopped".into(),
         }
+    }
+}
+
+/// Finish `job`'s report row and write it with the group, in one transaction.
+fn write(store: &ModelStore, job: Job) -> Landed {
+    let clock = Instant::now();
+    let Job {
+        mut encoded,
+        mut report,
+        mut scored,
+        kind,
+    } = job;
+    report.validate(kind, &scored);
+    scored.clear();
+    let row = serde_json::to_string(&report).expect("a report serialises");
+    encoded.set_batch_row(report.batch, row);
+    let written = store.write(&encoded);
+    Landed {
+        written,
+        seconds: clock.elapsed().as_secs_f64(),
+        report,
+        encoded,
+        scored,
     }
 }
