@@ -213,6 +213,19 @@ impl ModelSet {
         Some((path.as_path(), *lines.get(*self.index.get(entity)?)?))
     }
 
+    /// The place of `entity`'s model in [`Self::models`].
+    pub fn position(&self, entity: &str) -> Option<usize> {
+        self.index.get(entity).copied()
+    }
+
+    /// Replace the model at `i` (see [`Self::position`]) by `model`, of the same entity.
+    /// Returns `i`.
+    pub fn replace(&mut self, i: usize, model: EntityModel) -> usize {
+        debug_assert_eq!(self.models[i].entity, model.entity);
+        self.models[i] = model;
+        i
+    }
+
     pub fn get(&self, entity: &str) -> Option<&EntityModel> {
         self.index.get(entity).map(|&i| &self.models[i])
     }

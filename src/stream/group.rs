@@ -104,17 +104,23 @@ impl<'s> Group<'s> {
         Ok(&self.models)
     }
 
-    /// The models as they stand, holding `entity`'s if it has one (see [`Self::priors`]).
-    pub(super) fn prior_of(&mut self, store: &'s ModelStore, entity: &str) -> Result<&ModelSet> {
-        if !self.models.contains(entity) {
+    /// `entity`'s model as it stands, if it has one (see [`Self::priors`]), and its place
+    /// among the group's models.
+    pub(super) fn prior_of(
+        &mut self,
+        store: &'s ModelStore,
+        entity: &str,
+    ) -> Result<Option<(&EntityModel, usize)>> {
+        let mut at = self.models.position(entity);
+        if at.is_none() {
             if self.reader.is_none() {
                 self.reader = Some(store.reader()?);
             }
             if let Some(m) = self.reader.as_ref().expect("just opened").model(entity)? {
-                self.models.insert(m);
+                at = Some(self.models.insert(m));
             }
         }
-        Ok(&self.models)
+        Ok(at.map(|i| (&self.models.models()[i], i)))
     }
 
     /// Mark the start of a mini-batch (the first starts the group's clock).
@@ -132,31 +138,43 @@ impl<'s> Group<'s> {
         models: Vec<EntityModel>,
     ) {
         self.scored.add(batch, scores);
-        self.add_trained(report, models);
+        for m in models {
+            let i = self.models.insert(m);
+            self.mark_dirty(i);
+        }
+        self.add_report(report);
     }
 
     /// Add a one-record mini-batch: record `i` of `data`, its progressive `score`, its
-    /// report and the model it trained.
+    /// report and the model it trained, which replaces the one at `at` (from
+    /// [`Self::prior_of`]) if the entity had one.
     pub(super) fn add_record(
         &mut self,
         data: &Dataset,
         i: usize,
         score: f64,
         report: BatchReport,
-        model: EntityModel,
+        (model, at): (EntityModel, Option<usize>),
     ) {
         self.scored.add_record(data, i, score);
-        self.add_trained(report, [model]);
+        let i = match at {
+            Some(at) => self.models.replace(at, model),
+            None => self.models.insert(model),
+        };
+        self.mark_dirty(i);
+        self.add_report(report);
     }
 
-    fn add_trained(&mut self, report: BatchReport, models: impl IntoIterator<Item = EntityModel>) {
-        for m in models {
-            let i = self.models.insert(m);
-            if i >= self.dirty.len() {
-                self.dirty.resize(i + 1, false);
-            }
-            self.dirty[i] = true;
+    /// Mark the model at `i` as trained by the group.
+    fn mark_dirty(&mut self, i: usize) {
+        if i >= self.dirty.len() {
+            self.dirty.resize(i + 1, false);
         }
+        self.dirty[i] = true;
+    }
+
+    /// Add a mini-batch's report to the group's.
+    fn add_report(&mut self, report: BatchReport) {
         match &mut self.report {
             None => {
                 self.report = Some(BatchReport {

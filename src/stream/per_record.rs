@@ -47,9 +47,10 @@ pub(super) fn train(
             let started = Instant::now();
             t.group.begin(started);
             let entity = data.entities.key(data.entity[i]);
-            let models = t.group.prior_of(t.store, entity)?;
-            report.new_entities = usize::from(!models.contains(entity));
-            let update = update_record(models, data, i, &config.train, &mut scratch)?;
+            let prior = t.group.prior_of(t.store, entity)?;
+            report.new_entities = usize::from(prior.is_none());
+            let (prior, at) = prior.unzip();
+            let update = update_record(prior, data, i, &config.train, &mut scratch)?;
             let score = update.prior_margin;
             t.running.add_record(t.kind, data, i, score);
             report.rows_trained = 1;
@@ -59,7 +60,8 @@ pub(super) fn train(
             report.train_seconds = (trained - started).as_secs_f64();
             report.seconds = report.read_seconds + report.train_seconds;
             t.advance(&report, &cut, 1);
-            t.group.add_record(data, i, score, report, update.model);
+            t.group
+                .add_record(data, i, score, report, (update.model, at));
             t.commit_if_due(policy)?;
         }
         // The reader may have stopped (at the end, or on an error): the run is dropped.

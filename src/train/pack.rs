@@ -111,14 +111,9 @@ pub(super) fn pack_part<'p>(
     b.reserve(part.len(), rows.len(), feature_nnz(data, rows));
     let mut plans = Vec::with_capacity(part.len());
     for e in part {
-        let plan = plan_entity(
-            data,
-            e as u32,
-            groups.of(e),
-            prior,
-            config,
-            &mut scratch.seen,
-        )?;
+        let entity = e as u32;
+        let prior = prior_of(data, entity, prior);
+        let plan = plan_entity(data, entity, groups.of(e), prior, config, &mut scratch.seen)?;
         pack_entity(&mut b, data, &plan, config, scratch);
         plans.push(plan);
     }
@@ -139,13 +134,24 @@ pub(super) fn builder(config: &TrainConfig, scratch: &mut PartScratch) -> Traini
     }
 }
 
+/// The prior model of `entity` in `prior`, and the file and line it was read from.
+pub(super) fn prior_of<'p>(
+    data: &Dataset,
+    entity: u32,
+    prior: Option<&'p ModelSet>,
+) -> Option<(&'p EntityModel, Option<(&'p std::path::Path, usize)>)> {
+    let (set, key) = (prior?, data.entities.key(entity));
+    Some((set.get(key)?, set.origin(key)))
+}
+
 /// The plan of `entity`, whose records are `rows`: its features in id order and where its
-/// coefficients are in its prior. `seen` is the thread's [`PartScratch::seen`].
+/// coefficients are in its `prior` model (with the file and line it was read from, when
+/// known). `seen` is the thread's [`PartScratch::seen`].
 pub(super) fn plan_entity<'p>(
     data: &Dataset,
     entity: u32,
     rows: &'p [usize],
-    prior: Option<&'p ModelSet>,
+    prior: Option<(&'p EntityModel, Option<(&'p std::path::Path, usize)>)>,
     config: &TrainConfig,
     seen: &mut [u32],
 ) -> Result<Plan<'p>> {
@@ -170,9 +176,8 @@ pub(super) fn plan_entity<'p>(
         previous = ids;
     }
     data_features.sort_unstable();
-    let key = data.entities.key(entity);
-    let origin = prior.and_then(|p| p.origin(key));
-    let prior = prior.and_then(|p| p.get(key));
+    let (prior, origin) = prior.unzip();
+    let origin = origin.flatten();
     let reg = &config.regularization;
     let (delta, last_seen) = match reg.half_life {
         None => (reg.delta, None),

@@ -16,7 +16,7 @@ use crate::data::Dataset;
 use crate::error::Result;
 use crate::eval::backend::SolveSettings;
 use crate::eval::Backend;
-use crate::model::{EntityModel, ModelSet};
+use crate::model::EntityModel;
 
 use crate::solver::{solve_one_row, SolveReport};
 
@@ -46,10 +46,10 @@ pub struct RecordUpdate {
     pub report: SolveReport,
 }
 
-/// Update record `row`'s entity by training on that record alone, its model in `models`
-/// (if it has one) as the prior. `config` must have passed [`TrainConfig::validate`].
+/// Update record `row`'s entity by training on that record alone, its `prior` model (if
+/// it has one) as the prior. `config` must have passed [`TrainConfig::validate`].
 pub fn update_record(
-    models: &ModelSet,
+    prior: Option<&EntityModel>,
     data: &Dataset,
     row: usize,
     config: &TrainConfig,
@@ -66,7 +66,7 @@ pub fn update_record(
         data,
         data.entity[row],
         rows,
-        Some(models),
+        prior.map(|m| (m, None)),
         config,
         &mut scratch.seen,
     );
@@ -135,7 +135,7 @@ fn prior_margin(data: &Dataset, row: usize, plan: &Plan) -> f64 {
 mod tests {
     use super::*;
     use crate::data::FeatureKey;
-    use crate::model::HessianType;
+    use crate::model::{HessianType, ModelSet};
     use crate::objective::ObjectiveKind;
     use crate::score::score;
     use crate::train::{fit_on, Backend};
@@ -202,7 +202,8 @@ mod tests {
             let (mut by_record, mut by_fit) = (ModelSet::new(), ModelSet::new());
             let mut scratch = RecordScratch::default();
             for i in 0..data.num_rows() {
-                let update = update_record(&by_record, &data, i, &config, &mut scratch).unwrap();
+                let prior = by_record.get(data.entities.key(data.entity[i]));
+                let update = update_record(prior, &data, i, &config, &mut scratch).unwrap();
                 let one = alone(&data, i);
                 let scored = score(&one, &by_fit, None).unwrap()[0];
                 let fitted = fit_on(Backend::Cpu, Some(&by_fit), &one, &config, &|_| {}).unwrap();
