@@ -17,7 +17,11 @@
 //!    baseline incremental updates are measured against.
 //! 3. **Commit.** The updated models, the stream position (lines consumed and an FNV-1a
 //!    hash of their bytes) and the batch's metrics go to the [`ModelStore`] in one
-//!    transaction.
+//!    transaction; mini-batches are committed in groups ([`CommitPolicy`]), each written
+//!    by a commit thread while the next trains (`writer`).
+//!
+//! One-record mini-batches trained incrementally take a path of their own
+//! (`per_record`): the same scores and models, bit for bit, without a fit per record.
 //!
 //! **Forgetting.** A fixed δ weights the prior at every update of an entity, so it forgets
 //! per update: per record with one-record mini-batches, per hour with hourly windows, and
