@@ -38,7 +38,6 @@ pub(super) fn train(
     recycle: &Sender<ReadRun>,
     config: &StreamConfig,
 ) -> Result<()> {
-    config.train.validate()?;
     let mut scratch = RecordScratch::default();
     let policy: &CommitPolicy = &config.commit;
     while let Some(mut run) = runs.next()? {

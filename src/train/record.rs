@@ -47,7 +47,7 @@ pub struct RecordUpdate {
 }
 
 /// Update record `row`'s entity by training on that record alone, its `prior` model (if
-/// it has one) as the prior. `config` must have passed [`TrainConfig::validate`].
+/// it has one) as the prior.
 pub fn update_record(
     prior: Option<&EntityModel>,
     data: &Dataset,
@@ -55,6 +55,7 @@ pub fn update_record(
     config: &TrainConfig,
     scratch: &mut RecordScratch,
 ) -> Result<RecordUpdate> {
+    config.validate()?;
     let scratch = &mut scratch.part;
     let features = data.features.len();
     if scratch.seen.len() < features {
