@@ -15,7 +15,7 @@
 use super::report::{BatchReport, Scored};
 use crate::data::Dataset;
 use crate::error::Result;
-use crate::model::{EntityModel, ModelSet};
+use crate::model::{EntityModel, ModelSet, Precision};
 use crate::store::{ModelReader, ModelStore};
 use std::time::{Duration, Instant};
 
@@ -53,6 +53,24 @@ impl Default for CommitPolicy {
 /// (At about 1 KB for 16 coefficients with a diagonal precision, 262,144 models hold
 /// about 256 MB.)
 pub(super) const CACHE_MODELS: usize = 1 << 18;
+
+/// Precision values prefetched at most (a full precision's first rows).
+const PREFETCH_VALUES: usize = 128;
+
+/// Ask for the cache lines of `values`, without waiting for them.
+fn prefetch<T>(values: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let start = values.as_ptr().cast::<i8>();
+        for offset in (0..std::mem::size_of_val(values)).step_by(64) {
+            // SAFETY: a prefetch reads nothing and cannot fault, whatever the address.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = values;
+}
 
 /// The mini-batches trained since the last commit.
 pub(super) struct Group<'s> {
@@ -121,6 +139,20 @@ impl<'s> Group<'s> {
             }
         }
         Ok(at.map(|i| (&self.models.models()[i], i)))
+    }
+
+    /// Start loading `entity`'s model into the cache, if it is in memory, without waiting
+    /// for it: per-record updates touch one model at random each, and a prefetch issued a
+    /// few records ahead overlaps that wait with the records between.
+    pub(super) fn prefetch(&self, entity: &str) {
+        let Some(m) = self.models.get(entity) else {
+            return;
+        };
+        prefetch(&m.features);
+        prefetch(&m.means);
+        if let Precision::Diagonal(h) | Precision::Full(h) = &m.precision {
+            prefetch(&h[..h.len().min(PREFETCH_VALUES)]);
+        }
     }
 
     /// Mark the start of a mini-batch (the first starts the group's clock).
@@ -253,7 +285,7 @@ impl<'s> Group<'s> {
 mod tests {
     use super::*;
     use crate::data::FeatureKey;
-    use crate::model::{HessianType, Precision};
+    use crate::model::HessianType;
     use crate::store::Commit;
 
     fn model(entity: &str, mean: f64) -> EntityModel {

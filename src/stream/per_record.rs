@@ -22,6 +22,9 @@ use crate::train::{update_record, RecordScratch};
 use std::sync::mpsc::Sender;
 use std::time::Instant;
 
+/// How many records ahead the model of a record is prefetched ([`super::group::Group::prefetch`]).
+const PREFETCH_AHEAD: usize = 8;
+
 /// Whether `config`'s stream, read by `reader`, is trained record by record here.
 pub(super) fn applies(config: &StreamConfig, reader: &BatchReader) -> bool {
     config.batching == Batching::Records(1)
@@ -43,6 +46,9 @@ pub(super) fn train(
     while let Some(mut run) = runs.next()? {
         let ReadRun { data, batches } = &mut run;
         for (i, (mut report, cut)) in batches.drain(..).enumerate() {
+            if let Some(&ahead) = data.entity.get(i + PREFETCH_AHEAD) {
+                t.group.prefetch(data.entities.key(ahead));
+            }
             let started = Instant::now();
             t.group.begin(started);
             let entity = data.entities.key(data.entity[i]);
