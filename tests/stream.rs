@@ -268,6 +268,57 @@ fn bad_records_stop_the_run_with_their_line_or_are_skipped_and_counted() {
     );
 }
 
+/// Per-record mini-batches read a file ahead, many records at a time: a bad record still
+/// stops the run after every record before it has trained and been committed, and
+/// skipped records leave the models of the clean stream.
+#[test]
+fn a_bad_record_stops_a_per_record_stream_after_the_records_before_it() {
+    let dir = Dir::new();
+    let clean = stream_file(&dir, "clean.jsonl", 200, 20);
+    let text = fs::read_to_string(&clean).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut dirty_lines = lines.clone();
+    dirty_lines.insert(2500, r#"{"entity":"u1","label":"yes","features":[]}"#);
+    let dirty = dir.path("dirty.jsonl");
+    fs::write(&dirty, dirty_lines.join("\n") + "\n").unwrap();
+    let dirty = dirty.to_str().unwrap().to_string();
+    // Per-record mini-batches committed 700 at a time.
+    let args = |data: &str, store: &str, extra: &[&str]| {
+        let mut v = stream_args(data, store, 1, extra);
+        let k = v.iter().position(|a| a == "--commit-ms").unwrap();
+        v[k + 1] = "3600000".into();
+        v.extend(["--commit-records".to_string(), "700".to_string()]);
+        v
+    };
+
+    let failed = dir.arg("fail.redb");
+    let out = run_output(&args(&dirty, &failed, &[]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("dirty.jsonl:2501: label: expected a number"),
+        "{err}"
+    );
+    // The 2,500 records before it are in the store, as a clean stream of them leaves it.
+    let prefix = dir.path("prefix.jsonl");
+    fs::write(&prefix, lines[..2500].join("\n") + "\n").unwrap();
+    let reference = dir.arg("prefix.redb");
+    run(&args(prefix.to_str().unwrap(), &reference, &[]));
+    assert_eq!(
+        export(&dir, &failed, "failed.jsonl"),
+        export(&dir, &reference, "prefix.jsonl")
+    );
+
+    let skipped = dir.arg("skip.redb");
+    run(&args(&dirty, &skipped, &["--on-bad-record", "skip"]));
+    let whole = dir.arg("clean.redb");
+    run(&args(&clean, &whole, &[]));
+    assert_eq!(
+        export(&dir, &skipped, "skip.jsonl"),
+        export(&dir, &whole, "clean.jsonl")
+    );
+}
+
 #[test]
 fn time_windows_cut_batches_and_count_late_records() {
     let dir = Dir::new();
