@@ -90,6 +90,54 @@ fn an_overflowing_precision_is_clamped_and_the_model_reads_back() {
 }
 
 #[test]
+fn a_zero_precision_is_raised_to_the_smallest_normal_and_the_run_goes_on() {
+    let dir = Dir::new();
+    // Entity "z" has only a zero-weight record and its intercept no penalty: nothing
+    // informs its intercept, whose precision is 0.
+    let data = dir.write(
+        "zero.jsonl",
+        concat!(
+            r#"{"entity":"z","label":1,"weight":0,"features":[{"name":"x","term":"","value":1}]}"#,
+            "\n",
+            r#"{"entity":"y","label":1,"features":[{"name":"x","term":"","value":1}]}"#,
+            "\n",
+            r#"{"entity":"y","label":0,"features":[]}"#,
+            "\n",
+        ),
+    );
+    let (models, report) = (dir.arg("models.jsonl"), dir.arg("report.jsonl"));
+    let train = |out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--data",
+            &data,
+            "--objective",
+            "bayes-logistic",
+            "--no-intercept-penalty",
+            "--device",
+            "cpu",
+            "--out",
+            out,
+        ];
+        args.extend(extra);
+        glmix(&args)
+    };
+    let o = train(&models, &["--report", &report]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("\"z\": precision of about 0 raised"),
+        "{stderr}"
+    );
+    let notes = report_notes(&dir.path("report.jsonl"));
+    let note = |e: &str| notes.iter().find(|n| n.0 == e).unwrap().1.clone();
+    assert!(note("z").unwrap().contains("smallest normal"), "{notes:?}");
+    assert_eq!(note("y"), None);
+    // The model reads back: as a prior, and for Thompson scoring.
+    train(&dir.arg("again.jsonl"), &["--prior", &models]);
+    thompson_scores(&dir, &data, &models);
+}
+
+#[test]
 fn a_singular_entity_under_a_full_hessian_keeps_its_diagonal_and_the_run_goes_on() {
     let dir = Dir::new();
     // Entity "twin" has two identical columns and no penalty: its precision is singular.

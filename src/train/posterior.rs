@@ -1,7 +1,8 @@
 //! Step 4 of [`super`]: the posterior model of an entity at its trained θ (DESIGN §1),
 //! with precision `Xᵀ diag(ℓ'') X + diag(p) + δ H₀` kept as the configured Hessian type,
 //! coefficients only the prior had passed through, and a precision a model file cannot
-//! hold repaired (clamped, or a singular full one replaced by its diagonal) with a note.
+//! hold repaired (clamped, entries of about 0 raised to the smallest normal f64, or a
+//! singular full one replaced by its diagonal) with a note.
 
 use super::{Plan, TrainConfig};
 use crate::data::Dataset;
@@ -18,6 +19,12 @@ pub enum PrecisionNote {
     /// The full precision was not positive definite (a singular entity): its diagonal
     /// is kept instead.
     DiagonalOfSingularFull,
+    /// Entries of 0 or below the smallest normal f64, whose inverse (the variance) is not
+    /// finite — a coefficient neither its data nor its prior says anything about: an
+    /// unpenalised intercept of zero-weight records, or of a forgotten prior whose
+    /// curvature underflowed — were raised to that smallest normal f64, as a singular full
+    /// precision's diagonal is.
+    Floored,
 }
 
 impl PrecisionNote {
@@ -27,6 +34,7 @@ impl PrecisionNote {
             PrecisionNote::DiagonalOfSingularFull => {
                 "full precision not positive definite; its diagonal is kept"
             }
+            PrecisionNote::Floored => "precision of about 0 raised to the smallest normal f64",
         }
     }
 }
@@ -157,7 +165,17 @@ fn repaired(precision: Precision, n: usize) -> (Precision, Option<PrecisionNote>
     match precision {
         Precision::None => (Precision::None, None),
         Precision::Diagonal(mut h) => {
-            let note = clamp(&mut h).then_some(PrecisionNote::Clamped);
+            let clamped = clamp(&mut h);
+            let mut floored = false;
+            for v in h.iter_mut().filter(|v| **v < f64::MIN_POSITIVE) {
+                *v = f64::MIN_POSITIVE;
+                floored = true;
+            }
+            let note = match (clamped, floored) {
+                (true, _) => Some(PrecisionNote::Clamped),
+                (false, true) => Some(PrecisionNote::Floored),
+                (false, false) => None,
+            };
             (Precision::Diagonal(h), note)
         }
         Precision::Full(mut h) => {
