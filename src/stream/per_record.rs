@@ -4,11 +4,13 @@
 //! Each record is a mini-batch as in [`super::run_stream`]: scored by its entity's model
 //! as it stands, then that model updated by the record alone ([`update_record`]: the
 //! score [`crate::score::score`] gives and the model [`crate::train::fit_on`] gives a
-//! one-record mini-batch, bit for bit), and committed in groups as any mini-batch is. What changes is
-//! the cost: the reader hands over the records it has parsed ahead as one dataset (a
-//! *run*, [`ReadRun`]) instead of a dataset per record, and the training loop builds no
-//! score plan, entity grouping or parts for one record. The run's records still train
-//! one after another, each on the model the one before left.
+//! one-record mini-batch, bit for bit), and committed in groups as any mini-batch is.
+//! What changes is the cost: the reader hands over the records it has parsed ahead as
+//! one dataset (a *run*, [`ReadRun`]) instead of a dataset per record, and the training
+//! loop builds no score plan, entity grouping or parts for one record. The run's records
+//! still train one after another, each on the model the one before left; the model of the
+//! record [`PREFETCH_AHEAD`] places on is asked into the cache meanwhile (each record
+//! touches a random entity's model, and waiting for it was much of a record's time).
 //!
 //! It is taken for JSON-lines input without `--strict` (whose error must stop the stream
 //! before the record holding an unread key trains; a run reads past it), and always
@@ -22,7 +24,7 @@ use crate::train::{update_record, RecordScratch};
 use std::sync::mpsc::Sender;
 use std::time::Instant;
 
-/// How many records ahead the model of a record is prefetched ([`super::group::Group::prefetch`]).
+/// How many records ahead a record's model is prefetched (4, 8 and 16 measured alike).
 const PREFETCH_AHEAD: usize = 8;
 
 /// Whether `config`'s stream, read by `reader`, is trained record by record here.
