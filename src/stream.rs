@@ -248,7 +248,6 @@ pub fn run_stream(
             position,
             summary,
             writer: Writer::spawn(scope, store),
-            in_flight: None,
             spare: Default::default(),
         };
         // Small mini-batches queue up to READ_AHEAD_RECORDS, so that a one-record
@@ -352,8 +351,6 @@ struct Trainer<'s, 'f> {
     position: Position,
     summary: StreamSummary,
     writer: Writer,
-    /// The seconds the encoding of the commit in flight took.
-    in_flight: Option<f64>,
     /// The buffers of the last commit, for the next to fill.
     spare: (Encoded, Scored),
 }
@@ -394,10 +391,9 @@ impl Trainer<'_, '_> {
     fn commit(&mut self) -> Result<()> {
         self.flush()?;
         let clock = Instant::now();
-        let (spare_encoded, spare_scored) = std::mem::take(&mut self.spare);
+        let (mut encoded, spare_scored) = std::mem::take(&mut self.spare);
         let (mut report, scored) = self.group.take_report(spare_scored);
         report.running(self.kind, &self.running);
-        let mut encoded = spare_encoded;
         self.store.encode_into(
             Commit {
                 models: self.group.trained(),
@@ -416,8 +412,8 @@ impl Trainer<'_, '_> {
             report,
             scored,
             kind: self.kind,
+            seconds: clock.elapsed().as_secs_f64(),
         })?;
-        self.in_flight = Some(clock.elapsed().as_secs_f64());
         Ok(())
     }
 
@@ -431,7 +427,6 @@ impl Trainer<'_, '_> {
 
     /// The commit in flight has landed: hand its report to `on_batch`.
     fn land(&mut self, landed: Landed) -> Result<()> {
-        let encoding = self.in_flight.take().expect("a commit in flight");
         let Landed {
             written,
             seconds,
@@ -442,7 +437,7 @@ impl Trainer<'_, '_> {
         self.spare = (encoded, scored);
         written?;
         self.group.landed();
-        report.commit_seconds = encoding + seconds;
+        report.commit_seconds = seconds;
         self.summary.commits += 1;
         self.summary.commit_seconds.push(report.commit_seconds);
         (self.on_batch)(&report);

@@ -81,6 +81,16 @@ impl TrainConfig {
         }
     }
 
+    /// What the backends' solve takes of these settings.
+    fn solve_settings(&self) -> SolveSettings<'_> {
+        SolveSettings {
+            solver: &self.solver,
+            hessian: self.hessian,
+            f64_finish: self.f64_finish,
+            polish_iterations: self.polish_iterations,
+        }
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         let r = &self.regularization;
         if !(r.penalty >= 0.0 && r.penalty.is_finite()) {
@@ -335,12 +345,7 @@ fn solve_part<'a>(
             progress(total);
         }
     };
-    let settings = SolveSettings {
-        solver: &config.solver,
-        hessian: config.hessian,
-        f64_finish: config.f64_finish,
-        polish_iterations: config.polish_iterations,
-    };
+    let settings = config.solve_settings();
     let PartSolve {
         solved,
         data_hessians,

@@ -17,7 +17,7 @@
 //! solves on the CPU: one record's optimum is one scalar equation.
 
 use super::reader::{BatchReader, ReadRun};
-use super::{Batching, CommitPolicy, StreamConfig, Trainer, Update};
+use super::{Batching, StreamConfig, Trainer, Update};
 use crate::error::Result;
 use crate::io::ReadAhead;
 use crate::train::{update_record, RecordScratch};
@@ -44,7 +44,6 @@ pub(super) fn train(
     config: &StreamConfig,
 ) -> Result<()> {
     let mut scratch = RecordScratch::default();
-    let policy: &CommitPolicy = &config.commit;
     while let Some(mut run) = runs.next()? {
         let ReadRun { data, batches } = &mut run;
         for (i, (mut report, cut)) in batches.drain(..).enumerate() {
@@ -69,7 +68,7 @@ pub(super) fn train(
             t.advance(&report, &cut, 1);
             t.group
                 .add_record(data, i, score, report, (update.model, at));
-            t.commit_if_due(policy)?;
+            t.commit_if_due(&config.commit)?;
         }
         // The reader may have stopped (at the end, or on an error): the run is dropped.
         let _ = recycle.send(run);

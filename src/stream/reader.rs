@@ -92,11 +92,7 @@ impl BatchReader {
 
     pub(super) fn next(&mut self) -> Result<Option<ReadBatch>> {
         let started = Instant::now();
-        let report = BatchReport {
-            batch: self.batch,
-            first_line: self.cut.lines + 1,
-            ..BatchReport::default()
-        };
+        let report = self.opening_report();
         let read = match &self.input {
             Input::Lines(_) => self.next_lines(report)?,
             Input::Table(_) => self.next_records(report),
@@ -104,20 +100,9 @@ impl BatchReader {
         let Some((mut data, mut report, window, cut)) = read else {
             return Ok(None);
         };
+        report.unread_keys = self.prepare(&mut data)?;
+        self.close(&mut report, cut.unwrap_or(self.input.at()));
         let config = &self.config;
-        let name = self.input.name();
-        data.sort_features();
-        if let Some(model) = &config.offset_model {
-            model.add_to(&mut data)?;
-        }
-        self.cut = cut.unwrap_or(self.input.at());
-        self.batch += 1;
-        report.last_line = self.cut.lines;
-        report.unread_keys = data
-            .unread_keys
-            .iter()
-            .map(|(k, u)| (k.to_string(), u.records, u.first_line))
-            .collect();
         if let Some((key, _, line)) = report
             .unread_keys
             .iter()
@@ -125,13 +110,12 @@ impl BatchReader {
             .min_by_key(|k| k.2)
         {
             return Err(Error::Input {
-                path: name,
+                path: self.input.name(),
                 line: *line,
                 field: key.clone(),
                 message: "no field reads this key (--strict)".into(),
             });
         }
-        report.input_bytes = self.cut.bytes;
         report.window_start = match config.batching {
             Batching::Window(w) => window.map(|k| k as f64 * w),
             Batching::Records(_) => None,
@@ -142,6 +126,37 @@ impl BatchReader {
             report,
             cut: self.cut,
         }))
+    }
+
+    /// The report of the mini-batch about to be read: its number and first line.
+    fn opening_report(&self) -> BatchReport {
+        BatchReport {
+            batch: self.batch,
+            first_line: self.cut.lines + 1,
+            ..BatchReport::default()
+        }
+    }
+
+    /// Close the mini-batch `report` reports at `cut`: the next one starts there.
+    fn close(&mut self, report: &mut BatchReport, cut: Position) {
+        self.cut = cut;
+        self.batch += 1;
+        report.last_line = cut.lines;
+        report.input_bytes = cut.bytes;
+    }
+
+    /// Ready records as read for training (features in key order, the offset model's
+    /// score added to each offset); returns the keys no field reads, with their records
+    /// and first line.
+    fn prepare(&self, data: &mut Dataset) -> Result<Vec<(String, usize, usize)>> {
+        data.sort_features();
+        if let Some(model) = &self.config.offset_model {
+            model.add_to(data)?;
+        }
+        let unread = data.unread_keys.iter();
+        Ok(unread
+            .map(|(k, u)| (k.to_string(), u.records, u.first_line))
+            .collect())
     }
 
     /// The next mini-batch of a columnar file's records: its records, report, window and
@@ -203,8 +218,9 @@ impl BatchReader {
 
     /// The next one-record mini-batches of JSON lines: as many as are parsed already
     /// (reading a file, up to [`LINES_PER_CHUNK`] lines are parsed ahead; from a pipe, only
-    /// what has come), at least one and at most [`RUN_RECORDS`]; `None` at the end. An error after some of them is
-    /// returned by the next call, so that the records before it train.
+    /// what has come), at least one and at most [`RUN_RECORDS`]; `None` at the end. An
+    /// error after some of them is returned by the next call, so that the records before
+    /// it train.
     pub(super) fn next_run(&mut self) -> Result<Option<ReadRun>> {
         debug_assert_eq!(self.config.batching, Batching::Records(1));
         if let Some(e) = self.failed.take() {
@@ -228,18 +244,11 @@ impl BatchReader {
             if !batches.is_empty() && (lines.queue.is_empty() || batches.len() == RUN_RECORDS) {
                 break;
             }
-            let report = BatchReport {
-                batch: self.batch,
-                first_line: self.cut.lines + 1,
-                ..BatchReport::default()
-            };
+            let report = self.opening_report();
             let start = data.num_rows();
             match self.append_lines(&mut data, start, None, report) {
                 Ok(Some((mut report, _, _))) => {
-                    self.cut = self.input.at();
-                    self.batch += 1;
-                    report.last_line = self.cut.lines;
-                    report.input_bytes = self.cut.bytes;
+                    self.close(&mut report, self.input.at());
                     batches.push((report, self.cut));
                 }
                 Ok(None) => break,
@@ -253,16 +262,8 @@ impl BatchReader {
         if batches.is_empty() {
             return Ok(None);
         }
-        data.sort_features();
-        if let Some(model) = &self.config.offset_model {
-            model.add_to(&mut data)?;
-        }
         let first = &mut batches[0].0;
-        first.unread_keys = data
-            .unread_keys
-            .iter()
-            .map(|(k, u)| (k.to_string(), u.records, u.first_line))
-            .collect();
+        first.unread_keys = self.prepare(&mut data)?;
         first.read_seconds = started.elapsed().as_secs_f64();
         Ok(Some(ReadRun { data, batches }))
     }

@@ -26,10 +26,12 @@ pub(super) struct Job {
     pub(super) report: BatchReport,
     pub(super) scored: Scored,
     pub(super) kind: Loss,
+    /// Seconds the training thread spent on the commit before handing it over.
+    pub(super) seconds: f64,
 }
 
-/// How a commit ended: its result, the seconds the commit thread spent on it, its report
-/// with its metrics, and its buffers.
+/// How a commit ended: its result, its seconds (the training thread's and the commit
+/// thread's), its report with its metrics, and its buffers.
 pub(super) struct Landed {
     pub(super) written: Result<()>,
     pub(super) seconds: f64,
@@ -120,6 +122,7 @@ fn write(store: &ModelStore, job: Job) -> Landed {
         mut report,
         mut scored,
         kind,
+        seconds,
     } = job;
     report.validate(kind, &scored);
     scored.clear();
@@ -128,7 +131,7 @@ fn write(store: &ModelStore, job: Job) -> Landed {
     let written = store.write(&encoded);
     Landed {
         written,
-        seconds: clock.elapsed().as_secs_f64(),
+        seconds: seconds + clock.elapsed().as_secs_f64(),
         report,
         encoded,
         scored,

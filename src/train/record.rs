@@ -14,10 +14,8 @@ use super::posterior::{posterior_model, Solution};
 use super::TrainConfig;
 use crate::data::Dataset;
 use crate::error::Result;
-use crate::eval::backend::SolveSettings;
 use crate::eval::Backend;
 use crate::model::EntityModel;
-
 use crate::solver::{solve_one_row, SolveReport};
 
 /// What one record's update reuses from the one before.
@@ -87,12 +85,7 @@ pub fn update_record(
     let (theta, report) = match solve_one_row(&batch.entity(0), start, &config.solver) {
         Some(settled) => settled,
         None => {
-            let settings = SolveSettings {
-                solver: &config.solver,
-                hessian: config.hessian,
-                f64_finish: config.f64_finish,
-                polish_iterations: config.polish_iterations,
-            };
+            let settings = config.solve_settings();
             let mut solved = Backend::Cpu
                 .solve(&batch, &mut scratch.gpu, &settings, &mut |_| {})?
                 .solved;
