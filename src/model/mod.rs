@@ -120,6 +120,19 @@ pub struct EntityModel {
 }
 
 impl EntityModel {
+    /// A model of no entity with no coefficients: room for one to be written into.
+    pub fn empty() -> Self {
+        EntityModel {
+            entity: String::new(),
+            objective: None,
+            hessian: HessianType::None,
+            features: Vec::new(),
+            means: Vec::new(),
+            precision: Precision::None,
+            last_seen: None,
+        }
+    }
+
     /// Coefficient variances: `1/H_jj` (diagonal, identity) or `diag(H⁻¹)` (full).
     /// `None` when no precision is kept or a full precision is not positive definite.
     pub fn variances(&self) -> Option<Vec<f64>> {
@@ -218,12 +231,11 @@ impl ModelSet {
         self.index.get(entity).copied()
     }
 
-    /// Replace the model at `i` (see [`Self::position`]) by `model`, of the same entity.
-    /// Returns `i`.
-    pub fn replace(&mut self, i: usize, model: EntityModel) -> usize {
+    /// Replace the model at `i` (see [`Self::position`]) by `model`, of the same entity;
+    /// returns the model replaced.
+    pub fn replace(&mut self, i: usize, model: EntityModel) -> EntityModel {
         debug_assert_eq!(self.models[i].entity, model.entity);
-        self.models[i] = model;
-        i
+        std::mem::replace(&mut self.models[i], model)
     }
 
     pub fn get(&self, entity: &str) -> Option<&EntityModel> {

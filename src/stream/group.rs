@@ -179,7 +179,7 @@ impl<'s> Group<'s> {
 
     /// Add a one-record mini-batch: record `i` of `data`, its progressive `score`, its
     /// report and the model it trained, which replaces the one at `at` (from
-    /// [`Self::prior_of`]) if the entity had one.
+    /// [`Self::prior_of`]) if the entity had one; returns the model replaced.
     pub(super) fn add_record(
         &mut self,
         data: &Dataset,
@@ -187,14 +187,20 @@ impl<'s> Group<'s> {
         score: f64,
         report: BatchReport,
         (model, at): (EntityModel, Option<usize>),
-    ) {
+    ) -> Option<EntityModel> {
         self.scored.add_record(data, i, score);
-        let i = match at {
-            Some(at) => self.models.replace(at, model),
-            None => self.models.insert(model),
-        };
-        self.mark_dirty(i);
         self.add_report(report);
+        match at {
+            Some(at) => {
+                self.mark_dirty(at);
+                Some(self.models.replace(at, model))
+            }
+            None => {
+                let at = self.models.insert(model);
+                self.mark_dirty(at);
+                None
+            }
+        }
     }
 
     /// Mark the model at `i` as trained by the group.

@@ -66,8 +66,12 @@ pub(super) fn train(
             report.train_seconds = (trained - started).as_secs_f64();
             report.seconds = report.read_seconds + report.train_seconds;
             t.advance(&report, &cut, 1);
-            t.group
+            let replaced = t
+                .group
                 .add_record(data, i, score, report, (update.model, at));
+            if let Some(old) = replaced {
+                scratch.recycle(old);
+            }
             t.commit_if_due(&config.commit)?;
         }
         // The reader may have stopped (at the end, or on an error): the run is dropped.

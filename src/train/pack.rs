@@ -35,9 +35,10 @@ impl Plan<'_> {
         self.data_features.len() + 1
     }
 
-    /// Keys of all coefficients: trained, then kept.
-    pub(super) fn keys(&self, data: &Dataset) -> Vec<FeatureKey> {
-        let mut keys = Vec::with_capacity(self.in_prior.len());
+    /// Keys of all coefficients, trained then kept, written over `keys`.
+    pub(super) fn keys_into(&self, data: &Dataset, keys: &mut Vec<FeatureKey>) {
+        keys.clear();
+        keys.reserve(self.in_prior.len());
         keys.push(FeatureKey::intercept());
         keys.extend(
             self.data_features
@@ -51,7 +52,6 @@ impl Plan<'_> {
                     .map(|pj| pm.features[pj.expect("kept coefficients are in the prior")].clone()),
             );
         }
-        keys
     }
 }
 

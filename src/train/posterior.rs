@@ -59,6 +59,22 @@ pub(super) fn posterior_model(
     solution: &Solution,
     config: &TrainConfig,
 ) -> (EntityModel, Option<PrecisionNote>) {
+    let mut model = EntityModel::empty();
+    let note = posterior_model_into(data, batch, k, plan, solution, config, &mut model);
+    (model, note)
+}
+
+/// [`posterior_model`] written over `model`, whose buffers it reuses (a stream updating
+/// record by record would otherwise allocate and free a model per record).
+pub(super) fn posterior_model_into(
+    data: &Dataset,
+    batch: &TrainingBatch,
+    k: usize,
+    plan: &Plan,
+    solution: &Solution,
+    config: &TrainConfig,
+    model: &mut EntityModel,
+) -> Option<PrecisionNote> {
     let Solution {
         theta,
         data_hessian,
@@ -68,7 +84,8 @@ pub(super) fn posterior_model(
         || report.reason == StopReason::NonFiniteStart
     {
         if let Some(pm) = plan.prior {
-            return (pm.clone(), None);
+            model.clone_from(pm);
+            return None;
         }
     }
     let problem = batch.entity(k);
@@ -85,14 +102,22 @@ pub(super) fn posterior_model(
             _ => 0.0,
         }
     };
+    let mut h = match std::mem::replace(&mut model.precision, Precision::None) {
+        Precision::Diagonal(h) | Precision::Full(h) => h,
+        Precision::None => Vec::new(),
+    };
+    h.clear();
     let precision = match config.hessian {
         HessianType::None => Precision::None,
-        HessianType::Identity => Precision::Diagonal(vec![1.0; n]),
+        HessianType::Identity => {
+            h.resize(n, 1.0);
+            Precision::Diagonal(h)
+        }
         HessianType::Diagonal => {
-            let mut h = match data_hessian {
-                Some(d) => d.to_vec(),
-                None => crate::eval::cpu::data_hessian_diagonal(&problem, theta),
-            };
+            match data_hessian {
+                Some(d) => h.extend_from_slice(d),
+                None => h = crate::eval::cpu::data_hessian_diagonal(&problem, theta),
+            }
             problem.add_regularizer_diagonal(&mut h);
             h.extend((free..n).map(|j| kept_precision(j, j)));
             Precision::Diagonal(h)
@@ -106,7 +131,7 @@ pub(super) fn posterior_model(
                 }
                 None => problem.hessian_full(theta),
             };
-            let mut h = vec![0.0; n * n];
+            h.resize(n * n, 0.0);
             for a in 0..n {
                 for b in 0..n {
                     h[a * n + b] = if a < free && b < free {
@@ -119,29 +144,27 @@ pub(super) fn posterior_model(
             Precision::Full(h)
         }
     };
-    let mut means = theta.to_vec();
+    model.means.clear();
+    model.means.extend_from_slice(theta);
     if let Some(pm) = plan.prior {
-        means.extend(
+        model.means.extend(
             plan.in_prior[free..]
                 .iter()
                 .map(|pj| pm.means[pj.expect("kept coefficients are in the prior")]),
         );
     }
     let (precision, note) = repaired(precision, n);
-    let hessian = match (&precision, config.hessian) {
+    model.hessian = match (&precision, config.hessian) {
         (Precision::Diagonal(_), HessianType::Full) => HessianType::Diagonal,
         (_, configured) => configured,
     };
-    let model = EntityModel {
-        entity: data.entities.key(plan.entity).clone(),
-        objective: Some(config.objective),
-        hessian,
-        features: plan.keys(data),
-        means,
-        precision,
-        last_seen: plan.last_seen,
-    };
-    (model, note)
+    model.precision = precision;
+    model.entity.clear();
+    model.entity.push_str(data.entities.key(plan.entity));
+    model.objective = Some(config.objective);
+    plan.keys_into(data, &mut model.features);
+    model.last_seen = plan.last_seen;
+    note
 }
 
 /// `precision` as a model file can hold it: entries past f64's range clamped to its

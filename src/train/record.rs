@@ -10,7 +10,7 @@
 //! own, and the packed buffers are reused from one record to the next.
 
 use super::pack::{builder, pack_entity, plan_entity, PartScratch, Plan};
-use super::posterior::{posterior_model, Solution};
+use super::posterior::{posterior_model_into, Solution};
 use super::TrainConfig;
 use crate::data::Dataset;
 use crate::error::Result;
@@ -21,13 +21,24 @@ use crate::solver::{solve_one_row, SolveReport};
 /// What one record's update reuses from the one before.
 pub struct RecordScratch {
     part: PartScratch<'static>,
+    /// A model the next update writes its model over (see [`Self::recycle`]).
+    spare_model: Option<EntityModel>,
 }
 
 impl Default for RecordScratch {
     fn default() -> Self {
         RecordScratch {
             part: PartScratch::new(0),
+            spare_model: None,
         }
+    }
+}
+
+impl RecordScratch {
+    /// Hand back a model no longer needed (the one an update replaced): the next update
+    /// writes its model into its buffers instead of allocating new ones.
+    pub fn recycle(&mut self, model: EntityModel) {
+        self.spare_model = Some(model);
     }
 }
 
@@ -54,6 +65,10 @@ pub fn update_record(
     scratch: &mut RecordScratch,
 ) -> Result<RecordUpdate> {
     config.validate()?;
+    let mut model = scratch
+        .spare_model
+        .take()
+        .unwrap_or_else(EntityModel::empty);
     let scratch = &mut scratch.part;
     let features = data.features.len();
     if scratch.seen.len() < features {
@@ -97,7 +112,7 @@ pub fn update_record(
         data_hessian: None,
         report: &report,
     };
-    let (model, _) = posterior_model(data, &batch, 0, &plan, &solution, config);
+    posterior_model_into(data, &batch, 0, &plan, &solution, config, &mut model);
     scratch.spare = Some(batch);
     Ok(RecordUpdate {
         prior_margin,
