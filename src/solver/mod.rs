@@ -35,7 +35,7 @@ mod one_row;
 
 pub use lbfgs_memory::LbfgsMemory;
 pub use line_search::{LineDecision, LinePoint, LineSearch};
-pub use one_row::solve_one_row;
+pub use one_row::{solve_one_row, solve_one_row_into, OneRowScratch};
 
 use crate::eval::{entity_slices_mut, BatchEvaluator, EvalError};
 use crate::vector::{dot, inf_norm};

@@ -33,66 +33,102 @@ pub fn solve_one_row(
     start: &[f64],
     options: &LbfgsOptions,
 ) -> Option<(Vec<f64>, SolveReport)> {
+    let mut scratch = OneRowScratch::default();
+    let report = solve_one_row_into(problem, start, options, &mut scratch)?;
+    Some((scratch.theta, report))
+}
+
+/// The buffers of [`solve_one_row_into`], kept from one entity to the next.
+#[derive(Debug, Default)]
+pub struct OneRowScratch {
+    x: Vec<f64>,
+    u: Vec<f64>,
+    v: Vec<f64>,
+    grad: Vec<f64>,
+    /// The optimum, once [`solve_one_row_into`] has found it.
+    pub theta: Vec<f64>,
+}
+
+/// [`solve_one_row`] into `scratch`, whose `theta` holds the optimum when it has one.
+pub fn solve_one_row_into(
+    problem: &EntityProblem,
+    start: &[f64],
+    options: &LbfgsOptions,
+    scratch: &mut OneRowScratch,
+) -> Option<SolveReport> {
     if problem.num_rows() != 1 {
         return None;
     }
     let d = problem.num_coefficients();
-    let mut x = vec![0.0; d];
+    let OneRowScratch {
+        x,
+        u,
+        v,
+        grad,
+        theta,
+    } = scratch;
+    x.clear();
+    x.resize(d, 0.0);
     x[0] = 1.0;
     for k in problem.nz_ptr[0]..problem.nz_ptr[1] {
         x[problem.cols[k] as usize] += problem.vals[k];
     }
-    let (u, v) = solve_prior(problem, &x)?;
+    solve_prior(problem, x, u, v)?;
     let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| a * b).sum::<f64>();
-    let m0 = problem.offsets[0] + dot(&x, &u);
-    let q = dot(&x, &v);
+    let m0 = problem.offsets[0] + dot(x, u);
+    let q = dot(x, v);
     let (y, w) = (problem.labels[0], problem.weights[0]);
     let (s, steps) = match problem.loss {
         Loss::Squared => (w * (m0 - y) / (1.0 + w * q), 1),
         Loss::Logistic => logistic_root(m0, q, y, w),
     };
-    let theta: Vec<f64> = u.iter().zip(&v).map(|(u, v)| u - s * v).collect();
+    theta.clear();
+    theta.extend(u.iter().zip(v.iter()).map(|(u, v)| u - s * v));
 
     let initial_loss = problem.value(start);
-    let mut grad = vec![0.0; d];
-    let final_loss = problem.value_and_gradient(&theta, &mut grad);
-    let gradient_norm = inf_norm(&grad);
+    grad.clear();
+    grad.resize(d, 0.0);
+    let final_loss = problem.value_and_gradient(theta, grad);
+    let gradient_norm = inf_norm(grad);
     let met = initial_loss.is_finite() && final_loss.is_finite() && gradient_norm <= options.pgtol;
-    met.then_some((
-        theta,
-        SolveReport {
-            initial_loss,
-            final_loss,
-            iterations: steps,
-            evaluations: 2,
-            gradient_norm,
-            reason: StopReason::GradientTolerance,
-            finished_precisely: false,
-        },
-    ))
+    met.then_some(SolveReport {
+        initial_loss,
+        final_loss,
+        iterations: steps,
+        evaluations: 2,
+        gradient_norm,
+        reason: StopReason::GradientTolerance,
+        finished_precisely: false,
+    })
 }
 
-/// `u = A⁻¹Qθ₀` and `v = A⁻¹x`, or `None` when `A` is not positive definite.
-fn solve_prior(problem: &EntityProblem, x: &[f64]) -> Option<(Vec<f64>, Vec<f64>)> {
+/// `u = A⁻¹Qθ₀` and `v = A⁻¹x` written over `u` and `v`, or `None` when `A` is not
+/// positive definite.
+fn solve_prior(
+    problem: &EntityProblem,
+    x: &[f64],
+    u: &mut Vec<f64>,
+    v: &mut Vec<f64>,
+) -> Option<()> {
     let (p, mean) = (problem.penalty, problem.prior_mean);
     let d = p.len();
+    u.clear();
+    v.clear();
     match problem.prior {
         EntityPrior::None | EntityPrior::Diagonal(_) => {
             let q = |j: usize| match problem.prior {
                 EntityPrior::Diagonal(q) => q[j],
                 _ => 0.0,
             };
-            let mut u = vec![0.0; d];
-            let mut v = vec![0.0; d];
             for j in 0..d {
                 let a = p[j] + q(j);
                 if !(a > 0.0 && a.is_finite()) {
                     return None;
                 }
-                u[j] = q(j) * mean[j] / a;
-                v[j] = x[j] / a;
+                u.push(q(j) * mean[j] / a);
+                v.push(x[j] / a);
             }
-            Some((u, v))
+            Some(())
         }
         EntityPrior::Full(q) => {
             let mut a = q.to_vec();
@@ -100,15 +136,13 @@ fn solve_prior(problem: &EntityProblem, x: &[f64]) -> Option<(Vec<f64>, Vec<f64>
                 a[j * d + j] += p[j];
             }
             let factor = Cholesky::new(&a, d)?;
-            let mut u: Vec<f64> = (0..d)
-                .map(|j| (0..d).map(|k| q[j * d + k] * mean[k]).sum())
-                .collect();
-            let mut v = x.to_vec();
-            for b in [&mut u, &mut v] {
+            u.extend((0..d).map(|j| (0..d).map(|k| q[j * d + k] * mean[k]).sum::<f64>()));
+            v.extend_from_slice(x);
+            for b in [u, v] {
                 factor.solve_lower(b);
                 factor.solve_upper(b);
             }
-            Some((u, v))
+            Some(())
         }
     }
 }

@@ -16,11 +16,12 @@ use crate::data::Dataset;
 use crate::error::Result;
 use crate::eval::Backend;
 use crate::model::EntityModel;
-use crate::solver::{solve_one_row, SolveReport};
+use crate::solver::{solve_one_row_into, OneRowScratch, SolveReport};
 
 /// What one record's update reuses from the one before.
 pub struct RecordScratch {
     part: PartScratch<'static>,
+    one_row: OneRowScratch,
     /// A model the next update writes its model over (see [`Self::recycle`]).
     spare_model: Option<EntityModel>,
 }
@@ -29,6 +30,7 @@ impl Default for RecordScratch {
     fn default() -> Self {
         RecordScratch {
             part: PartScratch::new(0),
+            one_row: OneRowScratch::default(),
             spare_model: None,
         }
     }
@@ -69,7 +71,8 @@ pub fn update_record(
         .spare_model
         .take()
         .unwrap_or_else(EntityModel::empty);
-    let scratch = &mut scratch.part;
+    let RecordScratch { part, one_row, .. } = scratch;
+    let scratch = part;
     let features = data.features.len();
     if scratch.seen.len() < features {
         scratch.seen.resize(features, u32::MAX);
@@ -97,18 +100,19 @@ pub fn update_record(
     let batch = b.build();
 
     let start = &batch.prior_mean;
-    let (theta, report) = match solve_one_row(&batch.entity(0), start, &config.solver) {
-        Some(settled) => settled,
+    let report = match solve_one_row_into(&batch.entity(0), start, &config.solver, one_row) {
+        Some(report) => report,
         None => {
             let settings = config.solve_settings();
             let mut solved = Backend::Cpu
                 .solve(&batch, &mut scratch.gpu, &settings, &mut |_| {})?
                 .solved;
-            (std::mem::take(&mut solved.theta), solved.reports[0])
+            one_row.theta = std::mem::take(&mut solved.theta);
+            solved.reports[0]
         }
     };
     let solution = Solution {
-        theta: &theta,
+        theta: &one_row.theta,
         data_hessian: None,
         report: &report,
     };
