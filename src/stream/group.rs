@@ -78,8 +78,11 @@ pub(super) struct Group<'s> {
     cache_models: usize,
     /// The newest model of every entity in memory: read from the store, or trained.
     models: ModelSet,
-    /// Which of `models`, by position, the group trained (and its commit writes).
-    dirty: Vec<bool>,
+    /// Which of `models`, by position, the group trained (and its commit writes): 0 for
+    /// none, `k + 1` for the `k`-th entity the group trained.
+    dirty: Vec<u32>,
+    /// How many entities the group trained.
+    trained: u32,
     /// The store as the last commit left it, opened at the first lookup (a read
     /// transaction takes a file lock) and closed by the next commit.
     reader: Option<ModelReader<'s>>,
@@ -101,6 +104,7 @@ impl<'s> Group<'s> {
             cache_models,
             models: ModelSet::new(),
             dirty: Vec::new(),
+            trained: 0,
             reader: None,
             report: None,
             scored: Scored::default(),
@@ -188,27 +192,29 @@ impl<'s> Group<'s> {
         report: BatchReport,
         (model, at): (EntityModel, Option<usize>),
     ) -> Option<EntityModel> {
-        self.scored.add_record(data, i, score);
+        let (at, replaced) = match at {
+            Some(at) => (at, Some(self.models.replace(at, model))),
+            None => (self.models.insert(model), None),
+        };
+        // The group's numbering of its entities is the scored records' too (the
+        // entity of a group's record is one the group trains), without a lookup by id.
+        let number = self.mark_dirty(at);
+        self.scored.add_numbered(data, i, score, number);
         self.add_report(report);
-        match at {
-            Some(at) => {
-                self.mark_dirty(at);
-                Some(self.models.replace(at, model))
-            }
-            None => {
-                let at = self.models.insert(model);
-                self.mark_dirty(at);
-                None
-            }
-        }
+        replaced
     }
 
-    /// Mark the model at `i` as trained by the group.
-    fn mark_dirty(&mut self, i: usize) {
+    /// Mark the model at `i` as trained by the group; returns its number among the
+    /// entities the group trained.
+    fn mark_dirty(&mut self, i: usize) -> u32 {
         if i >= self.dirty.len() {
-            self.dirty.resize(i + 1, false);
+            self.dirty.resize(i + 1, 0);
         }
-        self.dirty[i] = true;
+        if self.dirty[i] == 0 {
+            self.trained += 1;
+            self.dirty[i] = self.trained;
+        }
+        self.dirty[i] - 1
     }
 
     /// Add a mini-batch's report to the group's.
@@ -261,7 +267,7 @@ impl<'s> Group<'s> {
         self.dirty
             .iter()
             .zip(models)
-            .filter_map(|(&d, m)| d.then_some(m))
+            .filter_map(|(&d, m)| (d != 0).then_some(m))
             .collect()
     }
 
@@ -269,6 +275,7 @@ impl<'s> Group<'s> {
     /// are the next group's. Its models stay in memory until it lands.
     pub(super) fn handed_off(&mut self) {
         self.dirty.clear();
+        self.trained = 0;
     }
 
     /// The last group handed off is in the store: its models are the store's, kept as a
@@ -277,11 +284,12 @@ impl<'s> Group<'s> {
     pub(super) fn landed(&mut self) {
         if self.models.len() > self.cache_models {
             let models = std::mem::take(&mut self.models).into_models();
-            let dirty = std::mem::take(&mut self.dirty);
-            for (m, _) in models.into_iter().zip(dirty).filter(|(_, d)| *d) {
-                self.models.insert(m);
+            for (m, d) in models.into_iter().zip(std::mem::take(&mut self.dirty)) {
+                if d != 0 {
+                    self.models.insert(m);
+                    self.dirty.push(d);
+                }
             }
-            self.dirty = vec![true; self.models.len()];
         }
         self.reader = None;
     }

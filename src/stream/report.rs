@@ -14,9 +14,13 @@ pub(super) struct Scored {
     pub scores: Vec<f64>,
     pub labels: Vec<f64>,
     pub offsets: Vec<f64>,
-    /// Each record's entity, numbered within the commit.
+    /// Each record's entity, numbered within the commit from 0 in order of first
+    /// appearance.
     pub entity: Vec<u32>,
-    pub entities: Interner<String>,
+    /// How many entities `entity` numbers.
+    pub entities: usize,
+    /// The numbering of [`Self::add`], by entity id.
+    ids: Interner<String>,
 }
 
 impl Scored {
@@ -26,22 +30,27 @@ impl Scored {
         self.labels.clear();
         self.offsets.clear();
         self.entity.clear();
-        self.entities.clear();
+        self.entities = 0;
+        self.ids.clear();
     }
 
+    /// Add the records of `data`, scored `scores`, numbering their entities by id.
     pub(super) fn add(&mut self, data: &Dataset, scores: &[f64]) {
         for (i, &score) in scores.iter().enumerate() {
-            self.add_record(data, i, score);
+            let number = self.ids.id_str(data.entities.key(data.entity[i]));
+            self.add_numbered(data, i, score, number);
         }
     }
 
-    /// Add record `i` of `data`, scored `score`.
-    pub(super) fn add_record(&mut self, data: &Dataset, i: usize, score: f64) {
+    /// Add record `i` of `data`, scored `score`, whose entity the caller has numbered
+    /// `number` (the next number for an entity new to the commit): a commit's records are
+    /// numbered by this or by [`Self::add`], not both.
+    pub(super) fn add_numbered(&mut self, data: &Dataset, i: usize, score: f64, number: u32) {
         self.scores.push(score);
         self.labels.push(data.label[i]);
         self.offsets.push(data.offset[i]);
-        let id = self.entities.id_str(data.entities.key(data.entity[i]));
-        self.entity.push(id);
+        self.entity.push(number);
+        self.entities = self.entities.max(number as usize + 1);
     }
 }
 
@@ -214,7 +223,7 @@ impl BatchReport {
     /// The metrics of the progressively scored records `scored`.
     pub(super) fn validate(&mut self, kind: Loss, scored: &Scored) {
         self.records = scored.scores.len();
-        self.entities = scored.entities.len();
+        self.entities = scored.entities;
         let (scores, labels, offsets) = (&scored.scores, &scored.labels, &scored.offsets);
         match kind {
             Loss::Logistic => {
