@@ -133,7 +133,20 @@ impl<'s> Group<'s> {
         store: &'s ModelStore,
         entity: &str,
     ) -> Result<Option<(&EntityModel, usize)>> {
-        let mut at = self.models.position(entity);
+        self.prior_at(store, entity, None)
+    }
+
+    /// [`Self::prior_of`], looked for first at `hint` (a place [`Self::prefetch`] gave):
+    /// used when the model there is still `entity`'s.
+    pub(super) fn prior_at(
+        &mut self,
+        store: &'s ModelStore,
+        entity: &str,
+        hint: Option<usize>,
+    ) -> Result<Option<(&EntityModel, usize)>> {
+        let models = self.models.models();
+        let hinted = hint.filter(|&i| models.get(i).is_some_and(|m| m.entity == entity));
+        let mut at = hinted.or_else(|| self.models.position(entity));
         if at.is_none() {
             if self.reader.is_none() {
                 self.reader = Some(store.reader()?);
@@ -147,16 +160,17 @@ impl<'s> Group<'s> {
 
     /// Start loading `entity`'s model into the cache, if it is in memory, without waiting
     /// for it: per-record updates touch one model at random each, and a prefetch issued a
-    /// few records ahead overlaps that wait with the records between.
-    pub(super) fn prefetch(&self, entity: &str) {
-        let Some(m) = self.models.get(entity) else {
-            return;
-        };
+    /// few records ahead overlaps that wait with the records between. Returns the model's
+    /// place, a hint for [`Self::prior_at`].
+    pub(super) fn prefetch(&self, entity: &str) -> Option<usize> {
+        let at = self.models.position(entity)?;
+        let m = &self.models.models()[at];
         prefetch(&m.features);
         prefetch(&m.means);
         if let Precision::Diagonal(h) | Precision::Full(h) = &m.precision {
             prefetch(&h[..h.len().min(PREFETCH_VALUES)]);
         }
+        Some(at)
     }
 
     /// Mark the start of a mini-batch (the first starts the group's clock).

@@ -46,14 +46,17 @@ pub(super) fn train(
     let mut scratch = RecordScratch::default();
     while let Some(mut run) = runs.next()? {
         let ReadRun { data, batches } = &mut run;
+        // Where the prefetches found the models of the records ahead, by record modulo.
+        let mut places = [None; PREFETCH_AHEAD];
         for (i, (mut report, cut)) in batches.drain(..).enumerate() {
+            let hint = std::mem::take(&mut places[i % PREFETCH_AHEAD]);
             if let Some(&ahead) = data.entity.get(i + PREFETCH_AHEAD) {
-                t.group.prefetch(data.entities.key(ahead));
+                places[i % PREFETCH_AHEAD] = t.group.prefetch(data.entities.key(ahead));
             }
             let started = Instant::now();
             t.group.begin(started);
             let entity = data.entities.key(data.entity[i]);
-            let prior = t.group.prior_of(t.store, entity)?;
+            let prior = t.group.prior_at(t.store, entity, hint)?;
             report.new_entities = usize::from(prior.is_none());
             let (prior, at) = prior.unzip();
             let update = update_record(prior, data, i, &config.train, &mut scratch)?;
