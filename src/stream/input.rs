@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Where records come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +77,8 @@ pub struct Position {
 /// Lines of the input, numbered from 1, with the position after each.
 pub(super) struct Lines {
     pub(super) reader: LineReader<Box<dyn BufRead + Send>>,
-    pub(super) name: PathBuf,
+    /// Shared, so that each mini-batch's errors can name it without a copy.
+    pub(super) name: Arc<Path>,
     pub(super) buffer: String,
     pub(super) at: Position,
 }
@@ -85,7 +87,7 @@ impl Lines {
     pub(super) fn new(source: &Source) -> Result<Self> {
         Ok(Lines {
             reader: LineReader::new(source.open()?, &source.name()),
-            name: source.name(),
+            name: source.name().into(),
             buffer: String::new(),
             at: Position {
                 hash: FNV1A_EMPTY,
@@ -279,7 +281,7 @@ impl Input {
 
     pub(super) fn name(&self) -> PathBuf {
         match self {
-            Input::Lines(l) => l.lines.name.clone(),
+            Input::Lines(l) => l.lines.name.to_path_buf(),
             Input::Table(t) => t.name.clone(),
         }
     }

@@ -8,6 +8,7 @@ use crate::data::{number_field, Dataset, ParsedLine, LINES_PER_CHUNK};
 use crate::error::{Error, Result};
 use std::path::Path;
 use std::sync::mpsc::Receiver;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Skipped records whose errors a batch report keeps.
@@ -282,7 +283,7 @@ impl BatchReader {
         let Input::Lines(lines) = &mut self.input else {
             unreachable!("a lines input")
         };
-        let name = lines.lines.name.clone();
+        let name = Arc::clone(&lines.lines.name);
         let mut cut = None;
         let bad = |e: Error, report: &mut BatchReport| -> Result<()> {
             match config.on_bad_record {
