@@ -46,6 +46,13 @@ def to_vw(data, out):
     return np.array(labels)
 
 
+def settled():
+    """Write out every dirty page first: the inputs just written (about 330 MB) would
+    otherwise be flushed during the next timed run, and a durable commit (glmix's fsync)
+    waits for them."""
+    os.sync()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--glmix", required=True)
@@ -60,6 +67,7 @@ def main():
     store = os.path.join(a.work, "nearline.redb")
     if os.path.exists(store):
         os.remove(store)
+    settled()
     start = time.perf_counter()
     out = subprocess.run(
         [a.glmix, "stream", "--data", a.data, "--store", store, "--objective", "bayes-logistic",
@@ -78,6 +86,7 @@ def main():
                     "logistic", "-q", "uf", "-l", str(rate), "--quiet"]
             if predictions:
                 argv += ["-p", preds]
+            settled()
             start = time.perf_counter()
             subprocess.run(argv, check=True)
             seconds = time.perf_counter() - start
