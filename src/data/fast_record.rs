@@ -19,7 +19,7 @@ use std::fmt;
 /// The fields of one record, checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FastRecord {
-    pub entity: String,
+    pub entity: CompactString,
     pub label: f64,
     pub weight: f64,
     pub offset: f64,
@@ -63,7 +63,7 @@ pub fn parse_fast(text: &str, options: &ReadOptions, id_keys: &[String]) -> Opti
     };
     let finite = |x: f64| x.is_finite().then_some(x);
     let entity = match &options.entity {
-        EntityMode::Single(id) => id.clone(),
+        EntityMode::Single(id) => id.as_str().into(),
         EntityMode::Key(_) => raw.entity?,
     };
     let weight = finite(raw.weight.unwrap_or(1.0)).filter(|&w| w >= 0.0)?;
@@ -183,7 +183,7 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
                     if let Some(k) = id {
                         r.ids[k] = v.clone();
                     }
-                    r.entity = v;
+                    r.entity = v.map(CompactString::from);
                 }
                 Field::Id(k) => r.ids[k] = map.next_value::<Option<Id>>()?.map(|i| i.0),
                 Field::Label => r.label = map.next_value()?,
@@ -299,7 +299,7 @@ mod tests {
             .collect();
         features.sort_by(|a, b| a.0.cmp(&b.0));
         Some(FastRecord {
-            entity: d.entities.key(d.entity[0]).clone(),
+            entity: d.entities.key(d.entity[0]).as_str().into(),
             label: d.label[0],
             weight: d.weight[0],
             offset: d.offset[0],

@@ -150,7 +150,7 @@ impl ParsedLine {
     /// The record's entity id under `options`.
     pub fn entity(&self, path: &Path, line: usize, options: &ReadOptions) -> Result<String> {
         match self {
-            ParsedLine::Fast(r) => Ok(r.entity.clone()),
+            ParsedLine::Fast(r) => Ok(r.entity.to_string()),
             ParsedLine::Checked(obj) => entity_of(path, line, obj, &options.entity),
         }
     }

@@ -24,7 +24,8 @@ pub(super) fn note_unread(first: &mut Option<CompactString>, key: &str) {
 /// [`super::fast_record::parse_fast`].
 #[derive(Debug, PartialEq)]
 pub(super) struct RawRecord {
-    pub entity: Option<String>,
+    /// Inline up to 24 bytes: most ids cost no allocation per record.
+    pub entity: Option<CompactString>,
     pub label: Option<f64>,
     pub weight: Option<f64>,
     pub offset: Option<f64>,

@@ -37,7 +37,7 @@ pub(super) fn scan_record(text: &str, options: &ReadOptions) -> Option<RawRecord
             let key = s.string()?;
             s.expect(b':')?;
             if Some(key) == entity_key {
-                once(&mut r.entity, s.string()?.to_string())?;
+                once(&mut r.entity, s.string()?.into())?;
             } else if Some(key) == timestamp_key {
                 once(&mut r.timestamp, s.number()?)?;
             } else {
