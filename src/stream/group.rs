@@ -400,4 +400,63 @@ mod tests {
         assert!(group.models.is_empty());
         assert_eq!(step(&mut group, &store, &["c", "d"], 40.0), [10.0, 30.0]);
     }
+
+    /// One record of `entity`, looked up at `hint` first, "trained" to `mean`; returns the
+    /// prior's mean and its place.
+    fn record<'s>(
+        group: &mut Group<'s>,
+        store: &'s ModelStore,
+        entity: &str,
+        mean: f64,
+        hint: Option<usize>,
+    ) -> (f64, Option<usize>) {
+        let prior = group.prior_at(store, entity, hint).unwrap();
+        let seen = prior.map_or(f64::NAN, |(m, _)| m.means[0]);
+        let at = prior.map(|(_, i)| i);
+        let b = batch(&[entity]);
+        group.add_record(
+            &b,
+            0,
+            0.0,
+            BatchReport::default(),
+            (model(entity, mean), at),
+        );
+        (seen, at)
+    }
+
+    #[test]
+    fn records_number_their_entities_by_first_appearance_across_a_cache_rebuild() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ModelStore::open(&dir.path().join("g.redb")).unwrap();
+        let mut group = Group::with_cache(2);
+        for e in ["x", "y", "z"] {
+            record(&mut group, &store, e, 1.0, None);
+        }
+        group.take_report(Scored::default());
+        store
+            .commit(Commit {
+                models: group.trained(),
+                ..Default::default()
+            })
+            .unwrap();
+        group.handed_off();
+        // The next group starts while the last is in flight, then the last lands: the
+        // cache (4 models, room for 2) keeps only this group's, at new places.
+        record(&mut group, &store, "z", 2.0, None);
+        let (_, w_was_at) = record(&mut group, &store, "w", 2.0, None);
+        assert_eq!(w_was_at, None);
+        let w_at = group.models.position("w");
+        group.landed();
+        assert_eq!(group.models.len(), 2);
+        assert_ne!(group.models.position("w"), w_at);
+        // A hint from before the rebuild is not taken for another entity's place.
+        assert_eq!(record(&mut group, &store, "w", 3.0, w_at).0, 2.0);
+        assert_eq!(record(&mut group, &store, "z", 3.0, Some(0)).0, 2.0);
+        assert_eq!(record(&mut group, &store, "x", 3.0, None).0, 1.0);
+        let (_, scored) = group.take_report(Scored::default());
+        assert_eq!(scored.entity, [0, 1, 1, 0, 2]);
+        assert_eq!(scored.entities, 3);
+        let trained: Vec<_> = group.trained().iter().map(|m| m.entity.clone()).collect();
+        assert_eq!(trained, ["z", "w", "x"]);
+    }
 }
