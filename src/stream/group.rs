@@ -187,10 +187,21 @@ impl<'s> Group<'s> {
         report: BatchReport,
         models: Vec<EntityModel>,
     ) {
-        self.scored.add(batch, scores);
-        for m in models {
-            let i = self.models.insert(m);
-            self.mark_dirty(i);
+        let placed: Vec<usize> = models.into_iter().map(|m| self.models.insert(m)).collect();
+        // The batch's entities are numbered in order of first appearance, as its records
+        // are read, so that the scored records take the group's numbering.
+        let numbers: Vec<u32> = (batch.entities.keys().iter())
+            .map(|key| {
+                let at = self.models.position(key);
+                self.mark_dirty(at.expect("a mini-batch trains every entity it holds"))
+            })
+            .collect();
+        for (i, &score) in scores.iter().enumerate() {
+            let number = numbers[batch.entity[i] as usize];
+            self.scored.add_numbered(batch, i, score, number);
+        }
+        for at in placed {
+            self.mark_dirty(at);
         }
         self.add_report(report);
     }
@@ -210,8 +221,6 @@ impl<'s> Group<'s> {
             Some(at) => (at, Some(self.models.replace(at, model))),
             None => (self.models.insert(model), None),
         };
-        // The group's numbering of its entities is the scored records' too (the
-        // entity of a group's record is one the group trains), without a lookup by id.
         let number = self.mark_dirty(at);
         self.scored.add_numbered(data, i, score, number);
         self.add_report(report);
@@ -359,7 +368,9 @@ mod tests {
         seen
     }
 
-    fn commit(group: &mut Group, store: &ModelStore) -> Vec<String> {
+    /// Write the group's models to the store and hand it off, as a commit does; returns
+    /// the entities written. It has not landed yet.
+    fn hand_off(group: &mut Group, store: &ModelStore) -> Vec<String> {
         group.take_report(Scored::default());
         let written = group.trained().iter().map(|m| m.entity.clone()).collect();
         store
@@ -369,6 +380,11 @@ mod tests {
             })
             .unwrap();
         group.handed_off();
+        written
+    }
+
+    fn commit(group: &mut Group, store: &ModelStore) -> Vec<String> {
+        let written = hand_off(group, store);
         group.landed();
         written
     }
@@ -432,14 +448,7 @@ mod tests {
         for e in ["x", "y", "z"] {
             record(&mut group, &store, e, 1.0, None);
         }
-        group.take_report(Scored::default());
-        store
-            .commit(Commit {
-                models: group.trained(),
-                ..Default::default()
-            })
-            .unwrap();
-        group.handed_off();
+        assert_eq!(hand_off(&mut group, &store), ["x", "y", "z"]);
         // The next group starts while the last is in flight, then the last lands: the
         // cache (4 models, room for 2) keeps only this group's, at new places.
         record(&mut group, &store, "z", 2.0, None);

@@ -2,7 +2,7 @@
 //! (its progressive-validation metrics and timings), and [`Running`], the sums over every
 //! record so far.
 
-use crate::data::{Dataset, Interner};
+use crate::data::Dataset;
 use crate::metrics::{auc, entity_auc, is_positive, logloss, rmse, AucHistogram};
 use crate::objective::{softplus, Loss};
 use serde::{Deserialize, Serialize};
@@ -15,12 +15,11 @@ pub(super) struct Scored {
     pub labels: Vec<f64>,
     pub offsets: Vec<f64>,
     /// Each record's entity, numbered within the commit from 0 in order of first
-    /// appearance.
+    /// appearance: the group's numbering of the entities it trains (the entity of a
+    /// group's record is one the group trains), so that no record is looked up by id.
     pub entity: Vec<u32>,
     /// How many entities `entity` numbers.
     pub entities: usize,
-    /// The numbering of [`Self::add`], by entity id.
-    ids: Interner<String>,
 }
 
 impl Scored {
@@ -31,20 +30,10 @@ impl Scored {
         self.offsets.clear();
         self.entity.clear();
         self.entities = 0;
-        self.ids.clear();
-    }
-
-    /// Add the records of `data`, scored `scores`, numbering their entities by id.
-    pub(super) fn add(&mut self, data: &Dataset, scores: &[f64]) {
-        for (i, &score) in scores.iter().enumerate() {
-            let number = self.ids.id_str(data.entities.key(data.entity[i]));
-            self.add_numbered(data, i, score, number);
-        }
     }
 
     /// Add record `i` of `data`, scored `score`, whose entity the caller has numbered
-    /// `number` (the next number for an entity new to the commit): a commit's records are
-    /// numbered by this or by [`Self::add`], not both.
+    /// `number` (the next number for an entity new to the commit).
     pub(super) fn add_numbered(&mut self, data: &Dataset, i: usize, score: f64, number: u32) {
         self.scores.push(score);
         self.labels.push(data.label[i]);
