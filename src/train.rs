@@ -20,6 +20,7 @@
 
 use crate::data::{Dataset, EntityRows};
 use crate::error::{Error, Result};
+pub use crate::eval::backend::SolverOn;
 use crate::eval::backend::{PartSolve, SolveSettings};
 use crate::eval::{BatchEvaluator, CpuEvaluator, GpuTimings};
 use crate::model::{EntityModel, HessianType, ModelSet};
@@ -62,6 +63,8 @@ pub struct TrainConfig {
     pub f64_finish: bool,
     /// f64 CPU L-BFGS iterations run after a GPU solve, from its optimum (default 0).
     pub polish_iterations: usize,
+    /// On the GPU, where the L-BFGS step runs (default the host).
+    pub solver_on: SolverOn,
     /// Recompute every trained entity's loss and gradient with the f64 CPU evaluator and
     /// report the worst differences (default off).
     pub verify: bool,
@@ -77,6 +80,7 @@ impl TrainConfig {
             batch_entities: 65_536,
             f64_finish: true,
             polish_iterations: 0,
+            solver_on: SolverOn::Host,
             verify: false,
         }
     }
@@ -84,6 +88,7 @@ impl TrainConfig {
     /// What the backends' solve takes of these settings.
     fn solve_settings(&self) -> SolveSettings<'_> {
         SolveSettings {
+            solver_on: self.solver_on,
             solver: &self.solver,
             hessian: self.hessian,
             f64_finish: self.f64_finish,

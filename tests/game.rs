@@ -429,12 +429,14 @@ fn game_train_on_the_gpu_matches_the_cpu() {
     let dir = Dir::new();
     let (train, valid) = write_small_game(&dir);
     let config = dir.write("config.json", &config(2, 1.0));
-    let run = |device: &str| {
+    let run = |device: &str, solver_on: &str| {
         glmix_output(&[
             "game",
             "train",
             "--device",
             device,
+            "--solver-on",
+            solver_on,
             "--config",
             &config,
             "--data",
@@ -442,25 +444,27 @@ fn game_train_on_the_gpu_matches_the_cpu() {
             "--validation",
             &valid,
             "--out",
-            &dir.arg(device),
+            &dir.arg(&format!("{device}-{solver_on}")),
         ])
     };
-    let gpu = run("gpu");
-    if !common::gpu_ran(&gpu, "game_train_on_the_gpu_matches_the_cpu") {
-        return;
-    }
-    let cpu = run("cpu");
+    let cpu = run("cpu", "host");
     let rmse = |out: &std::process::Output| {
         let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         summary["steps"][5]["validation"]["rmse"].as_f64().unwrap()
     };
-    let (g, c) = (rmse(&gpu), rmse(&cpu));
-    // f32 data terms on the GPU: the optima agree to about 1e-4 relative, far below the
-    // noise floor (0.1) the RMSE sits at.
-    assert!(
-        (g - c).abs() <= 1e-3 * c,
-        "GPU validation RMSE {g}, CPU {c}"
-    );
+    for solver_on in ["host", "device"] {
+        let gpu = run("gpu", solver_on);
+        if !common::gpu_ran(&gpu, "game_train_on_the_gpu_matches_the_cpu") {
+            return;
+        }
+        let (g, c) = (rmse(&gpu), rmse(&cpu));
+        // f32 data terms on the GPU: the optima agree to about 1e-4 relative, far below
+        // the noise floor (0.1) the RMSE sits at.
+        assert!(
+            (g - c).abs() <= 1e-3 * c,
+            "GPU validation RMSE {g} (step on the {solver_on}), CPU {c}"
+        );
+    }
 }
 
 #[test]

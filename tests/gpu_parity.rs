@@ -8,30 +8,10 @@
 
 mod common;
 
-use common::{random_batch, random_point};
+use common::{gpu, random_batch, random_point};
 use glmix::eval::{BatchEvaluator, CpuEvaluator, GpuContext, GpuEvaluator, GpuWorkspace};
 use glmix::objective::{Loss, ObjectiveKind, PrecisionShape, TrainingBatch};
 use glmix::solver::{minimize, LbfgsOptions};
-use std::sync::OnceLock;
-
-fn gpu() -> Option<&'static GpuContext> {
-    static CONTEXT: OnceLock<Option<GpuContext>> = OnceLock::new();
-    CONTEXT
-        .get_or_init(|| match GpuContext::new() {
-            Ok(ctx) => {
-                eprintln!("GPU tests on {}", ctx.describe());
-                Some(ctx)
-            }
-            Err(e) if std::env::var("GLMIX_REQUIRE_GPU").as_deref() == Ok("1") => {
-                panic!("GLMIX_REQUIRE_GPU=1 but {e}")
-            }
-            Err(e) => {
-                eprintln!("notice: GPU tests skipped: {e}");
-                None
-            }
-        })
-        .as_ref()
-}
 
 /// Evaluate `active` with both evaluators at `theta`; compare within tolerances that grow
 /// with the sizes f32 rounding scales with (the loss and the gradient's magnitude).
@@ -710,7 +690,7 @@ fn worst_model_difference(a: &glmix::train::FitOutput, b: &glmix::train::FitOutp
 #[test]
 fn gpu_fits_end_at_the_cpus_optimum_after_the_f64_finish() {
     use glmix::synth::{generate, SyntheticSpec};
-    use glmix::train::{fit, fit_on, Backend, TrainConfig};
+    use glmix::train::{fit, fit_on, Backend, SolverOn, TrainConfig};
     let Some(ctx) = gpu() else { return };
     let sets = [
         ("ill-conditioned", ill_conditioned()),
@@ -727,12 +707,18 @@ fn gpu_fits_end_at_the_cpus_optimum_after_the_f64_finish() {
             .data,
         ),
     ];
-    for (name, data) in &sets {
-        for objective in [ObjectiveKind::BayesLogistic, ObjectiveKind::Linear] {
+    let cases = sets.iter().flat_map(|set| {
+        [ObjectiveKind::BayesLogistic, ObjectiveKind::Linear]
+            .into_iter()
+            .flat_map(move |o| [SolverOn::Host, SolverOn::Device].map(|on| (set, o, on)))
+    });
+    for ((name, data), objective, solver_on) in cases {
+        {
             // Tight stops: the models agree within 1e-6 relative.
             let mut config = TrainConfig::new(objective);
             config.solver.factr = 10.0;
             config.solver.pgtol = 1e-9;
+            config.solver_on = solver_on;
             let on_gpu = fit_on(Backend::Gpu(ctx), None, data, &config, &|_| {}).unwrap();
             let on_cpu = fit(None, data, &config, &|_| {}).unwrap();
             assert!(
@@ -764,10 +750,16 @@ fn gpu_fits_end_at_the_cpus_optimum_after_the_f64_finish() {
                 worst_model_difference(&fit(None, data, &other_memory, &|_| {}).unwrap(), &on_cpu);
             let tolerance = 1e-6f64.max(2.0 * resolution);
             let worst = worst_model_difference(&on_gpu, &on_cpu);
-            eprintln!("{name} {objective}: tight stops, worst relative difference {worst:e} (two CPU runs: {resolution:e}), {finished} finished in f64");
-            assert!(worst <= tolerance, "{name} {objective}: {worst:e}");
+            eprintln!("{name} {objective} {solver_on:?}: tight stops, worst relative difference {worst:e} (two CPU runs: {resolution:e}), {finished} finished in f64");
+            assert!(
+                worst <= tolerance,
+                "{name} {objective} {solver_on:?}: {worst:e}"
+            );
             // Default stops: the objectives agree within 1e-7 relative.
-            let config = TrainConfig::new(objective);
+            let config = TrainConfig {
+                solver_on,
+                ..TrainConfig::new(objective)
+            };
             let on_gpu = fit_on(Backend::Gpu(ctx), None, data, &config, &|_| {}).unwrap();
             let on_cpu = fit(None, data, &config, &|_| {}).unwrap();
             for (g, c) in on_gpu.reports.iter().zip(&on_cpu.reports) {

@@ -353,7 +353,8 @@ fn ml100k_incremental_updates_beat_the_baselines_and_match_a_retrain() {
 }
 
 /// Issue 20's exactness check on the fixtures: with the f64 finish, GPU-trained models
-/// under tight stops equal the CPU's within 1e-6 relative (means and variances).
+/// under tight stops equal the CPU's within 1e-6 relative (means and variances), the
+/// L-BFGS step on the host or on the device.
 #[test]
 #[ignore = "reads ../shared/data: run with --include-ignored, as .ci/run does"]
 fn gpu_fits_of_the_fixtures_match_the_cpu_within_1e_6() {
@@ -402,46 +403,51 @@ fn gpu_fits_of_the_fixtures_match_the_cpu_within_1e_6() {
         ),
     ];
     for (k, (name, data, options)) in problems.iter().enumerate() {
-        let fit = |device: &str| {
-            let out = tmp.path().join(format!("{k}-{device}.jsonl"));
+        let fit = |device: &str, solver_on: &str| {
+            let out = tmp.path().join(format!("{k}-{device}-{solver_on}.jsonl"));
             let mut args = vec![
                 "train",
                 "--data",
                 data.to_str().unwrap(),
                 "--device",
                 device,
+                "--solver-on",
+                solver_on,
             ];
             args.extend(options.iter().copied());
             args.extend_from_slice(&TIGHT);
             args.extend(["--out", out.to_str().unwrap()]);
             (glmix_output(&args), out)
         };
-        let (cpu, cpu_out) = fit("cpu");
+        let (cpu, cpu_out) = fit("cpu", "host");
         assert!(
             cpu.status.success(),
             "{}",
             String::from_utf8_lossy(&cpu.stderr)
         );
-        let (gpu, gpu_out) = fit("gpu");
-        if !gpu_ran(&gpu, "GPU fixture fits") {
-            return;
-        }
-        let (want, got) = (read_models(&cpu_out), read_models(&gpu_out));
-        assert_eq!(want.len(), got.len());
-        for (g, c) in got.iter().zip(&want) {
-            let pairs = g
-                .means
-                .iter()
-                .zip(&c.means)
-                .chain(g.variances.iter().zip(&c.variances));
-            for (a, b) in pairs {
-                assert_eq!((&a.name, &a.term), (&b.name, &b.term));
-                assert_close(
-                    &format!("{name}: {}/{}", a.name, a.term),
-                    a.value,
-                    b.value,
-                    1e-6,
-                );
+        for solver_on in ["host", "device"] {
+            let (gpu, gpu_out) = fit("gpu", solver_on);
+            if !gpu_ran(&gpu, "GPU fixture fits") {
+                return;
+            }
+            let name = format!("{name}, step on the {solver_on}");
+            let (want, got) = (read_models(&cpu_out), read_models(&gpu_out));
+            assert_eq!(want.len(), got.len());
+            for (g, c) in got.iter().zip(&want) {
+                let pairs = g
+                    .means
+                    .iter()
+                    .zip(&c.means)
+                    .chain(g.variances.iter().zip(&c.variances));
+                for (a, b) in pairs {
+                    assert_eq!((&a.name, &a.term), (&b.name, &b.term));
+                    assert_close(
+                        &format!("{name}: {}/{}", a.name, a.term),
+                        a.value,
+                        b.value,
+                        1e-6,
+                    );
+                }
             }
         }
     }

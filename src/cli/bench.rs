@@ -1,7 +1,7 @@
 //! `glmix bench`: throughput of `fit` on a seeded synthetic workload, on the CPU, the GPU
 //! or both side by side in one run.
 
-use super::train::{Compute, Device, Finish};
+use super::train::{Compute, Device, Finish, SolverOnArg};
 use super::WorkloadArgs;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
@@ -42,6 +42,9 @@ pub struct BenchArgs {
     /// CPU) or none (all in f32 on the GPU).
     #[arg(long, value_enum, default_value = "f64")]
     finish: Finish,
+    /// On the GPU, where the L-BFGS step runs: host or device.
+    #[arg(long, value_enum, default_value = "host")]
+    solver_on: SolverOnArg,
     /// On the GPU, entities in flight at once, one part per thread.
     #[arg(long, default_value_t = 65_536)]
     batch_entities: usize,
@@ -242,6 +245,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     config.hessian = a.hessian;
     config.batch_entities = a.batch_entities;
     config.f64_finish = a.finish == Finish::F64;
+    config.solver_on = a.solver_on.into();
     let columns: Vec<Column> = computes
         .iter()
         .map(|c| measure(c, &data, &config, a.repeat))

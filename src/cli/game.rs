@@ -2,7 +2,7 @@
 //! several types) trained by coordinate descent; see `glmix::game`.
 
 use super::notice_non_binary_labels;
-use super::train::{Compute, Device};
+use super::train::{Compute, Device, SolverOnArg};
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use glmix::game::{self, CoordinateKind, CoordinateStep, GameConfig, GameData, GameModel, Metrics};
@@ -46,6 +46,9 @@ struct TrainArgs {
     /// Where to evaluate: auto (a GPU when one works, else the CPU), cpu or gpu.
     #[arg(long, value_enum, default_value = "auto")]
     device: Device,
+    /// On the GPU, where the random effects' L-BFGS step runs: host or device.
+    #[arg(long, value_enum, default_value = "host")]
+    solver_on: SolverOnArg,
 }
 
 #[derive(Args, Debug)]
@@ -117,7 +120,10 @@ fn train(a: TrainArgs) -> Result<()> {
     );
     check_paths(&paths)?;
     let clock = Instant::now();
-    let config = GameConfig::read(&a.config)?;
+    let mut config = GameConfig::read(&a.config)?;
+    for c in &mut config.coordinates {
+        c.train.solver_on = a.solver_on.into();
+    }
     let compute = Compute::choose(a.device)?;
     let keys = config.entity_keys();
     let data = GameData::read(&a.data, &keys)?;

@@ -11,7 +11,9 @@ use glmix::model::{HessianType, ModelSet, ModelWriter};
 use glmix::objective::{ObjectiveKind, Regularization};
 use glmix::solver::LbfgsOptions;
 use glmix::store::read_all_models;
-use glmix::train::{train_chunks, Backend, EntityReport, FitOutput, Progress, TrainConfig};
+use glmix::train::{
+    train_chunks, Backend, EntityReport, FitOutput, Progress, SolverOn, TrainConfig,
+};
 use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;
@@ -91,6 +93,11 @@ pub struct ModelArgs {
     /// After a GPU solve, run this many f64 CPU L-BFGS iterations from its optimum.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub polish: usize,
+    /// On the GPU, where the L-BFGS step runs: host (each round's losses come back to
+    /// the CPU, which steps every entity) or device (the step runs on the GPU too, and a
+    /// round reads back 4 bytes; at most 32 correction pairs). The CPU ignores it.
+    #[arg(long, value_enum, default_value = "host")]
+    pub solver_on: SolverOnArg,
     /// Recompute every trained entity's loss and gradient with the f64 CPU evaluator and
     /// report the worst gradient norm and loss difference (in the summary).
     #[arg(long)]
@@ -118,7 +125,23 @@ impl ModelArgs {
             batch_entities: self.batch_entities,
             f64_finish: self.finish == Finish::F64,
             polish_iterations: self.polish,
+            solver_on: self.solver_on.into(),
             verify: self.verify,
+        }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SolverOnArg {
+    Host,
+    Device,
+}
+
+impl From<SolverOnArg> for SolverOn {
+    fn from(a: SolverOnArg) -> Self {
+        match a {
+            SolverOnArg::Host => SolverOn::Host,
+            SolverOnArg::Device => SolverOn::Device,
         }
     }
 }

@@ -7,6 +7,9 @@
 //!   evaluator, its L-BFGS memory kept, until the f64 stopping rule holds; the data
 //!   Hessians of the posterior are then left to the f64 CPU too. Without it, `polish`
 //!   f64 iterations may follow and the data Hessians come from the GPU.
+//!   With [`SolverOn::Device`] the L-BFGS step itself runs on the GPU
+//!   ([`GpuEvaluator::minimize_on_device`]); the f64 finish then goes on from each
+//!   entity's device optimum with the device's correction pairs.
 //!
 //! An entity with a single row (a stream's per-record update) is solved exactly by
 //! [`solve_one_row`] on either backend, one scalar Newton equation, and takes no part in
@@ -19,15 +22,18 @@
 //! A *part* is a run of consecutive entities packed into one [`TrainingBatch`] and solved
 //! by one L-BFGS on one thread; [`Backend::parts`] cuts them.
 
-use super::{gpu::MAX_GPU_FEATURES, GpuWorkspace};
+use super::gpu::{MAX_DEVICE_MEMORY, MAX_GPU_FEATURES};
+use super::GpuWorkspace;
 use super::{BatchEvaluator, CpuEvaluator, EvalError, GpuContext, GpuEvaluator, GpuTimings};
 use crate::data::{Dataset, EntityRows};
 use crate::model::HessianType;
 use crate::objective::TrainingBatch;
 use crate::solver::{
-    minimize, minimize_settled, solve_one_row, LbfgsOptions, SolveReport, SolveResult, StopReason,
+    minimize, minimize_resumed, minimize_settled, solve_one_row, LbfgsOptions, Resume, SolveReport,
+    SolveResult, StopReason,
 };
 use std::ops::Range;
+use std::time::Instant;
 
 /// Where the objectives are evaluated.
 #[derive(Clone, Copy)]
@@ -45,9 +51,31 @@ pub enum Backend<'a> {
 /// 4–7% longer). Parts are never copied into one large batch.
 pub const CPU_PART_ENTITIES: usize = 32;
 
+/// Where the L-BFGS step runs when the GPU evaluates: on the host (the reference) or on
+/// the device beside the evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SolverOn {
+    #[default]
+    Host,
+    Device,
+}
+
+impl std::str::FromStr for SolverOn {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "host" => Ok(SolverOn::Host),
+            "device" => Ok(SolverOn::Device),
+            other => Err(format!("the solver runs on host or device, not {other:?}")),
+        }
+    }
+}
+
 /// How a part is solved, whatever the backend.
 #[derive(Debug, Clone, Copy)]
 pub struct SolveSettings<'s> {
+    /// On the GPU, where the L-BFGS step runs.
+    pub solver_on: SolverOn,
     pub solver: &'s LbfgsOptions,
     /// The posterior's Hessian type: which data Hessians the GPU computes.
     pub hessian: HessianType,
@@ -120,19 +148,26 @@ impl<'c> Backend<'c> {
             Ok(gpu) => gpu,
             Err(e) => return on_cpu(progress, Some(e.to_string())),
         };
-        // Entities the f32 run stops go on in f64, from where they are.
-        let mut cpu = CpuEvaluator::new(batch);
-        let finish = settings
-            .f64_finish
-            .then_some(&mut cpu as &mut dyn BatchEvaluator);
-        let solved = minimize_settled(
-            &mut gpu,
-            finish,
-            &batch.prior_mean,
-            settled(),
-            settings.solver,
-            &mut *progress,
-        );
+        let solved = match settings.solver_on {
+            SolverOn::Device if settings.solver.memory <= MAX_DEVICE_MEMORY => {
+                solve_on_device(&mut gpu, batch, settled(), settings, &mut *progress)
+            }
+            _ => {
+                // Entities the f32 run stops go on in f64, from where they are.
+                let mut cpu = CpuEvaluator::new(batch);
+                let finish = settings
+                    .f64_finish
+                    .then_some(&mut cpu as &mut dyn BatchEvaluator);
+                minimize_settled(
+                    &mut gpu,
+                    finish,
+                    &batch.prior_mean,
+                    settled(),
+                    settings.solver,
+                    &mut *progress,
+                )
+            }
+        };
         let mut solved = match solved {
             Ok(solved) => solved,
             Err(e) => {
@@ -188,6 +223,60 @@ impl<'c> Backend<'c> {
             }
         }
     }
+}
+
+/// Solve the entities not `settled` with the step on the device; with the f64 finish,
+/// those that stopped for a convergence test or a failed line search go on on the f64 CPU
+/// from their device optimum, their correction pairs and report kept ([`Resume`]).
+fn solve_on_device(
+    gpu: &mut GpuEvaluator,
+    batch: &TrainingBatch,
+    settled: Vec<Option<(Vec<f64>, SolveReport)>>,
+    settings: &SolveSettings,
+    progress: &mut dyn FnMut(usize),
+) -> Result<SolveResult, EvalError> {
+    let is_settled: Vec<bool> = settled.iter().map(Option::is_some).collect();
+    let clock = Instant::now();
+    let device = gpu.minimize_on_device(
+        &batch.prior_mean,
+        &is_settled,
+        settings.solver,
+        settings.f64_finish,
+    )?;
+    let device_seconds = clock.elapsed().as_secs_f64();
+    let coef = |e: usize| batch.coef_ptr[e]..batch.coef_ptr[e + 1];
+    let mut resumed = Vec::with_capacity(settled.len());
+    let settled: Vec<_> = settled
+        .into_iter()
+        .zip(device.pairs)
+        .enumerate()
+        .map(|(e, (settled, pairs))| {
+            let report = device.reports[e];
+            resumed.push(pairs.map(|pairs| Resume {
+                pairs,
+                report: report.expect("solved"),
+            }));
+            match (settled, device.wants_finish[e]) {
+                (Some(settled), _) => Some(settled),
+                (None, true) => None,
+                (None, false) => Some((device.theta[coef(e)].to_vec(), report.expect("solved"))),
+            }
+        })
+        .collect();
+    let clock = Instant::now();
+    let mut solved = minimize_resumed(
+        &mut CpuEvaluator::new(batch),
+        None,
+        &device.theta,
+        settled,
+        resumed,
+        settings.solver,
+        progress,
+    )?;
+    solved.finish_seconds = clock.elapsed().as_secs_f64();
+    solved.evaluate_seconds += device_seconds;
+    solved.rounds += device.rounds;
+    Ok(solved)
 }
 
 /// The data Hessians of the configured type, on the GPU, at `theta`.

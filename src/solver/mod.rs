@@ -153,6 +153,19 @@ pub struct SolveResult {
     pub finish_seconds: f64,
 }
 
+/// L-BFGS correction pairs `(s, y)`, oldest first.
+pub type CorrectionPairs = Vec<(Vec<f64>, Vec<f64>)>;
+
+/// An entity that goes on where another run left it (the device solver's f32 run, for the
+/// f64 finish): its correction pairs `(s, y)`, oldest first, and its report so far. Its
+/// point is its start; it is evaluated there and goes on as an entity handed to the
+/// precise evaluator of [`minimize_with_finish`] does, its memory kept.
+#[derive(Debug, Clone)]
+pub struct Resume {
+    pub pairs: CorrectionPairs,
+    pub report: SolveReport,
+}
+
 /// Per-entity solver state; its vectors are slices of one allocation per batch
 /// ([`EntityState::storage_len`] values per entity).
 struct EntityState<'a> {
@@ -215,9 +228,26 @@ pub fn minimize_with_finish(
 /// changes no other entity's result.
 pub fn minimize_settled(
     evaluator: &mut dyn BatchEvaluator,
+    finish: Option<&mut dyn BatchEvaluator>,
+    start: &[f64],
+    settled: Vec<Option<(Vec<f64>, SolveReport)>>,
+    options: &LbfgsOptions,
+    progress: impl FnMut(usize),
+) -> Result<SolveResult, EvalError> {
+    let resumed = vec![None; settled.len()];
+    minimize_resumed(
+        evaluator, finish, start, settled, resumed, options, progress,
+    )
+}
+
+/// [`minimize_settled`], with the entities whose `resumed[e]` is given going on from
+/// their start with their memory and report (see [`Resume`]).
+pub fn minimize_resumed(
+    evaluator: &mut dyn BatchEvaluator,
     mut finish: Option<&mut dyn BatchEvaluator>,
     start: &[f64],
     settled: Vec<Option<(Vec<f64>, SolveReport)>>,
+    resumed: Vec<Option<Resume>>,
     options: &LbfgsOptions,
     mut progress: impl FnMut(usize),
 ) -> Result<SolveResult, EvalError> {
@@ -266,9 +296,10 @@ pub fn minimize_settled(
     let mut states: Vec<EntityState> = pieces
         .into_par_iter()
         .zip(settled)
+        .zip(resumed)
         .with_min_len(ENTITIES_PER_TASK)
         .enumerate()
-        .map(|(e, (piece, settled))| {
+        .map(|(e, ((piece, settled), resumed))| {
             let r = coef_ptr[e]..coef_ptr[e + 1];
             let mut state = EntityState::start(
                 &start[r.clone()],
@@ -279,10 +310,17 @@ pub fn minimize_settled(
                 can_finish,
                 piece,
             );
-            if let Some((optimum, report)) = settled {
-                state.x.copy_from_slice(&optimum);
-                state.report = report;
-                state.done = true;
+            match (settled, resumed) {
+                (Some((optimum, report)), _) => {
+                    state.x.copy_from_slice(&optimum);
+                    state.report = report;
+                    state.done = true;
+                }
+                (None, Some(resumed)) => {
+                    state.resume(resumed);
+                    state.go_on(options);
+                }
+                (None, None) => state.go_on(options),
             }
             state
         })
@@ -466,7 +504,7 @@ impl<'a> EntityState<'a> {
         let (alpha, rest) = rest.split_at_mut(options.memory);
         x.copy_from_slice(x0);
         g.copy_from_slice(g0);
-        let mut s = EntityState {
+        EntityState {
             x,
             f: f0,
             g,
@@ -493,13 +531,26 @@ impl<'a> EntityState<'a> {
                 finished_precisely: false,
             },
             done: false,
-        };
-        s.go_on(options);
-        s
+        }
     }
 
-    /// Stop by the rules for a point just evaluated (the start, or a hand-over), or begin
-    /// the next line search.
+    /// Take the memory and report of a run that left the entity at its start; it is on
+    /// the precise evaluator from here (as after [`Self::take_precise`]).
+    fn resume(&mut self, resumed: Resume) {
+        for (s, y) in &resumed.pairs {
+            self.memory.push(s, y);
+        }
+        let evaluations = resumed.report.evaluations + 1;
+        self.report = SolveReport {
+            evaluations,
+            finished_precisely: true,
+            ..resumed.report
+        };
+        self.steps_since_hand_over = 0;
+    }
+
+    /// Stop by the rules for a point just evaluated (the start, a resume or a hand-over),
+    /// or begin the next line search.
     fn go_on(&mut self, options: &LbfgsOptions) {
         if !self.f.is_finite() || !self.g.iter().all(|v| v.is_finite()) {
             self.stop(match self.report.iterations {

@@ -81,6 +81,28 @@ pub fn random_batch(
     b.build()
 }
 
+/// The process's GPU, made once. Without an adapter: `None` with a notice, or a panic
+/// when `GLMIX_REQUIRE_GPU=1` (as `.ci/run` sets, with Mesa's software driver installed).
+pub fn gpu() -> Option<&'static glmix::eval::GpuContext> {
+    static CONTEXT: std::sync::OnceLock<Option<glmix::eval::GpuContext>> =
+        std::sync::OnceLock::new();
+    CONTEXT
+        .get_or_init(|| match glmix::eval::GpuContext::new() {
+            Ok(ctx) => {
+                eprintln!("GPU tests on {}", ctx.describe());
+                Some(ctx)
+            }
+            Err(e) if std::env::var("GLMIX_REQUIRE_GPU").as_deref() == Ok("1") => {
+                panic!("GLMIX_REQUIRE_GPU=1 but {e}")
+            }
+            Err(e) => {
+                eprintln!("notice: GPU tests skipped: {e}");
+                None
+            }
+        })
+        .as_ref()
+}
+
 /// A random point per entity, laid out by `coef_ptr`.
 pub fn random_point(seed: u64, batch: &TrainingBatch, scale: f64) -> Vec<f64> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);

@@ -6,12 +6,13 @@ use crate::eval::EvalError;
 use crate::objective::Loss;
 use std::sync::{Arc, Mutex};
 
-/// Kernels of the dense layout, one WGSL file each in `shaders/`, the scoring kernel, and
-/// `glmix gpu-probe`'s read kernel.
-pub const KERNELS: [&str; 5] = [
+/// Kernels of the dense layout, one WGSL file each in `shaders/`, the device L-BFGS step,
+/// the scoring kernel, and `glmix gpu-probe`'s read kernel.
+pub const KERNELS: [&str; 6] = [
     "entity_value_gradient",
     "entity_hessian_diagonal",
     "hessian_full",
+    "lbfgs_step",
     "row_dots",
     "probe_read",
 ];
@@ -42,6 +43,7 @@ pub fn kernel_source(kernel: &str, cols_per_lane: u32) -> String {
         }
         "hessian_full" => include_str!("../../../shaders/hessian_full.wgsl"),
         "row_dots" => return format!("{common}{}", include_str!("../../../shaders/row_dots.wgsl")),
+        "lbfgs_step" => return include_str!("../../../shaders/lbfgs_step.wgsl").to_string(),
         "probe_read" => {
             return format!(
                 "{common}{}",
@@ -76,6 +78,9 @@ pub struct GpuContext {
     entity: [[EntityKernels; 2]; 2],
     /// `row_dots`: `x_i·θ` per record, for scoring.
     pub(super) row_dots: wgpu::ComputePipeline,
+    /// `lbfgs_step` and the layout of its bindings (`shaders/lbfgs_step.wgsl`).
+    pub(super) lbfgs_step: wgpu::ComputePipeline,
+    pub(super) lbfgs_layout: wgpu::BindGroupLayout,
     /// Errors no error scope caught (the handler keeps them instead of panicking), and
     /// why the device was lost, if it was.
     uncaptured: Arc<Mutex<Vec<String>>>,
@@ -180,6 +185,20 @@ impl GpuContext {
             &kernel_source("row_dots", 1),
             &[],
         );
+        let lbfgs_layout = lbfgs_bind_group_layout(&device);
+        let lbfgs_step = pipeline(
+            &device,
+            Some(
+                &device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label: Some("lbfgs_step"),
+                    bind_group_layouts: &[Some(&lbfgs_layout)],
+                    immediate_size: 0,
+                }),
+            ),
+            "lbfgs_step",
+            &kernel_source("lbfgs_step", 1),
+            &[],
+        );
         if let Some(e) = scope.pop().await {
             return Err(GpuError::Validation(e.to_string()));
         }
@@ -194,6 +213,8 @@ impl GpuContext {
             entity_layout,
             entity,
             row_dots,
+            lbfgs_step,
+            lbfgs_layout,
             uncaptured,
             fault: Mutex::new(None),
             poller,
@@ -327,30 +348,48 @@ impl GpuContext {
 
 /// Bindings 0–7 of `shaders/entity_common.wgsl`.
 fn entity_bind_group_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
-    let storage = |binding, read_only| wgpu::BindGroupLayoutEntry {
+    bind_group_layout(
+        device,
+        "entity",
+        &[true, true, true, true, true, false, false],
+    )
+}
+
+/// Bindings 0–7 of `shaders/lbfgs_step.wgsl`.
+fn lbfgs_bind_group_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
+    bind_group_layout(
+        device,
+        "lbfgs_step",
+        &[true, true, false, true, false, false, false],
+    )
+}
+
+/// Storage bindings `0..read_only.len()` (read-only or not), then one uniform.
+fn bind_group_layout(
+    device: &wgpu::Device,
+    label: &str,
+    read_only: &[bool],
+) -> wgpu::BindGroupLayout {
+    let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
         binding,
         visibility: wgpu::ShaderStages::COMPUTE,
         ty: wgpu::BindingType::Buffer {
-            ty: wgpu::BufferBindingType::Storage { read_only },
+            ty,
             has_dynamic_offset: false,
             min_binding_size: None,
         },
         count: None,
     };
-    let mut entries: Vec<_> = (0..5).map(|b| storage(b, true)).collect();
-    entries.extend([storage(5, false), storage(6, false)]);
-    entries.push(wgpu::BindGroupLayoutEntry {
-        binding: 7,
-        visibility: wgpu::ShaderStages::COMPUTE,
-        ty: wgpu::BindingType::Buffer {
-            ty: wgpu::BufferBindingType::Uniform,
-            has_dynamic_offset: false,
-            min_binding_size: None,
-        },
-        count: None,
-    });
+    let mut entries: Vec<_> = (0..)
+        .zip(read_only)
+        .map(|(b, &read_only)| entry(b, wgpu::BufferBindingType::Storage { read_only }))
+        .collect();
+    entries.push(entry(
+        read_only.len() as u32,
+        wgpu::BufferBindingType::Uniform,
+    ));
     device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-        label: Some("entity"),
+        label: Some(label),
         entries: &entries,
     })
 }

@@ -11,12 +11,14 @@ use std::time::Instant;
 
 /// One batch on the GPU, in the buffers of a thread's workspace.
 pub struct GpuEvaluator<'w, 'c> {
-    ws: &'w mut GpuWorkspace<'c>,
-    batch: &'w TrainingBatch,
+    pub(super) ws: &'w mut GpuWorkspace<'c>,
+    pub(super) batch: &'w TrainingBatch,
     /// Whether some row is wider than one vec4 per lane (the wide kernels).
-    wide: bool,
+    pub(super) wide: bool,
     /// The workspace's totals when this batch was set up.
     start: GpuTimings,
+    /// f32 values of the device solver's state of this batch (`lbfgs.rs`).
+    pub(super) state_floats: usize,
 }
 
 impl<'w, 'c> GpuEvaluator<'w, 'c> {
@@ -52,6 +54,7 @@ impl<'w, 'c> GpuEvaluator<'w, 'c> {
             batch,
             wide,
             start,
+            state_floats: 0,
         })
     }
 
@@ -106,7 +109,7 @@ impl<'w, 'c> GpuEvaluator<'w, 'c> {
 
     /// Count one dispatch over `entities` in the named-bytes counters; its slots are the
     /// entities the listed tasks belong to (each entity's tasks are listed together).
-    fn count(&mut self, entities: &[usize]) {
+    pub(super) fn count(&mut self, entities: &[usize]) {
         let named: u64 = entities
             .iter()
             .map(|&e| self.ws.layout.bytes_per_evaluation(e))

@@ -59,6 +59,79 @@ pub struct GpuTask {
     pub _pad: [u32; 3],
 }
 
+/// One entity's scalar L-BFGS state for the device solver (`Lbfgs` of
+/// `shaders/lbfgs_step.wgsl`, which says what each field is). The host writes the places
+/// (`coef_at` … `n`), `gamma = 1` and `can_finish`; the kernel the rest.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
+pub struct GpuLbfgs {
+    pub coef_at: u32,
+    pub state_at: u32,
+    pub prior_at: u32,
+    pub n: u32,
+    pub origin_value: f32,
+    pub origin_slope: f32,
+    pub noise: f32,
+    pub first_step: f32,
+    pub lo_alpha: f32,
+    pub lo_value: f32,
+    pub lo_slope: f32,
+    pub pending: f32,
+    pub hi_alpha: f32,
+    pub hi_value: f32,
+    pub hi_slope: f32,
+    pub has_hi: u32,
+    pub search_evaluations: u32,
+    pub head: u32,
+    pub len: u32,
+    pub gamma: f32,
+    pub f: f32,
+    pub steepest: u32,
+    pub steps_within_noise: u32,
+    pub can_finish: u32,
+    pub initial_loss: f32,
+    pub final_loss: f32,
+    pub iterations: u32,
+    pub evaluations: u32,
+    pub gradient_norm: f32,
+    pub reason: u32,
+    pub done: u32,
+    pub wants_finish: u32,
+}
+
+/// An entity listed for a round of the device solver: its tasks' outputs are `tasks`
+/// runs of d + 2 values from `out_at`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
+pub struct GpuSlot {
+    pub entity: u32,
+    pub out_at: u32,
+    pub tasks: u32,
+    pub _pad: u32,
+}
+
+/// The settings of a round of the device solver (`Params` of `shaders/lbfgs_step.wgsl`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
+pub struct GpuLbfgsParams {
+    /// Listed entities.
+    pub count: u32,
+    /// 1 in the first round, whose evaluation is of the starting point.
+    pub start: u32,
+    pub memory: u32,
+    pub max_iterations: u32,
+    pub max_line_search: u32,
+    /// 0: no prior term, 1: diagonal Q, 2: full Q.
+    pub prior: u32,
+    /// 1 when `factr · ε` is below the evaluator's resolution (the noise stopping rule).
+    pub noisy: u32,
+    pub _pad: u32,
+    pub pgtol: f32,
+    pub factr_eps: f32,
+    pub resolution: f32,
+    pub loss_precision: f32,
+}
+
 /// Rows per task for rows of `d4` vec4s: about 64 KiB of `x`, at least 64 and at most 4,096
 /// rows, so that an entity with very many rows is spread over many workgroups.
 pub fn rows_per_task(d4: u32) -> u32 {

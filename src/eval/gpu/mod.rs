@@ -28,6 +28,7 @@
 mod context;
 mod evaluator;
 pub mod layout;
+mod lbfgs;
 mod poller;
 mod probe;
 mod readback;
@@ -40,6 +41,7 @@ mod workspace;
 pub use context::{kernel_source, GpuContext, KERNELS, MAX_GPU_FEATURES, WIDE_COLS_PER_LANE};
 pub use evaluator::GpuEvaluator;
 pub use layout::{GpuEntity, GpuTask};
+pub use lbfgs::{DeviceSolve, MAX_DEVICE_MEMORY};
 pub use probe::{KernelProbe, ProbeOptions, ProbeReport};
 pub use timings::{GpuTimings, Stage};
 pub use workspace::GpuWorkspace;

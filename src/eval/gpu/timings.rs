@@ -9,13 +9,16 @@ pub enum Stage {
     HessianDiagonal,
     /// `ℓ''` per row and then the d×d blocks (two submissions).
     HessianFull,
+    /// A round of the device L-BFGS: the loss and gradient, then the step.
+    DeviceRound,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 3] = [
+    pub const ALL: [Stage; 4] = [
         Stage::ValueGradient,
         Stage::HessianDiagonal,
         Stage::HessianFull,
+        Stage::DeviceRound,
     ];
 
     /// The kernel's name, as its shader file has it.
@@ -24,6 +27,7 @@ impl Stage {
             Stage::ValueGradient => "entity_value_gradient",
             Stage::HessianDiagonal => "entity_hessian_diagonal",
             Stage::HessianFull => "hessian_full",
+            Stage::DeviceRound => "entity_value_gradient+lbfgs_step",
         }
     }
 }
@@ -43,7 +47,7 @@ pub struct GpuTimings {
     /// has none).
     pub device_kernels: f64,
     /// `device_kernels` by [`Stage`], indexed by `Stage as usize`.
-    pub device_stages: [f64; 3],
+    pub device_stages: [f64; 4],
     /// Mapping and copying out the results, and adding the tasks' sums per entity.
     pub readback: f64,
     /// Evaluations dispatched (loss and gradient, or a Hessian).

@@ -34,13 +34,143 @@ const SLOTS: [(&str, wgpu::BufferUsages); 7] = [
     ("tasks", wgpu::BufferUsages::COPY_DST),
     ("x", wgpu::BufferUsages::COPY_DST),
     ("rows", wgpu::BufferUsages::COPY_DST),
-    ("theta", wgpu::BufferUsages::COPY_DST),
+    (
+        "theta",
+        wgpu::BufferUsages::COPY_DST.union(wgpu::BufferUsages::COPY_SRC),
+    ),
     ("out", wgpu::BufferUsages::COPY_SRC),
     ("curvature", wgpu::BufferUsages::empty()),
 ];
 
 /// Smallest buffer made (bindings may not be empty).
 const MIN_BYTES: u64 = 256;
+
+/// Where [`GpuWorkspace::fill_round`] put the task list and its count in the round staging.
+pub(super) struct TaskUpload {
+    tasks_at: u64,
+    tasks_bytes: u64,
+    count_at: u64,
+}
+
+impl TaskUpload {
+    /// Copy the task list and its count from `staging` into their buffers.
+    pub(super) fn copy(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        staging: &wgpu::Buffer,
+        buffers: &[wgpu::Buffer],
+        counts: &wgpu::Buffer,
+    ) {
+        let tasks = &buffers[Slot::Tasks as usize];
+        copy_piece(
+            encoder,
+            staging,
+            self.tasks_at,
+            tasks,
+            self.tasks_bytes as usize,
+        );
+        copy_piece(encoder, staging, self.count_at, counts, 16);
+    }
+}
+
+/// Copy `bytes` (none: no copy) from `at` in `staging` to the start of `to`.
+pub(super) fn copy_piece(
+    encoder: &mut wgpu::CommandEncoder,
+    staging: &wgpu::Buffer,
+    at: u64,
+    to: &wgpu::Buffer,
+    bytes: usize,
+) {
+    if bytes > 0 {
+        encoder.copy_buffer_to_buffer(staging, at, to, 0, bytes as u64);
+    }
+}
+
+/// Record one compute pass of `pipeline` over the workgroups of `grid`, pass `k` of `of`
+/// in its submission (the timer brackets the first and the last).
+pub(super) fn encode_pass(
+    encoder: &mut wgpu::CommandEncoder,
+    timer: Option<&KernelTimer>,
+    (k, of): (usize, usize),
+    pipeline: &wgpu::ComputePipeline,
+    bind: &wgpu::BindGroup,
+    (x, y): (u32, u32),
+) {
+    let mut compute = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: None,
+        timestamp_writes: timer.and_then(|t| t.writes(k, of)),
+    });
+    compute.set_pipeline(pipeline);
+    compute.set_bind_group(0, bind, &[]);
+    compute.dispatch_workgroups(x, y, 1);
+}
+
+/// One submission, waited for: `encode` records its commands (copying from the round
+/// `staging`, whose buffer it is given), then each buffer of `reads` is mapped and its
+/// first bytes copied out. The timer's seconds come back when the device has timestamps.
+/// Errors of the device (validation, memory, a lost device) come back as values.
+pub(super) fn submit(
+    ctx: &GpuContext,
+    timer: Option<&KernelTimer>,
+    staging: &mut Staging,
+    timings: &mut GpuTimings,
+    clock: Instant,
+    encode: impl FnOnce(&mut wgpu::CommandEncoder, &wgpu::Buffer),
+    reads: &[(&wgpu::Buffer, u64)],
+) -> Result<(Vec<Vec<u8>>, Option<f64>), EvalError> {
+    let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let memory = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    encode(&mut encoder, staging.buffer());
+    if let Some(timer) = timer {
+        timer.resolve(&mut encoder);
+    }
+    let mapped: Vec<_> = reads
+        .iter()
+        .map(|&(buffer, bytes)| map_on_submit(&encoder, buffer, bytes))
+        .collect();
+    let timer_mapped = timer.map(|t| map_on_submit(&encoder, &t.read, 16));
+    staging.remap_on_submit(&encoder);
+    let submission = ctx.queue.submit([encoder.finish()]);
+    staging.submitted(&submission);
+    timings.submissions += 1;
+    timings.upload += clock.elapsed().as_secs_f64();
+
+    let clock = Instant::now();
+    let waited = ctx.poller.wait(submission);
+    timings.parked_waits += 1;
+    timings.kernels += clock.elapsed().as_secs_f64();
+    let clock = Instant::now();
+    // The maps are settled (and the buffers unmapped) whatever happened, so that the
+    // next part can use them.
+    let values: Vec<_> = reads
+        .iter()
+        .zip(mapped)
+        .map(|(&(buffer, bytes), m)| copy_mapped::<u8>(buffer, bytes, m))
+        .collect();
+    let ticks = timer
+        .zip(timer_mapped)
+        .map(|(t, m)| copy_mapped::<u64>(&t.read, 16, m));
+    let errors = [
+        pollster::block_on(memory.pop()),
+        pollster::block_on(scope.pop()),
+    ];
+    if let Some(e) = errors.into_iter().flatten().next() {
+        return Err(EvalError::Backend(format!("GPU error: {e}")));
+    }
+    waited?;
+    ctx.uncaptured_error()?;
+    let values = values.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let seconds = match (timer, ticks) {
+        (Some(timer), Some(ticks)) => Some(timer.seconds(&ticks?)),
+        _ => None,
+    };
+    if let Some(s) = seconds {
+        timings.device_kernels += s;
+    }
+    timings.readback += clock.elapsed().as_secs_f64();
+    Ok((values, seconds))
+}
 
 /// One dispatch of an evaluation: a kernel over the first `tasks` tasks.
 pub(super) struct Pass<'k> {
@@ -56,19 +186,21 @@ pub struct GpuWorkspace<'c> {
     /// The task list and θ of the next dispatch.
     pub(super) tasks: Vec<GpuTask>,
     pub(super) theta: Vec<f32>,
-    buffers: Vec<wgpu::Buffer>,
+    pub(super) buffers: Vec<wgpu::Buffer>,
     /// The task count (`Outputs` of `shaders/common.wgsl`).
-    counts: wgpu::Buffer,
+    pub(super) counts: wgpu::Buffer,
     /// MAP_READ staging of `out`.
     out_read: wgpu::Buffer,
     /// Upload staging of a part's entities, rows and labels, and of a round's tasks, θ
     /// and count.
     part_staging: Staging,
-    round_staging: Staging,
-    bind: Option<wgpu::BindGroup>,
-    timer: Option<KernelTimer>,
+    pub(super) round_staging: Staging,
+    pub(super) bind: Option<wgpu::BindGroup>,
+    pub(super) timer: Option<KernelTimer>,
     /// Parts set up so far on this workspace.
     parts: usize,
+    /// The device solver's buffers, made at its first part (`lbfgs.rs`).
+    pub(super) lbfgs: Option<super::lbfgs::LbfgsBuffers>,
     pub(super) timings: GpuTimings,
 }
 
@@ -117,6 +249,7 @@ impl<'c> GpuWorkspace<'c> {
             bind: None,
             timer,
             parts: 0,
+            lbfgs: None,
             timings,
         }
     }
@@ -128,7 +261,7 @@ impl<'c> GpuWorkspace<'c> {
 
     /// Make sure `slot` holds `bytes`: replaced by a buffer with half again as much room
     /// (within the binding limit) when it is too small.
-    fn reserve(&mut self, slot: Slot, bytes: u64) -> Result<(), GpuError> {
+    pub(super) fn reserve(&mut self, slot: Slot, bytes: u64) -> Result<(), GpuError> {
         let limit = self.ctx.max_binding_bytes();
         if bytes > limit {
             return Err(GpuError::TooLarge {
@@ -164,7 +297,12 @@ impl<'c> GpuWorkspace<'c> {
         }
     }
 
-    fn create(&mut self, label: &str, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+    pub(super) fn create(
+        &mut self,
+        label: &str,
+        size: u64,
+        usage: wgpu::BufferUsages,
+    ) -> wgpu::Buffer {
         self.timings.buffers_created += 1;
         self.timings.buffer_bytes_created += size;
         if self.parts > 1 {
@@ -251,113 +389,108 @@ impl<'c> GpuWorkspace<'c> {
     ) -> Result<Vec<f32>, EvalError> {
         let clock = Instant::now();
         let too_large = |e: GpuError| EvalError::Backend(e.to_string());
-        self.reserve(Slot::Tasks, (self.tasks.len() * 32) as u64)
-            .map_err(too_large)?;
         self.reserve(Slot::Theta, (self.theta.len() * 4) as u64)
             .map_err(too_large)?;
-        self.reserve(Slot::Out, (out_floats * 4) as u64)
-            .map_err(too_large)?;
-        let ctx = self.ctx;
         let count = passes.iter().map(|p| p.tasks).max().unwrap_or(0);
-        let created = self.timings.buffers_created;
-        let offsets = self.round_staging.fill(
-            &ctx.device,
-            &ctx.poller,
-            &[
-                bytemuck::cast_slice(&self.tasks),
-                bytemuck::cast_slice(&self.theta),
-                bytemuck::cast_slice(&[count, 0, 0, 0]),
-            ],
-            &mut self.timings,
-        );
-        self.count_growth(created);
-        let offsets = offsets?;
-        let bind = match self.bind.take() {
-            Some(bind) => bind,
-            None => self.bind_group(),
-        };
-        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let memory = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let mut encoder = ctx.device.create_command_encoder(&Default::default());
-        let staging = self.round_staging.buffer();
-        for ((to, at), len) in [
-            &self.buffers[Slot::Tasks as usize],
-            &self.buffers[Slot::Theta as usize],
-            &self.counts,
-        ]
-        .into_iter()
-        .zip(offsets)
-        .zip([self.tasks.len() * 32, self.theta.len() * 4, 16])
-        {
-            if len > 0 {
-                encoder.copy_buffer_to_buffer(staging, at, to, 0, len as u64);
-            }
-        }
-        for (k, pass) in passes.iter().enumerate() {
-            let mut compute = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: None,
-                timestamp_writes: self.timer.as_ref().and_then(|t| t.writes(k, passes.len())),
-            });
-            compute.set_pipeline(pass.pipeline);
-            compute.set_bind_group(0, &bind, &[]);
-            let (x, y) = ctx.task_grid(pass.tasks);
-            compute.dispatch_workgroups(x, y, 1);
-        }
-        self.bind = Some(bind);
+        let theta = std::mem::take(&mut self.theta);
+        let filled = self.fill_round(&[bytemuck::cast_slice(&theta)], Some(count), out_floats);
+        self.theta = theta;
+        let (at, tasks) = filled?;
+        let tasks = tasks.expect("a count was given");
+        let bind = self.entity_bind_group();
         let out_bytes = ((out_floats.max(1)) * 4) as u64;
-        let out = &self.buffers[Slot::Out as usize];
+        let (buffers, out_read) = (&self.buffers, &self.out_read);
+        let out = &buffers[Slot::Out as usize];
         // A test's injected fault: a copy past the end, which validation rejects.
-        let copy = if ctx.take_fault() {
+        let copy = if self.ctx.take_fault() {
             out.size() + 4
         } else {
             out_bytes
         };
-        encoder.copy_buffer_to_buffer(out, 0, &self.out_read, 0, copy);
-        if let Some(timer) = &self.timer {
-            timer.resolve(&mut encoder);
-        }
-        let out_mapped = map_on_submit(&encoder, &self.out_read, out_bytes);
-        let timer_mapped = self
-            .timer
-            .as_ref()
-            .map(|t| map_on_submit(&encoder, &t.read, 16));
-        self.round_staging.remap_on_submit(&encoder);
-        let submission = ctx.queue.submit([encoder.finish()]);
-        self.round_staging.submitted(&submission);
-        self.timings.submissions += 1;
-        self.timings.upload += clock.elapsed().as_secs_f64();
-
-        let clock = Instant::now();
-        let waited = ctx.poller.wait(submission);
-        self.timings.parked_waits += 1;
-        self.timings.kernels += clock.elapsed().as_secs_f64();
-        let clock = Instant::now();
-        // The maps are settled (and the buffers unmapped) whatever happened, so that the
-        // next part can use them.
-        let values = copy_mapped::<f32>(&self.out_read, out_bytes, out_mapped);
-        let ticks = timer_mapped.map(|m| {
-            let read = &self.timer.as_ref().expect("mapped").read;
-            copy_mapped::<u64>(read, 16, m)
-        });
-        let errors = [
-            pollster::block_on(memory.pop()),
-            pollster::block_on(scope.pop()),
-        ];
-        if let Some(e) = errors.into_iter().flatten().next() {
-            return Err(EvalError::Backend(format!("GPU error: {e}")));
-        }
-        waited?;
-        ctx.uncaptured_error()?;
-        let values = values?;
-        if let (Some(timer), Some(ticks)) = (&self.timer, ticks) {
-            let seconds = timer.seconds(&ticks?);
-            self.timings.device_kernels += seconds;
+        let timer = self.timer.as_ref();
+        let (mut read, seconds) = submit(
+            self.ctx,
+            timer,
+            &mut self.round_staging,
+            &mut self.timings,
+            clock,
+            |encoder, staging| {
+                tasks.copy(encoder, staging, buffers, &self.counts);
+                let theta = &buffers[Slot::Theta as usize];
+                copy_piece(encoder, staging, at[0], theta, self.theta.len() * 4);
+                for (k, pass) in passes.iter().enumerate() {
+                    let grid = self.ctx.task_grid(pass.tasks);
+                    encode_pass(
+                        encoder,
+                        timer,
+                        (k, passes.len()),
+                        pass.pipeline,
+                        &bind,
+                        grid,
+                    );
+                }
+                encoder.copy_buffer_to_buffer(out, 0, out_read, 0, copy);
+            },
+            &[(out_read, out_bytes)],
+        )?;
+        self.bind = Some(bind);
+        if let Some(seconds) = seconds {
             self.timings.device_stages[stage as usize] += seconds;
         }
         self.timings.bytes_down += out_bytes;
         self.timings.dispatches += 1;
-        self.timings.readback += clock.elapsed().as_secs_f64();
-        Ok(values)
+        Ok(bytemuck::pod_collect_to_vec(&read.remove(0)))
+    }
+
+    /// Fill the round staging with `pieces` and, with `count`, first with the task list
+    /// and its count (making room for the tasks and `out_floats` outputs). Returns where
+    /// each piece went, and the task upload to copy.
+    pub(super) fn fill_round(
+        &mut self,
+        pieces: &[&[u8]],
+        count: Option<u32>,
+        out_floats: usize,
+    ) -> Result<(Vec<u64>, Option<TaskUpload>), EvalError> {
+        let too_large = |e: GpuError| EvalError::Backend(e.to_string());
+        if count.is_some() {
+            self.reserve(Slot::Tasks, (self.tasks.len() * 32) as u64)
+                .map_err(too_large)?;
+            self.reserve(Slot::Out, (out_floats * 4) as u64)
+                .map_err(too_large)?;
+        }
+        let created = self.timings.buffers_created;
+        let counts = [count.unwrap_or(0), 0, 0, 0];
+        let mut all: Vec<&[u8]> = Vec::with_capacity(pieces.len() + 2);
+        if count.is_some() {
+            all.extend([
+                bytemuck::cast_slice(&self.tasks),
+                bytemuck::cast_slice(&counts),
+            ]);
+        }
+        all.extend_from_slice(pieces);
+        let offsets =
+            self.round_staging
+                .fill(&self.ctx.device, &self.ctx.poller, &all, &mut self.timings);
+        self.count_growth(created);
+        let mut offsets = offsets?;
+        let upload = count.map(|_| TaskUpload {
+            tasks_at: offsets[0],
+            tasks_bytes: (self.tasks.len() * 32) as u64,
+            count_at: offsets[1],
+        });
+        if upload.is_some() {
+            offsets.drain(..2);
+        }
+        Ok((offsets, upload))
+    }
+
+    /// The entity kernels' bind group, made again only when a buffer was replaced; hand
+    /// it back in `self.bind` after use.
+    pub(super) fn entity_bind_group(&mut self) -> wgpu::BindGroup {
+        match self.bind.take() {
+            Some(bind) => bind,
+            None => self.bind_group(),
+        }
     }
 
     fn bind_group(&self) -> wgpu::BindGroup {
