@@ -61,6 +61,17 @@ enum BenchDevice {
     Both,
 }
 
+/// User and system CPU seconds of this process so far (every thread), from
+/// `/proc/self/stat` (in USER_HZ = 100 ticks per second); `None` off Linux.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name: state is the 3rd, utime the 14th.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks = |k: usize| fields.get(k - 3)?.parse::<f64>().ok();
+    Some((ticks(14)? + ticks(15)?) / 100.0)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -93,12 +104,17 @@ fn measure(
     // is that of one run.
     let mut timings: Vec<FitTimings> = Vec::new();
     let mut totals = Vec::new();
+    let mut cpu = Vec::new();
     let mut last: Option<FitOutput> = None;
     for _ in 0..repeat.max(1) {
         drop(last.take());
         let clock = Instant::now();
+        let cpu_before = process_cpu_seconds();
         let out = fit_on(compute.backend(), None, data, config, &|_| {})?;
         totals.push(clock.elapsed().as_secs_f64());
+        if let (Some(a), Some(b)) = (cpu_before, process_cpu_seconds()) {
+            cpu.push(b - a);
+        }
         compute.report_fallbacks(&out);
         timings.push(out.timings);
         last = Some(out);
@@ -125,6 +141,8 @@ fn measure(
         ("    of which evaluator", m(|o| o.evaluate)),
         ("  posterior seconds", m(|o| o.posterior)),
         ("entities/s (end to end)", e / t),
+        // Every thread of the process, a software GPU's included.
+        ("process CPU µs/entity", median(cpu) / e * 1e6),
         ("entities/s (solve)", e / s),
         ("rows/s (end to end)", rows_total / t),
         ("evaluations/s (solve)", evaluations / s),
@@ -156,6 +174,10 @@ fn measure(
                 (
                     "  hessian_full",
                     m(|o| o.gpu.device_stages[Stage::HessianFull as usize]),
+                ),
+                (
+                    "  device L-BFGS rounds",
+                    m(|o| o.gpu.device_stages[Stage::DeviceRound as usize]),
                 ),
                 (
                     "gpu busy share of solve",
