@@ -141,6 +141,18 @@ pub(super) fn submit(
     timings.parked_waits += 1;
     timings.kernels += clock.elapsed().as_secs_f64();
     let clock = Instant::now();
+    let errors = [
+        pollster::block_on(memory.pop()),
+        pollster::block_on(scope.pop()),
+    ];
+    if let Some(e) = errors.into_iter().flatten().next() {
+        // A rejected submission maps nothing: cancel its maps rather than wait for
+        // callbacks that do not come, so that the next part can use the buffers.
+        for buffer in reads.iter().map(|r| r.0).chain(timer.map(|t| &t.read)) {
+            buffer.unmap();
+        }
+        return Err(EvalError::Backend(format!("GPU error: {e}")));
+    }
     // The maps are settled (and the buffers unmapped) whatever happened, so that the
     // next part can use them.
     let values: Vec<_> = reads
@@ -151,13 +163,6 @@ pub(super) fn submit(
     let ticks = timer
         .zip(timer_mapped)
         .map(|(t, m)| copy_mapped::<u64>(&t.read, 16, m));
-    let errors = [
-        pollster::block_on(memory.pop()),
-        pollster::block_on(scope.pop()),
-    ];
-    if let Some(e) = errors.into_iter().flatten().next() {
-        return Err(EvalError::Backend(format!("GPU error: {e}")));
-    }
     waited?;
     ctx.uncaptured_error()?;
     let values = values.into_iter().collect::<Result<Vec<_>, _>>()?;
