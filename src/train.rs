@@ -22,6 +22,7 @@ use crate::data::{Dataset, EntityRows};
 use crate::error::{Error, Result};
 pub use crate::eval::backend::SolverOn;
 use crate::eval::backend::{PartSolve, SolveSettings};
+use crate::eval::gpu::MAX_DEVICE_MEMORY;
 use crate::eval::{BatchEvaluator, CpuEvaluator, GpuTimings};
 use crate::model::{EntityModel, HessianType, ModelSet};
 use crate::objective::{ObjectiveKind, Regularization, TrainingBatch};
@@ -135,6 +136,13 @@ impl TrainConfig {
             return Err(Error::Config(format!(
                 "factr and pgtol must be finite numbers ≥ 0, got {} and {}",
                 o.factr, o.pgtol
+            )));
+        }
+        if self.solver_on == SolverOn::Device && o.memory > MAX_DEVICE_MEMORY {
+            return Err(Error::Config(format!(
+                "the device solver keeps at most {MAX_DEVICE_MEMORY} correction pairs, not {} \
+                 (--memory, or --solver-on host)",
+                o.memory
             )));
         }
         if self.batch_entities == 0 {
@@ -606,5 +614,18 @@ mod tests {
         config.regularization.half_life = Some(1.0);
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("needs a bayes-* objective"), "{err}");
+    }
+
+    #[test]
+    fn the_device_solver_refuses_more_correction_pairs_than_it_keeps() {
+        let mut config = TrainConfig::new(ObjectiveKind::BayesLogistic);
+        config.solver_on = SolverOn::Device;
+        config.solver.memory = MAX_DEVICE_MEMORY;
+        assert!(config.validate().is_ok());
+        config.solver.memory = MAX_DEVICE_MEMORY + 1;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("at most 32 correction pairs, not 33"), "{err}");
+        config.solver_on = SolverOn::Host;
+        assert!(config.validate().is_ok());
     }
 }

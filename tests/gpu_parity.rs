@@ -599,7 +599,7 @@ fn a_thread_reuses_its_buffers_and_names_under_9_6_kb_per_entity_evaluation() {
 #[test]
 fn a_device_failure_in_the_middle_of_a_run_ends_on_the_cpu_with_the_cpus_models() {
     use glmix::synth::{generate, SyntheticSpec};
-    use glmix::train::{fit, fit_on, Backend, TrainConfig};
+    use glmix::train::{fit, fit_on, Backend, SolverOn, TrainConfig};
     if gpu().is_none() {
         return;
     }
@@ -611,22 +611,24 @@ fn a_device_failure_in_the_middle_of_a_run_ends_on_the_cpu_with_the_cpus_models(
         ..Default::default()
     })
     .data;
-    let config = TrainConfig::new(ObjectiveKind::BayesLogistic);
     let ctx = GpuContext::new().unwrap();
-    // The fourth evaluation of the only part is rejected by the device's validation.
-    ctx.fail_evaluation(3);
-    let on_gpu = fit_on(Backend::Gpu(&ctx), None, &data, &config, &|_| {}).unwrap();
-    assert_eq!(on_gpu.gpu_fallbacks.len(), 1, "{:?}", on_gpu.gpu_fallbacks);
-    assert!(
-        on_gpu.gpu_fallbacks[0].contains("GPU error"),
-        "{:?}",
-        on_gpu.gpu_fallbacks
-    );
-    let on_cpu = fit(None, &data, &config, &|_| {}).unwrap();
-    assert_eq!(on_gpu.models, on_cpu.models);
-    // The device goes on working for the next run.
-    let again = fit_on(Backend::Gpu(&ctx), None, &data, &config, &|_| {}).unwrap();
-    assert!(again.gpu_fallbacks.is_empty(), "{:?}", again.gpu_fallbacks);
+    for solver_on in [SolverOn::Host, SolverOn::Device] {
+        let config = TrainConfig {
+            solver_on,
+            ..TrainConfig::new(ObjectiveKind::BayesLogistic)
+        };
+        // The fourth evaluation of the only part is rejected by the device's validation.
+        ctx.fail_evaluation(3);
+        let on_gpu = fit_on(Backend::Gpu(&ctx), None, &data, &config, &|_| {}).unwrap();
+        let fallbacks = &on_gpu.gpu_fallbacks;
+        assert_eq!(fallbacks.len(), 1, "{solver_on:?}: {fallbacks:?}");
+        assert!(fallbacks[0].contains("GPU error"), "{fallbacks:?}");
+        let on_cpu = fit(None, &data, &config, &|_| {}).unwrap();
+        assert_eq!(on_gpu.models, on_cpu.models, "{solver_on:?}");
+        // The device goes on working for the next run.
+        let again = fit_on(Backend::Gpu(&ctx), None, &data, &config, &|_| {}).unwrap();
+        assert!(again.gpu_fallbacks.is_empty(), "{:?}", again.gpu_fallbacks);
+    }
 }
 
 /// Records of 40 entities whose features are ill-conditioned: a near-duplicate pair of

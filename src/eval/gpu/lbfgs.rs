@@ -350,6 +350,7 @@ impl GpuEvaluator<'_, '_> {
         let kernels = ctx.entity_kernels(self.batch.loss, self.wide);
         let task_grid = ctx.task_grid(tasks);
         let slot_grid = ctx.task_grid(params.count);
+        let fault = ctx.take_fault();
         let (read, seconds) = submit(
             ctx,
             timer,
@@ -369,6 +370,10 @@ impl GpuEvaluator<'_, '_> {
                     copy_piece(encoder, staging, at[4], &b.prior, sizes[4]);
                 }
                 encoder.clear_buffer(&b.running, 0, Some(4));
+                if fault {
+                    // A test's injected fault: a copy past the end, which validation rejects.
+                    encoder.copy_buffer_to_buffer(&b.running, 0, &b.running_read, 0, 1 << 40);
+                }
                 let vg = &kernels.value_gradient;
                 encode_pass(encoder, timer, (0, 2), vg, &entity_bind, task_grid);
                 encode_pass(
