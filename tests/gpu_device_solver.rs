@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{gpu, random_batch};
+use common::{gpu, ragged_batch, random_batch};
 use glmix::eval::backend::{SolveSettings, SolverOn};
 use glmix::eval::{Backend, CpuEvaluator, GpuEvaluator, GpuWorkspace};
 use glmix::model::HessianType;
@@ -20,6 +20,12 @@ fn worst_relative(a: &[f64], b: &[f64]) -> f64 {
         .zip(b)
         .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
         .fold(0.0, f64::max)
+}
+
+/// The f64 CPU's optimum of every entity.
+fn cpu_optimum(batch: &TrainingBatch, options: &LbfgsOptions) -> SolveResult {
+    let mut cpu = CpuEvaluator::new(batch);
+    minimize(&mut cpu, &batch.prior_mean, options, |_| {}).unwrap()
 }
 
 /// The batch solved by the host's driver on the f32 GPU evaluator, and by the device
@@ -89,61 +95,6 @@ fn the_first_rounds_take_the_host_drivers_decisions_and_iterates() {
     }
 }
 
-/// One entity with one row, one with only the intercept, one with 10,000 rows (several
-/// tasks), and 200 small ones, so that entities finish many rounds apart.
-fn ragged_batch(loss: Loss, shape: PrecisionShape) -> TrainingBatch {
-    let mut b = TrainingBatch::builder(loss, shape);
-    let label = |i: usize| match loss {
-        Loss::Logistic => {
-            if i.is_multiple_of(3) {
-                1.0
-            } else {
-                -1.0
-            }
-        }
-        Loss::Squared => (i % 5) as f64 - 2.0,
-    };
-    let q = |d: usize| -> Vec<f64> {
-        match shape {
-            PrecisionShape::None => vec![],
-            PrecisionShape::Diagonal => vec![0.5; d],
-            PrecisionShape::Full => (0..d * d)
-                .map(|k| match (k / d, k % d) {
-                    (i, j) if i == j => 2.0,
-                    (i, j) if i.abs_diff(j) == 1 => 0.5,
-                    _ => 0.0,
-                })
-                .collect(),
-        }
-    };
-    b.push_row(label(0), 1.0, 0.3, [1, 2], &[0.5, -1.0]);
-    b.finish_entity(&[1.0; 3], &[0.1, 0.0, -0.1], &q(3));
-    for i in 0..5 {
-        b.push_row(label(i), 2.0, -0.2, [], &[]);
-    }
-    b.finish_entity(&[1.0], &[0.0], &q(1));
-    for i in 0..10_000 {
-        let x = ((i as f64) * 0.173).sin();
-        b.push_row(
-            label(i),
-            1.0,
-            0.01 * (i % 11) as f64,
-            [1, 3],
-            &[x, 1.0 - x * x],
-        );
-    }
-    b.finish_entity(&[1.0; 4], &[0.0; 4], &q(4));
-    for e in 0..200 {
-        let rows = 1 + e % 37;
-        for i in 0..rows {
-            let x = ((e * 31 + i) as f64 * 0.37).cos();
-            b.push_row(label(e + i), 1.0, 0.0, [1, 2], &[x, x * x - 0.3]);
-        }
-        b.finish_entity(&[0.1 + 0.01 * (e % 7) as f64; 3], &[0.0; 3], &q(3));
-    }
-    b.build()
-}
-
 #[test]
 fn device_solves_end_at_the_cpus_optimum_after_the_f64_finish() {
     let Some(ctx) = gpu() else { return };
@@ -165,14 +116,8 @@ fn device_solves_end_at_the_cpus_optimum_after_the_f64_finish() {
             PrecisionShape::Diagonal,
             PrecisionShape::Full,
         ] {
-            let batch = ragged_batch(loss, shape);
-            let cpu = minimize(
-                &mut CpuEvaluator::new(&batch),
-                &batch.prior_mean,
-                &options,
-                |_| {},
-            )
-            .unwrap();
+            let batch = ragged_batch(loss, shape, 200);
+            let cpu = cpu_optimum(&batch, &options);
             let mut ws = None;
             let part = Backend::Gpu(ctx)
                 .solve(&batch, &mut ws, &settings, &mut |_| {})
@@ -230,13 +175,7 @@ fn more_entities_than_one_grid_dimension_holds_are_all_solved_reading_4_bytes_a_
     assert!(relists >= 1 && relists < device.rounds, "{relists} relists");
     assert!(t.bytes_down <= most, "{} bytes read back", t.bytes_down);
     assert_eq!(t.dispatches, device.rounds);
-    let cpu = minimize(
-        &mut CpuEvaluator::new(&batch),
-        &batch.prior_mean,
-        &options,
-        |_| {},
-    )
-    .unwrap();
+    let cpu = cpu_optimum(&batch, &options);
     for e in 0..batch.num_entities() {
         let report = device.reports[e].expect("every entity solved");
         assert!(report.iterations > 0, "entity {e}: {report:?}");

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{gpu, random_batch, random_point};
+use common::{gpu, ragged_batch, random_batch, random_point};
 use glmix::eval::{BatchEvaluator, CpuEvaluator, GpuContext, GpuEvaluator, GpuWorkspace};
 use glmix::objective::{Loss, ObjectiveKind, PrecisionShape, TrainingBatch};
 use glmix::solver::{minimize, LbfgsOptions};
@@ -77,43 +77,10 @@ fn losses_and_gradients_match_the_cpu_for_every_objective_and_shape() {
     }
 }
 
-/// One entity with one row, one with only the intercept, one with 10,000 rows.
-fn ragged_batch(loss: Loss) -> TrainingBatch {
-    let mut b = TrainingBatch::builder(loss, PrecisionShape::None);
-    let label = |i: usize| match loss {
-        Loss::Logistic => {
-            if i.is_multiple_of(3) {
-                1.0
-            } else {
-                -1.0
-            }
-        }
-        Loss::Squared => (i % 5) as f64 - 2.0,
-    };
-    b.push_row(label(0), 1.0, 0.3, [1, 2], &[0.5, -1.0]);
-    b.finish_entity(&[1.0; 3], &[0.0; 3], &[]);
-    for i in 0..5 {
-        b.push_row(label(i), 2.0, -0.2, [], &[]);
-    }
-    b.finish_entity(&[1.0], &[0.0], &[]);
-    for i in 0..10_000 {
-        let x = ((i as f64) * 0.173).sin();
-        b.push_row(
-            label(i),
-            1.0,
-            0.01 * (i % 11) as f64,
-            [1, 3],
-            &[x, 1.0 - x * x],
-        );
-    }
-    b.finish_entity(&[1.0; 4], &[0.0; 4], &[]);
-    b.build()
-}
-
 #[test]
 fn ragged_entities_match_the_cpu() {
     for loss in [Loss::Logistic, Loss::Squared] {
-        let batch = ragged_batch(loss);
+        let batch = ragged_batch(loss, PrecisionShape::None, 0);
         let theta = [0.1, -0.2, 0.3, 0.4, 0.05, -0.1, 0.2, 0.3];
         compare(&batch, &[0, 1, 2], &theta);
     }

@@ -103,6 +103,62 @@ pub fn gpu() -> Option<&'static glmix::eval::GpuContext> {
         .as_ref()
 }
 
+/// One entity with one row, one with only the intercept, one with 10,000 rows (several
+/// GPU tasks), then `small` entities of 1–37 rows (so that entities finish many rounds
+/// apart); for bayes-* shapes a prior precision of that shape.
+pub fn ragged_batch(loss: Loss, shape: PrecisionShape, small: usize) -> TrainingBatch {
+    let mut b = TrainingBatch::builder(loss, shape);
+    let label = |i: usize| match loss {
+        Loss::Logistic => {
+            if i.is_multiple_of(3) {
+                1.0
+            } else {
+                -1.0
+            }
+        }
+        Loss::Squared => (i % 5) as f64 - 2.0,
+    };
+    let q = |d: usize| -> Vec<f64> {
+        match shape {
+            PrecisionShape::None => vec![],
+            PrecisionShape::Diagonal => vec![0.5; d],
+            PrecisionShape::Full => (0..d * d)
+                .map(|k| match (k / d, k % d) {
+                    (i, j) if i == j => 2.0,
+                    (i, j) if i.abs_diff(j) == 1 => 0.5,
+                    _ => 0.0,
+                })
+                .collect(),
+        }
+    };
+    b.push_row(label(0), 1.0, 0.3, [1, 2], &[0.5, -1.0]);
+    b.finish_entity(&[1.0; 3], &[0.1, 0.0, -0.1], &q(3));
+    for i in 0..5 {
+        b.push_row(label(i), 2.0, -0.2, [], &[]);
+    }
+    b.finish_entity(&[1.0], &[0.0], &q(1));
+    for i in 0..10_000 {
+        let x = ((i as f64) * 0.173).sin();
+        b.push_row(
+            label(i),
+            1.0,
+            0.01 * (i % 11) as f64,
+            [1, 3],
+            &[x, 1.0 - x * x],
+        );
+    }
+    b.finish_entity(&[1.0; 4], &[0.0; 4], &q(4));
+    for e in 0..small {
+        let rows = 1 + e % 37;
+        for i in 0..rows {
+            let x = ((e * 31 + i) as f64 * 0.37).cos();
+            b.push_row(label(e + i), 1.0, 0.0, [1, 2], &[x, x * x - 0.3]);
+        }
+        b.finish_entity(&[0.1 + 0.01 * (e % 7) as f64; 3], &[0.0; 3], &q(3));
+    }
+    b.build()
+}
+
 /// A random point per entity, laid out by `coef_ptr`.
 pub fn random_point(seed: u64, batch: &TrainingBatch, scale: f64) -> Vec<f64> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
