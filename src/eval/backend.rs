@@ -60,17 +60,6 @@ pub enum SolverOn {
     Device,
 }
 
-impl std::str::FromStr for SolverOn {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "host" => Ok(SolverOn::Host),
-            "device" => Ok(SolverOn::Device),
-            other => Err(format!("the solver runs on host or device, not {other:?}")),
-        }
-    }
-}
-
 /// How a part is solved, whatever the backend.
 #[derive(Debug, Clone, Copy)]
 pub struct SolveSettings<'s> {
