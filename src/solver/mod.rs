@@ -153,8 +153,22 @@ pub struct SolveResult {
     pub finish_seconds: f64,
 }
 
-/// L-BFGS correction pairs `(s, y)`, oldest first.
-pub type CorrectionPairs = Vec<(Vec<f64>, Vec<f64>)>;
+/// L-BFGS correction pairs `(s, y)` of `n` values each, oldest first, in one allocation:
+/// `s₀, y₀, s₁, y₁, …`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CorrectionPairs {
+    pub n: usize,
+    pub values: Vec<f64>,
+}
+
+impl CorrectionPairs {
+    /// The pairs, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = (&[f64], &[f64])> {
+        self.values
+            .chunks_exact(2 * self.n.max(1))
+            .map(|pair| pair.split_at(self.n))
+    }
+}
 
 /// An entity that goes on where another run left it (the device solver's f32 run, for the
 /// f64 finish): its correction pairs `(s, y)`, oldest first, and its report so far. Its
@@ -537,7 +551,7 @@ impl<'a> EntityState<'a> {
     /// Take the memory and report of a run that left the entity at its start; it is on
     /// the precise evaluator from here (as after [`Self::take_precise`]).
     fn resume(&mut self, resumed: Resume) {
-        for (s, y) in &resumed.pairs {
+        for (s, y) in resumed.pairs.iter() {
             self.memory.push(s, y);
         }
         let evaluations = resumed.report.evaluations + 1;

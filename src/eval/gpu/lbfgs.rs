@@ -524,18 +524,18 @@ impl GpuEvaluator<'_, '_> {
 /// kernel's `memory_push`).
 fn memory_pairs(state: &[f32], r: &GpuLbfgs, m: usize) -> CorrectionPairs {
     let (n, at) = (r.n as usize, r.state_at as usize);
-    let vector = |k: usize| -> Vec<f64> {
+    let vector = |k: usize| {
         state[at + k * n..at + (k + 1) * n]
             .iter()
             .map(|&v| f64::from(v))
-            .collect()
     };
-    (0..r.len as usize)
-        .map(|k| {
-            let slot = (r.head as usize + k) % m;
-            (vector(5 + slot), vector(5 + m + slot))
-        })
-        .collect()
+    let mut values = Vec::with_capacity(2 * n * r.len as usize);
+    for k in 0..r.len as usize {
+        let slot = (r.head as usize + k) % m;
+        values.extend(vector(5 + slot));
+        values.extend(vector(5 + m + slot));
+    }
+    CorrectionPairs { n, values }
 }
 
 /// What [`GpuEvaluator::copy_out`] reads, and how many bytes of it.
