@@ -137,7 +137,6 @@ fn records_and_prior(
     can_finish: bool,
 ) -> (Vec<GpuLbfgs>, Vec<f32>, usize) {
     let (mut records, mut prior, mut state) = (Vec::new(), Vec::new(), 0usize);
-    let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
     for e in 0..batch.num_entities() {
         let r = batch.coef_ptr[e]..batch.coef_ptr[e + 1];
         let n = r.len();
@@ -152,15 +151,15 @@ fn records_and_prior(
             ..Zeroable::zeroed()
         });
         state += state_len(n, memory);
-        prior.extend(f32s(&batch.penalty[r.clone()]));
-        prior.extend(f32s(&batch.prior_mean[r.clone()]));
-        match &batch.prior_precision {
-            PriorPrecision::None => {}
-            PriorPrecision::Diagonal(q) => prior.extend(f32s(&q[r])),
+        let q: &[f64] = match &batch.prior_precision {
+            PriorPrecision::None => &[],
+            PriorPrecision::Diagonal(q) => &q[r.clone()],
             PriorPrecision::Full { block_ptr, values } => {
-                prior.extend(f32s(&values[block_ptr[e]..block_ptr[e] + n * n]))
+                &values[block_ptr[e]..block_ptr[e] + n * n]
             }
-        }
+        };
+        let terms = [&batch.penalty[r.clone()], &batch.prior_mean[r], q];
+        prior.extend(terms.iter().flat_map(|t| t.iter()).map(|&v| v as f32));
     }
     (records, prior, state)
 }
