@@ -296,12 +296,16 @@ pub fn minimize_resumed(
     }
 
     // Every entity's vectors and L-BFGS memory in one allocation, cut into per-entity
-    // pieces.
+    // pieces; a settled entity keeps only its optimum.
     let mut storage_ptr = Vec::with_capacity(n + 1);
     storage_ptr.push(0);
     for e in 0..n {
         let d = coef_ptr[e + 1] - coef_ptr[e];
-        storage_ptr.push(storage_ptr[e] + EntityState::storage_len(d, options.memory));
+        let len = match settled[e] {
+            Some(_) => d,
+            None => EntityState::storage_len(d, options.memory),
+        };
+        storage_ptr.push(storage_ptr[e] + len);
     }
     let mut storage = vec![0.0; storage_ptr[n]];
     let every: Vec<usize> = (0..n).collect();
@@ -314,6 +318,9 @@ pub fn minimize_resumed(
         .with_min_len(ENTITIES_PER_TASK)
         .enumerate()
         .map(|(e, ((piece, settled), resumed))| {
+            if let Some((optimum, report)) = settled {
+                return EntityState::settled(&optimum, report, piece);
+            }
             let r = coef_ptr[e]..coef_ptr[e + 1];
             let mut state = EntityState::start(
                 &start[r.clone()],
@@ -324,18 +331,10 @@ pub fn minimize_resumed(
                 can_finish,
                 piece,
             );
-            match (settled, resumed) {
-                (Some((optimum, report)), _) => {
-                    state.x.copy_from_slice(&optimum);
-                    state.report = report;
-                    state.done = true;
-                }
-                (None, Some(resumed)) => {
-                    state.resume(resumed);
-                    state.go_on(options);
-                }
-                (None, None) => state.go_on(options),
+            if let Some(resumed) = resumed {
+                state.resume(resumed);
             }
+            state.go_on(options);
             state
         })
         .collect();
@@ -545,6 +544,32 @@ impl<'a> EntityState<'a> {
                 finished_precisely: false,
             },
             done: false,
+        }
+    }
+
+    /// An entity solved already, at `optimum` with `report`: it is done, and `storage`
+    /// (of its length) holds only its point.
+    fn settled(optimum: &[f64], report: SolveReport, storage: &'a mut [f64]) -> Self {
+        storage.copy_from_slice(optimum);
+        EntityState {
+            x: storage,
+            f: report.final_loss,
+            g: &mut [],
+            p: &mut [],
+            g_lo: &mut [],
+            s: &mut [],
+            y: &mut [],
+            alpha: &mut [],
+            memory: LbfgsMemory::new(0, 0, &mut []),
+            search: LineSearch::new(report.final_loss, 0.0, 0.0, 1.0, 1),
+            steepest: true,
+            steps_within_noise: 0,
+            precision: 0.0,
+            can_finish: false,
+            wants_finish: false,
+            steps_since_hand_over: 0,
+            report,
+            done: true,
         }
     }
 
