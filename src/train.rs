@@ -37,6 +37,7 @@ mod pack;
 mod posterior;
 mod record;
 mod run;
+mod thread_cpu;
 
 use pack::{pack_part, PartScratch, Plan};
 
@@ -47,6 +48,8 @@ pub use posterior::PrecisionNote;
 use posterior::{posterior_model, Solution};
 pub use record::{update_record, RecordScratch, RecordUpdate};
 pub use run::{train_chunks, Chunks, Progress, RunTotals, Silent};
+use thread_cpu::on_thread;
+pub use thread_cpu::thread_cpu_seconds;
 
 /// Settings of a training run.
 #[derive(Debug, Clone, PartialEq)]
@@ -215,6 +218,31 @@ pub struct FitTimings {
     pub gpu: GpuTimings,
     /// Posterior precisions and model assembly.
     pub posterior: f64,
+    /// The host's CPU time in each phase.
+    pub host_cpu: HostCpu,
+}
+
+/// Thread CPU seconds of the phases of [`fit`], summed over its parts: what the host spends
+/// on them without its waits (for the GPU, for other parts). A part's phase counts the
+/// nested parallel work its thread runs, whichever part that work is of.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct HostCpu {
+    pub build: f64,
+    /// The L-BFGS (or, on the device, its sequencing), evaluations and the f64 finish.
+    pub solve: f64,
+    pub posterior: f64,
+}
+
+impl HostCpu {
+    pub fn add(&mut self, other: &HostCpu) {
+        self.build += other.build;
+        self.solve += other.solve;
+        self.posterior += other.posterior;
+    }
+
+    pub fn total(&self) -> f64 {
+        self.build + self.solve + self.posterior
+    }
 }
 
 /// Train every entity of `data` on the CPU, each from its model in `prior` when there is
@@ -284,6 +312,7 @@ pub fn fit_on(
     timings.finish += wall * thread(|p| p.finish) / total;
     timings.posterior += wall * thread(|p| p.posterior) / total;
     for part in parts {
+        timings.host_cpu.add(&part.host_cpu);
         gpu_fallbacks.extend(part.gpu_fallback);
         timings.gpu.add(&part.gpu_timings);
         if let Some(v) = part.verification {
@@ -313,6 +342,7 @@ struct PartOutput {
     evaluate: f64,
     finish: f64,
     posterior: f64,
+    host_cpu: HostCpu,
     gpu_fallback: Option<String>,
     verification: Option<Verification>,
     gpu_timings: GpuTimings,
@@ -345,7 +375,8 @@ fn solve_part<'a>(
         ..
     } = *fit;
     let clock = Instant::now();
-    let (plans, batch) = pack_part(fit, part, scratch)?;
+    let (packed, build_cpu) = on_thread(|| pack_part(fit, part, scratch));
+    let (plans, batch) = packed?;
     let build = clock.elapsed().as_secs_f64();
 
     let clock = Instant::now();
@@ -359,16 +390,19 @@ fn solve_part<'a>(
         }
     };
     let settings = config.solve_settings();
+    let (solved, solve_cpu) =
+        on_thread(|| backend.solve(&batch, &mut scratch.gpu, &settings, &mut report_progress));
     let PartSolve {
         solved,
         data_hessians,
         fallback: gpu_fallback,
         gpu_timings,
-    } = backend.solve(&batch, &mut scratch.gpu, &settings, &mut report_progress)?;
+    } = solved?;
     let verification = config.verify.then(|| verify(&batch, &solved)).transpose()?;
     let solve = clock.elapsed().as_secs_f64();
 
     let clock = Instant::now();
+    let posterior_start = thread_cpu_seconds();
     let (models, reports): (Vec<EntityModel>, Vec<EntityReport>) = plans
         .par_iter()
         .with_min_len(64)
@@ -396,6 +430,11 @@ fn solve_part<'a>(
         })
         .unzip();
     let posterior = clock.elapsed().as_secs_f64();
+    let host_cpu = HostCpu {
+        build: build_cpu,
+        solve: solve_cpu,
+        posterior: thread_cpu_seconds() - posterior_start,
+    };
     scratch.spare = Some(batch);
     Ok(PartOutput {
         models,
@@ -406,6 +445,7 @@ fn solve_part<'a>(
         evaluate: solved.evaluate_seconds,
         finish: solved.finish_seconds,
         posterior,
+        host_cpu,
         gpu_fallback,
         verification,
         gpu_timings,

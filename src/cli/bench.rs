@@ -11,7 +11,7 @@ use glmix::io::{check_paths, write_output, PathRole};
 use glmix::model::HessianType;
 use glmix::objective::{ObjectiveKind, Regularization};
 use glmix::synth::generate;
-use glmix::train::{fit_on, FitOutput, FitTimings, TrainConfig};
+use glmix::train::{fit_on, thread_cpu_seconds, FitOutput, FitTimings, TrainConfig};
 use serde_json::json;
 use std::io::Write;
 use std::time::Instant;
@@ -72,6 +72,15 @@ fn process_cpu_seconds() -> Option<f64> {
     Some((ticks(14)? + ticks(15)?) / 100.0)
 }
 
+/// CPU seconds every thread of rayon's pool and the calling thread have run so far: the
+/// host's threads, without a software GPU driver's.
+fn host_cpu_seconds() -> f64 {
+    rayon::broadcast(|_| thread_cpu_seconds())
+        .iter()
+        .sum::<f64>()
+        + thread_cpu_seconds()
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -105,13 +114,16 @@ fn measure(
     let mut timings: Vec<FitTimings> = Vec::new();
     let mut totals = Vec::new();
     let mut cpu = Vec::new();
+    let mut host_cpu = Vec::new();
     let mut last: Option<FitOutput> = None;
     for _ in 0..repeat.max(1) {
         drop(last.take());
         let clock = Instant::now();
         let cpu_before = process_cpu_seconds();
+        let host_before = host_cpu_seconds();
         let out = fit_on(compute.backend(), None, data, config, &|_| {})?;
         totals.push(clock.elapsed().as_secs_f64());
+        host_cpu.push(host_cpu_seconds() - host_before);
         if let (Some(a), Some(b)) = (cpu_before, process_cpu_seconds()) {
             cpu.push(b - a);
         }
@@ -143,6 +155,14 @@ fn measure(
         ("entities/s (end to end)", e / t),
         // Every thread of the process, a software GPU's included.
         ("process CPU µs/entity", median(cpu) / e * 1e6),
+        // The host's own threads: what a GPU host spends per entity.
+        ("host thread CPU µs/entity", median(host_cpu) / e * 1e6),
+        ("  build CPU µs/entity", m(|o| o.host_cpu.build) / e * 1e6),
+        ("  solve CPU µs/entity", m(|o| o.host_cpu.solve) / e * 1e6),
+        (
+            "  posterior CPU µs/entity",
+            m(|o| o.host_cpu.posterior) / e * 1e6,
+        ),
         ("entities/s (solve)", e / s),
         ("rows/s (end to end)", rows_total / t),
         ("evaluations/s (solve)", evaluations / s),

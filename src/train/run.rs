@@ -84,6 +84,7 @@ impl RunTotals {
         self.timings.solve += out.timings.solve;
         self.timings.posterior += out.timings.posterior;
         self.timings.finish += out.timings.finish;
+        self.timings.host_cpu.add(&out.timings.host_cpu);
         if let Some(v) = out.verification {
             self.verification = Some(self.verification.map_or(v, |w| w.merge(v)));
         }
