@@ -32,6 +32,7 @@ use crate::solver::{
     minimize, minimize_resumed, minimize_settled, solve_one_row, LbfgsOptions, Resume, SolveReport,
     SolveResult, StopReason,
 };
+use rayon::prelude::*;
 use std::ops::Range;
 use std::time::Instant;
 
@@ -253,19 +254,65 @@ fn solve_on_device(
         })
         .collect();
     let clock = Instant::now();
-    let mut solved = minimize_resumed(
-        &mut CpuEvaluator::new(batch),
-        None,
-        &device.theta,
-        settled,
-        resumed,
-        settings.solver,
-        progress,
-    )?;
+    let mut solved = finish_in_groups(batch, &device.theta, settled, resumed, settings, progress)?;
     solved.finish_seconds = clock.elapsed().as_secs_f64();
-    solved.evaluate_seconds += device_seconds;
+    solved.evaluate_seconds = solved.finish_seconds + device_seconds;
     solved.rounds += device.rounds;
     Ok(solved)
+}
+
+/// The f64 finish of [`solve_on_device`]: the entities not `settled` go on from `start`
+/// with their `resumed` memories, [`CPU_PART_ENTITIES`] at a time in parallel, so that
+/// each group's rows stay in cache over its rounds (a lockstep run over the whole part
+/// reads them all from memory every round: 3× the CPU time per entity measured at
+/// n = 64, d = 32). Each entity's L-BFGS is its own, so the grouping changes no result;
+/// `rounds` is the most any group took (they run at once), `progress` hears once, at the end, and the seconds are
+/// the caller's to time (the groups' evaluator seconds overlap).
+fn finish_in_groups(
+    batch: &TrainingBatch,
+    start: &[f64],
+    mut settled: Vec<Option<(Vec<f64>, SolveReport)>>,
+    mut resumed: Vec<Option<Resume>>,
+    settings: &SolveSettings,
+    progress: &mut dyn FnMut(usize),
+) -> Result<SolveResult, EvalError> {
+    let n = batch.num_entities();
+    let mut groups = Vec::new();
+    for first in (0..n).step_by(CPU_PART_ENTITIES).rev() {
+        let settled = settled.split_off(first);
+        let resumed = resumed.split_off(first);
+        groups.push((first..(first + CPU_PART_ENTITIES).min(n), settled, resumed));
+    }
+    groups.reverse();
+    let solved: Vec<SolveResult> = groups
+        .into_par_iter()
+        .map(|(entities, settled, resumed)| {
+            let coefs = batch.coef_ptr[entities.start]..batch.coef_ptr[entities.end];
+            minimize_resumed(
+                &mut CpuEvaluator::of_entities(batch, entities),
+                None,
+                &start[coefs],
+                settled,
+                resumed,
+                settings.solver,
+                |_| {},
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    let mut all = SolveResult {
+        theta: Vec::with_capacity(start.len()),
+        reports: Vec::with_capacity(n),
+        rounds: 0,
+        evaluate_seconds: 0.0,
+        finish_seconds: 0.0,
+    };
+    for group in solved {
+        all.theta.extend(group.theta);
+        all.reports.extend(group.reports);
+        all.rounds = all.rounds.max(group.rounds);
+    }
+    progress(n);
+    Ok(all)
 }
 
 /// The data Hessians of the configured type, on the GPU, at `theta`.

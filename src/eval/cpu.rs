@@ -11,6 +11,8 @@
 use super::{entity_slices_mut, BatchEvaluator, EvalError};
 use crate::objective::{EntityProblem, TrainingBatch};
 use rayon::prelude::*;
+use std::borrow::Cow;
+use std::ops::Range;
 
 /// Entities per rayon task; small problems are cheap, so tasks group several. At least as
 /// many as a CPU training part holds (`train`'s 32), so that a part, already one task of a
@@ -79,20 +81,43 @@ pub fn data_hessian_diagonal(p: &EntityProblem, theta: &[f64]) -> Vec<f64> {
     .1
 }
 
-/// Evaluates a [`TrainingBatch`] in f64 on the CPU.
+/// Evaluates a [`TrainingBatch`] in f64 on the CPU: all its entities, or a run of them
+/// numbered from 0 ([`CpuEvaluator::of_entities`]).
 pub struct CpuEvaluator<'a> {
     batch: &'a TrainingBatch,
+    /// The batch's number of entity 0.
+    first: usize,
+    /// The entities' coefficient offsets, from 0.
+    coef_ptr: Cow<'a, [usize]>,
 }
 
 impl<'a> CpuEvaluator<'a> {
     pub fn new(batch: &'a TrainingBatch) -> Self {
-        CpuEvaluator { batch }
+        CpuEvaluator {
+            batch,
+            first: 0,
+            coef_ptr: Cow::Borrowed(&batch.coef_ptr),
+        }
+    }
+
+    /// The entities `entities` of `batch` as a batch of their own: entity `e` here is
+    /// `entities.start + e` there, its coefficients from `coef_ptr[entities.start]` on.
+    /// A solve over a few entities at a time keeps their rows in cache, where one over a
+    /// large batch reads every row from memory each round.
+    pub fn of_entities(batch: &'a TrainingBatch, entities: Range<usize>) -> Self {
+        let ptr = &batch.coef_ptr[entities.start..=entities.end];
+        let coef_ptr = ptr.iter().map(|&c| c - ptr[0]).collect();
+        CpuEvaluator {
+            batch,
+            first: entities.start,
+            coef_ptr: Cow::Owned(coef_ptr),
+        }
     }
 }
 
 impl BatchEvaluator for CpuEvaluator<'_> {
     fn coef_ptr(&self) -> &[usize] {
-        &self.batch.coef_ptr
+        &self.coef_ptr
     }
 
     fn loss_precision(&self) -> f64 {
@@ -110,7 +135,7 @@ impl BatchEvaluator for CpuEvaluator<'_> {
         loss: &mut [f64],
         grad: &mut [f64],
     ) -> Result<(), EvalError> {
-        let coef_ptr = &self.batch.coef_ptr;
+        let coef_ptr = &self.coef_ptr;
         let slices = entity_slices_mut(coef_ptr, active, grad);
         let mut work: Vec<(usize, &mut [f64], f64)> = active
             .iter()
@@ -120,7 +145,7 @@ impl BatchEvaluator for CpuEvaluator<'_> {
         work.par_chunks_mut(ENTITIES_PER_TASK).for_each(|chunk| {
             for (e, g, f) in chunk.iter_mut() {
                 let th = &theta[coef_ptr[*e]..coef_ptr[*e + 1]];
-                *f = value_and_gradient(&self.batch.entity(*e), th, g);
+                *f = value_and_gradient(&self.batch.entity(self.first + *e), th, g);
             }
         });
         for (e, _, f) in work {
@@ -134,6 +159,47 @@ impl BatchEvaluator for CpuEvaluator<'_> {
 mod tests {
     use super::*;
     use crate::objective::{Loss, PrecisionShape};
+
+    #[test]
+    fn a_run_of_entities_evaluates_as_in_the_whole_batch() {
+        let mut b = TrainingBatch::builder(Loss::Logistic, PrecisionShape::None);
+        for e in 0..5u32 {
+            for i in 0..=e {
+                let x = f64::from(e * 7 + i).sin();
+                b.push_row(
+                    1.0 - 2.0 * f64::from(i % 2),
+                    1.0,
+                    0.1,
+                    1..=e % 3,
+                    &[x, -x][..(e % 3) as usize],
+                );
+            }
+            let d = 1 + (e % 3) as usize;
+            b.finish_entity(&vec![0.5; d], &vec![0.0; d], &[]);
+        }
+        let batch = b.build();
+        let theta: Vec<f64> = (0..batch.coef_ptr[5])
+            .map(|j| 0.1 * j as f64 - 0.3)
+            .collect();
+        let (mut loss, mut grad) = (vec![0.0; 5], vec![0.0; theta.len()]);
+        let all: Vec<usize> = (0..5).collect();
+        CpuEvaluator::new(&batch)
+            .evaluate(&all, &theta, &mut loss, &mut grad)
+            .unwrap();
+        let (c0, c1) = (batch.coef_ptr[1], batch.coef_ptr[4]);
+        let mut run = CpuEvaluator::of_entities(&batch, 1..4);
+        assert_eq!(run.coef_ptr()[3], c1 - c0);
+        let (mut run_loss, mut run_grad) = (vec![0.0; 3], vec![0.0; c1 - c0]);
+        run.evaluate(&[0, 2], &theta[c0..c1], &mut run_loss, &mut run_grad)
+            .unwrap();
+        assert_eq!([run_loss[0], run_loss[2]], [loss[1], loss[3]]);
+        let (g1, g3) = (
+            batch.coef_ptr[1]..batch.coef_ptr[2],
+            batch.coef_ptr[3]..batch.coef_ptr[4],
+        );
+        assert_eq!(run_grad[g1.start - c0..g1.end - c0], grad[g1]);
+        assert_eq!(run_grad[g3.start - c0..g3.end - c0], grad[g3]);
+    }
 
     #[test]
     fn a_split_entity_sums_to_the_whole() {
