@@ -239,10 +239,6 @@ impl HostCpu {
         self.solve += other.solve;
         self.posterior += other.posterior;
     }
-
-    pub fn total(&self) -> f64 {
-        self.build + self.solve + self.posterior
-    }
 }
 
 /// Train every entity of `data` on the CPU, each from its model in `prior` when there is

@@ -265,9 +265,9 @@ fn solve_on_device(
 /// with their `resumed` memories, [`CPU_PART_ENTITIES`] at a time in parallel, so that
 /// each group's rows stay in cache over its rounds (a lockstep run over the whole part
 /// reads them all from memory every round: 3× the CPU time per entity measured at
-/// n = 64, d = 32). Each entity's L-BFGS is its own, so the grouping changes no result;
-/// `rounds` is the most any group took (they run at once), `progress` hears once, at the end, and the seconds are
-/// the caller's to time (the groups' evaluator seconds overlap).
+/// n = 64, d = 32). Each entity's L-BFGS is its own, so the grouping changes no result.
+/// `rounds` is the most any group took (they run at once); `progress` hears once, at the
+/// end; the seconds are the caller's to time (the groups' evaluator seconds overlap).
 fn finish_in_groups(
     batch: &TrainingBatch,
     start: &[f64],
