@@ -271,19 +271,22 @@ fn solve_on_device(
 fn finish_in_groups(
     batch: &TrainingBatch,
     start: &[f64],
-    mut settled: Vec<Option<(Vec<f64>, SolveReport)>>,
-    mut resumed: Vec<Option<Resume>>,
+    settled: Vec<Option<(Vec<f64>, SolveReport)>>,
+    resumed: Vec<Option<Resume>>,
     settings: &SolveSettings,
     progress: &mut dyn FnMut(usize),
 ) -> Result<SolveResult, EvalError> {
     let n = batch.num_entities();
-    let mut groups = Vec::new();
-    for first in (0..n).step_by(CPU_PART_ENTITIES).rev() {
-        let settled = settled.split_off(first);
-        let resumed = resumed.split_off(first);
-        groups.push((first..(first + CPU_PART_ENTITIES).min(n), settled, resumed));
-    }
-    groups.reverse();
+    let (mut settled, mut resumed) = (settled.into_iter(), resumed.into_iter());
+    let groups: Vec<_> = (0..n)
+        .step_by(CPU_PART_ENTITIES)
+        .map(|first| {
+            let entities = first..(first + CPU_PART_ENTITIES).min(n);
+            let k = entities.len();
+            let settled: Vec<_> = settled.by_ref().take(k).collect();
+            (entities, settled, resumed.by_ref().take(k).collect())
+        })
+        .collect();
     let solved: Vec<SolveResult> = groups
         .into_par_iter()
         .map(|(entities, settled, resumed)| {
